@@ -1,0 +1,365 @@
+"""Start, wait for and stop the local control plane's processes.
+
+Every process is started in its own session and its pid is written to `<workdir>/pids`, so a later
+`stop()` (or the next `start()` after an interrupted run) can end exactly what was started, and
+nothing else. Logs stay in `<workdir>/logs/` for a failing test to point at.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runctl.devcluster import pki
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+BUILD_SCRIPT = REPO_ROOT / "hack" / "controlplane-build.sh"
+NODE_COUNT = 3
+SERVICE_CIDR = "10.96.0.0/16"
+# Controllers a run needs: garbage collection (owner references), namespaces, Jobs, Deployments
+# and their ReplicaSets, service accounts and their tokens, endpoints for Services, and pod GC
+# (pods on a vanished node). Node lifecycle is left out: kwok nodes send no heartbeats.
+CONTROLLERS = ",".join(
+    f"{name}-controller"
+    for name in (
+        "garbage-collector", "namespace", "job", "deployment", "replicaset", "serviceaccount",
+        "serviceaccount-token", "endpointslice", "pod-garbage-collector", "ttl-after-finished",
+        "clusterrole-aggregation", "root-ca-certificate-publisher",
+    )
+)
+
+
+def build_binaries() -> Path:
+    """Build (or reuse from cache) the control plane binaries; return their directory."""
+    if not BUILD_SCRIPT.exists():
+        raise RuntimeError(f"{BUILD_SCRIPT} not found: run from a runctl checkout")
+    out = subprocess.run(
+        ["bash", str(BUILD_SCRIPT)], check=True, stdout=subprocess.PIPE, text=True
+    ).stdout
+    return Path(out.strip().splitlines()[-1])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+    except (OSError, IndexError):
+        return False
+    return state == "Z"
+
+
+@dataclass
+class ControlPlane:
+    """One local control plane rooted at `workdir` (certs, kubeconfig, logs, pid file)."""
+
+    workdir: Path
+    bin_dir: Path
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "kubeconfig"
+
+    @property
+    def logs(self) -> Path:
+        return self.workdir / "logs"
+
+    @property
+    def _pidfile(self) -> Path:
+        return self.workdir / "pids"
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run this cluster's kubectl against this cluster."""
+        return subprocess.run(
+            [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input, text=True, capture_output=True, check=check, timeout=timeout,
+        )
+
+    def api_client(self) -> Any:
+        """A `kubernetes.client.ApiClient` authenticated as this cluster's admin."""
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=str(self.kubeconfig))
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, timeout: float = 120) -> None:
+        self.stop()  # whatever an interrupted run left behind in this workdir
+        if self.workdir.exists():
+            shutil.rmtree(self.workdir)
+        self.logs.mkdir(parents=True)
+        certs = self.workdir / "pki"
+        certs.mkdir()
+        self.ports = {name: _free_port() for name in ("etcd", "etcd_peer", "apiserver", "kwok")}
+        ca = pki.make_ca(certs)
+        serving = pki.issue(
+            ca, certs, "apiserver", common_name="kube-apiserver", server=True,
+            dns=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
+            ips=("127.0.0.1", "10.96.0.1"),
+        )
+        admin = pki.issue(ca, certs, "admin", common_name="admin", org="system:masters",
+                          client=True)
+        sa = pki.make_service_account_keys(certs)
+        self._write_kubeconfig(ca, admin)
+        deadline = time.monotonic() + timeout
+        try:
+            self._start_etcd()
+            self._start_apiserver(ca, serving, sa)
+            self._wait_ready(ca, admin, deadline)
+            self._start("kube-controller-manager", [
+                f"--kubeconfig={self.kubeconfig}",
+                f"--authentication-kubeconfig={self.kubeconfig}",
+                f"--authorization-kubeconfig={self.kubeconfig}",
+                f"--controllers={CONTROLLERS}",
+                f"--service-account-private-key-file={sa.key}",
+                f"--root-ca-file={ca.cert}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--leader-elect=false", "--bind-address=127.0.0.1",
+                f"--secure-port={_free_port()}",
+                "--concurrent-job-syncs=10", "--concurrent-deployment-syncs=10",
+                "--concurrent-gc-syncs=20",
+            ])
+            self._start("kube-scheduler", [
+                f"--kubeconfig={self.kubeconfig}",
+                f"--authentication-kubeconfig={self.kubeconfig}",
+                f"--authorization-kubeconfig={self.kubeconfig}",
+                "--leader-elect=false", "--bind-address=127.0.0.1",
+                f"--secure-port={_free_port()}",
+            ])
+            stages = self.workdir / "kwok-stages.yaml"
+            stages.write_text(resources.files("runctl.devcluster").joinpath("stages.yaml")
+                              .read_text())
+            self._start("kwok", [
+                f"--kubeconfig={self.kubeconfig}", f"--config={stages}",
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                f"--server-address=127.0.0.1:{self.ports['kwok']}",
+                "--node-ip=10.244.0.1", "--cidr=10.244.0.0/16",
+            ])
+            self._create_nodes()
+            self._wait_nodes_ready(deadline)
+            self._wait_default_service_account(deadline)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """End every process this workdir started (by recorded pid), newest first."""
+        if not self._pidfile.exists():
+            return
+        pids = [pid for pid, _ in self._started()]
+        for pid in reversed(pids):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGTERM)
+        end = time.monotonic() + 10
+        while time.monotonic() < end and any(_alive(p) for p in pids):
+            time.sleep(0.1)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        for pid in pids:  # reap our own children so they leave no zombies
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, os.WNOHANG)
+        self._pidfile.unlink()
+        etcd_data = self.workdir / "etcd-data"
+        if etcd_data.is_symlink():
+            shutil.rmtree(etcd_data.resolve(), ignore_errors=True)
+
+    # -- processes ----------------------------------------------------------------------------
+
+    def _start(self, name: str, args: Sequence[str]) -> None:
+        log = (self.logs / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            [str(self.bin_dir / name), *args], stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        with self._pidfile.open("a") as f:
+            f.write(f"{proc.pid} {name}\n")
+
+    def _start_etcd(self) -> None:
+        shm = Path("/dev/shm")
+        base = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+        data = Path(tempfile.mkdtemp(prefix="runctl-etcd-", dir=base))
+        (self.workdir / "etcd-data").symlink_to(data)
+        url = f"http://127.0.0.1:{self.ports['etcd']}"
+        peer = f"http://127.0.0.1:{self.ports['etcd_peer']}"
+        self._start("etcd", [
+            f"--data-dir={data}", f"--listen-client-urls={url}", f"--advertise-client-urls={url}",
+            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=default={peer}", "--unsafe-no-fsync",
+            "--quota-backend-bytes=4294967296", "--log-level=warn",
+        ])
+
+    def _start_apiserver(self, ca: pki.CertPair, serving: pki.CertPair,
+                         sa: pki.CertPair) -> None:
+        self._start("kube-apiserver", [
+            f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--secure-port={self.ports['apiserver']}",
+            f"--cert-dir={self.workdir / 'pki'}",
+            f"--tls-cert-file={serving.cert}", f"--tls-private-key-file={serving.key}",
+            f"--client-ca-file={ca.cert}",
+            "--authorization-mode=RBAC",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={sa.cert}",
+            f"--service-account-signing-key-file={sa.key}",
+            "--allow-privileged=true", "--endpoint-reconciler-type=none",
+            # kwok nodes have no node-lifecycle controller to lift the not-ready taint.
+            "--disable-admission-plugins=TaintNodesByCondition",
+            "--enable-priority-and-fairness=false",
+            "--max-requests-inflight=2000", "--max-mutating-requests-inflight=1000",
+            "--profiling=false", "--v=1",
+        ])
+
+    # -- readiness ----------------------------------------------------------------------------
+
+    def _wait_ready(self, ca: pki.CertPair, admin: pki.CertPair, deadline: float) -> None:
+        ctx = ssl.create_default_context(cafile=str(ca.cert))
+        ctx.load_cert_chain(str(admin.cert), str(admin.key))
+        url = f"https://127.0.0.1:{self.ports['apiserver']}/readyz"
+        last = ""
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url, context=ctx, timeout=5) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, OSError) as exc:
+                last = str(exc)
+            self._check_processes()
+            time.sleep(0.25)
+        raise TimeoutError(f"kube-apiserver not ready ({last}); see {self.logs}")
+
+    def _check_processes(self) -> None:
+        """Fail at once, with the log's last lines, when a started process has exited."""
+        for pid, name in self._started():
+            if not _alive(pid) or _zombie(pid):
+                tail = (self.logs / f"{name}.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{name} exited during start-up; its log ends:\n{tail}")
+
+    def _started(self) -> list[tuple[int, str]]:
+        if not self._pidfile.exists():
+            return []
+        rows = (line.split() for line in self._pidfile.read_text().splitlines() if line.strip())
+        return [(int(r[0]), r[1] if len(r) > 1 else "?") for r in rows]
+
+    def _wait_until(self, what: str, deadline: float, probe: Callable[[], bool]) -> None:
+        while time.monotonic() < deadline:
+            if probe():
+                return
+            self._check_processes()
+            time.sleep(0.3)
+        raise TimeoutError(f"timed out waiting for {what}; see {self.logs}")
+
+    def _create_nodes(self) -> None:
+        nodes = [
+            {
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {
+                    "name": f"kwok-node-{i}",
+                    "annotations": {"kwok.x-k8s.io/node": "fake",
+                                    "node.alpha.kubernetes.io/ttl": "0"},
+                    "labels": {"type": "kwok", "kubernetes.io/hostname": f"kwok-node-{i}",
+                               "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"},
+                },
+                "spec": {},
+            }
+            for i in range(NODE_COUNT)
+        ]
+        self.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                            "items": nodes}))
+
+    def _wait_nodes_ready(self, deadline: float) -> None:
+        def ready() -> bool:
+            out = self.kubectl("get", "nodes", "-o", "json", check=False)
+            if out.returncode:
+                return False
+            items = json.loads(out.stdout)["items"]
+            return len(items) == NODE_COUNT and all(
+                any(c["type"] == "Ready" and c["status"] == "True"
+                    for c in n.get("status", {}).get("conditions", []))
+                for n in items
+            )
+        self._wait_until("kwok nodes to be Ready", deadline, ready)
+
+    def _wait_default_service_account(self, deadline: float) -> None:
+        self._wait_until(
+            "the default service account", deadline,
+            lambda: self.kubectl("get", "serviceaccount", "default", check=False).returncode == 0,
+        )
+
+    def _write_kubeconfig(self, ca: pki.CertPair, admin: pki.CertPair) -> None:
+        def b64(p: Path) -> str:
+            return base64.b64encode(p.read_bytes()).decode()
+        config = {
+            "apiVersion": "v1", "kind": "Config", "current-context": "runctl-local",
+            "clusters": [{"name": "runctl-local", "cluster": {
+                "server": f"https://127.0.0.1:{self.ports['apiserver']}",
+                "certificate-authority-data": b64(ca.cert)}}],
+            "users": [{"name": "admin", "user": {
+                "client-certificate-data": b64(admin.cert),
+                "client-key-data": b64(admin.key)}}],
+            "contexts": [{"name": "runctl-local",
+                          "context": {"cluster": "runctl-local", "user": "admin"}}],
+        }
+        self.kubeconfig.write_text(yaml.safe_dump(config))
+        self.kubeconfig.chmod(0o600)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m runctl.devcluster up|down|env [--workdir DIR]`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m runctl.devcluster")
+    parser.add_argument("command", choices=["up", "down", "env"])
+    parser.add_argument("--workdir", type=Path, default=REPO_ROOT / ".cluster" / "dev")
+    args = parser.parse_args(argv)
+    if args.command == "down":
+        ControlPlane(args.workdir, Path()).stop()
+        print(f"control plane in {args.workdir} stopped", file=sys.stderr)
+        return 0
+    if args.command == "env":
+        print(f"export KUBECONFIG={args.workdir / 'kubeconfig'}")
+        return 0
+    cp = ControlPlane(args.workdir, build_binaries())
+    started = time.monotonic()
+    cp.start()
+    print(f"control plane up in {time.monotonic() - started:.1f}s; "
+          f"export KUBECONFIG={cp.kubeconfig}; logs in {cp.logs}", file=sys.stderr)
+    return 0

@@ -1,0 +1,82 @@
+"""The names of the lifecycle: phases, terminal sets, reasons and stop triggers.
+
+These strings are the public contract (API.md): users' scripts, dashboards and the CRD schemas
+match on them, so they are defined once here and imported everywhere else.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Mode(StrEnum):
+    BATCH = "batch"
+    REALTIME = "realtime"
+
+
+class OnFailure(StrEnum):
+    STOP = "stop"
+    CONTINUE = "continue"
+
+
+class RunPhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    STOPPING = "Stopping"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+    TIMED_OUT = "TimedOut"
+
+
+class StepPhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+    TIMED_OUT = "TimedOut"
+    LOST = "Lost"
+    SKIPPED = "Skipped"
+
+
+RUN_TERMINAL: frozenset[RunPhase] = frozenset(
+    {RunPhase.SUCCEEDED, RunPhase.FAILED, RunPhase.CANCELED, RunPhase.TIMED_OUT}
+)
+STEP_TERMINAL: frozenset[StepPhase] = frozenset(
+    {
+        StepPhase.SUCCEEDED,
+        StepPhase.FAILED,
+        StepPhase.CANCELED,
+        StepPhase.TIMED_OUT,
+        StepPhase.LOST,
+        StepPhase.SKIPPED,
+    }
+)
+
+
+class Reason(StrEnum):
+    """Terminal reasons named by the contract."""
+
+    COMPLETED = "Completed"
+    STEP_FAILED = "StepFailed"
+    UPSTREAM_FAILED = "UpstreamFailed"
+    STOPPED_BEFORE_START = "StoppedBeforeStart"
+    CANCELED = "Canceled"
+    TOPOLOGY_TERMINATED = "TopologyTerminated"
+    GRACE_PERIOD_EXPIRED = "GracePeriodExpired"
+    TIMED_OUT = "TimedOut"
+    HEARTBEAT_EXPIRED = "HeartbeatExpired"
+    WORKLOAD_DELETED = "WorkloadDeleted"
+    INVALID_SPEC = "InvalidSpec"
+
+
+class StopTrigger(StrEnum):
+    ALL_STEPS_TERMINAL = "AllStepsTerminal"
+    TOPOLOGY_TERMINATED = "TopologyTerminated"
+    GRACE_PERIOD_EXPIRED = "GracePeriodExpired"
+
+
+class FailureClass(StrEnum):
+    TRANSIENT = "Transient"
+    PERMANENT = "Permanent"
