@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -75,3 +77,58 @@ def namespace(cluster: ControlPlane) -> Iterator[str]:
         time.sleep(0.2)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+class OperatorProcess:
+    """`runctl operator` as a real process against the test control plane."""
+
+    def __init__(self, cluster: ControlPlane, log_dir: Path, extra: tuple[str, ...] = ()) -> None:
+        self.cluster = cluster
+        self.log_dir = log_dir
+        self.extra = extra
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def log(self) -> Path:
+        return self.log_dir / f"operator-{self.starts}.log"
+
+    def start(self) -> None:
+        self.starts += 1
+        env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig)}
+        runctl = Path(sys.executable).parent / "runctl"
+        self.proc = subprocess.Popen(
+            [str(runctl), "operator", "--metrics-port", "0", "--liveness", "", *self.extra],
+            env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if "runctl operator started" in self.log.read_text(errors="replace"):
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError(f"the operator did not start; log:\n{self.log.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """End the process abruptly (SIGKILL), as a crash or an evicted pod would."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture(scope="session")
+def operator(crds: ControlPlane) -> Iterator[OperatorProcess]:
+    op = OperatorProcess(crds, crds.logs)
+    op.start()
+    yield op
+    op.stop()
