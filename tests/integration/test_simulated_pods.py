@@ -86,7 +86,7 @@ def test_forever_deployment_runs_until_scaled_to_zero(cluster: ControlPlane,
     }
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(deployment))
 
-    def running_pods() -> list[dict]:  # type: ignore[type-arg]
+    def running_pods() -> list[dict]:
         pods = kubectl_json(cluster, "get", "pods", "-n", namespace, "-l", "app=server")["items"]
         return [p for p in pods if p["status"].get("phase") == "Running"]
 

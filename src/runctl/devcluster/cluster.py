@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from runctl.devcluster import pki
+from runctl import pki
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "controlplane-build.sh"

@@ -1,6 +1,7 @@
-"""Certificates and keys for the local control plane: one CA, a serving cert, an admin client.
+"""Certificates and keys made with `cryptography`: a CA, serving and client certificates, SA keys.
 
-Everything is made with `cryptography` so no openssl binary (or its version quirks) is involved.
+No openssl binary (or its version quirks) is involved, for the local control plane and for the
+operator's admission webhook alike.
 """
 
 from __future__ import annotations
