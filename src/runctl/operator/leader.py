@@ -1,0 +1,251 @@
+"""Leader election on a coordination.k8s.io/v1 Lease, the way client-go's leaderelection does it.
+
+Several operator replicas may run; exactly one of them acts (reconciles) at a time. They share one
+Lease in the operator's namespace:
+
+- a replica acquires the Lease when nobody holds it (`holderIdentity` empty: released), or when
+  the holder has not renewed it for `leaseDurationSeconds`, measured on this replica's own
+  monotonic clock from the moment it last saw the Lease change (never by comparing wall clocks
+  of two machines, which may disagree);
+- every write is a replace carrying the `resourceVersion` that was read, so two replicas racing
+  for an expired Lease cannot both win: the API server refuses the second write (409);
+- the leader renews every `renew_seconds`; if it cannot renew for `renew_deadline_seconds`
+  (shorter than the lease, so it stops acting before anyone else may start), or sees another
+  holder, it stops leading and goes back to waiting;
+- on a clean shutdown the leader releases the Lease (empty holder), so another replica takes over
+  on its next try instead of waiting for the lease to expire.
+
+Every API call is the blocking `kubernetes` client run in a thread (`asyncio.to_thread`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import urllib3
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+log = logging.getLogger(__name__)
+
+Callback = Callable[[], Awaitable[None]]
+MICROTIME = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def default_identity() -> str:
+    """This process's name in the Lease: the host (a pod's name) plus a random suffix."""
+    return f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime(MICROTIME)
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    """What the Lease says, as far as the election is concerned."""
+
+    holder: str
+    lease_seconds: int
+    transitions: int
+    resource_version: str
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> LeaseRecord:
+        spec = body.get("spec") or {}
+        return cls(
+            holder=spec.get("holderIdentity") or "",
+            lease_seconds=int(spec.get("leaseDurationSeconds") or 0),
+            transitions=int(spec.get("leaseTransitions") or 0),
+            resource_version=str(body["metadata"]["resourceVersion"]),
+        )
+
+
+class LeaderElector:
+    """Campaign for one Lease; `leading` is set exactly while this replica holds it.
+
+    `run()` campaigns until cancelled. It calls `on_started_leading` after acquiring the Lease and
+    `on_stopped_leading` after losing or releasing it; both are awaited in line, so they should
+    only start or stop work, not do it.
+    """
+
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        namespace: str,
+        name: str,
+        identity: str | None = None,
+        *,
+        lease_seconds: int = 15,
+        renew_seconds: float = 5,
+        renew_deadline_seconds: float | None = None,
+        retry_seconds: float = 2,
+        release_on_cancel: bool = True,
+    ) -> None:
+        self.api = client.CoordinationV1Api(api_client)
+        self.namespace = namespace
+        self.name = name
+        self.identity = identity or default_identity()
+        self.lease_seconds = lease_seconds
+        self.renew_seconds = renew_seconds
+        self.renew_deadline_seconds = (
+            renew_deadline_seconds if renew_deadline_seconds is not None else lease_seconds * 2 / 3
+        )
+        if not renew_seconds < self.renew_deadline_seconds < lease_seconds:
+            raise ValueError("need renew_seconds < renew_deadline_seconds < lease_seconds")
+        self.retry_seconds = retry_seconds
+        self.release_on_cancel = release_on_cancel
+        self.leading = asyncio.Event()
+        self._observed: LeaseRecord | None = None
+        self._observed_at = 0.0
+
+    # -- the campaign --------------------------------------------------------------------------
+
+    async def run(self, on_started_leading: Callback | None = None,
+                  on_stopped_leading: Callback | None = None) -> None:
+        try:
+            while True:
+                while not await self.try_acquire_or_renew():
+                    await asyncio.sleep(self.retry_seconds)
+                self.leading.set()
+                log.info("leader election: %s leads (lease %s/%s)",
+                         self.identity, self.namespace, self.name)
+                if on_started_leading:
+                    await on_started_leading()
+                await self._renew_until_lost()
+                self.leading.clear()
+                log.warning("leader election: %s lost the lease %s/%s",
+                            self.identity, self.namespace, self.name)
+                if on_stopped_leading:
+                    await on_stopped_leading()
+        except asyncio.CancelledError:
+            if self.leading.is_set():
+                self.leading.clear()
+                if on_stopped_leading:
+                    await on_stopped_leading()
+            if self.release_on_cancel:
+                # Also when not (yet) leading: a write may have won in its thread just as the
+                # campaign was cancelled. release() only gives up a Lease this replica holds.
+                await self.release()
+            raise
+
+    async def _renew_until_lost(self) -> None:
+        renewed_at = time.monotonic()
+        while True:
+            await asyncio.sleep(self.renew_seconds)
+            while not await self.try_acquire_or_renew():
+                if self._observed and self._observed.holder not in ("", self.identity):
+                    return  # someone else holds it now
+                if time.monotonic() - renewed_at >= self.renew_deadline_seconds:
+                    return  # stop acting before anyone else may start
+                await asyncio.sleep(self.retry_seconds)
+            renewed_at = time.monotonic()
+
+    # -- one attempt ---------------------------------------------------------------------------
+
+    def _observe(self, record: LeaseRecord) -> None:
+        if record != self._observed:
+            self._observed, self._observed_at = record, time.monotonic()
+
+    def _expired(self, record: LeaseRecord) -> bool:
+        return time.monotonic() >= self._observed_at + (record.lease_seconds or self.lease_seconds)
+
+    async def try_acquire_or_renew(self) -> bool:
+        """One read-decide-write round; True if this replica holds the Lease afterwards."""
+        try:
+            return await self._try_acquire_or_renew()
+        except ApiException as exc:
+            level = logging.ERROR if exc.status in (401, 403) else logging.WARNING
+            log.log(level, "leader election: lease %s/%s: %s %s",
+                    self.namespace, self.name, exc.status, exc.reason)
+        except (urllib3.exceptions.HTTPError, OSError, TimeoutError) as exc:
+            log.warning("leader election: lease %s/%s: %s", self.namespace, self.name, exc)
+        return False
+
+    async def _try_acquire_or_renew(self) -> bool:
+        timeout = self.renew_deadline_seconds / 2
+        try:
+            lease = await asyncio.to_thread(
+                self.api.read_namespaced_lease, self.name, self.namespace,
+                _request_timeout=timeout, _preload_content=False)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            return await self._write(None, timeout)
+        body = _json(lease)
+        record = LeaseRecord.from_body(body)
+        self._observe(record)
+        if record.holder not in ("", self.identity) and not self._expired(record):
+            return False
+        return await self._write(body, timeout)
+
+    async def _write(self, body: dict[str, Any] | None, timeout: float) -> bool:
+        now = _now()
+        if body is None:
+            new: dict[str, Any] = {
+                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": self.namespace},
+                "spec": {"leaseTransitions": 0},
+            }
+        else:
+            new = {**body, "spec": dict(body.get("spec") or {})}
+        spec = new["spec"]
+        if spec.get("holderIdentity") != self.identity:
+            if body is not None:
+                spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
+            spec["acquireTime"] = now
+        spec.update(holderIdentity=self.identity, leaseDurationSeconds=self.lease_seconds,
+                    renewTime=now)
+        payload: Any = new  # a plain dict is sent as it is; the client's V1Lease is not needed
+        try:
+            if body is None:
+                written = await asyncio.to_thread(
+                    self.api.create_namespaced_lease, self.namespace, payload,
+                    _request_timeout=timeout, _preload_content=False)
+            else:
+                written = await asyncio.to_thread(
+                    self.api.replace_namespaced_lease, self.name, self.namespace, payload,
+                    _request_timeout=timeout, _preload_content=False)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False  # someone else wrote first: re-read next time
+            raise
+        self._observe(LeaseRecord.from_body(_json(written)))
+        return True
+
+    async def release(self) -> bool:
+        """Give the Lease up if this replica holds it, so another one takes over at once."""
+        try:
+            lease: Any = _json(await asyncio.to_thread(
+                self.api.read_namespaced_lease, self.name, self.namespace,
+                _request_timeout=self.renew_deadline_seconds, _preload_content=False))
+            if (lease.get("spec") or {}).get("holderIdentity") != self.identity:
+                return False
+            now = _now()
+            lease["spec"].update(holderIdentity="", leaseDurationSeconds=1, renewTime=now,
+                                 acquireTime=now)
+            await asyncio.to_thread(
+                self.api.replace_namespaced_lease, self.name, self.namespace, lease,
+                _request_timeout=self.renew_deadline_seconds, _preload_content=False)
+        except (ApiException, urllib3.exceptions.HTTPError, OSError, TimeoutError) as exc:
+            log.warning("leader election: could not release %s/%s: %s",
+                        self.namespace, self.name, exc)
+            return False
+        log.info("leader election: %s released the lease %s/%s",
+                 self.identity, self.namespace, self.name)
+        return True
+
+
+def _json(response: Any) -> dict[str, Any]:
+    """The body of a raw (`_preload_content=False`) response, as plain JSON."""
+    data: dict[str, Any] = json.loads(response.data)
+    return data
