@@ -59,7 +59,7 @@ async def campaign(group: list[LeaderElector],
 def test_exactly_one_of_two_leads(cluster: ControlPlane, namespace: str) -> None:
     group = electors(cluster, namespace)
 
-    async def body(_: dict[str, asyncio.Task[None]]) -> None:
+    async def body(_tasks: dict[str, asyncio.Task[None]]) -> None:
         await until("a leader", lambda: bool(leaders(group)), timeout=10)
         # Several renew periods: the leader keeps the lease, the other never leads.
         for _ in range(int(3 * LEASE / 0.1)):
