@@ -1,0 +1,214 @@
+"""Carry out a decision: the only place that turns `runctl.machine` actions into API calls.
+
+Order matters only for what a crash in the middle could leave behind, so children are written
+first and the run's status last: a restarted operator that finds a StepRun the status does not
+mention yet just adopts it (deterministic names), while a status that named a StepRun never
+created would need repair. Events are posted only once the run's status write succeeded, so a
+conflict (and the re-decision it causes) never posts an Event twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client
+
+from runctl.machine import actions as act
+from runctl.machine.decide import Decision
+from runctl.operator import kube, serialize
+from runctl.operator.cache import RUN_LABEL, STEP_LABEL, RunKey
+from runctl.operator.context import GROUP, VERSION, Context
+from runctl.operator.events import event_for
+from runctl.workloads import build
+
+log = logging.getLogger(__name__)
+
+FINALIZER = "runctl.dev/record-final-state"
+CONFLICT_REQUEUE_SECONDS = 0.2
+
+
+@dataclass
+class Applied:
+    """What applying a decision ran into, for the caller to requeue on."""
+
+    retry_soon: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def _rv_int(body: Mapping[str, Any] | None) -> int:
+    try:
+        return int((body or {}).get("metadata", {}).get("resourceVersion", "0"))
+    except ValueError:
+        return 0
+
+
+async def apply(ctx: Context, key: RunKey, run: Mapping[str, Any], decision: Decision,
+                now: dt.datetime) -> Applied:
+    ns, name = key
+    result = Applied()
+    step_runs = {sr["metadata"]["labels"][STEP_LABEL]: sr
+                 for sr in ctx.cache.children("StepRun", key)}
+    events: list[act.EmitEvent] = []
+
+    for action in decision.actions:
+        match action:
+            case act.WriteStepRunStatus(step=step, status=status):
+                sr = step_runs.get(step)
+                if sr is not None:
+                    await _write_steprun_status(ctx, sr, serialize.steprun_status(status), result)
+            case act.CreateStepRun(step=step, name=sr_name, deadline=deadline):
+                body = serialize.new_steprun(run, step, sr_name, deadline, FINALIZER)
+                res = await kube.call("create", "stepruns",
+                                      ctx.custom.create_namespaced_custom_object,
+                                      GROUP, VERSION, ns, "stepruns", body)
+                if res.outcome is kube.Outcome.OK:
+                    ctx.cache.put("StepRun", res.body)
+                    step_runs[step] = res.body
+                elif not res.ok:
+                    result.retry_soon = True
+            case act.StartAttempt(step=step, attempt=attempt):
+                sr = step_runs.get(step) or ctx.cache.get("StepRun", ns, _name_of(decision, step))
+                if sr is None or not sr.get("metadata", {}).get("uid"):
+                    result.retry_soon = True
+                    continue
+                await _start_attempt(ctx, sr, attempt, now, result)
+            case act.StopWorkload(step=step, grace_seconds=grace):
+                await _stop_workloads(ctx, ns, name, step, grace)
+            case act.DeleteStepRun(step=step):
+                sr = step_runs.get(step)
+                if sr is not None:
+                    await kube.call("delete", "stepruns",
+                                    ctx.custom.delete_namespaced_custom_object,
+                                    GROUP, VERSION, ns, "stepruns", sr["metadata"]["name"],
+                                    propagation_policy="Background")
+            case act.RemoveFinalizer(step=step):
+                sr = step_runs.get(step)
+                if sr is not None:
+                    await _remove_finalizer(ctx, sr, result)
+            case act.EmitEvent():
+                events.append(action)
+
+    status = serialize.run_status(decision.status)
+    if status != serialize.current_status(run):
+        patch = {"metadata": {"resourceVersion": run["metadata"]["resourceVersion"]},
+                 "status": status}
+        res = await kube.call("patch", "storyruns/status",
+                              ctx.custom.patch_namespaced_custom_object_status,
+                              GROUP, VERSION, ns, "storyruns", name, patch)
+        if res.outcome is kube.Outcome.OK:
+            if _rv_int(res.body) > _rv_int(ctx.cache.runs.get(key)):
+                ctx.cache.put_run(res.body)
+        elif res.outcome is kube.Outcome.GONE:
+            return result
+        else:
+            # A conflict means we decided on a stale view: re-decide on a fresh one, and post
+            # no Events for a transition that was not recorded.
+            result.retry_soon = True
+            return result
+    for event in events:
+        await _emit(ctx, run, step_runs, event, now)
+    return result
+
+
+def _name_of(decision: Decision, step: str) -> str:
+    for action in decision.actions:
+        if isinstance(action, act.CreateStepRun) and action.step == step:
+            return action.name
+    return ""
+
+
+async def _write_steprun_status(ctx: Context, sr: Mapping[str, Any], status: dict[str, Any],
+                                result: Applied) -> None:
+    meta = sr["metadata"]
+    patch = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status}
+    res = await kube.call("patch", "stepruns/status",
+                          ctx.custom.patch_namespaced_custom_object_status,
+                          GROUP, VERSION, meta["namespace"], "stepruns", meta["name"], patch)
+    if res.outcome is kube.Outcome.OK:
+        if _rv_int(res.body) > _rv_int(ctx.cache.get("StepRun", meta["namespace"], meta["name"])):
+            ctx.cache.put("StepRun", res.body)
+    elif res.outcome is kube.Outcome.INVALID:
+        # The API server's own rules refused it (a terminal StepRun cannot change): never
+        # resend it; the next observation of the StepRun drives the decision instead.
+        result.notes.append(f"StepRun {meta['name']} status refused: {res.message}")
+    elif res.outcome is not kube.Outcome.GONE:
+        result.retry_soon = True
+
+
+async def _start_attempt(ctx: Context, sr: Mapping[str, Any], attempt: int, now: dt.datetime,
+                         result: Applied) -> None:
+    ns = sr["metadata"]["namespace"]
+    if sr["spec"].get("mode") == "realtime":
+        res = await kube.call("create", "deployments", ctx.apps.create_namespaced_deployment,
+                              ns, build.build_deployment(sr))
+        if res.outcome is kube.Outcome.OK:
+            ctx.cache.put("Deployment", ctx.api.sanitize_for_serialization(res.body))
+        service = build.build_service(sr)
+        if service is not None:
+            await kube.call("create", "services", ctx.core.create_namespaced_service, ns, service)
+    else:
+        res = await kube.call("create", "jobs", ctx.batch.create_namespaced_job, ns,
+                              build.build_job(sr, attempt, now))
+        if res.outcome is kube.Outcome.OK:
+            ctx.cache.put("Job", ctx.api.sanitize_for_serialization(res.body))
+    if not res.ok:
+        result.retry_soon = True
+
+
+async def _stop_workloads(ctx: Context, ns: str, run: str, step: str, grace: int) -> None:
+    """Delete the step's workloads and their pods, giving the pods `grace` seconds to exit."""
+    key = (ns, run)
+    pods = [p for p in ctx.cache.children("Pod", key)
+            if p["metadata"].get("labels", {}).get(STEP_LABEL) == step]
+    for kind, plural, delete in (
+        ("Job", "jobs", ctx.batch.delete_namespaced_job),
+        ("Deployment", "deployments", ctx.apps.delete_namespaced_deployment),
+    ):
+        for obj in ctx.cache.children(kind, key):
+            meta = obj["metadata"]
+            if meta.get("labels", {}).get(STEP_LABEL) != step or meta.get("deletionTimestamp"):
+                continue
+            await kube.call("delete", plural, delete, meta["name"], ns,
+                            body=client.V1DeleteOptions(propagation_policy="Background",
+                                                        grace_period_seconds=grace))
+    for pod in pods:
+        meta = pod["metadata"]
+        if meta.get("deletionTimestamp") or pod.get("status", {}).get("phase") in (
+                "Succeeded", "Failed"):
+            continue
+        await kube.call("delete", "pods", ctx.core.delete_namespaced_pod, meta["name"], ns,
+                        grace_period_seconds=grace)
+
+
+async def _remove_finalizer(ctx: Context, sr: Mapping[str, Any], result: Applied) -> None:
+    meta = sr["metadata"]
+    finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
+    if finalizers == list(meta.get("finalizers") or []):
+        return
+    patch = {"metadata": {"resourceVersion": meta["resourceVersion"], "finalizers": finalizers}}
+    res = await kube.call("patch", "stepruns", ctx.custom.patch_namespaced_custom_object,
+                          GROUP, VERSION, meta["namespace"], "stepruns", meta["name"], patch)
+    if not res.ok:
+        result.retry_soon = True
+
+
+async def _emit(ctx: Context, run: Mapping[str, Any], step_runs: Mapping[str, Any],
+                event: act.EmitEvent, now: dt.datetime) -> None:
+    target: Mapping[str, Any] | None = run
+    if event.target == "step":
+        target = step_runs.get(event.step or "")
+        if target is None:
+            target = run
+    body = event_for(
+        {"apiVersion": f"{GROUP}/{VERSION}",
+         "kind": "StoryRun" if target is run else "StepRun", **target},
+        type=event.type, reason=event.reason, message=event.message, now=now)
+    await kube.call("create", "events", ctx.core.create_namespaced_event,
+                    run["metadata"]["namespace"], body)
+
+
+__all__ = ["FINALIZER", "RUN_LABEL", "Applied", "apply"]

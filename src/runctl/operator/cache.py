@@ -1,0 +1,119 @@
+"""What the operator has observed of runs and their children, kept from watch events.
+
+A reconcile reads the cache instead of listing, so it costs no API calls. The cache also remembers
+deletions it saw (tombstones): "deleted" must be a fact observed, never inferred from absence,
+because watch streams of different kinds lag each other (a Job created a moment ago may simply not
+have arrived yet).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+RUN_LABEL = "runctl.dev/storyrun"
+STEP_LABEL = "runctl.dev/step"
+TOMBSTONE_TTL = 3600.0
+
+Body = Mapping[str, Any]
+RunKey = tuple[str, str]  # (namespace, storyrun name)
+
+
+@dataclass
+class _Kind:
+    objects: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    by_run: dict[RunKey, set[tuple[str, str]]] = field(default_factory=lambda: defaultdict(set))
+    tombstones: dict[tuple[str, str], float] = field(default_factory=dict)
+
+
+def run_key_of(body: Body) -> RunKey | None:
+    """The run a child belongs to, from its label."""
+    meta = body.get("metadata", {})
+    run = (meta.get("labels") or {}).get(RUN_LABEL)
+    return (meta.get("namespace", ""), run) if run else None
+
+
+class ObjectCache:
+    """Children (StepRun, Job, Pod, Deployment, Service) by kind, grouped by their run."""
+
+    def __init__(self) -> None:
+        self._kinds: dict[str, _Kind] = defaultdict(_Kind)
+        self.runs: dict[RunKey, dict[str, Any]] = {}
+        self.deleted_runs: set[RunKey] = set()
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def put_run(self, body: Body) -> RunKey:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        self.runs[key] = _plain(body)
+        self.deleted_runs.discard(key)
+        return key
+
+    def drop_run(self, body: Body) -> RunKey:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        self.runs.pop(key, None)
+        self.deleted_runs.add(key)
+        return key
+
+    # -- children ----------------------------------------------------------------------------
+
+    def put(self, kind: str, body: Body) -> RunKey | None:
+        run = run_key_of(body)
+        meta = body["metadata"]
+        ident = (meta.get("namespace", ""), meta["name"])
+        store = self._kinds[kind]
+        store.objects[ident] = _plain(body)
+        store.tombstones.pop(ident, None)
+        if run:
+            store.by_run[run].add(ident)
+        return run
+
+    def drop(self, kind: str, body: Body) -> RunKey | None:
+        run = run_key_of(body)
+        meta = body["metadata"]
+        ident = (meta.get("namespace", ""), meta["name"])
+        store = self._kinds[kind]
+        store.objects.pop(ident, None)
+        store.tombstones[ident] = time.monotonic()
+        if run:
+            store.by_run[run].discard(ident)
+            if not store.by_run[run]:
+                del store.by_run[run]
+        self._expire(store)
+        return run
+
+    def children(self, kind: str, run: RunKey) -> list[dict[str, Any]]:
+        store = self._kinds[kind]
+        return [store.objects[i] for i in sorted(store.by_run.get(run, ())) if i in store.objects]
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._kinds[kind].objects.get((namespace, name))
+
+    def was_deleted(self, kind: str, namespace: str, name: str) -> bool:
+        """True when a deletion of this object was observed (and it has not come back)."""
+        return (namespace, name) in self._kinds[kind].tombstones
+
+    def count(self, kind: str) -> int:
+        return len(self._kinds[kind].objects)
+
+    @staticmethod
+    def _expire(store: _Kind) -> None:
+        cutoff = time.monotonic() - TOMBSTONE_TTL
+        for ident in [i for i, t in store.tombstones.items() if t < cutoff]:
+            del store.tombstones[ident]
+
+
+def _plain(body: Body) -> dict[str, Any]:
+    """A detached, plain-dict copy (kopf bodies are live views)."""
+    def conv(v: Any) -> Any:
+        if isinstance(v, Mapping):
+            return {k: conv(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [conv(x) for x in v]
+        return v
+    return {k: conv(v) for k, v in body.items()}

@@ -1,0 +1,102 @@
+"""Every write the operator makes goes through here, and every failure is classified.
+
+- invalid (400, 422): the API server refused the content; sending it again unchanged can never
+  succeed, so it is never retried: the caller logs it, records an Event and re-decides;
+- conflict (409 on update): someone wrote first; re-read and re-decide (the caller requeues);
+- exists (409 on create) and gone (404): the desired state is already true (idempotent creates,
+  deletes of what is already deleted);
+- transient (429, 5xx, timeouts, connection errors): retried here with capped exponential backoff
+  and jitter, a bounded number of times, then handed back to the caller to requeue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+from runctl.operator import metrics
+
+log = logging.getLogger(__name__)
+
+MAX_TRIES = 5
+BASE_DELAY = 0.2
+MAX_DELAY = 5.0
+
+
+class Outcome(enum.StrEnum):
+    OK = "ok"
+    EXISTS = "exists"
+    GONE = "gone"
+    CONFLICT = "conflict"
+    INVALID = "invalid"
+    FORBIDDEN = "forbidden"
+    TRANSIENT = "transient"
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    body: Any = None
+    status: int | None = None
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in (Outcome.OK, Outcome.EXISTS, Outcome.GONE)
+
+
+def classify(status: int | None) -> Outcome:
+    if status is None:
+        return Outcome.TRANSIENT
+    if status in (400, 422):
+        return Outcome.INVALID
+    if status in (401, 403):
+        return Outcome.FORBIDDEN
+    if status == 404:
+        return Outcome.GONE
+    if status == 409:
+        return Outcome.CONFLICT
+    if status == 429 or status >= 500:
+        return Outcome.TRANSIENT
+    return Outcome.INVALID
+
+
+def _message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except (ValueError, AttributeError):
+        return str(exc.reason)
+
+
+async def call(verb: str, resource: str, fn: Callable[..., Any], *args: Any,
+               **kwargs: Any) -> Result:
+    """Run a blocking client call in a thread; classify its outcome; retry only transient ones."""
+    for attempt in range(1, MAX_TRIES + 1):
+        try:
+            body = await asyncio.to_thread(fn, *args, **kwargs)
+            metrics.API_CALLS.labels(verb=verb, resource=resource, outcome="ok").inc()
+            return Result(Outcome.OK, body=body, status=200)
+        except ApiException as exc:
+            outcome = classify(exc.status)
+            if outcome is Outcome.CONFLICT and verb == "create":
+                outcome = Outcome.EXISTS
+            status, message = exc.status, _message(exc)
+        except (urllib3.exceptions.HTTPError, OSError, TimeoutError) as exc:
+            outcome, status, message = Outcome.TRANSIENT, None, str(exc)
+        metrics.API_CALLS.labels(verb=verb, resource=resource, outcome=outcome.value).inc()
+        if outcome is not Outcome.TRANSIENT or attempt == MAX_TRIES:
+            if outcome in (Outcome.INVALID, Outcome.FORBIDDEN):
+                log.error("%s %s refused (%s %s): %s", verb, resource, status, outcome, message)
+            return Result(outcome, status=status, message=message)
+        delay = min(MAX_DELAY, BASE_DELAY * 2 ** (attempt - 1))
+        await asyncio.sleep(delay * (0.5 + random.random()))
+    raise AssertionError("unreachable")  # pragma: no cover

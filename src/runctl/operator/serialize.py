@@ -1,0 +1,228 @@
+"""Between API objects (camelCase dicts) and the core's frozen values, both ways.
+
+Reading is lenient about what is absent (a status never written, an optional field) and strict
+about nothing else: the CRD schema has already refused malformed input at admission.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from runctl.machine import model as m
+from runctl.machine.phases import (
+    FailureClass,
+    Mode,
+    OnFailure,
+    RunPhase,
+    StepPhase,
+    StopTrigger,
+)
+from runctl.timefmt import fmt_time, parse_time
+
+RUN_LABEL = "runctl.dev/storyrun"
+STEP_LABEL = "runctl.dev/step"
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+# -- StoryRun spec ---------------------------------------------------------------------------
+
+
+def run_spec(spec: Mapping[str, Any]) -> m.RunSpec:
+    steps = tuple(
+        m.StepSpec(
+            name=s["name"],
+            needs=tuple(s.get("needs") or ()),
+            timeout_seconds=s.get("timeoutSeconds"),
+            retry=m.RetryPolicy(
+                limit=(s.get("retry") or {}).get("limit", 0),
+                backoff_seconds=(s.get("retry") or {}).get("backoffSeconds", 0),
+                transient_exit_codes=tuple((s.get("retry") or {}).get("transientExitCodes")
+                                           or ()),
+            ),
+            heartbeat_timeout_seconds=s.get("heartbeatTimeoutSeconds"),
+        )
+        for s in spec.get("steps") or ()
+    )
+    return m.RunSpec(
+        steps=steps,
+        mode=Mode(spec.get("mode") or Mode.BATCH),
+        on_failure=OnFailure(spec.get("onFailure") or OnFailure.STOP),
+        timeout_seconds=spec.get("timeoutSeconds"),
+        cancel_requested=bool(spec.get("cancelRequested")),
+        grace_period_seconds=(spec.get("shutdown") or {}).get("gracePeriodSeconds", 30),
+        drain_timeout_seconds=((spec.get("transport") or {}).get("lifecycle") or {}).get(
+            "drainTimeoutSeconds"),
+        ttl_seconds_after_finished=spec.get("ttlSecondsAfterFinished"),
+    )
+
+
+def cancel_requested_at(body: Mapping[str, Any]) -> dt.datetime | None:
+    """When `spec.cancelRequested` was last set, from the API server's managedFields record."""
+    latest: dt.datetime | None = None
+    for entry in body.get("metadata", {}).get("managedFields") or ():
+        fields = (entry.get("fieldsV1") or {}).get("f:spec") or {}
+        if "f:cancelRequested" in fields:
+            when = parse_time(entry.get("time"))
+            if when is not None and (latest is None or when > latest):
+                latest = when
+    return latest
+
+
+# -- StoryRun status -------------------------------------------------------------------------
+
+
+def _step_state(d: Mapping[str, Any]) -> m.StepState:
+    return m.StepState(
+        phase=StepPhase(d["phase"]),
+        reason=d.get("reason"),
+        message=d.get("message"),
+        step_run=d.get("stepRun"),
+        attempts=d.get("attempts", 0),
+        started_at=parse_time(d.get("startedAt")),
+        finished_at=parse_time(d.get("finishedAt")),
+    )
+
+
+def _condition(d: Mapping[str, Any]) -> m.Condition:
+    return m.Condition(
+        type=d["type"], status=d["status"], reason=d.get("reason"), message=d.get("message"),
+        last_transition_time=parse_time(d.get("lastTransitionTime")),
+        observed_generation=d.get("observedGeneration"),
+    )
+
+
+def run_status(status: m.RunStatus) -> dict[str, Any]:
+    """The whole status as the API stores it (absent fields omitted)."""
+    stop = status.stop
+    return _drop_none({
+        "phase": status.phase.value if status.phase else None,
+        "reason": status.reason,
+        "message": status.message,
+        "startedAt": fmt_time(status.started_at),
+        "finishedAt": fmt_time(status.finished_at),
+        "duration": status.duration,
+        "progress": status.progress,
+        "observedGeneration": status.observed_generation,
+        "stepStates": {
+            name: _drop_none({
+                "phase": s.phase.value, "reason": s.reason, "message": s.message,
+                "stepRun": s.step_run, "attempts": s.attempts,
+                "startedAt": fmt_time(s.started_at), "finishedAt": fmt_time(s.finished_at),
+            })
+            for name, s in m.step_state_items(status)
+        },
+        "stop": None if stop is None else _drop_none({
+            "requestedAt": fmt_time(stop.requested_at),
+            "observedAt": fmt_time(stop.observed_at),
+            "completedAt": fmt_time(stop.completed_at),
+            "trigger": stop.trigger.value if stop.trigger else None,
+        }),
+        "conditions": [
+            _drop_none({
+                "type": c.type, "status": c.status, "reason": c.reason,
+                "message": c.message if c.message is not None else "",
+                "lastTransitionTime": fmt_time(c.last_transition_time),
+                "observedGeneration": c.observed_generation,
+            })
+            for c in status.conditions
+        ] or None,
+    })
+
+
+def parse_run_status(status: Mapping[str, Any] | None) -> m.RunStatus:
+    status = status or {}
+    stop = status.get("stop")
+    return m.RunStatus(
+        phase=RunPhase(status["phase"]) if status.get("phase") else None,
+        reason=status.get("reason"),
+        message=status.get("message"),
+        started_at=parse_time(status.get("startedAt")),
+        finished_at=parse_time(status.get("finishedAt")),
+        duration=status.get("duration"),
+        step_states=m.step_states_from(
+            (name, _step_state(s)) for name, s in (status.get("stepStates") or {}).items()),
+        stop=None if not stop else m.StopState(
+            requested_at=parse_time(stop.get("requestedAt")),
+            observed_at=parse_time(stop.get("observedAt")),
+            completed_at=parse_time(stop.get("completedAt")),
+            trigger=StopTrigger(stop["trigger"]) if stop.get("trigger") else None,
+        ),
+        conditions=tuple(_condition(c) for c in status.get("conditions") or ()),
+        observed_generation=status.get("observedGeneration"),
+        progress=status.get("progress") or "",
+    )
+
+
+def current_status(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's stored status normalised the way `run_status` writes it, for comparison."""
+    return run_status(parse_run_status(run.get("status")))
+
+
+# -- StepRun ---------------------------------------------------------------------------------
+
+
+def steprun_status(status: m.StepRunStatus) -> dict[str, Any]:
+    return _drop_none({
+        "phase": status.phase.value,
+        "reason": status.reason,
+        "message": status.message,
+        "attempts": status.attempts,
+        "startedAt": fmt_time(status.started_at),
+        "finishedAt": fmt_time(status.finished_at),
+        "heartbeatAt": fmt_time(status.heartbeat_at),
+        "outputs": dict(status.outputs) or None,
+        "failureClass": status.failure_class.value if status.failure_class else None,
+        "workload": None if status.workload is None else {
+            "kind": status.workload.kind, "name": status.workload.name},
+        "nextAttemptAt": fmt_time(status.next_attempt_at),
+    })
+
+
+def parse_steprun_status(status: Mapping[str, Any] | None) -> m.StepRunStatus | None:
+    if not status or not status.get("phase"):
+        return None
+    workload = status.get("workload")
+    return m.StepRunStatus(
+        phase=StepPhase(status["phase"]),
+        reason=status.get("reason"),
+        message=status.get("message"),
+        attempts=status.get("attempts", 0),
+        started_at=parse_time(status.get("startedAt")),
+        finished_at=parse_time(status.get("finishedAt")),
+        heartbeat_at=parse_time(status.get("heartbeatAt")),
+        outputs=m.frozen_outputs((status.get("outputs") or {}).items()),
+        failure_class=FailureClass(status["failureClass"]) if status.get("failureClass")
+        else None,
+        workload=m.WorkloadRef(kind=workload["kind"], name=workload["name"]) if workload
+        else None,
+        next_attempt_at=parse_time(status.get("nextAttemptAt")),
+    )
+
+
+def new_steprun(run: Mapping[str, Any], step: str, name: str, deadline: dt.datetime | None,
+                finalizer: str) -> dict[str, Any]:
+    """A StepRun for `step`: the step's definition plus where it belongs and its deadline."""
+    meta, spec = run["metadata"], run["spec"]
+    step_spec = next(s for s in spec["steps"] if s["name"] == step)
+    return {
+        "apiVersion": "runctl.dev/v1alpha1", "kind": "StepRun",
+        "metadata": {
+            "name": name, "namespace": meta["namespace"],
+            "labels": {RUN_LABEL: meta["name"], STEP_LABEL: step},
+            "finalizers": [finalizer],
+            "ownerReferences": [{
+                "apiVersion": "runctl.dev/v1alpha1", "kind": "StoryRun", "name": meta["name"],
+                "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True,
+            }],
+        },
+        "spec": _drop_none({
+            **step_spec,
+            "storyRun": meta["name"], "step": step, "mode": spec.get("mode") or "batch",
+            "deadline": fmt_time(deadline),
+        }),
+    }

@@ -1,0 +1,2 @@
+"""How steps become Kubernetes workloads (Jobs, Deployments, Services), and how those are read
+back."""

@@ -1,0 +1,142 @@
+"""How a step becomes a workload: a `batch/v1` Job per attempt, or a Deployment (and a Service).
+
+The builders are pure: they take the StepRun object as read from the API and return manifests.
+Names are deterministic (`<steprun>-<attempt>` for Jobs, the StepRun's name for a Deployment), so
+creating twice is harmless: the second create is refused as AlreadyExists.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping
+from typing import Any
+
+RUN_LABEL = "runctl.dev/storyrun"
+STEP_LABEL = "runctl.dev/step"
+ATTEMPT_LABEL = "runctl.dev/attempt"
+CONTAINER = "step"
+
+Manifest = dict[str, Any]
+
+
+def job_name(steprun: str, attempt: int) -> str:
+    """`<steprun>-<attempt>`; StepRun names leave room for the suffix (see machine.naming)."""
+    return f"{steprun}-{attempt}"
+
+
+def _owner(steprun: Mapping[str, Any]) -> list[dict[str, Any]]:
+    meta = steprun["metadata"]
+    return [{
+        "apiVersion": "runctl.dev/v1alpha1", "kind": "StepRun", "name": meta["name"],
+        "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True,
+    }]
+
+
+def _labels(spec: Mapping[str, Any]) -> dict[str, str]:
+    return {RUN_LABEL: spec["storyRun"], STEP_LABEL: spec["step"]}
+
+
+def _pod_template(spec: Mapping[str, Any], restart_policy: str,
+                  extra_labels: Mapping[str, str]) -> dict[str, Any]:
+    pod = spec.get("pod") or {}
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": spec["image"],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    for field in ("command", "args"):
+        if spec.get(field):
+            container[field] = list(spec[field])
+    if spec.get("env"):
+        container["env"] = [dict(e) for e in spec["env"]]
+    if spec.get("port"):
+        container["ports"] = [{"name": "main", "containerPort": spec["port"]}]
+    pod_spec: dict[str, Any] = {"restartPolicy": restart_policy, "containers": [container]}
+    if pod.get("serviceAccountName"):
+        pod_spec["serviceAccountName"] = pod["serviceAccountName"]
+    else:
+        # A step that names no service account gets no API credentials at all.
+        pod_spec["automountServiceAccountToken"] = False
+    return {
+        "metadata": {
+            "labels": {**(pod.get("labels") or {}), **extra_labels},
+            "annotations": dict(pod.get("annotations") or {}),
+        },
+        "spec": pod_spec,
+    }
+
+
+def _seconds_until(deadline: str | None, now: dt.datetime) -> int | None:
+    if not deadline:
+        return None
+    when = dt.datetime.fromisoformat(deadline.replace("Z", "+00:00"))
+    return max(1, math.ceil((when - now).total_seconds()))
+
+
+def build_job(steprun: Mapping[str, Any], attempt: int, now: dt.datetime) -> Manifest:
+    """One attempt of a batch step. runctl owns retries (so it can classify failures): the Job
+    itself never retries (`backoffLimit: 0`), and its deadline is the attempt's timeout, capped
+    by the run's deadline."""
+    spec = steprun["spec"]
+    labels = {**_labels(spec), ATTEMPT_LABEL: str(attempt)}
+    limits = [s for s in (spec.get("timeoutSeconds"), _seconds_until(spec.get("deadline"), now))
+              if s]
+    job_spec: dict[str, Any] = {
+        "backoffLimit": 0,
+        "template": _pod_template(spec, "Never", labels),
+    }
+    if limits:
+        job_spec["activeDeadlineSeconds"] = min(limits)
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {
+            "name": job_name(steprun["metadata"]["name"], attempt),
+            "namespace": steprun["metadata"]["namespace"],
+            "labels": labels,
+            "ownerReferences": _owner(steprun),
+        },
+        "spec": job_spec,
+    }
+
+
+def build_deployment(steprun: Mapping[str, Any]) -> Manifest:
+    """A realtime step: one long-lived replica, kept running until the run's topology ends."""
+    spec = steprun["spec"]
+    labels = _labels(spec)
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {
+            "name": steprun["metadata"]["name"],
+            "namespace": steprun["metadata"]["namespace"],
+            "labels": labels,
+            "ownerReferences": _owner(steprun),
+        },
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "strategy": {"type": "Recreate"},
+            "template": _pod_template(spec, "Always", labels),
+        },
+    }
+
+
+def build_service(steprun: Mapping[str, Any]) -> Manifest | None:
+    """A Service for a realtime step that declares a port; None when it declares none."""
+    spec = steprun["spec"]
+    if not spec.get("port"):
+        return None
+    labels = _labels(spec)
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {
+            "name": steprun["metadata"]["name"],
+            "namespace": steprun["metadata"]["namespace"],
+            "labels": labels,
+            "ownerReferences": _owner(steprun),
+        },
+        "spec": {
+            "selector": labels,
+            "ports": [{"name": "main", "port": spec["port"], "targetPort": "main"}],
+        },
+    }
