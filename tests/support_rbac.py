@@ -95,9 +95,22 @@ def can(cluster: ControlPlane, user: str, access: Access) -> bool:
         "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
         "spec": {"user": user, "groups": groups, "resourceAttributes": attributes},
     }
-    out = cluster.kubectl("create", "-f", "-", "-o", "json", input=json.dumps(review))
-    allowed: bool = json.loads(out.stdout)["status"].get("allowed", False)
+    api = _authorization(cluster)
+    response = api.create_subject_access_review(review, _preload_content=False)
+    allowed: bool = json.loads(response.data)["status"].get("allowed", False)
     return allowed
+
+
+_APIS: dict[Path, Any] = {}
+
+
+def _authorization(cluster: ControlPlane) -> Any:
+    """One admin client per control plane (a kubectl process per question is slow)."""
+    from kubernetes import client
+
+    if cluster.kubeconfig not in _APIS:
+        _APIS[cluster.kubeconfig] = client.AuthorizationV1Api(cluster.api_client())
+    return _APIS[cluster.kubeconfig]
 
 
 def refused(cluster: ControlPlane, user: str, accesses: list[Access]) -> list[str]:

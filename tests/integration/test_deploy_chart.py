@@ -336,9 +336,10 @@ def test_a_token_of_the_chart_account_is_refused_outside_its_role(
 
     assert as_operator("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"
                        ).stdout == OPERATOR
-    reads: list[tuple[str, ...]] = [("get", "storyruns", "-A"), ("get", "stepruns", "-A", "-l", RUN_LABEL),
-                 ("get", "jobs,deployments,pods", "-A", "-l", RUN_LABEL),
-                 ("get", "lease", "runctl-leader", "-n", SYSTEM)]
+    reads: list[tuple[str, ...]] = [
+        ("get", "storyruns", "-A"), ("get", "stepruns", "-A", "-l", RUN_LABEL),
+        ("get", "jobs,deployments,pods", "-A", "-l", RUN_LABEL),
+        ("get", "lease", "runctl-leader", "-n", SYSTEM)]
     for args in reads:
         result = as_operator(*args)
         assert result.returncode == 0, f"{args}: {result.stderr}"
@@ -354,7 +355,8 @@ def test_a_token_of_the_chart_account_is_refused_outside_its_role(
 
 @pytest.mark.integration
 def test_leader_election_works_with_the_chart_rbac(
-        crds: ControlPlane, release: Objects, tmp_path: Path) -> None:
+        cluster: ControlPlane, release: Objects, tmp_path: Path) -> None:
+    crds = cluster
     import asyncio
 
     from kubernetes import config as kube_config
@@ -382,24 +384,25 @@ def test_leader_election_works_with_the_chart_rbac(
 
 
 @pytest.mark.integration
-def test_step_pods_account_cannot_touch_runs(crds: ControlPlane, release: Objects,
-                                             namespace: str) -> None:
+def test_step_pods_account_cannot_touch_runs(cluster: ControlPlane, release: Objects,
+                                             namespace: str, tmp_path: Path) -> None:
     """Step pods run under their namespace's default account (no token unless a step names an
     account); that account may not read or write StoryRuns or StepRuns."""
+    crds = cluster
     user = service_account_user(namespace, "default")
     asks = [_access("runctl.dev", resource, verb, ns)
             for resource in ("storyruns", "stepruns", "storyruns/status", "stepruns/status")
             for verb in ALL_VERBS for ns in (namespace, None)]
     assert not allowed(crds, user, asks)
-    # And by a real call with its token.
-    config = service_account_kubeconfig(crds, namespace, "default", Path(crds.workdir) /
-                                        f"{namespace}-default.kubeconfig")
-    result = subprocess.run([str(crds.bin_dir / "kubectl"), f"--kubeconfig={config}", "get",
-                             "storyruns,stepruns", "-n", namespace],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode != 0
-    assert "forbidden" in result.stderr.lower()
-    config.unlink()
+    # And by real calls with its token (authorization comes before the resource is looked up).
+    config = service_account_kubeconfig(crds, namespace, "default", tmp_path / "kubeconfig")
+    for plural in ("storyruns", "stepruns"):
+        result = subprocess.run(
+            [str(crds.bin_dir / "kubectl"), f"--kubeconfig={config}", "get", "--raw",
+             f"/apis/runctl.dev/v1alpha1/namespaces/{namespace}/{plural}"],
+            capture_output=True, text=True, timeout=60)
+        assert result.returncode != 0
+        assert "forbidden" in result.stderr.lower(), result.stderr
 
 
 @pytest.mark.integration
