@@ -91,17 +91,17 @@ class LeaderElector:
         retry_seconds: float = 2,
         release_on_cancel: bool = True,
     ) -> None:
+        self.renew_deadline_seconds = (
+            renew_deadline_seconds if renew_deadline_seconds is not None else lease_seconds * 2 / 3
+        )
+        if not renew_seconds < self.renew_deadline_seconds < lease_seconds:
+            raise ValueError("need renew_seconds < renew_deadline_seconds < lease_seconds")
         self.api = client.CoordinationV1Api(api_client)
         self.namespace = namespace
         self.name = name
         self.identity = identity or default_identity()
         self.lease_seconds = lease_seconds
         self.renew_seconds = renew_seconds
-        self.renew_deadline_seconds = (
-            renew_deadline_seconds if renew_deadline_seconds is not None else lease_seconds * 2 / 3
-        )
-        if not renew_seconds < self.renew_deadline_seconds < lease_seconds:
-            raise ValueError("need renew_seconds < renew_deadline_seconds < lease_seconds")
         self.retry_seconds = retry_seconds
         self.release_on_cancel = release_on_cancel
         self.leading = asyncio.Event()
