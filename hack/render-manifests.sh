@@ -10,6 +10,10 @@ cd "$(dirname "$0")/.."
 HELM="${HELM:-$(bash hack/controlplane-build.sh)/helm}"
 CHART=deploy/helm/runctl
 NAMESPACE=runctl-system
+if ! compgen -G "crds/*.yaml" >/dev/null; then
+  echo "crds/ holds no generated CRDs: run 'make crds' first" >&2
+  exit 1
+fi
 
 render() {  # $1: the directory to write the chart's crds/ copy and runctl.yaml into
   local out="$1"
