@@ -263,7 +263,9 @@ def release(helm: Helm, cluster: ControlPlane) -> Iterator[Objects]:
 
     The CRDs come from the chart's crds/ directory (Helm skips those that already exist)."""
     helm("uninstall", RELEASE, "-n", SYSTEM, "--ignore-not-found")
-    helm("install", RELEASE, str(CHART), "-n", SYSTEM, "--create-namespace")
+    # The operator's pods are simulated: kwok keeps them "running" (a real cluster ignores this).
+    helm("install", RELEASE, str(CHART), "-n", SYSTEM, "--create-namespace",
+         "--set-string", r"podAnnotations.sim\.runctl\.dev/duration=forever")
     manifest = helm("get", "manifest", RELEASE, "-n", SYSTEM).stdout
     yield [doc for doc in yaml.safe_load_all(manifest) if doc]
     helm("uninstall", RELEASE, "-n", SYSTEM, "--ignore-not-found", "--wait")
@@ -279,10 +281,14 @@ def test_helm_install_creates_everything(cluster: ControlPlane, release: Objects
     assert not missing
     for crd in ("storyruns.runctl.dev", "stepruns.runctl.dev"):
         assert exists(crds, "crd", "", crd)
-    # kwok plays the kubelet: the two replicas are scheduled and "run".
-    pods = wait_for("two operator pods", lambda: len(kubectl_json(
-        crds, "get", "pods", "-n", SYSTEM, "-l", "app.kubernetes.io/name=runctl")["items"]) == 2)
-    assert pods
+    # kwok plays the kubelet: the two replicas are scheduled and "run", on different nodes.
+    def running() -> list[dict[str, Any]]:
+        pods = kubectl_json(crds, "get", "pods", "-n", SYSTEM,
+                            "-l", "app.kubernetes.io/name=runctl")["items"]
+        return [p for p in pods if p["status"].get("phase") == "Running"]
+
+    pods = wait_for("two running operator pods", lambda: len(running()) == 2 and running())
+    assert len({p["spec"]["nodeName"] for p in pods}) == 2
 
 
 @pytest.mark.integration
