@@ -446,3 +446,30 @@ def test_plain_manifests_install_the_same(crds: ControlPlane, helm: Helm) -> Non
         rest = [d for d in docs if d["kind"] not in keep]
         crds.kubectl("delete", "--ignore-not-found", "--wait=true", "-f", "-",
                      input="\n---\n".join(json.dumps(d) for d in rest))
+
+
+@pytest.mark.integration
+def test_a_namespace_list_confines_the_operator_to_those_namespaces(
+        cluster: ControlPlane, helm: Helm, namespace: str) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    team_a, team_b, system = f"team-a-{suffix}", f"team-b-{suffix}", f"runctl-scoped-{suffix}"
+    for ns in (team_a, team_b):
+        cluster.kubectl("create", "namespace", ns)
+    release = f"runctl-scoped-{suffix}"
+    helm("install", release, str(CHART), "-n", system, "--create-namespace",
+         "--set", f"watchNamespaces={{{team_a},{team_b}}}")
+    try:
+        user = service_account_user(system, release)
+        inside = [_access("runctl.dev", "stepruns", verb, ns)
+                  for verb in ("list", "watch", "create", "delete") for ns in (team_a, team_b)]
+        inside += [_access("", "namespaces", "list"),
+                   _access("coordination.k8s.io", "leases", "update", system, "runctl-leader")]
+        assert not refused(cluster, user, inside)
+        outside = [_access("runctl.dev", "stepruns", verb, ns)
+                   for verb in ("list", "watch", "create", "delete") for ns in (namespace, None)]
+        outside += [_access("batch", "jobs", "create", namespace),
+                    _access("runctl.dev", "storyruns", "list")]
+        assert not allowed(cluster, user, outside)
+    finally:
+        helm("uninstall", release, "-n", system, "--wait")
+        cluster.kubectl("delete", "namespace", team_a, team_b, system, "--wait=false")
