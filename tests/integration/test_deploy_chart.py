@@ -211,6 +211,34 @@ def test_the_webhook_adds_its_rules_service_and_ca_only_when_enabled(helm: Helm)
     assert "--webhook-host=runctl-webhook.runctl-system.svc" in args
 
 
+def test_every_replica_can_sign_its_webhook_certificate_with_the_chart_ca(
+        helm: Helm, tmp_path: Path) -> None:
+    """The operator issues its serving certificate from the CA the chart mounts into its
+    certificate directory; one CA for all replicas means one caBundle fits them all."""
+    import base64
+    import ssl
+
+    from cryptography import x509
+
+    from runctl import pki
+
+    [secret] = find(render(helm, "--set", "webhook.enabled=true"), "Secret")
+    ca = pki.CertPair(tmp_path / "runctl-webhook-ca.crt", tmp_path / "runctl-webhook-ca.key")
+    ca.cert.write_bytes(base64.b64decode(secret["data"]["tls.crt"]))
+    ca.key.write_bytes(base64.b64decode(secret["data"]["tls.key"]))
+    host = "runctl-webhook.runctl-system.svc"
+    serving = pki.issue(ca, tmp_path, "webhook", common_name=host, server=True, dns=(host,))
+    context = ssl.create_default_context(cafile=str(ca.cert))
+    context.load_cert_chain(str(serving.cert), str(serving.key))  # a matching pair
+    x509.load_pem_x509_certificate(serving.cert.read_bytes()).verify_directly_issued_by(
+        x509.load_pem_x509_certificate(ca.cert.read_bytes()))
+    [deployment] = find(render(helm, "--set", "webhook.enabled=true"), "Deployment")
+    mounts = {m["mountPath"]: m for m in
+              deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+    for name in ("runctl-webhook-ca.crt", "runctl-webhook-ca.key"):
+        assert f"/var/run/runctl-webhook/{name}" in mounts
+
+
 def test_metrics_service_and_service_monitor(helm: Helm) -> None:
     docs = render(helm, "--set", "metrics.serviceMonitor.enabled=true")
     [service] = find(docs, "Service", "runctl-metrics")
