@@ -1,0 +1,55 @@
+"""The runctl API (runctl.dev/v1alpha1): pydantic models of StoryRun and StepRun.
+
+The CRDs in crds/ are generated from these models (`runctl.api.crds`), CEL rules included
+(`runctl.api.rules`). Import the models from here.
+"""
+
+from runctl.api.resources import (
+    StepRun,
+    StoryRun,
+    parse_step_run,
+    parse_story_run,
+    status_dict,
+)
+from runctl.api.spec import (
+    EnvVar,
+    LifecycleSpec,
+    PodTemplate,
+    RetryPolicy,
+    ShutdownSpec,
+    StepRunSpec,
+    StepSpec,
+    StoryRunSpec,
+    TransportSpec,
+)
+from runctl.api.status import (
+    Condition,
+    StepRunStatus,
+    StepState,
+    StopState,
+    StoryRunStatus,
+    WorkloadRef,
+)
+
+__all__ = [
+    "Condition",
+    "EnvVar",
+    "LifecycleSpec",
+    "PodTemplate",
+    "RetryPolicy",
+    "ShutdownSpec",
+    "StepRun",
+    "StepRunSpec",
+    "StepRunStatus",
+    "StepSpec",
+    "StepState",
+    "StopState",
+    "StoryRun",
+    "StoryRunSpec",
+    "StoryRunStatus",
+    "TransportSpec",
+    "WorkloadRef",
+    "parse_step_run",
+    "parse_story_run",
+    "status_dict",
+]

@@ -1,0 +1,264 @@
+"""The CEL validation rules the API server enforces for every writer (x-kubernetes-validations).
+
+Three families:
+
+- spec shape: step names unique (a list-map keyed by name, stated in the schema), `needs` naming
+  existing steps, no step needing itself;
+- spec immutability: a StoryRun's spec is fixed at creation except `cancelRequested`, which may
+  only go from false to true; a StepRun's spec is fixed;
+- terminal is final: once a status phase is terminal it can only be followed by itself, and its
+  reason, message, finishedAt (and a StepRun's outputs) keep their values; a terminal
+  `stepStates` entry never changes or disappears. Writing the same terminal values again passes.
+
+Each rule is a plain dict in the CRD's shape. Rules are built from the phase enums, so adding a
+phase changes the CRD (and the drift test says to regenerate it). Costs stay inside the API
+server's budget because every list, map and string they walk is bounded in the models.
+
+A cycle through several steps is not stated here: a bounded transitive closure over 100 steps is
+far over the per-rule cost limit. The admission webhook and the reconcile path refuse cycles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+from typing import Any, cast
+
+from pydantic.config import JsonDict
+
+from runctl.machine.phases import RUN_TERMINAL, STEP_TERMINAL, RunPhase, StepPhase
+
+Rule = dict[str, Any]
+
+
+def schema_extra(rules: Iterable[Rule], **extra: Any) -> JsonDict:
+    """`json_schema_extra` for a model or field: these rules (and other schema keywords)."""
+    return cast(JsonDict, {**extra, "x-kubernetes-validations": [dict(r) for r in rules]})
+
+
+# -- CEL text helpers ------------------------------------------------------------------------
+
+
+def cel_list(values: Iterable[str]) -> str:
+    """A CEL list literal of strings: ['a', 'b']."""
+    return "[" + ", ".join(f"'{v}'" for v in values) + "]"
+
+
+def _ordered(phases: Iterable[StrEnum], order: Iterable[StrEnum]) -> list[str]:
+    chosen = set(phases)
+    return [p.value for p in order if p in chosen]
+
+
+RUN_TERMINAL_CEL = cel_list(_ordered(RUN_TERMINAL, RunPhase))
+STEP_TERMINAL_CEL = cel_list(_ordered(STEP_TERMINAL, StepPhase))
+
+
+def same(field: str, new: str = "self", old: str = "oldSelf") -> str:
+    """`field` is absent from both, or present in both with equal values."""
+    return (f"(has({new}.{field}) ? has({old}.{field}) && {new}.{field} == {old}.{field}"
+            f" : !has({old}.{field}))")
+
+
+def changed_text(fields: Iterable[str], new: str = "self", old: str = "oldSelf",
+                 prefix: str = "") -> str:
+    """A CEL string naming, space-separated, the `fields` whose values differ.
+
+    Built from string literals (not by joining a computed list) because the API server prices
+    `join()` over a computed list as unbounded.
+    """
+    return "(" + " + ".join(f"({same(f, new, old)} ? '' : ' {prefix}{f}')" for f in fields) + ")"
+
+
+def first_of(names: str) -> str:
+    """The first of a CEL list of names, and whether there are more.
+
+    (Not how many: `string(int)` is priced as unbounded text.)
+    """
+    return f"{names}[0] + ({names}.size() > 1 ? ' (and more)' : '')"
+
+
+def _rule(rule: str, message: str, *, message_expression: str | None = None,
+          field_path: str | None = None, reason: str | None = None) -> Rule:
+    out: Rule = {"rule": rule, "message": message}
+    if message_expression:
+        out["messageExpression"] = message_expression
+    if field_path:
+        out["fieldPath"] = field_path
+    if reason:
+        out["reason"] = reason
+    return out
+
+
+# -- transition graphs -----------------------------------------------------------------------
+
+
+def _graph(phases: type[StrEnum], terminal: Iterable[StrEnum],
+           extra: Mapping[StrEnum, Iterable[StrEnum]]) -> dict[str, list[str]]:
+    """Allowed next phases for each phase whose successors are restricted (others: any)."""
+    graph = {p.value: [p.value] for p in phases if p in set(terminal)}
+    for source, targets in extra.items():
+        graph[source.value] = _ordered(targets, phases)
+    return dict(sorted(graph.items(), key=lambda kv: list(phases).index(phases(kv[0]))))
+
+
+RUN_TRANSITIONS: dict[str, list[str]] = _graph(RunPhase, RUN_TERMINAL, {
+    # A run that started never goes back to Pending; a stop is never withdrawn.
+    RunPhase.RUNNING: [p for p in RunPhase if p is not RunPhase.PENDING],
+    RunPhase.STOPPING: [RunPhase.STOPPING, *RUN_TERMINAL],
+})
+"""A StoryRun's phase graph as far as the API server enforces it: Pending may go anywhere;
+Running anywhere but back to Pending; Stopping only to a terminal phase; a terminal phase only
+to itself."""
+
+STEP_TRANSITIONS: dict[str, list[str]] = _graph(StepPhase, STEP_TERMINAL, {})
+"""A step's phase graph as far as the API server enforces it: a terminal phase only to itself
+(Pending and Running may alternate while attempts are retried)."""
+
+
+def _cel_map(graph: Mapping[str, list[str]]) -> str:
+    return "{" + ", ".join(f"'{k}': {cel_list(v)}" for k, v in graph.items()) + "}"
+
+
+def phase_transition(kind: str, graph: Mapping[str, list[str]], terminal: str) -> Rule:
+    """status.phase follows `graph`; once written it is never removed."""
+    table = _cel_map(graph)
+    return _rule(
+        f"!has(oldSelf.phase) || (has(self.phase) && "
+        f"(!(oldSelf.phase in {table}) || self.phase in {table}[oldSelf.phase]))",
+        f"status.phase of a {kind} cannot make this transition: a terminal phase is final",
+        message_expression=(
+            f"'status.phase of a {kind} cannot go from ' + oldSelf.phase + ' to ' + "
+            f"(has(self.phase) ? self.phase : 'nothing') + "
+            f"(oldSelf.phase in {terminal} ? ': ' + oldSelf.phase + ' is terminal and final'"
+            f" : ': ' + oldSelf.phase + ' cannot be followed by ' + "
+            f"(has(self.phase) ? self.phase : 'nothing'))"),
+        field_path=".phase", reason="FieldValueForbidden")
+
+
+def terminal_fields(kind: str, terminal: str, fields: list[str]) -> Rule:
+    """Once status.phase is terminal, `fields` keep their values (absent stays absent)."""
+    listed = ", ".join(["phase", *fields[:-1]]) + f" and {fields[-1]}"
+    return _rule(
+        f"!has(oldSelf.phase) || !(oldSelf.phase in {terminal}) || "
+        + " && ".join(same(f) for f in fields),
+        f"status of a terminal {kind} is final: {listed} are immutable",
+        message_expression=(
+            f"'status is terminal (' + oldSelf.phase + '): {listed} of a {kind} are "
+            f"immutable; this write changes' + {changed_text(fields)}"),
+        reason="FieldValueForbidden")
+
+
+def _step_state_changed(k: str) -> str:
+    return (f"(oldSelf.stepStates[{k}].phase in {STEP_TERMINAL_CEL} && "
+            f"!(has(self.stepStates) && {k} in self.stepStates && "
+            f"self.stepStates[{k}] == oldSelf.stepStates[{k}]))")
+
+
+_CHANGED_STEPS = f"oldSelf.stepStates.filter(k, {_step_state_changed('k')})"
+
+TERMINAL_STEP_STATES = _rule(
+    f"!has(oldSelf.stepStates) || !oldSelf.stepStates.exists(k, {_step_state_changed('k')})",
+    "status.stepStates: a terminal step state is final; it cannot change or be removed",
+    message_expression=(
+        "'status.stepStates: a terminal step state is final; it cannot change or be removed; "
+        f"this write changes ' + {first_of(_CHANGED_STEPS)}"),
+    field_path=".stepStates", reason="FieldValueForbidden")
+
+
+# -- rules by schema node --------------------------------------------------------------------
+
+STEP_RULES: list[Rule] = [
+    _rule("!has(self.needs) || !(self.name in self.needs)",
+          "needs: a step cannot need itself",
+          message_expression="'needs: step ' + self.name + ' cannot need itself'",
+          field_path=".needs"),
+]
+"""On each step (StoryRun spec.steps[*] and StepRun spec)."""
+
+_NAMES = "self.map(t, t.name)"
+_UNKNOWN = f"has(s.needs) && !sets.contains({_NAMES}, s.needs)"
+_UNKNOWN_STEPS = (f"self.map(s, {_UNKNOWN}, 'step ' + s.name + ' needs ' + "
+                  f"s.needs.filter(n, !(n in {_NAMES}))[0])")
+_NEEDS_BACK = "t.name != s.name && t.name in s.needs && has(t.needs) && s.name in t.needs"
+_MUTUAL = f"has(s.needs) && self.exists(t, {_NEEDS_BACK})"
+_MUTUAL_STEPS = (f"self.map(s, {_MUTUAL}, s.name + ' needs ' + "
+                 f"self.map(t, {_NEEDS_BACK}, t.name)[0] + ' which needs ' + s.name)")
+
+STEPS_RULES: list[Rule] = [
+    _rule(f"!self.exists(s, {_UNKNOWN})",
+          "spec.steps: needs must name steps of this run",
+          message_expression=(
+              "'spec.steps: needs must name steps of this run, but ' + "
+              f"{_UNKNOWN_STEPS}[0] + ', which is not a step of this run'"),
+          reason="FieldValueInvalid"),
+    _rule(f"!self.exists(s, {_MUTUAL})",
+          "spec.steps: needs must form a DAG; two steps need each other",
+          message_expression=(
+              "'spec.steps: needs must form a DAG, but step ' + "
+              f"{_MUTUAL_STEPS}[0] + ' (a cycle)'"),
+          reason="FieldValueInvalid"),
+]
+"""On StoryRun spec.steps. Uniqueness by name is the list-map's own check; a cycle of two steps
+is cheap to state, longer ones are left to the admission webhook."""
+
+
+def story_run_spec_rules(fields: list[str]) -> list[Rule]:
+    """On StoryRun spec: `fields` (every spec field but cancelRequested) are immutable."""
+    return [
+        _rule(" && ".join(same(f) for f in fields),
+              "spec is immutable after creation, except cancelRequested (false to true)",
+              message_expression=(
+                  "'spec is immutable after creation, except cancelRequested (false to true); "
+                  f"this update changes' + {changed_text(fields, prefix='spec.')}"),
+              reason="FieldValueForbidden"),
+        _rule("!has(oldSelf.cancelRequested) || !oldSelf.cancelRequested || "
+              "(has(self.cancelRequested) && self.cancelRequested)",
+              "spec.cancelRequested cannot go back to false: a requested stop cannot be "
+              "withdrawn",
+              field_path=".cancelRequested", reason="FieldValueForbidden"),
+    ]
+
+
+STEP_RUN_SPEC_RULES: list[Rule] = [
+    _rule("self == oldSelf",
+          "spec is immutable: a StepRun records its step as it was when it was created",
+          reason="FieldValueForbidden"),
+]
+
+STORY_RUN_STATUS_RULES: list[Rule] = [
+    phase_transition("StoryRun", RUN_TRANSITIONS, RUN_TERMINAL_CEL),
+    terminal_fields("StoryRun", RUN_TERMINAL_CEL, ["reason", "message", "finishedAt"]),
+    TERMINAL_STEP_STATES,
+]
+
+STEP_RUN_STATUS_RULES: list[Rule] = [
+    phase_transition("StepRun", STEP_TRANSITIONS, STEP_TERMINAL_CEL),
+    terminal_fields("StepRun", STEP_TERMINAL_CEL,
+                    ["reason", "message", "outputs", "finishedAt"]),
+]
+
+STATUS_KEPT = _rule("!has(oldSelf.status) || has(self.status)",
+                    "status cannot be removed once written", field_path=".status",
+                    reason="FieldValueForbidden")
+"""On both roots: a status subresource write cannot drop the whole status (and with it a
+terminal phase)."""
+
+_MISSING_STEP = (f"!(has(self.status.stepStates) && s.name in self.status.stepStates && "
+                 f"self.status.stepStates[s.name].phase in {STEP_TERMINAL_CEL})")
+
+STORY_RUN_ROOT_RULES: list[Rule] = [
+    STATUS_KEPT,
+    _rule(f"!has(self.status) || !has(self.status.phase) || "
+          f"!(self.status.phase in {RUN_TERMINAL_CEL}) || "
+          f"!self.spec.steps.exists(s, {_MISSING_STEP})",
+          "status: a terminal StoryRun needs a terminal status.stepStates entry for every "
+          "step of spec.steps",
+          message_expression=(
+              "'status: a terminal StoryRun (' + self.status.phase + ') needs a terminal "
+              "status.stepStates entry for every step of spec.steps; missing or not "
+              "terminal: ' + "
+              + first_of(f"self.spec.steps.map(s, {_MISSING_STEP}, s.name)")),
+          field_path=".status.stepStates"),
+]
+
+STEP_RUN_ROOT_RULES: list[Rule] = [STATUS_KEPT]

@@ -1,0 +1,223 @@
+"""The spec side of the API: StoryRun (what a user asks for) and StepRun (one step, as started).
+
+Bounds are deliberate: the CRD's CEL rules are priced by the API server from `maxItems`,
+`maxLength` and `maxProperties`, so every list, map and string a rule may walk has one.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import ConfigDict, Field, StringConstraints
+
+from runctl.api import rules
+from runctl.api.base import DNS_LABEL, DNS_SUBDOMAIN, ApiModel, Timestamp
+from runctl.machine.phases import Mode, OnFailure
+
+MAX_STEPS = 100
+"""The most steps a StoryRun may have."""
+
+MAX_NEEDS = 50
+"""The most steps one step may need (a bound the CEL rules on needs are priced by)."""
+
+StepName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS_LABEL)]
+Text = Annotated[str, StringConstraints(max_length=4096)]
+LabelValue = Annotated[str, StringConstraints(max_length=63)]
+AnnotationValue = Annotated[str, StringConstraints(max_length=16384)]
+
+
+class EnvVar(ApiModel):
+    """An environment variable set in the step's main container."""
+
+    name: str = Field(
+        min_length=1, max_length=253,
+        description="Name of the environment variable. Unique within the step's env.")
+    value: str | None = Field(
+        default=None, max_length=32768,
+        description="Value of the variable. Optional; absent means the empty string.")
+
+
+class RetryPolicy(ApiModel):
+    """How often a step is tried again after a Transient failure."""
+
+    limit: int = Field(
+        default=0, ge=0, le=10,
+        description="How many times the step is retried after a Transient failure (0 to 10; "
+                    "default 0: no retry). Permanent failures are never retried.")
+    backoff_seconds: int = Field(
+        default=10, ge=0, le=3600,
+        description="Seconds to wait before each retry (0 to 3600; default 10).")
+    transient_exit_codes: list[Annotated[int, Field(ge=1, le=255)]] = Field(
+        default_factory=list, max_length=32,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="Exit codes of the main container that classify a failure as Transient "
+                    "(so it is retried). Any other non-zero exit code is Permanent. "
+                    "Default: none.")
+
+
+class PodTemplate(ApiModel):
+    """Metadata and identity copied onto the pods that run the step."""
+
+    labels: dict[str, LabelValue] | None = Field(
+        default=None, max_length=64,
+        description="Labels added to the step's pods (and its Job or Deployment template). "
+                    "runctl's own labels (runctl.dev/*) take precedence.")
+    annotations: dict[str, AnnotationValue] | None = Field(
+        default=None, max_length=64,
+        description="Annotations added to the step's pods. On the local control plane the "
+                    "sim.runctl.dev/* annotations say how a simulated pod behaves.")
+    service_account_name: str | None = Field(
+        default=None, min_length=1, max_length=253, pattern=DNS_SUBDOMAIN,
+        description="ServiceAccount the step's pods run as (in the run's namespace). "
+                    "Default: the namespace's default ServiceAccount.")
+
+
+class StepSpec(ApiModel):
+    """One step of the DAG: a container image to run once its needs are met."""
+
+    model_config = ConfigDict(json_schema_extra=rules.schema_extra(rules.STEP_RULES))
+
+    name: StepName = Field(
+        description="Name of the step: a DNS-1123 label (lower-case letters, digits and '-', "
+                    "at most 63 characters), unique within the run. Other steps refer to it "
+                    "in their needs.")
+    needs: list[StepName] = Field(
+        default_factory=list, max_length=MAX_NEEDS,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="Names of the steps that must succeed before this one starts (in a "
+                    "realtime run: be Running). Each must name another step of the run; "
+                    "together the needs form a DAG (cycles are refused). Default: none, the "
+                    "step starts at once.")
+    image: str = Field(
+        min_length=1, max_length=1024,
+        description="Container image of the step's main container, e.g. "
+                    "ghcr.io/acme/extract:1.2.")
+    command: list[Text] | None = Field(
+        default=None, max_length=64,
+        description="Entrypoint of the main container. Default: the image's ENTRYPOINT.")
+    args: list[Text] | None = Field(
+        default=None, max_length=256,
+        description="Arguments to the entrypoint. Default: the image's CMD.")
+    env: list[EnvVar] | None = Field(
+        default=None, max_length=128,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        description="Environment variables of the main container, unique by name.")
+    timeout_seconds: int | None = Field(
+        default=None, ge=1,
+        description="Deadline of one attempt, in seconds (at least 1). An attempt running "
+                    "longer is stopped and the step ends TimedOut. Default: no per-attempt "
+                    "deadline (the run's timeoutSeconds still applies).")
+    retry: RetryPolicy | None = Field(
+        default=None,
+        description="Retry policy for Transient failures. Default: no retry.")
+    pod: PodTemplate | None = Field(
+        default=None,
+        description="Labels, annotations and ServiceAccount for the step's pods.")
+    heartbeat_timeout_seconds: int | None = Field(
+        default=None, ge=1,
+        description="If set, a running step that has not heartbeated for this many seconds "
+                    "is marked Lost with reason HeartbeatExpired. Default: no heartbeat "
+                    "expected.")
+    port: int | None = Field(
+        default=None, ge=1, le=65535,
+        description="TCP port the step serves on (realtime steps): the step gets a Service "
+                    "exposing it. Default: no Service.")
+
+
+class ShutdownSpec(ApiModel):
+    """The stop contract."""
+
+    grace_period_seconds: int = Field(
+        default=30, ge=0, le=86400,
+        description="The longest a stop waits for running work to end before forcing it, in "
+                    "seconds (0 to 86400; default 30).")
+
+
+class LifecycleSpec(ApiModel):
+    """Transport lifecycle timings of a realtime run."""
+
+    drain_timeout_seconds: int | None = Field(
+        default=None, ge=0, le=86400,
+        description="Seconds the transport may take to drain during a realtime cut-over. It "
+                    "never delays a stop (shutdown.gracePeriodSeconds bounds that).")
+
+
+class TransportSpec(ApiModel):
+    """Settings of the realtime transport between steps."""
+
+    lifecycle: LifecycleSpec | None = Field(
+        default=None, description="Lifecycle timings of the transport.")
+
+
+class StoryRunSpec(ApiModel):
+    """What the run executes and how. Immutable after creation, except cancelRequested."""
+
+    model_config = ConfigDict(json_schema_extra=lambda schema, cls: _spec_rules(schema, cls))
+
+    mode: Mode = Field(
+        default=Mode.BATCH,
+        description="batch (default): every step runs to completion as a Job. realtime: "
+                    "steps are long-lived Deployments forming a live topology; a step starts "
+                    "once the steps it needs are Running.")
+    on_failure: OnFailure = Field(
+        default=OnFailure.STOP,
+        description="stop (default): fail fast, pending steps are not started and running "
+                    "ones are stopped. continue: steps that do not need the failed step keep "
+                    "going; those that need it are Skipped.")
+    timeout_seconds: int | None = Field(
+        default=None, ge=1,
+        description="Deadline of the whole run in seconds from its start (at least 1). When "
+                    "it passes the run is stopped and ends TimedOut. Default: none.")
+    cancel_requested: bool = Field(
+        default=False,
+        description="Set to true to stop the run: pending steps are canceled, running ones "
+                    "get shutdown.gracePeriodSeconds to end. It can only go from false to "
+                    "true, never back. Default false.")
+    shutdown: ShutdownSpec = Field(
+        default_factory=ShutdownSpec,
+        json_schema_extra={"default": {}},
+        description="The stop contract: how long a stop waits for running work.")
+    transport: TransportSpec | None = Field(
+        default=None,
+        description="Realtime transport settings; they never delay a stop.")
+    ttl_seconds_after_finished: int | None = Field(
+        default=None, ge=0,
+        description="Seconds after the run becomes terminal (whatever its outcome) when its "
+                    "StepRuns and workloads are deleted; the StoryRun itself is kept. "
+                    "Default: they are kept.")
+    steps: list[StepSpec] = Field(
+        min_length=1, max_length=MAX_STEPS,
+        json_schema_extra=rules.schema_extra(
+            rules.STEPS_RULES, **{"x-kubernetes-list-type": "map",
+                                  "x-kubernetes-list-map-keys": ["name"]}),
+        description=f"The steps of the run, 1 to {MAX_STEPS}, unique by name; their needs form "
+                    "a DAG.")
+
+
+class StepRunSpec(StepSpec):
+    """The step's definition as it was when the StepRun was created, plus where it belongs.
+
+    Created by the operator; immutable.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra=rules.schema_extra([*rules.STEP_RULES, *rules.STEP_RUN_SPEC_RULES]))
+
+    story_run: str = Field(
+        min_length=1, max_length=253, pattern=DNS_SUBDOMAIN,
+        description="Name of the StoryRun this StepRun belongs to (in the same namespace).")
+    step: StepName = Field(description="Name of the step in the StoryRun's spec.steps.")
+    mode: Mode = Field(
+        default=Mode.BATCH,
+        description="The run's mode: batch (a Job) or realtime (a Deployment). Default batch.")
+    deadline: Timestamp | None = Field(
+        default=None,
+        description="Absolute time (RFC 3339) by which the step must be done: the earlier of "
+                    "the run's deadline and this attempt's timeout. Default: none.")
+
+
+def _spec_rules(schema: dict[str, Any], cls: type[ApiModel]) -> None:
+    """StoryRun spec rules: every field but cancelRequested is immutable."""
+    fields = [f.alias or name for name, f in cls.model_fields.items()
+              if name != "cancel_requested"]
+    schema.update(rules.schema_extra(rules.story_run_spec_rules(fields)))

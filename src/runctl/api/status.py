@@ -1,0 +1,180 @@
+"""The status side of the API: what the operator records about a StoryRun and its StepRuns.
+
+Written through the status subresource. The CRD's CEL rules make a terminal status final for
+every writer (see `runctl.api.rules`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, StringConstraints
+
+from runctl.api import rules
+from runctl.api.base import DNS_SUBDOMAIN, MAX_MESSAGE, MAX_REASON, ApiModel, Timestamp
+from runctl.api.spec import MAX_STEPS
+from runctl.machine.phases import FailureClass, RunPhase, StepPhase, StopTrigger
+
+MAX_OUTPUTS = 64
+MAX_CONDITIONS = 16
+
+OutputValue = Annotated[str, StringConstraints(max_length=4096)]
+
+
+def _reason(what: str) -> Any:
+    return Field(
+        default=None, max_length=MAX_REASON,
+        description=f"Machine-readable CamelCase reason for {what}, e.g. Completed, StepFailed, "
+                    "UpstreamFailed, StoppedBeforeStart, Canceled, TimedOut, WorkloadDeleted.")
+
+
+class StepState(ApiModel):
+    """The recorded state of one step, kept after its StepRun is deleted."""
+
+    phase: StepPhase = Field(
+        description="Pending, Running, then exactly one terminal phase: Succeeded, Failed, "
+                    "Canceled, TimedOut, Lost or Skipped. A terminal entry never changes.")
+    reason: str | None = _reason("the step's phase")
+    message: str | None = Field(
+        default=None, max_length=MAX_MESSAGE,
+        description="A sentence for people about the step's state.")
+    step_run: str | None = Field(
+        default=None, max_length=253, pattern=DNS_SUBDOMAIN,
+        description="Name of the StepRun that runs the step (in the same namespace).")
+    attempts: int = Field(
+        default=0, ge=0, description="How many attempts the step has started (default 0).")
+    started_at: Timestamp | None = Field(
+        default=None, description="When the step's first attempt started (RFC 3339).")
+    finished_at: Timestamp | None = Field(
+        default=None, description="When the step became terminal (RFC 3339).")
+
+
+class StopState(ApiModel):
+    """The course of a stop (cancel, timeout or fail-fast)."""
+
+    requested_at: Timestamp | None = Field(
+        default=None, description="When the stop was requested (RFC 3339).")
+    observed_at: Timestamp | None = Field(
+        default=None, description="When the operator observed the request (RFC 3339).")
+    completed_at: Timestamp | None = Field(
+        default=None, description="When the stop completed: no work left running (RFC 3339).")
+    trigger: StopTrigger | None = Field(
+        default=None,
+        description="What completed the stop: AllStepsTerminal, TopologyTerminated (the "
+                    "realtime topology was observed gone) or GracePeriodExpired "
+                    "(shutdown.gracePeriodSeconds passed and the rest was forced).")
+
+
+class Condition(ApiModel):
+    """A standard Kubernetes condition (metav1.Condition)."""
+
+    type: str = Field(
+        min_length=1, max_length=316,
+        description="Type of the condition in CamelCase, e.g. Succeeded or TopologyTerminated.")
+    status: Literal["True", "False", "Unknown"] = Field(
+        description="True, False or Unknown.")
+    reason: str | None = Field(
+        default=None, max_length=MAX_REASON,
+        description="Machine-readable CamelCase reason for the last transition.")
+    message: str | None = Field(
+        default=None, max_length=MAX_MESSAGE,
+        description="A sentence for people about the last transition.")
+    last_transition_time: Timestamp | None = Field(
+        default=None, description="When the status last changed (RFC 3339).")
+    observed_generation: int | None = Field(
+        default=None, ge=0,
+        description="The metadata.generation the condition was set for.")
+
+
+class StoryRunStatus(ApiModel):
+    """The observed state of the run, written by the operator. Terminal is final."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules.schema_extra(rules.STORY_RUN_STATUS_RULES))
+
+    phase: RunPhase | None = Field(
+        default=None,
+        description="Pending, Running, Stopping, then exactly one terminal phase: Succeeded, "
+                    "Failed, Canceled or TimedOut. A terminal phase never changes.")
+    reason: str | None = _reason("the run's phase (on failure: the first failed step's)")
+    message: str | None = Field(
+        default=None, max_length=MAX_MESSAGE,
+        description="A sentence for people about the run (on failure: the first failed "
+                    "step's message).")
+    started_at: Timestamp | None = Field(
+        default=None, description="When the run started (RFC 3339).")
+    finished_at: Timestamp | None = Field(
+        default=None, description="When the run became terminal (RFC 3339).")
+    duration: str | None = Field(
+        default=None, max_length=64,
+        description="How long the run took (or has taken so far), as Go-style text, e.g. "
+                    "2m13s.")
+    step_states: dict[str, StepState] | None = Field(
+        default=None, max_length=MAX_STEPS,
+        description="The state of every step in spec.steps, by step name; always present "
+                    "for every step, and kept after the StepRuns are deleted.")
+    stop: StopState | None = Field(
+        default=None, description="The course of a stop, once one was requested.")
+    conditions: list[Condition] | None = Field(
+        default=None, max_length=MAX_CONDITIONS,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+        description="Standard conditions, unique by type. Succeeded is Unknown until the run "
+                    "is terminal, then True or False with the terminal reason. "
+                    "TopologyTerminated=True, set by a transport hub, ends a realtime run.")
+    observed_generation: int | None = Field(
+        default=None, ge=0,
+        description="The metadata.generation of the spec this status reflects.")
+    progress: str | None = Field(
+        default=None, max_length=16,
+        description="Terminal steps out of all steps, e.g. 3/5 (the Steps printer column).")
+
+
+class WorkloadRef(ApiModel):
+    """The workload that runs a step."""
+
+    kind: str = Field(
+        min_length=1, max_length=63,
+        description="Kind of the workload: Job (batch) or Deployment (realtime).")
+    name: str = Field(
+        min_length=1, max_length=253, pattern=DNS_SUBDOMAIN,
+        description="Name of the workload, in the StepRun's namespace.")
+
+
+class StepRunStatus(ApiModel):
+    """The observed state of one step's attempts, written by the operator. Terminal is final."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules.schema_extra(rules.STEP_RUN_STATUS_RULES))
+
+    phase: StepPhase | None = Field(
+        default=None,
+        description="Pending, Running, then exactly one terminal phase: Succeeded, Failed, "
+                    "Canceled, TimedOut, Lost or Skipped. A terminal phase never changes; a "
+                    "Lost step never becomes Succeeded.")
+    reason: str | None = _reason("the step's phase")
+    message: str | None = Field(
+        default=None, max_length=MAX_MESSAGE,
+        description="A sentence for people about the step (on failure: what went wrong).")
+    attempts: int = Field(
+        default=0, ge=0, description="How many attempts have been started (default 0).")
+    started_at: Timestamp | None = Field(
+        default=None, description="When the first attempt started (RFC 3339).")
+    finished_at: Timestamp | None = Field(
+        default=None, description="When the step became terminal (RFC 3339).")
+    heartbeat_at: Timestamp | None = Field(
+        default=None,
+        description="When the step last showed it was alive (RFC 3339); see "
+                    "heartbeatTimeoutSeconds.")
+    outputs: dict[str, OutputValue] | None = Field(
+        default=None, max_length=MAX_OUTPUTS,
+        description="String outputs the step reported (its termination message, a JSON "
+                    "object of strings). Immutable once the step is terminal.")
+    failure_class: FailureClass | None = Field(
+        default=None,
+        description="Transient (retried, within retry.limit) or Permanent (fails at once).")
+    workload: WorkloadRef | None = Field(
+        default=None, description="The Job or Deployment running the current attempt.")
+    next_attempt_at: Timestamp | None = Field(
+        default=None,
+        description="When the next attempt starts, while waiting out retry.backoffSeconds "
+                    "(RFC 3339).")
