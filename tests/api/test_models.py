@@ -1,0 +1,201 @@
+"""The API models read what users and the API server write, and write it back unchanged."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from runctl.api import (
+    StepRunStatus,
+    StepSpec,
+    StoryRunSpec,
+    StoryRunStatus,
+    parse_step_run,
+    parse_story_run,
+    status_dict,
+)
+from runctl.machine.phases import FailureClass, Mode, OnFailure, RunPhase, StepPhase
+
+EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*.yaml"))
+
+FULL_SPEC: dict[str, Any] = {
+    "mode": "batch",
+    "onFailure": "continue",
+    "timeoutSeconds": 3600,
+    "cancelRequested": False,
+    "shutdown": {"gracePeriodSeconds": 30},
+    "transport": {"lifecycle": {"drainTimeoutSeconds": 120}},
+    "ttlSecondsAfterFinished": 300,
+    "steps": [
+        {
+            "name": "extract",
+            "needs": [],
+            "image": "ghcr.io/acme/extract:1.2",
+            "command": ["python", "-m", "extract"],
+            "args": [],
+            "env": [{"name": "DAY", "value": "2026-11-22"}, {"name": "EMPTY"}],
+            "timeoutSeconds": 600,
+            "retry": {"limit": 2, "backoffSeconds": 5, "transientExitCodes": [75]},
+            "pod": {
+                "labels": {"team": "data"},
+                "annotations": {"sim.runctl.dev/duration": "3s"},
+                "serviceAccountName": "etl-runner",
+            },
+            "heartbeatTimeoutSeconds": 30,
+            "port": 8080,
+        },
+        {"name": "load", "needs": ["extract"], "image": "ghcr.io/acme/load:1.2"},
+    ],
+}
+
+RUN_STATUS: dict[str, Any] = {
+    "phase": "Failed",
+    "reason": "StepFailed",
+    "message": "extract: exit code 3",
+    "startedAt": "2026-11-22T10:00:00Z",
+    "finishedAt": "2026-11-22T10:02:13Z",
+    "duration": "2m13s",
+    "stepStates": {
+        "extract": {"phase": "Failed", "reason": "StepFailed", "message": "exit code 3",
+                    "stepRun": "nightly-extract", "attempts": 3,
+                    "startedAt": "2026-11-22T10:00:00Z", "finishedAt": "2026-11-22T10:02:13Z"},
+        "load": {"phase": "Skipped", "reason": "UpstreamFailed", "attempts": 0},
+    },
+    "stop": {"requestedAt": "2026-11-22T10:02:13Z", "observedAt": "2026-11-22T10:02:13Z",
+             "completedAt": "2026-11-22T10:02:13Z", "trigger": "AllStepsTerminal"},
+    "conditions": [{"type": "Succeeded", "status": "False", "reason": "StepFailed",
+                    "message": "extract: exit code 3",
+                    "lastTransitionTime": "2026-11-22T10:02:13Z", "observedGeneration": 1}],
+    "observedGeneration": 1,
+    "progress": "2/2",
+}
+
+STEP_RUN: dict[str, Any] = {
+    "apiVersion": "runctl.dev/v1alpha1",
+    "kind": "StepRun",
+    "metadata": {"name": "nightly-extract", "namespace": "data",
+                 "labels": {"runctl.dev/storyrun": "nightly", "runctl.dev/step": "extract"}},
+    "spec": {**FULL_SPEC["steps"][0], "storyRun": "nightly", "step": "extract",
+             "mode": "batch", "deadline": "2026-11-22T11:00:00Z"},
+    "status": {
+        "phase": "Succeeded", "reason": "Completed", "message": "done", "attempts": 1,
+        "startedAt": "2026-11-22T10:00:00Z", "finishedAt": "2026-11-22T10:00:03Z",
+        "heartbeatAt": "2026-11-22T10:00:02Z", "outputs": {"rows": "1200"},
+        "failureClass": "Transient", "workload": {"kind": "Job", "name": "nightly-extract"},
+        "nextAttemptAt": "2026-11-22T10:00:01Z",
+    },
+}
+
+
+def story_run(spec: dict[str, Any], status: dict[str, Any] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"apiVersion": "runctl.dev/v1alpha1", "kind": "StoryRun",
+                            "metadata": {"name": "nightly", "namespace": "data"}, "spec": spec}
+    if status is not None:
+        body["status"] = status
+    return body
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_every_example_reads(path: Path) -> None:
+    run = parse_story_run(yaml.safe_load(path.read_text()))
+    assert run.spec.steps
+    assert run.status is None
+
+
+def test_a_full_story_run_round_trips_unchanged() -> None:
+    body = story_run(FULL_SPEC, RUN_STATUS)
+    assert parse_story_run(body).to_api() == body
+
+
+def test_a_full_step_run_round_trips_unchanged() -> None:
+    assert parse_step_run(STEP_RUN).to_api() == STEP_RUN
+
+
+def test_defaults_are_the_contract_s() -> None:
+    spec = StoryRunSpec.model_validate({"steps": [{"name": "a", "image": "x"}]})
+    assert spec.mode is Mode.BATCH
+    assert spec.on_failure is OnFailure.STOP
+    assert spec.cancel_requested is False
+    assert spec.shutdown.grace_period_seconds == 30
+    assert spec.timeout_seconds is None
+    assert spec.transport is None
+    assert spec.ttl_seconds_after_finished is None
+    step = spec.steps[0]
+    assert step.needs == []
+    assert step.retry is None
+    assert StepSpec.model_validate({"name": "a", "image": "x", "retry": {}}).retry == \
+        StepSpec.model_validate({"name": "a", "image": "x", "retry": {
+            "limit": 0, "backoffSeconds": 10, "transientExitCodes": []}}).retry
+
+
+def test_python_code_may_use_snake_case_names() -> None:
+    step = StepSpec(name="extract", image="x", timeout_seconds=5, heartbeat_timeout_seconds=9)
+    assert step.to_api() == {"name": "extract", "image": "x", "needs": [], "timeoutSeconds": 5,
+                             "heartbeatTimeoutSeconds": 9}
+
+
+def test_typed_values_come_out_as_enums_and_times() -> None:
+    run = parse_story_run(story_run(FULL_SPEC, RUN_STATUS))
+    assert run.status is not None
+    assert run.status.phase is RunPhase.FAILED
+    assert run.status.step_states is not None
+    assert run.status.step_states["load"].phase is StepPhase.SKIPPED
+    assert run.status.finished_at == dt.datetime(2026, 11, 22, 10, 2, 13, tzinfo=dt.UTC)
+    step_run = parse_step_run(STEP_RUN)
+    assert step_run.status is not None
+    assert step_run.status.failure_class is FailureClass.TRANSIENT
+    assert step_run.spec.story_run == "nightly"
+
+
+def test_status_dumps_camel_case_whole_seconds_utc_without_absent_fields() -> None:
+    status = StoryRunStatus(
+        phase=RunPhase.RUNNING,
+        started_at=dt.datetime(2026, 11, 22, 11, 0, 0, 700_000,
+                               tzinfo=dt.timezone(dt.timedelta(hours=1))),
+        progress="0/2",
+    )
+    assert status_dict(status) == {"phase": "Running", "startedAt": "2026-11-22T10:00:00Z",
+                                   "progress": "0/2"}
+    assert status_dict(StepRunStatus(phase=StepPhase.PENDING)) == {
+        "phase": "Pending", "attempts": 0}
+
+
+def test_an_empty_status_reads_as_none() -> None:
+    assert parse_story_run(story_run(FULL_SPEC, {})).status is None
+
+
+def test_unknown_fields_are_ignored_when_reading() -> None:
+    run = parse_story_run(story_run({**FULL_SPEC, "future": 1}, {**RUN_STATUS, "later": "x"}))
+    assert "future" not in run.to_api()["spec"]
+
+
+BAD_SPECS = [
+    pytest.param({"steps": []}, "steps", id="no-steps"),
+    pytest.param({"steps": [{"name": "Bad_Name", "image": "x"}]}, "name", id="bad-name"),
+    pytest.param({"steps": [{"name": "a" * 64, "image": "x"}]}, "name", id="long-name"),
+    pytest.param({"steps": [{"name": "a"}]}, "image", id="no-image"),
+    pytest.param({"timeoutSeconds": -1, "steps": [{"name": "a", "image": "x"}]},
+                 "timeoutSeconds", id="negative-timeout"),
+    pytest.param({"timeoutSeconds": 0, "steps": [{"name": "a", "image": "x"}]},
+                 "timeoutSeconds", id="zero-timeout"),
+    pytest.param({"mode": "bursty", "steps": [{"name": "a", "image": "x"}]}, "mode",
+                 id="unknown-mode"),
+    pytest.param({"onFailure": "ignore", "steps": [{"name": "a", "image": "x"}]},
+                 "onFailure", id="unknown-onFailure"),
+    pytest.param({"steps": [{"name": "a", "image": "x", "retry": {"limit": 11}}]}, "limit",
+                 id="retry-limit"),
+    pytest.param({"steps": [{"name": "a", "image": "x", "port": 0}]}, "port", id="port"),
+    pytest.param({"shutdown": {"gracePeriodSeconds": -1}, "steps": [{"name": "a", "image": "x"}]},
+                 "gracePeriodSeconds", id="grace"),
+]
+
+
+@pytest.mark.parametrize(("spec", "field"), BAD_SPECS)
+def test_the_models_refuse_what_the_schema_refuses(spec: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError, match=field):
+        StoryRunSpec.model_validate(spec)
