@@ -91,7 +91,7 @@ def test_a_refusal_through_the_python_client_is_a_422_with_the_field(
         api.create_namespaced_custom_object(GROUP, VERSION, namespace, "storyruns",
                                             run("bad", [step("a"), step("b", "zz")]))
     assert refused.value.status == 422
-    body = json.loads(refused.value.body)
+    body = json.loads(refused.value.body or "{}")
     assert body["reason"] == "Invalid"
     (cause,) = body["details"]["causes"]
     assert cause["field"] == "spec.steps"
@@ -131,10 +131,11 @@ def test_good_input_is_accepted_with_its_defaults(crds: ControlPlane, namespace:
 
 def test_a_step_run_as_the_operator_creates_it_is_accepted(
         crds: ControlPlane, namespace: str) -> None:
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "StepRun",
-            "metadata": {"name": "nightly-extract"},
-            "spec": {**step("extract", retry={"limit": 1}), "storyRun": "nightly.etl",
-                     "step": "extract", "mode": "batch", "deadline": "2026-11-22T11:00:00Z"}}
+    body: dict[str, Any] = {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "StepRun",
+        "metadata": {"name": "nightly-extract"},
+        "spec": {**step("extract", retry={"limit": 1}), "storyRun": "nightly.etl",
+                 "step": "extract", "mode": "batch", "deadline": "2026-11-22T11:00:00Z"}}
     code, output = create(crds, namespace, body)
     assert code == 0, output
     body["metadata"]["name"] = "self-needing"
