@@ -86,8 +86,8 @@ class StepSpec(ApiModel):
         json_schema_extra={"x-kubernetes-list-type": "set"},
         description="Names of the steps that must succeed before this one starts (in a "
                     "realtime run: be Running). Each must name another step of the run; "
-                    "together the needs form a DAG (cycles are refused). Default: none, the "
-                    "step starts at once.")
+                    f"together the needs form a DAG (cycles are refused). At most {MAX_NEEDS}. "
+                    "Default: none, the step starts at once.")
     image: str = Field(
         min_length=1, max_length=1024,
         description="Container image of the step's main container, e.g. "
