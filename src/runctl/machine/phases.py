@@ -80,3 +80,18 @@ class StopTrigger(StrEnum):
 class FailureClass(StrEnum):
     TRANSIENT = "Transient"
     PERMANENT = "Permanent"
+
+
+class Waiting(StrEnum):
+    """Reasons of a step that is not terminal yet."""
+
+    RETRY_BACKOFF = "RetryBackoff"
+    """A Transient failure is waiting out retry.backoffSeconds before the next attempt."""
+    STOP_REQUESTED = "StopRequested"
+    """The run is Stopping: nothing starts, running work is given the grace period to end."""
+
+
+STEP_FAILURES: frozenset[StepPhase] = frozenset(
+    {StepPhase.FAILED, StepPhase.TIMED_OUT, StepPhase.LOST}
+)
+"""Terminal step phases that count as the step failing (onFailure, the run's verdict)."""

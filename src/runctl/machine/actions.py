@@ -1,0 +1,91 @@
+"""What the shell must do to make a decision true. A closed union: the shell matches on it.
+
+Every action is safe to apply twice (deterministic names, create-if-absent, deletes that count
+NotFound as done, status writes that state the whole result), because a decision may be applied
+again after a conflict or a restart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+from runctl.machine.model import StepRunStatus
+
+
+class EventReason(StrEnum):
+    """Reasons of the Kubernetes Events a person reads in `kubectl describe`."""
+
+    STARTED = "Started"
+    STOP_REQUESTED = "StopRequested"
+    RETRYING = "Retrying"
+    LATE_REPORT_REJECTED = "LateReportRejected"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+    TIMED_OUT = "TimedOut"
+
+
+@dataclass(frozen=True, slots=True)
+class CreateStepRun:
+    step: str
+    name: str
+    deadline: dt.datetime | None
+    """The run's absolute deadline, copied into the StepRun spec."""
+
+
+@dataclass(frozen=True, slots=True)
+class StartAttempt:
+    """Create the workload of attempt `attempt` (a Job per attempt, or the Deployment)."""
+
+    step: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class StopWorkload:
+    """Delete the step's workloads and their pods, giving them `grace_seconds` to exit."""
+
+    step: str
+    grace_seconds: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class WriteStepRunStatus:
+    """Replace the StepRun's status with this (only sent when it differs from what is there)."""
+
+    step: str
+    status: StepRunStatus
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveFinalizer:
+    """Let a StepRun go: sent only once the StoryRun's stored status records the step terminal,
+    so its final state is never lost (guarantee 1)."""
+
+    step: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteStepRun:
+    """ttlSecondsAfterFinished has passed for the run (its workloads go with it)."""
+
+    step: str
+
+
+@dataclass(frozen=True, slots=True)
+class EmitEvent:
+    """One Event per transition a person wants to see; posted after the status write lands."""
+
+    target: Literal["run", "step"]
+    step: str | None
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+Action = (CreateStepRun | StartAttempt | StopWorkload | WriteStepRunStatus | RemoveFinalizer
+          | DeleteStepRun | EmitEvent)

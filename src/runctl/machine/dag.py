@@ -1,0 +1,95 @@
+"""The spec's steps as a DAG: validation that names the field, order, and readiness.
+
+The admission webhook refuses a bad spec with these messages before it is stored; `decide` runs
+the same checks, so a run that got past admission some other way still ends `InvalidSpec` with a
+message naming the field, and nothing of it starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from runctl.machine.model import RunSpec, StepSpec
+from runctl.machine.phases import Mode, StepPhase
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+def validate(spec: RunSpec) -> tuple[Problem, ...]:
+    """Every problem of the step graph, in spec order: empty, duplicates, self-needs, unknown
+    needs, then the first cycle (only looked for once the names are sound)."""
+    if not spec.steps:
+        return (Problem("spec.steps", "a run needs at least one step"),)
+    problems: list[Problem] = []
+    first: dict[str, int] = {}
+    for i, step in enumerate(spec.steps):
+        if step.name in first:
+            problems.append(Problem(f"spec.steps[{i}].name",
+                                    f'duplicate step "{step.name}" (also spec.steps'
+                                    f"[{first[step.name]}])"))
+        first.setdefault(step.name, i)
+    for i, step in enumerate(spec.steps):
+        for need in step.needs:
+            if need == step.name:
+                problems.append(Problem(f"spec.steps[{i}].needs",
+                                        f'step "{step.name}" cannot need itself'))
+            elif need not in first:
+                problems.append(Problem(f"spec.steps[{i}].needs", f'unknown step "{need}"'))
+    if problems:
+        return tuple(problems)
+    cycle = find_cycle(spec.steps)
+    return (Problem("spec.steps", "cycle " + " -> ".join(cycle)),) if cycle else ()
+
+
+def find_cycle(steps: tuple[StepSpec, ...]) -> tuple[str, ...]:
+    """The first cycle met walking the needs in spec order, closed (a -> b -> a); () if none."""
+    needs = {s.name: s.needs for s in steps}
+    done: set[str] = set()
+
+    def walk(name: str, path: tuple[str, ...]) -> tuple[str, ...]:
+        if name in path:
+            return (*path[path.index(name):], name)
+        if name in done:
+            return ()
+        for need in needs[name]:
+            cycle = walk(need, (*path, name))
+            if cycle:
+                return cycle
+        done.add(name)
+        return ()
+
+    for step in steps:
+        cycle = walk(step.name, ())
+        if cycle:
+            return cycle
+    return ()
+
+
+def topological_order(steps: tuple[StepSpec, ...]) -> tuple[str, ...]:
+    """Steps after all they need, ties in spec order (the spec must be valid)."""
+    placed: list[str] = []
+    left = list(steps)
+    while left:
+        ready = [s for s in left if set(s.needs) <= set(placed)]
+        placed.extend(s.name for s in ready)
+        left = [s for s in left if s not in ready]
+    return tuple(placed)
+
+
+def ready_phase(mode: Mode) -> StepPhase:
+    """What a need must be for its dependents to start: Succeeded in a batch run; Running in a
+    realtime one, where steps are long-lived and start once their upstreams serve."""
+    return StepPhase.RUNNING if mode is Mode.REALTIME else StepPhase.SUCCEEDED
+
+
+def is_ready(step: StepSpec, phases: Mapping[str, StepPhase], mode: Mode) -> bool:
+    want = ready_phase(mode)
+    return all(phases[need] is want for need in step.needs)

@@ -1,0 +1,219 @@
+"""`decide(observed, now)`: the one entry point of the core.
+
+A ladder, first rung that holds wins:
+
+1. the run is terminal: its status stands; only upkeep is left (stop what still runs, let
+   StepRuns go once their final state is recorded, delete them at the TTL);
+2. the spec is invalid: the run fails `InvalidSpec` naming the field, nothing starts;
+3. otherwise each step is read from its StepRun and workload (`steps`), then the run-level
+   ladder (`plan`) says what governs the run now.
+
+Whatever the rung, the actions follow from comparing what will be true with what was observed
+(`_effects`), so deciding again on the result of applying them asks for nothing more.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from runctl.machine.actions import (
+    Action,
+    DeleteStepRun,
+    RemoveFinalizer,
+    StopWorkload,
+    WriteStepRunStatus,
+)
+from runctl.machine.dag import Problem, validate
+from runctl.machine.failures import MAX_MESSAGE
+from runctl.machine.model import (
+    Observed,
+    RunStatus,
+    StepRunObservation,
+    StepState,
+    StopState,
+    WorkloadState,
+    lookup,
+    step_state,
+    step_states_from,
+)
+from runctl.machine.phases import RUN_TERMINAL, STEP_TERMINAL, Mode, Reason, RunPhase, StepPhase
+from runctl.machine.plan import Clock, Plan, plan
+from runctl.machine.status import events, late_report_events, run_status
+from runctl.machine.steps import StepContext, Track, needs_stop, observe_step, timers
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    status: RunStatus
+    """The whole next StoryRun status."""
+    actions: tuple[Action, ...]
+    requeue_at: dt.datetime | None
+    """The earliest time something happens without anything being observed."""
+
+
+def decide(observed: Observed, now: dt.datetime) -> Decision:
+    if observed.status.phase in RUN_TERMINAL:
+        return _finished(observed, now)
+    problems = validate(observed.spec)
+    if problems:
+        return _invalid(observed, problems, now)
+    return _progress(observed, now)
+
+
+# -- rung 1: a terminal run ------------------------------------------------------------------
+
+
+def _finished(observed: Observed, now: dt.datetime) -> Decision:
+    """Terminal is final: the status is kept whole (a stop on it changes nothing); whatever
+    still runs is stopped, and a late success is rejected."""
+    ctx = StepContext(observed.spec.mode, now, stopping=True, deadline=None)
+    tracks = _tracks(observed, ctx)
+    actions = [*_effects(observed, tracks, True, now),
+               *(e for t in tracks.values() for e in late_report_events(t))]
+    ttl = _ttl_at(observed.status, observed)
+    return Decision(observed.status, tuple(actions),
+                    ttl if ttl is not None and ttl > now else None)
+
+
+# -- rung 2: an invalid spec -----------------------------------------------------------------
+
+
+def _invalid(observed: Observed, problems: tuple[Problem, ...], now: dt.datetime) -> Decision:
+    message = "; ".join(str(p) for p in problems)[:MAX_MESSAGE]
+    skipped = StepState(StepPhase.SKIPPED, Reason.INVALID_SPEC,
+                        "not run: the spec is invalid", finished_at=now)
+    tracks = {s.name: Track(s, step_state(observed.status, s.name), None, skipped, None)
+              for s in observed.spec.steps}
+    return _conclude(observed, Plan(tracks, RunPhase.FAILED, Reason.INVALID_SPEC, message),
+                     _stop(observed, now), Clock(now, None, None), now)
+
+
+# -- rung 3: a run going on ------------------------------------------------------------------
+
+
+def _stop(observed: Observed, now: dt.datetime) -> StopState | None:
+    """The stop in effect, if one was requested: dated from its first observation (now)."""
+    old = observed.status.stop
+    if old is None and not observed.spec.cancel_requested:
+        return None
+    requested = old.requested_at if old is not None else None
+    seen = old.observed_at if old is not None else None
+    return StopState(requested_at=requested or observed.cancel_requested_at or now,
+                     observed_at=seen or now)
+
+
+def _topology_over(observed: Observed) -> bool:
+    """Realtime: an outside hub says the session ended, or the topology had come up and no
+    workload has a live pod left. A workload merely not seen yet (Absent) is not gone."""
+    if observed.spec.mode is not Mode.REALTIME:
+        return False
+    if observed.topology_terminated:
+        return True
+    names = {s.name for s in observed.spec.steps}
+    runs = [obs for step, obs in observed.step_runs if step in names]
+    came_up = any(obs.status is not None and obs.status.phase is StepPhase.RUNNING
+                  for obs in runs) or any(
+        s.phase is StepPhase.RUNNING for _, s in observed.status.step_states)
+    return came_up and all(_dead(obs) for obs in runs)
+
+
+def _dead(obs: StepRunObservation) -> bool:
+    a = obs.attempt
+    if obs.gone or a is None or a.state is WorkloadState.GONE:
+        return True
+    return a.state not in (WorkloadState.ABSENT, WorkloadState.RUNNING) and a.live_pods == 0
+
+
+def _tracks(observed: Observed, ctx: StepContext) -> dict[str, Track]:
+    return {s.name: observe_step(s, step_state(observed.status, s.name),
+                                 lookup(observed.step_runs, s.name), ctx)
+            for s in observed.spec.steps}
+
+
+def _progress(observed: Observed, now: dt.datetime) -> Decision:
+    spec = observed.spec
+    started = observed.status.started_at or now
+    deadline = (started + dt.timedelta(seconds=spec.timeout_seconds)
+                if spec.timeout_seconds is not None else None)
+    stop = _stop(observed, now)
+    grace_until = (stop.observed_at + dt.timedelta(seconds=spec.grace_period_seconds)
+                   if stop is not None and stop.observed_at is not None else None)
+    topology_over = _topology_over(observed)
+    ctx = StepContext(spec.mode, now, stop is not None, deadline, topology_over)
+    clock = Clock(now, deadline, grace_until)
+    return _conclude(observed, plan(observed, _tracks(observed, ctx), clock, topology_over),
+                     stop, clock, now)
+
+
+def _conclude(observed: Observed, p: Plan, stop: StopState | None, clock: Clock,
+              now: dt.datetime) -> Decision:
+    """The status the plan makes, the actions that make it true, and when to look again."""
+    old = observed.status
+    states = step_states_from((name, t.state) for name, t in p.tracks.items())
+    status = run_status(old, p.phase, p.reason, p.message, states, stop, p.trigger,
+                        old.started_at or now, now, observed.generation)
+    stopping = stop is not None or p.phase in RUN_TERMINAL
+    actions: list[Action] = [*p.creates]
+    actions += _effects(observed, p.tracks, stopping, now)
+    actions += p.starts
+    actions += events(old, status, p.phase, p.tracks)
+    return Decision(status, tuple(_ordered(actions)),
+                    _requeue(observed, p, clock, status, now))
+
+
+def _requeue(observed: Observed, p: Plan, clock: Clock, status: RunStatus,
+             now: dt.datetime) -> dt.datetime | None:
+    if p.phase in RUN_TERMINAL:
+        times = [_ttl_at(status, observed)]
+    else:
+        times = [clock.deadline, clock.grace_until]
+        for t in p.tracks.values():
+            if not t.terminal and t.status is not None:
+                times += timers(t.spec, t.status, t.attempt)
+    return min((t for t in times if t is not None and t > now), default=None)
+
+
+# -- actions ---------------------------------------------------------------------------------
+
+
+def _ttl_at(status: RunStatus, observed: Observed) -> dt.datetime | None:
+    ttl = observed.spec.ttl_seconds_after_finished
+    if ttl is None or status.finished_at is None:
+        return None
+    return status.finished_at + dt.timedelta(seconds=ttl)
+
+
+def _effects(observed: Observed, tracks: Mapping[str, Track], stopping: bool,
+             now: dt.datetime) -> list[Action]:
+    """StepRun writes, workload stops, finalizer removals and TTL deletions that follow from
+    the next states. A finalizer goes only once the *recorded* run status has the step final."""
+    mode, grace = observed.spec.mode, observed.spec.grace_period_seconds
+    recorded_terminal = observed.status.phase in RUN_TERMINAL
+    ttl_at = _ttl_at(observed.status, observed) if recorded_terminal else None
+    ttl_due = ttl_at is not None and now >= ttl_at
+    out: list[Action] = []
+    for name, t in tracks.items():
+        obs = t.observation
+        if t.status is not None and (obs is None or obs.status != t.status):
+            out.append(WriteStepRunStatus(name, t.status))
+        if needs_stop(mode, t) and (t.terminal or stopping):
+            out.append(StopWorkload(name, grace, t.state.reason or "StopRequested"))
+        if obs is None or obs.gone:
+            continue
+        kept = t.recorded is not None and t.recorded.phase in STEP_TERMINAL
+        if kept and (obs.deleting or ttl_due):
+            out.append(RemoveFinalizer(name))
+        if ttl_due and not obs.deleting:
+            out.append(DeleteStepRun(name))
+    return out
+
+
+_ORDER = {"CreateStepRun": 0, "WriteStepRunStatus": 1, "StartAttempt": 2, "StopWorkload": 3,
+          "RemoveFinalizer": 4, "DeleteStepRun": 5, "EmitEvent": 6}
+
+
+def _ordered(actions: list[Action]) -> list[Action]:
+    """Children first (a StepRun exists before its status and workload), Events last."""
+    return sorted(actions, key=lambda a: _ORDER[type(a).__name__])

@@ -1,0 +1,230 @@
+"""The frozen values the core decides from and returns.
+
+Mappings are stored as tuples of pairs sorted by key, so values hash, compare whole and never
+change under a caller; `lookup` and the `*_from` helpers are the ways in and out. Datetimes are
+timezone-aware UTC. Only what the lifecycle needs is here: images, commands and pod templates are
+the shell's business.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal, TypeVar
+
+from runctl.machine.phases import FailureClass, Mode, OnFailure, RunPhase, StepPhase, StopTrigger
+
+V = TypeVar("V")
+
+Outputs = tuple[tuple[str, str], ...]
+
+
+def _pairs(items: Iterable[tuple[str, V]]) -> tuple[tuple[str, V], ...]:
+    return tuple(sorted(dict(items).items(), key=lambda kv: kv[0]))
+
+
+def lookup(pairs: tuple[tuple[str, V], ...], key: str) -> V | None:
+    """The value stored under `key` in a frozen mapping, or None."""
+    for k, v in pairs:
+        if k == key:
+            return v
+    return None
+
+
+def frozen_outputs(items: Iterable[tuple[str, str]]) -> Outputs:
+    return _pairs(items)
+
+
+# -- spec ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    limit: int = 0
+    backoff_seconds: int = 0
+    transient_exit_codes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StepSpec:
+    name: str
+    needs: tuple[str, ...] = ()
+    timeout_seconds: int | None = None
+    retry: RetryPolicy = RetryPolicy()
+    heartbeat_timeout_seconds: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    steps: tuple[StepSpec, ...]
+    mode: Mode = Mode.BATCH
+    on_failure: OnFailure = OnFailure.STOP
+    timeout_seconds: int | None = None
+    cancel_requested: bool = False
+    grace_period_seconds: int = 30
+    drain_timeout_seconds: int | None = None
+    """Carried so tests can prove it plays no part in any decision (API.md guarantee 4)."""
+    ttl_seconds_after_finished: int | None = None
+
+
+# -- StoryRun status -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StepState:
+    phase: StepPhase
+    reason: str | None = None
+    message: str | None = None
+    step_run: str | None = None
+    attempts: int = 0
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+
+
+StepStates = tuple[tuple[str, StepState], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StopState:
+    requested_at: dt.datetime | None
+    observed_at: dt.datetime | None
+    completed_at: dt.datetime | None = None
+    trigger: StopTrigger | None = None
+
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    type: str
+    status: ConditionStatus
+    reason: str | None = None
+    message: str | None = None
+    last_transition_time: dt.datetime | None = None
+    observed_generation: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunStatus:
+    phase: RunPhase | None = None
+    """None: the run was never reconciled."""
+    reason: str | None = None
+    message: str | None = None
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    duration: str | None = None
+    step_states: StepStates = ()
+    stop: StopState | None = None
+    conditions: tuple[Condition, ...] = ()
+    observed_generation: int | None = None
+    progress: str = ""
+    """Terminal steps over all steps, e.g. "3/5", for a printer column."""
+
+
+def step_states_from(items: Iterable[tuple[str, StepState]]) -> StepStates:
+    return _pairs(items)
+
+
+def step_state_items(status: RunStatus) -> StepStates:
+    return status.step_states
+
+
+def step_state(status: RunStatus, step: str) -> StepState | None:
+    return lookup(status.step_states, step)
+
+
+# -- StepRun ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadRef:
+    kind: Literal["Job", "Deployment"]
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepRunStatus:
+    phase: StepPhase
+    reason: str | None = None
+    message: str | None = None
+    attempts: int = 0
+    started_at: dt.datetime | None = None
+    """When the step's first attempt was started."""
+    finished_at: dt.datetime | None = None
+    heartbeat_at: dt.datetime | None = None
+    """Written by the step itself; the core only carries it over."""
+    outputs: Outputs = ()
+    failure_class: FailureClass | None = None
+    workload: WorkloadRef | None = None
+    next_attempt_at: dt.datetime | None = None
+    """When attempt `attempts` starts: in the future during a retry backoff, then the time that
+    attempt was started (its per-attempt timeout counts from it). None for the first attempt."""
+
+
+# -- what the shell observed -----------------------------------------------------------------
+
+
+class WorkloadState(StrEnum):
+    ABSENT = "Absent"
+    """Not seen (not created yet, or not in the watch cache yet): never evidence of deletion."""
+    PENDING = "Pending"
+    RUNNING = "Running"
+    """A pod runs (for a realtime step: is ready)."""
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    GONE = "Gone"
+    """It existed and its deletion was observed."""
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptObservation:
+    attempt: int
+    state: WorkloadState
+    exit_code: int | None = None
+    reason: str | None = None
+    message: str | None = None
+    outputs: Outputs = ()
+    failure_class_hint: FailureClass | None = None
+    live_pods: int = 0
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    stopping: bool = False
+    """A stop was already sent (deletion under way or scaled to zero): no need to send another."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepRunObservation:
+    name: str
+    status: StepRunStatus | None = None
+    """None: created, status never written."""
+    deleting: bool = False
+    gone: bool = False
+    """Its deletion was observed: it no longer exists."""
+    attempt: AttemptObservation | None = None
+    """The workload of the attempt its status names (None when the StepRun is gone)."""
+
+
+StepRuns = tuple[tuple[str, StepRunObservation], ...]
+
+
+def frozen_step_runs(items: Iterable[tuple[str, StepRunObservation]]) -> StepRuns:
+    return _pairs(items)
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    run_name: str
+    generation: int
+    created_at: dt.datetime | None
+    spec: RunSpec
+    status: RunStatus = field(default_factory=RunStatus)
+    step_runs: StepRuns = ()
+    """Step name -> its StepRun. An absent key: no StepRun was seen for that step."""
+    topology_terminated: bool = False
+    """Someone outside set the condition TopologyTerminated=True."""
+    cancel_requested_at: dt.datetime | None = None
+    """When spec.cancelRequested was set, if the API says; else the stop counts from its
+    observation."""

@@ -1,0 +1,244 @@
+"""The run-level ladder: which rule governs the run now, and what it does to its steps.
+
+Each rule is a predicate in `plan`, tried in order; the first that holds decides the run's phase
+and ends the steps it must. Ending a step here writes both of its records (see `steps.end`);
+steps already terminal are never touched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+
+from runctl.machine import dag
+from runctl.machine.actions import CreateStepRun, StartAttempt
+from runctl.machine.model import Observed, StepState, WorkloadState
+from runctl.machine.naming import step_run_name, workload_ref
+from runctl.machine.phases import (
+    STEP_FAILURES,
+    STEP_TERMINAL,
+    Mode,
+    OnFailure,
+    Reason,
+    RunPhase,
+    StepPhase,
+    StopTrigger,
+    Waiting,
+)
+from runctl.machine.steps import Track, end, first_status, in_backoff, start
+
+Tracks = Mapping[str, Track]
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """The run's timers, all known before the ladder runs."""
+
+    now: dt.datetime
+    deadline: dt.datetime | None
+    """The run's deadline (startedAt + timeoutSeconds), if it has one."""
+    grace_until: dt.datetime | None
+    """When a stop forces what is still running; None without a stop."""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    tracks: Tracks
+    phase: RunPhase
+    reason: str | None = None
+    message: str | None = None
+    trigger: StopTrigger | None = None
+    creates: tuple[CreateStepRun, ...] = ()
+    starts: tuple[StartAttempt, ...] = ()
+
+
+def _going(tracks: Tracks) -> list[Track]:
+    return [t for t in tracks.values() if not t.terminal]
+
+
+def _ending(tracks: Tracks, rule: Callable[[Track], tuple[StepPhase, str, str] | None],
+            now: dt.datetime) -> dict[str, Track]:
+    """`tracks` with each going step ended as `rule` says (None: left going)."""
+    out = dict(tracks)
+    for track in _going(tracks):
+        verdict = rule(track)
+        if verdict is not None:
+            out[track.name] = end(track, *verdict, now)
+    return out
+
+
+def first_failure(tracks: Tracks) -> Track | None:
+    """The first failed step: by failure time, ties in spec order (tracks are in spec order)."""
+    failed = [t for t in tracks.values() if t.state.phase in STEP_FAILURES]
+    if not failed:
+        return None
+    epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
+    return min(failed, key=lambda t: t.state.finished_at or epoch)
+
+
+def _verdict(tracks: Tracks, success_reason: str, success_message: str) -> Plan:
+    """A run whose steps are all terminal: Failed with its first failure's words, else
+    Succeeded."""
+    failed = first_failure(tracks)
+    if failed is not None:
+        return Plan(tracks, RunPhase.FAILED, failed.state.reason, failed.state.message)
+    return Plan(tracks, RunPhase.SUCCEEDED, success_reason, success_message)
+
+
+# -- the rules, in order ---------------------------------------------------------------------
+
+
+def _topology_terminated(tracks: Tracks, stopping: bool, now: dt.datetime) -> Plan:
+    """Realtime: the session is over. Everything ends in this one decision (guarantee 4)."""
+    def rule(t: Track) -> tuple[StepPhase, str, str]:
+        if stopping:
+            if t.started:
+                return StepPhase.CANCELED, Reason.CANCELED, "stopped: the topology terminated"
+            return (StepPhase.CANCELED, Reason.STOPPED_BEFORE_START,
+                    "not started: the run was stopped")
+        if t.started:
+            return (StepPhase.SUCCEEDED, Reason.TOPOLOGY_TERMINATED,
+                    "the topology terminated")
+        return (StepPhase.CANCELED, Reason.TOPOLOGY_TERMINATED,
+                "not started: the topology terminated first")
+
+    ended = _ending(tracks, rule, now)
+    if stopping:
+        return Plan(ended, RunPhase.CANCELED, Reason.CANCELED,
+                    "stopped on request; the topology terminated",
+                    StopTrigger.TOPOLOGY_TERMINATED)
+    return _verdict(ended, Reason.TOPOLOGY_TERMINATED, "the topology terminated")
+
+
+def _timed_out(tracks: Tracks, timeout: int | None, now: dt.datetime) -> Plan:
+    def rule(t: Track) -> tuple[StepPhase, str, str]:
+        if t.started:
+            return StepPhase.TIMED_OUT, Reason.TIMED_OUT, "the run's deadline passed"
+        return (StepPhase.CANCELED, Reason.STOPPED_BEFORE_START,
+                "not started: the run's deadline passed")
+
+    return Plan(_ending(tracks, rule, now), RunPhase.TIMED_OUT, Reason.TIMED_OUT,
+                f"the run did not finish within its timeout of {timeout}s")
+
+
+def _not_started(t: Track) -> bool:
+    return not t.started
+
+
+def _stopped(tracks: Tracks, now: dt.datetime, grace_until: dt.datetime, grace: int) -> Plan:
+    """A stop is in effect: nothing starts; what did not start is canceled at once; what runs
+    gets until the grace period's end to go, then is recorded canceled anyway."""
+    def rule(t: Track) -> tuple[StepPhase, str, str] | None:
+        if _not_started(t):
+            return (StepPhase.CANCELED, Reason.STOPPED_BEFORE_START,
+                    "not started: the run was stopped")
+        if t.status is not None and in_backoff(t.status):
+            return StepPhase.CANCELED, Reason.CANCELED, "stopped while waiting to retry"
+        return None
+
+    tracks = _ending(tracks, rule, now)
+    if now >= grace_until:
+        forced = _ending(tracks, lambda _: (
+            StepPhase.CANCELED, Reason.GRACE_PERIOD_EXPIRED,
+            f"still running {grace}s after the stop: recorded canceled"), now)
+        return Plan(forced, RunPhase.CANCELED, Reason.CANCELED,
+                    f"stopped on request; the grace period of {grace}s expired",
+                    StopTrigger.GRACE_PERIOD_EXPIRED)
+    going = _going(tracks)
+    if not going:
+        return Plan(tracks, RunPhase.CANCELED, Reason.CANCELED,
+                    "stopped on request; every step ended", StopTrigger.ALL_STEPS_TERMINAL)
+    return Plan(tracks, RunPhase.STOPPING, Waiting.STOP_REQUESTED,
+                f"stopping: waiting for {len(going)} running step(s) to end")
+
+
+def _blocked(mode: Mode, need: StepState) -> bool:
+    """Can a step needing this one never start? (batch: it will not succeed; realtime: it
+    will not be Running again)."""
+    if mode is Mode.REALTIME:
+        return need.phase in STEP_TERMINAL
+    return need.phase in STEP_FAILURES or need.phase is StepPhase.SKIPPED
+
+
+def _skip_blocked(tracks: Tracks, order: tuple[str, ...], mode: Mode,
+                  now: dt.datetime) -> dict[str, Track]:
+    """Steps that need a failed or skipped step and have no StepRun yet: Skipped/UpstreamFailed,
+    in dependency order so a skip travels down the graph."""
+    out = dict(tracks)
+    for name in order:
+        t = out[name]
+        if t.terminal or t.observation is not None:
+            continue
+        failed = [n for n in t.spec.needs if _blocked(mode, out[n].state)]
+        if failed:
+            out[name] = end(t, StepPhase.SKIPPED, Reason.UPSTREAM_FAILED,
+                            f"needs {', '.join(failed)}, which did not succeed", now)
+    return out
+
+
+def _fail_fast(tracks: Tracks, failed: Track, order: tuple[str, ...], mode: Mode,
+               now: dt.datetime) -> Plan:
+    """onFailure: stop. Dependents of the failure are skipped, other steps that had not
+    started are canceled before start, running ones are canceled (their workloads stopped)."""
+    skipped = _skip_blocked(tracks, order, mode, now)
+
+    def rule(t: Track) -> tuple[StepPhase, str, str]:
+        if t.started:
+            return StepPhase.CANCELED, Reason.CANCELED, f"stopped: step {failed.name} failed"
+        return (StepPhase.CANCELED, Reason.STOPPED_BEFORE_START,
+                f"not started: step {failed.name} failed")
+
+    return Plan(_ending(skipped, rule, now), RunPhase.FAILED, failed.state.reason,
+                failed.state.message)
+
+
+def _go_on(observed: Observed, tracks: Tracks, order: tuple[str, ...], clock: Clock) -> Plan:
+    """Nothing stops the run: skip what cannot run, start what may, and see if all is done."""
+    spec, now = observed.spec, clock.now
+    out = _skip_blocked(tracks, order, spec.mode, now)
+    creates: list[CreateStepRun] = []
+    starts: list[StartAttempt] = []
+    for name in order:
+        t = out[name]
+        if t.terminal:
+            continue
+        if t.status is not None and in_backoff(t.status):
+            if now >= (t.status.next_attempt_at or now):
+                attempt = t.status.attempts + 1
+                status = replace(t.status, attempts=attempt, reason=None, next_attempt_at=now,
+                                 workload=workload_ref(spec.mode, t.state.step_run or "",
+                                                       attempt))
+                out[name] = start(t, status, t.state.step_run or "")
+                starts.append(StartAttempt(name, attempt))
+        elif t.status is not None:
+            if t.attempt is None or t.attempt.state is WorkloadState.ABSENT:
+                starts.append(StartAttempt(name, t.status.attempts))
+        elif t.state.step_run is None and dag.is_ready(
+                t.spec, {n: out[n].state.phase for n in t.spec.needs}, spec.mode):
+            sr = step_run_name(observed.run_name, name)
+            status = first_status(t.spec, spec.mode, sr, None, now)
+            out[name] = start(t, status, sr)
+            creates.append(CreateStepRun(name, sr, clock.deadline))
+            starts.append(StartAttempt(name, 1))
+    if _going(out):
+        began = any(t.state.step_run is not None for t in out.values())
+        return Plan(out, RunPhase.RUNNING if began else RunPhase.PENDING,
+                    creates=tuple(creates), starts=tuple(starts))
+    return _verdict(out, Reason.COMPLETED, f"all {len(out)} steps succeeded")
+
+
+def plan(observed: Observed, tracks: Tracks, clock: Clock, topology_over: bool) -> Plan:
+    """The run-level ladder, first rule that holds wins."""
+    spec, now = observed.spec, clock.now
+    order = dag.topological_order(spec.steps)
+    if topology_over:
+        return _topology_terminated(tracks, clock.grace_until is not None, now)
+    if clock.deadline is not None and now >= clock.deadline:
+        return _timed_out(tracks, spec.timeout_seconds, now)
+    if clock.grace_until is not None:
+        return _stopped(tracks, now, clock.grace_until, spec.grace_period_seconds)
+    failed = first_failure(tracks)
+    if failed is not None and spec.on_failure is OnFailure.STOP:
+        return _fail_fast(tracks, failed, order, spec.mode, now)
+    return _go_on(observed, tracks, order, clock)

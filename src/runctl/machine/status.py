@@ -1,0 +1,113 @@
+"""The StoryRun status a plan makes, and the Events its transitions deserve.
+
+Status is stated whole every time (level-triggered), so writing it twice is harmless; Events are
+derived from the difference between the recorded status and the new one, so each transition is
+announced once (the shell posts them only after the status write lands).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import Literal
+
+from runctl.machine.actions import EmitEvent, EventReason
+from runctl.machine.durations import go_duration
+from runctl.machine.model import Condition, ConditionStatus, RunStatus, StepStates, StopState
+from runctl.machine.phases import (
+    RUN_TERMINAL,
+    STEP_FAILURES,
+    STEP_TERMINAL,
+    RunPhase,
+    StopTrigger,
+    Waiting,
+)
+from runctl.machine.steps import Track
+
+SUCCEEDED = "Succeeded"
+"""The condition the core owns; any other condition (e.g. TopologyTerminated) is kept as is."""
+
+
+def progress(states: StepStates) -> str:
+    done = sum(1 for _, s in states if s.phase in STEP_TERMINAL)
+    return f"{done}/{len(states)}"
+
+
+def _condition_status(phase: RunPhase) -> ConditionStatus:
+    if phase is RunPhase.SUCCEEDED:
+        return "True"
+    return "False" if phase in RUN_TERMINAL else "Unknown"
+
+
+def conditions(old: Iterable[Condition], phase: RunPhase, reason: str | None,
+               message: str | None, now: dt.datetime, generation: int
+               ) -> tuple[Condition, ...]:
+    """`Succeeded` first (Unknown until terminal), then the conditions others own, unchanged.
+    Its lastTransitionTime moves only when its status flips."""
+    old = tuple(old)
+    status = _condition_status(phase)
+    previous = next((c for c in old if c.type == SUCCEEDED), None)
+    since = (previous.last_transition_time
+             if previous is not None and previous.status == status else now)
+    mine = Condition(type=SUCCEEDED, status=status, reason=reason or phase.value,
+                     message=message, last_transition_time=since,
+                     observed_generation=generation)
+    return (mine, *(c for c in old if c.type != SUCCEEDED))
+
+
+def run_status(old: RunStatus, phase: RunPhase, reason: str | None, message: str | None,
+               states: StepStates, stop: StopState | None, trigger: StopTrigger | None,
+               started_at: dt.datetime, now: dt.datetime, generation: int) -> RunStatus:
+    finished = now if phase in RUN_TERMINAL else None
+    if stop is not None and finished is not None:
+        stop = StopState(stop.requested_at, stop.observed_at, finished, trigger)
+    return RunStatus(
+        phase=phase, reason=reason, message=message, started_at=started_at,
+        finished_at=finished,
+        duration=go_duration(finished - started_at) if finished is not None else None,
+        step_states=states, stop=stop,
+        conditions=conditions(old.conditions, phase, reason, message, now, generation),
+        observed_generation=generation, progress=progress(states))
+
+
+def _step_events(track: Track) -> list[EmitEvent]:
+    state, old = track.state, track.recorded
+    events = []
+    if state.phase in STEP_FAILURES and (old is None or old.phase is not state.phase):
+        events.append(EmitEvent("step", track.name, "Warning", state.reason or state.phase,
+                                state.message or state.phase))
+    if state.reason == Waiting.RETRY_BACKOFF and (
+            old is None or old.reason != state.reason or old.attempts != state.attempts):
+        events.append(EmitEvent("step", track.name, "Normal", EventReason.RETRYING,
+                                state.message or EventReason.RETRYING))
+    return events + late_report_events(track)
+
+
+def late_report_events(track: Track) -> list[EmitEvent]:
+    """A success reported for a step that already ended otherwise (guarantee 6)."""
+    if not track.late_report:
+        return []
+    state = track.state
+    return [EmitEvent("step", track.name, "Warning", EventReason.LATE_REPORT_REJECTED,
+                      f"a success was reported for step {track.name} after it ended "
+                      f"{state.phase} ({state.reason}); the report is rejected and the step "
+                      f"stays {state.phase}")]
+
+
+def events(old: RunStatus, new: RunStatus, phase: RunPhase, tracks: Mapping[str, Track]
+           ) -> list[EmitEvent]:
+    """The Events for going from `old` to `new` (whose phase is `phase`)."""
+    out: list[EmitEvent] = []
+    if old.stop is None and new.stop is not None:
+        out.append(EmitEvent("run", None, "Normal", EventReason.STOP_REQUESTED,
+                             "stop requested: no step starts from now on"))
+    if phase is RunPhase.RUNNING and old.phase in (None, RunPhase.PENDING):
+        out.append(EmitEvent("run", None, "Normal", EventReason.STARTED, "the run started"))
+    for track in tracks.values():
+        out += _step_events(track)
+    if phase in RUN_TERMINAL and phase is not old.phase:
+        kind: Literal["Normal", "Warning"] = (
+            "Normal" if phase in (RunPhase.SUCCEEDED, RunPhase.CANCELED) else "Warning")
+        out.append(EmitEvent("run", None, kind, phase,
+                             f"{phase} after {new.duration}: {new.message}"))
+    return out

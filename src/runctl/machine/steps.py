@@ -1,0 +1,266 @@
+"""One step as its StepRun and workload show it: the step-level ladder.
+
+`observe_step` proposes the step's next StepRun status from what was observed, then passes the
+proposal through the transition table against both records of the step (the StepRun's status and
+the StoryRun's stepStates entry): a terminal record stands whole whatever is proposed, and a
+refused success is a late report (guarantee 6). Run-level rules (stop, timeouts, fail-fast,
+topology) then end the steps that are still going, with `end`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, replace
+
+from runctl.machine.failures import classify, describe
+from runctl.machine.model import (
+    AttemptObservation,
+    StepRunObservation,
+    StepRunStatus,
+    StepSpec,
+    StepState,
+    WorkloadState,
+)
+from runctl.machine.naming import workload_ref
+from runctl.machine.phases import (
+    STEP_TERMINAL,
+    FailureClass,
+    Mode,
+    Reason,
+    StepPhase,
+    Waiting,
+)
+from runctl.machine.transitions import NoOp, Refused, check_step_transition
+
+LIVE = frozenset({WorkloadState.PENDING, WorkloadState.RUNNING})
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    """What a step's ladder needs to know about its run."""
+
+    mode: Mode
+    now: dt.datetime
+    stopping: bool
+    """A stop is in effect: work that ends now ends Canceled, and nothing new starts."""
+    deadline: dt.datetime | None
+    """The run's deadline: a retry that could not start before it is not made."""
+    topology_over: bool = False
+    """A realtime run's topology terminated: a deleted workload is its end, not a loss."""
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    """One step in this decision: its records as observed and as they will be written."""
+
+    spec: StepSpec
+    recorded: StepState | None
+    observation: StepRunObservation | None
+    state: StepState
+    status: StepRunStatus | None
+    """The StepRun status to write; None when there is no StepRun to write to."""
+    late_report: bool = False
+    """A success was reported for a step already ended otherwise (guarantee 6)."""
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def terminal(self) -> bool:
+        return self.state.phase in STEP_TERMINAL
+
+    @property
+    def started(self) -> bool:
+        """Its workload ran (a retry backoff included): stopping it is a cancel, not a skip."""
+        return self.state.phase is StepPhase.RUNNING
+
+    @property
+    def attempt(self) -> AttemptObservation | None:
+        """The observed workload, when it is the one of the attempt the StepRun names."""
+        obs = self.observation
+        if obs is None or obs.attempt is None or self.status is None:
+            return None
+        return obs.attempt if obs.attempt.attempt == self.status.attempts else None
+
+
+def in_backoff(status: StepRunStatus) -> bool:
+    return status.reason == Waiting.RETRY_BACKOFF
+
+
+def attempt_started_at(status: StepRunStatus) -> dt.datetime | None:
+    return status.next_attempt_at or status.started_at
+
+
+def state_of(status: StepRunStatus, step_run: str) -> StepState:
+    return StepState(phase=status.phase, reason=status.reason, message=status.message,
+                     step_run=step_run, attempts=status.attempts,
+                     started_at=status.started_at, finished_at=status.finished_at)
+
+
+def first_status(spec: StepSpec, mode: Mode, step_run: str, recorded: StepState | None,
+                 now: dt.datetime) -> StepRunStatus:
+    """A StepRun's status before anything was written: its first attempt, started now."""
+    started = recorded.started_at if recorded is not None else None
+    return StepRunStatus(phase=StepPhase.PENDING, attempts=1, started_at=started or now,
+                         workload=workload_ref(mode, step_run, 1))
+
+
+def _ended(status: StepRunStatus, phase: StepPhase, reason: str, message: str | None,
+           now: dt.datetime) -> StepRunStatus:
+    return replace(status, phase=phase, reason=reason, message=message, finished_at=now)
+
+
+def _deletion(ctx: StepContext, what: str) -> tuple[StepPhase, Reason, str]:
+    if ctx.stopping:
+        return StepPhase.CANCELED, Reason.CANCELED, f"stopped: its {what} was deleted"
+    return (StepPhase.LOST, Reason.WORKLOAD_DELETED,
+            f"its {what} was deleted while the step was not finished")
+
+
+def _on_failure(spec: StepSpec, status: StepRunStatus, attempt: AttemptObservation,
+                ctx: StepContext) -> StepRunStatus:
+    failure = classify(attempt, spec.retry)
+    text = describe(attempt, failure)
+    if ctx.stopping:
+        return _ended(status, StepPhase.CANCELED, Reason.CANCELED, f"stopped: {text}", ctx.now)
+    retry_at = ctx.now + dt.timedelta(seconds=spec.retry.backoff_seconds)
+    if (failure is FailureClass.TRANSIENT and ctx.mode is Mode.BATCH
+            and status.attempts <= spec.retry.limit
+            and (ctx.deadline is None or retry_at < ctx.deadline)):
+        return replace(status, reason=Waiting.RETRY_BACKOFF, failure_class=failure,
+                       message=f"{text}; attempt {status.attempts + 1} of "
+                               f"{spec.retry.limit + 1} after {spec.retry.backoff_seconds}s",
+                       next_attempt_at=retry_at, phase=StepPhase.RUNNING)
+    return replace(_ended(status, StepPhase.FAILED, Reason.STEP_FAILED, text, ctx.now),
+                   failure_class=failure)
+
+
+def _heartbeat_due(spec: StepSpec, status: StepRunStatus,
+                   attempt: AttemptObservation | None) -> dt.datetime | None:
+    """When a running step that stays silent is Lost; None if no heartbeat is expected now."""
+    if (spec.heartbeat_timeout_seconds is None or status.phase is not StepPhase.RUNNING
+            or in_backoff(status)):
+        return None
+    seen = [t for t in (status.heartbeat_at, attempt_started_at(status),
+                        attempt.started_at if attempt else None) if t is not None]
+    return max(seen) + dt.timedelta(seconds=spec.heartbeat_timeout_seconds)
+
+
+def _attempt_due(spec: StepSpec, status: StepRunStatus) -> dt.datetime | None:
+    """When the current attempt times out; None without one running under a timeout."""
+    started = attempt_started_at(status)
+    if spec.timeout_seconds is None or started is None or in_backoff(status):
+        return None
+    return started + dt.timedelta(seconds=spec.timeout_seconds)
+
+
+def timers(spec: StepSpec, status: StepRunStatus,
+           attempt: AttemptObservation | None) -> tuple[dt.datetime, ...]:
+    """The times at which a going step changes without anything being observed."""
+    retry = status.next_attempt_at if in_backoff(status) else None
+    return tuple(t for t in (retry, _heartbeat_due(spec, status, attempt),
+                             _attempt_due(spec, status)) if t is not None)
+
+
+def propose(spec: StepSpec, status: StepRunStatus, obs: StepRunObservation,
+            attempt: AttemptObservation | None, ctx: StepContext) -> StepRunStatus:
+    """The StepRun's next status from its workload, first matching rule wins."""
+    now = ctx.now
+    state = attempt.state if attempt is not None else WorkloadState.ABSENT
+    if ctx.topology_over and (obs.deleting or state is WorkloadState.GONE):
+        return status
+    if obs.deleting:
+        return _ended(status, *_deletion(ctx, "StepRun"), now)
+    if attempt is not None and state is WorkloadState.SUCCEEDED:
+        return replace(_ended(status, StepPhase.SUCCEEDED, Reason.COMPLETED, None, now),
+                       outputs=attempt.outputs, failure_class=None)
+    if in_backoff(status):
+        return status
+    if attempt is not None and state is WorkloadState.FAILED:
+        return _on_failure(spec, status, attempt, ctx)
+    if state is WorkloadState.GONE:
+        return _ended(status, *_deletion(ctx, "workload"), now)
+    heartbeat_due = _heartbeat_due(spec, status, attempt)
+    if heartbeat_due is not None and now >= heartbeat_due:
+        return _ended(status, StepPhase.LOST, Reason.HEARTBEAT_EXPIRED,
+                      f"no heartbeat for {spec.heartbeat_timeout_seconds}s", now)
+    attempt_due = _attempt_due(spec, status)
+    if attempt_due is not None and now >= attempt_due:
+        return _ended(status, StepPhase.TIMED_OUT, Reason.TIMED_OUT,
+                      f"attempt {status.attempts} did not finish within "
+                      f"{spec.timeout_seconds}s", now)
+    if state is WorkloadState.RUNNING and not (ctx.stopping and status.phase is StepPhase.PENDING):
+        return replace(status, phase=StepPhase.RUNNING)
+    return status
+
+
+def _final(old: StepPhase, new: StepPhase) -> bool:
+    """Does the transition table keep the old record? Yes when it refuses the move, and when a
+    terminal phase is written again (the final record then stands whole, details included)."""
+    match check_step_transition(old, new):
+        case Refused():
+            return True
+        case NoOp():
+            return old in STEP_TERMINAL
+        case _:
+            return False
+
+
+def keep_final(old: StepRunStatus | None, new: StepRunStatus) -> StepRunStatus:
+    return old if old is not None and _final(old.phase, new.phase) else new
+
+
+def keep_final_state(old: StepState | None, new: StepState) -> StepState:
+    return old if old is not None and _final(old.phase, new.phase) else new
+
+
+def observe_step(spec: StepSpec, recorded: StepState | None, obs: StepRunObservation | None,
+                 ctx: StepContext) -> Track:
+    """The step as observed, before any run-level rule."""
+    if obs is None:
+        return Track(spec, recorded, None, recorded or StepState(StepPhase.PENDING), None)
+    base = recorded or StepState(StepPhase.PENDING, step_run=obs.name)
+    if obs.gone:
+        if ctx.topology_over:
+            return Track(spec, recorded, obs, base, None)
+        phase, reason, message = _deletion(ctx, "StepRun")
+        ended = replace(base, phase=phase, reason=reason, message=message,
+                        finished_at=ctx.now)
+        return Track(spec, recorded, obs, keep_final_state(recorded, ended), None)
+    current = obs.status or first_status(spec, ctx.mode, obs.name, recorded, ctx.now)
+    track = Track(spec, recorded, obs, base, current)
+    proposed = propose(spec, current, obs, track.attempt, ctx)
+    status = keep_final(obs.status, proposed)
+    state = keep_final_state(recorded, state_of(status, obs.name))
+    reporter = track.attempt
+    late = (reporter is not None and not reporter.stopping
+            and proposed.phase is StepPhase.SUCCEEDED and state.phase is not StepPhase.SUCCEEDED)
+    if state.phase in STEP_TERMINAL and status.phase not in STEP_TERMINAL:
+        status = replace(status, phase=state.phase, reason=state.reason,
+                         message=state.message, finished_at=state.finished_at)
+    return Track(spec, recorded, obs, state, status, late_report=late)
+
+
+def end(track: Track, phase: StepPhase, reason: str, message: str,
+        now: dt.datetime) -> Track:
+    """End a step that is still going, in both its records."""
+    state = replace(track.state, phase=phase, reason=reason, message=message, finished_at=now)
+    status = None if track.status is None else _ended(track.status, phase, reason, message, now)
+    return replace(track, state=state, status=status)
+
+
+def start(track: Track, status: StepRunStatus, step_run: str) -> Track:
+    return replace(track, status=status, state=state_of(status, step_run))
+
+
+def needs_stop(mode: Mode, track: Track) -> bool:
+    """Its workload may still hold pods and no stop was sent yet."""
+    attempt = track.observation.attempt if track.observation else None
+    if attempt is None or attempt.stopping:
+        return False
+    if track.late_report:
+        return True
+    if attempt.state in LIVE or attempt.live_pods > 0:
+        return True
+    return mode is Mode.REALTIME and attempt.state is WorkloadState.FAILED
