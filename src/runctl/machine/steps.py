@@ -139,8 +139,9 @@ def _on_failure(spec: StepSpec, status: StepRunStatus, attempt: AttemptObservati
 def _heartbeat_due(spec: StepSpec, status: StepRunStatus,
                    attempt: AttemptObservation | None) -> dt.datetime | None:
     """When a running step that stays silent is Lost; None if no heartbeat is expected now."""
-    if (spec.heartbeat_timeout_seconds is None or status.phase is not StepPhase.RUNNING
-            or in_backoff(status)):
+    running = status.phase is StepPhase.RUNNING or (
+        attempt is not None and attempt.state is WorkloadState.RUNNING)
+    if spec.heartbeat_timeout_seconds is None or not running or in_backoff(status):
         return None
     seen = [t for t in (status.heartbeat_at, attempt_started_at(status),
                         attempt.started_at if attempt else None) if t is not None]

@@ -1,0 +1,266 @@
+"""API.md guarantees 1-8, liveness and idempotence, as properties of the core over random DAGs
+(up to 30 steps, both modes, both failure policies) driven through a simulated cluster by random
+event sequences: pods running, succeeding, failing (transient and permanent), heartbeats,
+deletions of workloads and StepRuns, late and duplicate reports, stops, topology ends and time
+jumps past every deadline, grace period and TTL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+
+from hypothesis import event, given
+from hypothesis import strategies as st
+
+from runctl.machine import actions as act
+from runctl.machine import model as m
+from runctl.machine.decide import Decision, decide
+from runctl.machine.phases import (
+    RUN_TERMINAL,
+    STEP_FAILURES,
+    STEP_TERMINAL,
+    FailureClass,
+    Mode,
+    OnFailure,
+    Reason,
+    RunPhase,
+    StepPhase,
+)
+from tests.unit.world import KINDS, LIVE, W, World, happen
+
+# -- strategies ------------------------------------------------------------------------------
+
+
+def rarely(values: st.SearchStrategy[int]) -> st.SearchStrategy[int | None]:
+    """None three times in four: most steps have no timer, so most runs get to finish."""
+    return st.integers(0, 3).flatmap(lambda k: values if k == 0 else st.none())
+
+
+@st.composite
+def steps(draw: st.DrawFn, max_steps: int = 30) -> tuple[m.StepSpec, ...]:
+    """A random DAG: each step may need any of the steps made before it; spec order shuffled."""
+    n = draw(st.integers(1, max_steps))
+    out = []
+    for i in range(n):
+        needs = draw(st.sets(st.integers(0, i - 1), max_size=3)) if i else set()
+        out.append(m.StepSpec(
+            name=f"s{i}", needs=tuple(f"s{j}" for j in sorted(needs)),
+            timeout_seconds=draw(rarely(st.integers(5, 400))),
+            retry=m.RetryPolicy(limit=draw(st.integers(0, 3)),
+                                backoff_seconds=draw(st.integers(0, 30)),
+                                transient_exit_codes=draw(st.sampled_from([(), (75,), (3,)]))),
+            heartbeat_timeout_seconds=draw(rarely(st.integers(10, 200)))))
+    return tuple(draw(st.permutations(out)))
+
+
+@st.composite
+def run_specs(draw: st.DrawFn) -> m.RunSpec:
+    return m.RunSpec(
+        steps=draw(steps()),
+        mode=draw(st.sampled_from(Mode)),
+        on_failure=draw(st.sampled_from(OnFailure)),
+        timeout_seconds=draw(rarely(st.integers(50, 2000))),
+        cancel_requested=draw(st.sampled_from((False,) * 9 + (True,))),
+        grace_period_seconds=draw(st.integers(0, 60)),
+        drain_timeout_seconds=draw(st.none() | st.integers(0, 600)),
+        ttl_seconds_after_finished=draw(st.none() | st.integers(0, 100)),
+    )
+
+
+events = st.lists(st.tuples(st.sampled_from(KINDS), st.integers(0, 29),
+                            st.integers(0, 10**6)), max_size=60)
+
+
+# -- the checks, one per guarantee ------------------------------------------------------------
+
+
+def _stop_seen(observed: m.Observed) -> bool:
+    return observed.status.stop is not None or observed.spec.cancel_requested
+
+
+def _first_failure(status: m.RunStatus, spec: m.RunSpec) -> m.StepState:
+    order = {s.name: i for i, s in enumerate(spec.steps)}
+    failed = [(s.finished_at, order[n], s) for n, s in status.step_states
+              if s.phase in STEP_FAILURES]
+    return min(failed, key=lambda f: (f[0], f[1]))[2]
+
+
+def check(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
+    spec, old, new = observed.spec, observed.status, d.status
+    names = [s.name for s in spec.steps]
+    kinds = {type(a) for a in d.actions}
+    entries = dict(new.step_states)
+    old_entries = dict(old.step_states)
+
+    # 1: a terminal run has a terminal entry for every step.
+    if new.phase in RUN_TERMINAL:
+        assert sorted(entries) == sorted(names), "G1: an entry per step"
+        assert all(s.phase in STEP_TERMINAL for s in entries.values()), "G1: terminal entries"
+    # A finalizer goes only once the recorded status holds the step's final state.
+    for a in d.actions:
+        if isinstance(a, act.RemoveFinalizer):
+            assert old_entries[a.step].phase in STEP_TERMINAL, "G1: finalizer before record"
+
+    # 2: terminal is final (writes are judged again by the simulated API server).
+    if old.phase in RUN_TERMINAL:
+        assert new == old, "G2: a terminal run's status changed"
+    for step, state in old_entries.items():
+        if state.phase in STEP_TERMINAL:
+            assert entries[step] == state, f"G2: terminal entry {step} changed"
+
+    # 3: after a stop is observed nothing starts; steps not started are canceled before start.
+    if _stop_seen(observed) and old.phase not in RUN_TERMINAL:
+        assert not kinds & {act.CreateStepRun, act.StartAttempt}, "G3: a start after the stop"
+        assert new.phase in {RunPhase.STOPPING, *RUN_TERMINAL}, "G3: not Stopping"
+        for step in names:
+            before = old_entries.get(step)
+            was_pending = before is None or before.phase is StepPhase.PENDING
+            if was_pending:
+                assert entries[step].phase is not StepPhase.RUNNING, "G3: Pending -> Running"
+            if was_pending and (before is None or before.step_run is None) and (
+                    m.lookup(observed.step_runs, step) is None and new.reason != "InvalidSpec"):
+                assert (entries[step].phase, entries[step].reason) == (
+                    StepPhase.CANCELED, Reason.STOPPED_BEFORE_START), f"G3: {step}"
+
+    # 4: a realtime stop ends when the topology is over, by the grace period at the latest;
+    # drainTimeoutSeconds changes nothing, ever.
+    drain = 7200 if spec.drain_timeout_seconds is None else None
+    other = replace(observed, spec=replace(spec, drain_timeout_seconds=drain))
+    assert decide(other, now) == d, "G4: the drain timeout changed a decision"
+    if spec.mode is Mode.REALTIME and _stop_seen(observed) and old.stop is not None:
+        assert old.stop.observed_at is not None
+        grace_end = old.stop.observed_at + dt.timedelta(seconds=spec.grace_period_seconds)
+        if now >= grace_end or observed.topology_terminated:
+            assert new.phase in RUN_TERMINAL, "G4: a realtime stop outlived its bound"
+
+    # 5: continue keeps independent branches; skips only below a failure; the run's words are
+    # its first failure's.
+    for step, state in entries.items():
+        if state.reason == Reason.UPSTREAM_FAILED and old_entries.get(step) != state:
+            needs = next(s.needs for s in spec.steps if s.name == step)
+            assert any(entries[n].phase in (*STEP_FAILURES, StepPhase.SKIPPED)
+                       or (spec.mode is Mode.REALTIME and entries[n].phase in STEP_TERMINAL)
+                       for n in needs), f"G5: {step} skipped with no failed need"
+    if (spec.on_failure is OnFailure.CONTINUE and not _stop_seen(observed)
+            and new.phase is not RunPhase.TIMED_OUT):
+        assert not any(s.phase is StepPhase.CANCELED and s.reason == Reason.CANCELED
+                       for s in entries.values()), "G5: continue canceled a running step"
+    if new.phase is RunPhase.FAILED and old.phase is not RunPhase.FAILED and (
+            new.reason != Reason.INVALID_SPEC):
+        first = _first_failure(new, spec)
+        assert (new.reason, new.message) == (first.reason, first.message), "G5: first failure"
+
+    # 6: a Lost step never succeeds; a late success is rejected with an Event.
+    for step, state in entries.items():
+        obs = m.lookup(observed.step_runs, step)
+        a = obs.attempt if obs else None
+        if (state.phase is StepPhase.LOST and a is not None and obs is not None
+                and obs.status is not None and a.attempt == obs.status.attempts
+                and a.state is W.SUCCEEDED and not a.stopping):
+            assert any(isinstance(e, act.EmitEvent) and e.reason == "LateReportRejected"
+                       and e.step == step for e in d.actions), "G6: no LateReportRejected"
+
+    # 7: only Transient failures are retried, within the limit.
+    for a in d.actions:
+        if isinstance(a, act.StartAttempt) and a.attempt > 1:
+            obs = m.lookup(observed.step_runs, a.step)
+            assert obs is not None
+            assert obs.status is not None
+            limit = next(s.retry.limit for s in spec.steps if s.name == a.step)
+            assert obs.status.failure_class is FailureClass.TRANSIENT, "G7: retried Permanent"
+            assert obs.status.attempts == a.attempt - 1, "G7: an attempt skipped"
+            assert a.attempt <= limit + 1, "G7: over the retry limit"
+            assert spec.mode is Mode.BATCH, "G7: realtime retried"
+
+    # 8: once terminal, only stopping, letting go, TTL deletion (and rejecting late reports).
+    if old.phase in RUN_TERMINAL:
+        for a in d.actions:
+            assert isinstance(a, act.StopWorkload | act.RemoveFinalizer | act.DeleteStepRun
+                              | act.WriteStepRunStatus | act.EmitEvent), f"G8: {a}"
+            if isinstance(a, act.WriteStepRunStatus):
+                assert a.status.phase in STEP_TERMINAL, "G8: a live StepRun status"
+            if isinstance(a, act.EmitEvent):
+                assert a.reason == "LateReportRejected", "G8: an Event after the end"
+
+
+def check_no_work_outlives(world: World) -> None:
+    if world.status.phase in RUN_TERMINAL:
+        for w in world.all_workloads():
+            if w.state in LIVE or w.live_pods:
+                assert w.stopping, "G8: a workload outlived its run"
+
+
+def cycle(world: World) -> Decision:
+    """Observe, decide, check, apply; then decide again at the same time: nothing more to do."""
+    observed, d = world.decide()
+    check(observed, d, world.now)
+    world.apply(d)
+    assert not world.violations, world.violations
+    check_no_work_outlives(world)
+    again = decide(world.observe(), world.now)
+    assert again.status == d.status, "not idempotent: the status moved"
+    # Letting a StepRun go waits for its final state to be recorded: the record just written
+    # may allow that, and nothing else.
+    released = {s for s, e in d.status.step_states if e.phase in STEP_TERMINAL}
+    follow_up = [a for a in again.actions
+                 if not (isinstance(a, act.RemoveFinalizer | act.DeleteStepRun)
+                         and a.step in released)]
+    assert follow_up == [], f"not idempotent: {follow_up}"
+    if again.actions:
+        world.apply(again)
+        assert decide(world.observe(), world.now).actions == (), "not idempotent"
+    return d
+
+
+def finish(world: World, rounds: int, stubborn: bool) -> None:
+    """Liveness: let every step end (pods finish, time reaches each requeue), the run must then
+    become terminal. A realtime run ends only when stopped; `stubborn` pods ignore the stop, so
+    only the grace period can end it."""
+    if world.spec.mode is Mode.REALTIME:
+        happen(world, "stop", "", 0)
+    for _ in range(rounds):
+        d = cycle(world)
+        if d.status.phase in RUN_TERMINAL:
+            return
+        for sr in world.runs.values():
+            for w in sr.workloads.values():
+                if w.stopping and not stubborn:
+                    w.state, w.live_pods = W.GONE, 0
+                elif w.state is W.PENDING:
+                    w.state = W.RUNNING
+                elif w.state is W.RUNNING and world.spec.mode is Mode.BATCH:
+                    w.state, w.live_pods = W.SUCCEEDED, 0
+        if d.requeue_at is not None:
+            world.now = max(world.now, d.requeue_at)
+    raise AssertionError(f"liveness: not terminal after {rounds} rounds: {world.status}")
+
+
+@given(spec=run_specs(), script=events, stubborn=st.booleans())
+def test_guarantees_hold_whatever_happens(spec: m.RunSpec, script: list[tuple[str, int, int]],
+                                          stubborn: bool) -> None:
+    world = World(spec)
+    names = [s.name for s in spec.steps]
+    for kind, index, param in script:
+        cycle(world)
+        # Events go mostly to steps that have a StepRun: that is where things happen.
+        active = [n for n in names if n in world.runs and not world.runs[n].gone] or names
+        happen(world, kind, active[index % len(active)], param)
+    finish(world, rounds=20 + 8 * len(names), stubborn=stubborn)
+    event(f"{spec.mode} run ended {world.status.phase}/{world.status.reason}")
+    event(f"steps: {len(names) // 10 * 10}+")
+    for _, state in world.status.step_states:
+        event(f"a step ended {state.phase}/{state.reason}")
+    if any(e.reason == "LateReportRejected" for e in world.emitted):
+        event("a late report was rejected")
+    if any(e.reason == "Retrying" for e in world.emitted):
+        event("a step was retried")
+    # Terminal stays terminal, with every entry, through TTL deletion of every StepRun.
+    final = world.status
+    world.now += dt.timedelta(days=1)
+    for _ in range(3):
+        cycle(world)
+        happen(world, "terminate", "", 0)
+    assert world.status == final
+    if spec.ttl_seconds_after_finished is not None:
+        assert all(sr.gone for sr in world.runs.values()), "TTL: StepRuns left"

@@ -1,0 +1,206 @@
+"""A small simulated cluster for property tests: StepRuns and workloads that the core's actions
+create, stop and delete, and that random events move (pods run, succeed, fail, get deleted,
+report late). It plays the API server too: a write that changes a terminal status is refused and
+recorded as a violation, as the CRD rules would refuse it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field, replace
+
+from runctl.machine import actions as act
+from runctl.machine import model as m
+from runctl.machine.decide import Decision, decide
+from runctl.machine.naming import step_run_name
+from runctl.machine.phases import RUN_TERMINAL, STEP_TERMINAL, FailureClass, Mode
+from tests.unit.builders import RUN, T0
+
+W = m.WorkloadState
+LIVE = (W.PENDING, W.RUNNING)
+
+
+@dataclass
+class Workload:
+    state: m.WorkloadState = W.PENDING
+    exit_code: int | None = None
+    reason: str | None = None
+    hint: FailureClass | None = None
+    outputs: m.Outputs = ()
+    live_pods: int = 1
+    stopping: bool = False
+    started_at: dt.datetime | None = None
+
+
+@dataclass
+class StepRun:
+    name: str
+    status: m.StepRunStatus | None = None
+    finalizer: bool = True
+    deleting: bool = False
+    gone: bool = False
+    workloads: dict[int, Workload] = field(default_factory=dict)
+
+
+@dataclass
+class World:
+    spec: m.RunSpec
+    now: dt.datetime = T0
+    status: m.RunStatus = field(default_factory=m.RunStatus)
+    runs: dict[str, StepRun] = field(default_factory=dict)
+    topology_terminated: bool = False
+    cancel_at: dt.datetime | None = None
+    emitted: list[act.EmitEvent] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    last: Decision | None = None
+
+    # -- what the shell would observe ----------------------------------------------------
+
+    def current(self, sr: StepRun) -> tuple[int, Workload | None]:
+        n = max(1, sr.status.attempts if sr.status else 1)
+        if self.spec.mode is Mode.REALTIME:
+            n = 1
+        return n, sr.workloads.get(n)
+
+    def observe(self) -> m.Observed:
+        runs: dict[str, m.StepRunObservation] = {}
+        for step, sr in self.runs.items():
+            if sr.gone:
+                recorded = m.step_state(self.status, step)
+                if recorded is not None and recorded.step_run:
+                    runs[step] = m.StepRunObservation(sr.name, None, True, True, None)
+                continue
+            n, w = self.current(sr)
+            attempt = (m.AttemptObservation(n, W.ABSENT) if w is None else m.AttemptObservation(
+                n, w.state, w.exit_code, w.reason, None, w.outputs, w.hint, w.live_pods,
+                w.started_at, None, w.stopping))
+            runs[step] = m.StepRunObservation(sr.name, sr.status, sr.deleting, False, attempt)
+        return m.Observed(RUN, 1, T0, self.spec, self.status, m.frozen_step_runs(runs.items()),
+                          self.topology_terminated, self.cancel_at)
+
+    # -- the shell applying a decision, the API server judging its writes ------------------
+
+    def _gone(self, sr: StepRun) -> None:
+        sr.gone = True
+        for w in sr.workloads.values():
+            w.state, w.live_pods = W.GONE, 0
+
+    def apply(self, decision: Decision) -> None:
+        for a in decision.actions:
+            sr = self.runs.get(a.step or "") if not isinstance(a, act.EmitEvent) else None
+            match a:
+                case act.CreateStepRun(step=step, name=name):
+                    if name != step_run_name(RUN, step):
+                        self.violations.append(f"StepRun {name} is not named for {step}")
+                    if sr is not None and sr.gone:
+                        self.violations.append(f"a second StepRun for {step}")
+                    if sr is None:
+                        self.runs[step] = StepRun(name)
+                case act.WriteStepRunStatus(step=step, status=status) if sr and not sr.gone:
+                    old = sr.status
+                    if old is not None and old.phase in STEP_TERMINAL and _final(old) != _final(
+                            status):
+                        self.violations.append(f"G2: StepRun {step} {old} rewritten {status}")
+                    else:
+                        sr.status = status
+                case act.StartAttempt(step=step, attempt=n) if sr and not sr.gone:
+                    sr.workloads.setdefault(n, Workload())
+                case act.StopWorkload() if sr:
+                    for w in sr.workloads.values():
+                        if w.state is not W.GONE:
+                            w.stopping = True
+                case act.RemoveFinalizer() if sr:
+                    sr.finalizer = False
+                    if sr.deleting:
+                        self._gone(sr)
+                case act.DeleteStepRun() if sr:
+                    sr.deleting = True
+                    if not sr.finalizer:
+                        self._gone(sr)
+                case act.EmitEvent():
+                    self.emitted.append(a)
+                case _:
+                    pass
+        old, new = self.status, decision.status
+        if old.phase in RUN_TERMINAL and (old.phase, old.reason, old.message,
+                                          old.finished_at) != (new.phase, new.reason,
+                                                               new.message, new.finished_at):
+            self.violations.append(f"G2: terminal run rewritten: {old} -> {new}")
+        for step, state in old.step_states:
+            if state.phase in STEP_TERMINAL and m.step_state(new, step) != state:
+                self.violations.append(f"G2: terminal entry {step} rewritten")
+        self.status = new
+        self.last = decision
+
+    def decide(self) -> tuple[m.Observed, Decision]:
+        observed = self.observe()
+        return observed, decide(observed, self.now)
+
+    # -- things happening in the cluster -----------------------------------------------------
+
+    def workload(self, step: str) -> Workload | None:
+        sr = self.runs.get(step)
+        if sr is None or sr.gone:
+            return None
+        return self.current(sr)[1]
+
+    def all_workloads(self) -> list[Workload]:
+        return [w for sr in self.runs.values() if not sr.gone for w in sr.workloads.values()]
+
+
+def _final(s: m.StepRunStatus) -> tuple[object, ...]:
+    return (s.phase, s.reason, s.message, s.outputs, s.finished_at)
+
+
+EXIT_CODES = (1, 2, 3, 75, 137, 143, 255)
+REASONS = (None, None, "Evicted", "ErrImagePull", "OOMKilled", "Preempted")
+HINTS = (None, None, FailureClass.TRANSIENT, FailureClass.PERMANENT)
+
+
+def happen(world: World, kind: str, step: str, param: int) -> None:
+    """One random thing happening to the run or one of its steps."""
+    w = world.workload(step)
+    sr = world.runs.get(step)
+    match kind:
+        case "run" if w is not None and w.state is W.PENDING:
+            w.state, w.started_at = W.RUNNING, world.now
+        case "succeed" if w is not None and w.state in LIVE:
+            w.state, w.live_pods, w.outputs = W.SUCCEEDED, 0, (("n", str(param)),)
+        case "fail" if w is not None and w.state in LIVE:
+            w.state, w.live_pods = W.FAILED, 0
+            w.exit_code = EXIT_CODES[param % len(EXIT_CODES)]
+            w.reason = REASONS[(param // 7) % len(REASONS)]
+            w.hint = HINTS[(param // 41) % len(HINTS)]
+        case "late_success" if w is not None and w.state is not W.SUCCEEDED:
+            w.state, w.live_pods, w.outputs = W.SUCCEEDED, 0, (("late", "1"),)
+        case "heartbeat" if sr is not None and sr.status is not None and not sr.gone:
+            sr.status = replace(sr.status, heartbeat_at=world.now)
+        case "delete_workload" if w is not None:
+            w.state, w.live_pods = W.GONE, 0
+        case "terminate":
+            for x in world.all_workloads():
+                if x.stopping:
+                    x.state, x.live_pods = W.GONE, 0
+        case "delete_steprun" if sr is not None and not sr.gone:
+            sr.deleting = True
+            if not sr.finalizer:
+                world._gone(sr)
+        case "stop":
+            world.spec = replace(world.spec, cancel_requested=True)
+            world.cancel_at = world.now - dt.timedelta(seconds=param % 5)
+        case "topology":
+            world.topology_terminated = True
+        case "pods_gone":
+            for x in world.all_workloads():
+                x.state, x.live_pods = W.GONE, 0
+        case "tick":
+            world.now += dt.timedelta(seconds=1 + param % 40)
+        case "jump" if world.last is not None and world.last.requeue_at is not None:
+            world.now = max(world.now, world.last.requeue_at)
+        case _:
+            pass
+
+
+KINDS = ("run", "run", "run", "succeed", "succeed", "fail", "fail", "late_success", "heartbeat",
+         "delete_workload", "terminate", "delete_steprun", "stop", "topology", "pods_gone",
+         "tick", "tick", "jump", "jump")
