@@ -15,6 +15,7 @@ from typing import TypeVar
 from runctl.machine.phases import RUN_TERMINAL, STEP_TERMINAL, RunPhase, StepPhase
 
 P = TypeVar("P", bound=StrEnum)
+Table = Mapping[P, frozenset[P]]
 
 RUN_INITIAL = RunPhase.PENDING
 STEP_INITIAL = StepPhase.PENDING
@@ -55,8 +56,7 @@ class Refused:
 TransitionResult = Accepted | NoOp | Refused
 
 
-def _check(table: Mapping[P, frozenset[P]], terminal: frozenset[P], old: P, new: P
-           ) -> TransitionResult:
+def _check(table: Table[P], terminal: frozenset[P], old: P, new: P) -> TransitionResult:
     if old == new:
         return NoOp()
     if new in table[old]:
@@ -76,23 +76,25 @@ def check_step_transition(old: StepPhase | None, new: StepPhase) -> TransitionRe
     return _check(STEP_TRANSITIONS, STEP_TERMINAL, old or STEP_INITIAL, new)
 
 
-def table_problems(table: Mapping[P, frozenset[P]], terminal: frozenset[P], initial: P
-                   ) -> list[str]:
-    """What is wrong with a phase graph: the checks run at import, and by tests on bad tables."""
-    phases = set(type(initial))
-    problems = [f"{p} has no row" for p in phases - set(table)]
-    problems += [f"{p} may leave a terminal phase" for p in terminal
-                 if table.get(p) != frozenset({p})]
-    problems += [f"{p} can never end" for p in phases - terminal
-                 if not _reachable(table, p) & terminal]
-    problems += [f"{p} is unreachable from {initial}" for p in phases - _reachable(table, initial)]
-    entries = [p for p in phases if not any(p in table.get(q, ()) for q in phases - {p})]
-    if entries != [initial]:
-        problems.append(f"the initial phase must be {initial} alone, not {sorted(entries)}")
-    return problems
+def table_problems(table: Table[P], terminal: frozenset[P], initial: P) -> list[str]:
+    """What is wrong with a phase graph, in phase order: the checks run at import, and by
+    tests on bad tables."""
+    phases = list(type(initial))
+    reachable = _reachable(table, initial)
+    entries = [p for p in phases if not any(p in table.get(q, ()) for q in phases if q != p)]
+    return [
+        *(f"{p} has no row" for p in phases if p not in table),
+        *(f"{p} may leave a terminal phase" for p in phases
+          if p in terminal and table.get(p) != frozenset({p})),
+        *(f"{p} can never end" for p in phases
+          if p not in terminal and not _reachable(table, p) & terminal),
+        *(f"{p} is unreachable from {initial}" for p in phases if p not in reachable),
+        *([] if entries == [initial] else
+          [f"the initial phase must be {initial} alone, not {', '.join(entries)}"]),
+    ]
 
 
-def _reachable(table: Mapping[P, frozenset[P]], start: P) -> set[P]:
+def _reachable(table: Table[P], start: P) -> set[P]:
     seen, todo = {start}, [start]
     while todo:
         for nxt in table.get(todo.pop(), frozenset()):
@@ -106,7 +108,7 @@ class TableError(Exception):
     """A phase graph is malformed; raised at import so a bad table never ships."""
 
 
-def assert_valid(table: Mapping[P, frozenset[P]], terminal: frozenset[P], initial: P) -> None:
+def assert_valid(table: Table[P], terminal: frozenset[P], initial: P) -> None:
     problems = table_problems(table, terminal, initial)
     if problems:
         raise TableError("; ".join(problems))
