@@ -69,3 +69,53 @@ def observed(run_spec: m.RunSpec, status: m.RunStatus | None = None,
              runs: dict[str, m.StepRunObservation] | None = None, **kw: Any) -> m.Observed:
     return m.Observed(RUN, 1, T0, run_spec, status or m.RunStatus(),
                       m.frozen_step_runs((runs or {}).items()), **kw)
+
+
+# -- whole runs ------------------------------------------------------------------------------
+
+UNKNOWN = m.Condition("Succeeded", "Unknown", "Running", None, T0, 1)
+
+
+def running_run(run_spec: m.RunSpec, steps: dict[str, tuple[m.StepRunStatus | None,
+                                                              m.AttemptObservation | None]],
+                *, phase: RunPhase = RunPhase.RUNNING, extra: dict[str, m.StepState] | None = None,
+                stop: m.StopState | None = None, conditions: tuple[m.Condition, ...] = (UNKNOWN,),
+                **kw: Any) -> m.Observed:
+    """A run reconciled before: its recorded entries mirror the StepRuns given; every other
+    step is a Pending entry (or as `extra` says)."""
+    entries: dict[str, m.StepState] = {s.name: pending() for s in run_spec.steps}
+    runs: dict[str, m.StepRunObservation] = {}
+    for name, (status, attempt) in steps.items():
+        if status is not None:
+            entries[name] = entry(name, status)
+        runs[name] = seen(name, status, attempt)
+    entries.update(extra or {})
+    done = sum(1 for e in entries.values() if e.phase not in (StepPhase.PENDING,
+                                                              StepPhase.RUNNING))
+    return observed(run_spec, run_status(phase, entries, stop=stop, conditions=conditions,
+                                         observed_generation=1,
+                                         progress=f"{done}/{len(entries)}"), runs, **kw)
+
+
+def expect(before: m.Observed, phase: RunPhase, changes: dict[str, m.StepState] | None = None,
+           *, reason: str | None = None, message: str | None = None, now: float = 0,
+           duration: str | None = None, stop: m.StopState | None = None,
+           condition: m.Condition | None = None) -> m.RunStatus:
+    """The status `before` becomes: its entries with `changes`, the rest spelled out."""
+    states = dict(before.status.step_states) | (changes or {})
+    terminal = phase in {RunPhase.SUCCEEDED, RunPhase.FAILED, RunPhase.CANCELED,
+                         RunPhase.TIMED_OUT}
+    done = sum(1 for s in states.values() if s.phase not in (StepPhase.PENDING,
+                                                             StepPhase.RUNNING))
+    if condition is None:
+        flag: m.ConditionStatus = ("True" if phase is RunPhase.SUCCEEDED else
+                                   "False" if terminal else "Unknown")
+        since = at(now) if terminal else T0
+        condition = m.Condition("Succeeded", flag, reason or phase.value, message, since, 1)
+    others = tuple(c for c in before.status.conditions if c.type != "Succeeded")
+    return m.RunStatus(phase=phase, reason=reason, message=message,
+                       started_at=before.status.started_at or at(now),
+                       finished_at=at(now) if terminal else None, duration=duration,
+                       step_states=m.step_states_from(states.items()), stop=stop,
+                       conditions=(condition, *others), observed_generation=1,
+                       progress=f"{done}/{len(states)}")

@@ -233,13 +233,18 @@ def observe_step(spec: StepSpec, recorded: StepState | None, obs: StepRunObserva
     track = Track(spec, recorded, obs, base, current)
     proposed = propose(spec, current, obs, track.attempt, ctx)
     status = keep_final(obs.status, proposed)
-    state = keep_final_state(recorded, state_of(status, obs.name))
+    if recorded is not None and _final(recorded.phase, status.phase):
+        # The run recorded the step final before its StepRun's own write landed: the StepRun
+        # follows the record (unless it is final itself, differently: then both stand).
+        state = recorded
+        status = keep_final(obs.status, replace(
+            current, phase=recorded.phase, reason=recorded.reason, message=recorded.message,
+            finished_at=recorded.finished_at))
+    else:
+        state = state_of(status, obs.name)
     reporter = track.attempt
     late = (reporter is not None and not reporter.stopping
             and proposed.phase is StepPhase.SUCCEEDED and state.phase is not StepPhase.SUCCEEDED)
-    if state.phase in STEP_TERMINAL and status.phase not in STEP_TERMINAL:
-        status = replace(status, phase=state.phase, reason=state.reason,
-                         message=state.message, finished_at=state.finished_at)
     return Track(spec, recorded, obs, state, status, late_report=late)
 
 

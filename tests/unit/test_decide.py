@@ -1,0 +1,751 @@
+"""decide() rule by rule: named fixture states in, whole decisions compared out.
+
+Each case is a run as the shell would observe it, the time, and the entire Decision expected
+(status, every action in order, requeue time), so a change anywhere in a decision shows up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+
+import pytest
+
+from runctl.machine import model as m
+from runctl.machine.actions import (
+    CreateStepRun,
+    DeleteStepRun,
+    EmitEvent,
+    RemoveFinalizer,
+    StartAttempt,
+    StopWorkload,
+    WriteStepRunStatus,
+)
+from runctl.machine.decide import Decision, decide
+from runctl.machine.phases import (
+    FailureClass,
+    Mode,
+    OnFailure,
+    Reason,
+    RunPhase,
+    StepPhase,
+    StopTrigger,
+)
+from tests.unit.builders import (
+    T0,
+    UNKNOWN,
+    at,
+    entry,
+    expect,
+    observed,
+    pending,
+    ref,
+    running_run,
+    spec,
+    sr_status,
+    step,
+    work,
+)
+
+W = m.WorkloadState
+R, S, F = StepPhase.RUNNING, StepPhase.SUCCEEDED, StepPhase.FAILED
+CHAIN = spec(step("a"), step("b", "a"))
+PAIR = spec(step("a"), step("b"))
+STARTED = EmitEvent("run", None, "Normal", "Started", "the run started")
+
+
+def created(name: str, now: float = 0, deadline: dt.datetime | None = None,
+            mode: Mode = Mode.BATCH) -> tuple[CreateStepRun, WriteStepRunStatus, StartAttempt]:
+    status = sr_status(name, StepPhase.PENDING, started=now, mode=mode)
+    return (CreateStepRun(name, f"r-{name}", deadline), WriteStepRunStatus(name, status),
+            StartAttempt(name, 1))
+
+
+def ended(name: str, status: m.StepRunStatus, phase: StepPhase, reason: str, message: str | None,
+          now: float, **kw: object) -> m.StepRunStatus:
+    return replace(status, phase=phase, reason=reason, message=message, finished_at=at(now),
+                   **kw)  # type: ignore[arg-type]
+
+
+def run_event(phase: str, message: str, kind: str = "Warning") -> EmitEvent:
+    return EmitEvent("run", None, kind, phase, message)  # type: ignore[arg-type]
+
+
+# -- first reconcile and readiness -------------------------------------------------------------
+
+
+def first_reconcile() -> tuple[m.Observed, dt.datetime, Decision]:
+    before = observed(CHAIN)
+    a = entry("a", sr_status("a", StepPhase.PENDING))
+    status = expect(before, RunPhase.RUNNING, {"a": a, "b": pending()})
+    return before, T0, Decision(status, (*created("a"), STARTED), None)
+
+
+def independent_steps_start_together() -> tuple[m.Observed, dt.datetime, Decision]:
+    before = observed(replace(PAIR, timeout_seconds=60))
+    ca, cb = created("a", deadline=at(60)), created("b", deadline=at(60))
+    status = expect(before, RunPhase.RUNNING, {
+        "a": entry("a", sr_status("a", StepPhase.PENDING)),
+        "b": entry("b", sr_status("b", StepPhase.PENDING))})
+    return before, T0, Decision(status, (ca[0], cb[0], ca[1], cb[1], ca[2], cb[2], STARTED),
+                                at(60))
+
+
+def batch_waits_for_success() -> tuple[m.Observed, dt.datetime, Decision]:
+    before = running_run(CHAIN, {"a": (sr_status("a"), work(W.RUNNING))})
+    return before, at(5), Decision(before.status, (), None)
+
+
+def batch_need_succeeded() -> tuple[m.Observed, dt.datetime, Decision]:
+    before = running_run(CHAIN, {"a": (sr_status("a"), work(W.SUCCEEDED, outputs=(("rows",
+                                                                                   "12"),)))})
+    done = ended("a", sr_status("a"), S, Reason.COMPLETED, None, 5, outputs=(("rows", "12"),))
+    status = expect(before, RunPhase.RUNNING, {
+        "a": entry("a", done), "b": entry("b", sr_status("b", StepPhase.PENDING, started=5))})
+    c = created("b", 5)
+    return before, at(5), Decision(status, (c[0], WriteStepRunStatus("a", done), c[1], c[2]),
+                                   None)
+
+
+def realtime_need_running() -> tuple[m.Observed, dt.datetime, Decision]:
+    rt = replace(CHAIN, mode=Mode.REALTIME)
+    a = sr_status("a", StepPhase.PENDING, mode=Mode.REALTIME)
+    before = running_run(rt, {"a": (a, work(W.RUNNING))})
+    up = replace(a, phase=R)
+    status = expect(before, RunPhase.RUNNING, {
+        "a": entry("a", up),
+        "b": entry("b", sr_status("b", StepPhase.PENDING, started=5, mode=Mode.REALTIME))})
+    c = created("b", 5, mode=Mode.REALTIME)
+    return before, at(5), Decision(status, (c[0], WriteStepRunStatus("a", up), c[1], c[2]),
+                                   None)
+
+
+def status_never_written() -> tuple[m.Observed, dt.datetime, Decision]:
+    """A StepRun created by an operator that died before writing its status is adopted."""
+    before = running_run(CHAIN, {"a": (None, work(W.ABSENT))},
+                         extra={"a": pending("r-a")})
+    first = sr_status("a", StepPhase.PENDING, started=3)
+    status = expect(before, RunPhase.RUNNING, {"a": entry("a", first)})
+    return before, at(3), Decision(status, (WriteStepRunStatus("a", first),
+                                            StartAttempt("a", 1)), None)
+
+
+def recorded_but_not_seen_yet() -> tuple[m.Observed, dt.datetime, Decision]:
+    """The status names a StepRun the cache does not show yet: wait, never make a second."""
+    before = running_run(CHAIN, {}, extra={"a": entry("a", sr_status("a", StepPhase.PENDING))})
+    return before, at(1), Decision(before.status, (), None)
+
+
+# -- mirroring the workload ----------------------------------------------------------------------
+
+
+def pod_runs() -> tuple[m.Observed, dt.datetime, Decision]:
+    before = running_run(CHAIN, {"a": (sr_status("a", StepPhase.PENDING), work(W.RUNNING))})
+    up = sr_status("a")
+    return before, at(2), Decision(expect(before, RunPhase.RUNNING, {"a": entry("a", up)}),
+                                   (WriteStepRunStatus("a", up),), None)
+
+
+def permanent_failure_fails_fast() -> tuple[m.Observed, dt.datetime, Decision]:
+    before = running_run(CHAIN, {"a": (sr_status("a"), work(
+        W.FAILED, exit_code=3, message="schema mismatch in column day"))})
+    text = "attempt 1 failed (exit code 3, Permanent): schema mismatch in column day"
+    failed = ended("a", sr_status("a"), F, Reason.STEP_FAILED, text, 9,
+                   failure_class=FailureClass.PERMANENT)
+    b = m.StepState(StepPhase.SKIPPED, Reason.UPSTREAM_FAILED, "needs a, which did not succeed",
+                    finished_at=at(9))
+    status = expect(before, RunPhase.FAILED, {"a": entry("a", failed), "b": b}, now=9,
+                    reason=Reason.STEP_FAILED, message=text, duration="9s")
+    return before, at(9), Decision(status, (
+        WriteStepRunStatus("a", failed),
+        EmitEvent("step", "a", "Warning", Reason.STEP_FAILED, text),
+        run_event("Failed", f"Failed after 9s: {text}")), None)
+
+
+def image_pull_is_not_retried() -> tuple[m.Observed, dt.datetime, Decision]:
+    one = spec(step("a", retry=m.RetryPolicy(limit=3)))
+    before = running_run(one, {"a": (sr_status("a", StepPhase.PENDING),
+                                      work(W.FAILED, reason="ImagePullBackOff"))})
+    text = "attempt 1 failed (ImagePullBackOff, Permanent)"
+    failed = ended("a", sr_status("a", StepPhase.PENDING), F, Reason.STEP_FAILED, text, 4,
+                   failure_class=FailureClass.PERMANENT)
+    status = expect(before, RunPhase.FAILED, {"a": entry("a", failed)}, now=4,
+                    reason=Reason.STEP_FAILED, message=text, duration="4s")
+    return before, at(4), Decision(status, (
+        WriteStepRunStatus("a", failed),
+        EmitEvent("step", "a", "Warning", Reason.STEP_FAILED, text),
+        run_event("Failed", f"Failed after 4s: {text}")), None)
+
+
+# -- retries -------------------------------------------------------------------------------------
+
+RETRYING = spec(step("a", retry=m.RetryPolicy(limit=2, backoff_seconds=5,
+                                              transient_exit_codes=(75,))), timeout_seconds=100)
+BACKOFF_TEXT = "attempt 1 failed (exit code 75, Transient); attempt 2 of 3 after 5s"
+
+
+def backing_off() -> m.StepRunStatus:
+    return replace(sr_status("a"), reason="RetryBackoff", message=BACKOFF_TEXT,
+                   failure_class=FailureClass.TRANSIENT, next_attempt_at=at(15))
+
+
+def transient_failure_backs_off() -> tuple[m.Observed, dt.datetime, Decision]:
+    before = running_run(RETRYING, {"a": (sr_status("a"), work(W.FAILED, exit_code=75))})
+    status = expect(before, RunPhase.RUNNING, {"a": entry("a", backing_off())})
+    return before, at(10), Decision(status, (
+        WriteStepRunStatus("a", backing_off()),
+        EmitEvent("step", "a", "Normal", "Retrying", BACKOFF_TEXT)), at(15))
+
+
+def backoff_waits() -> tuple[m.Observed, dt.datetime, Decision]:
+    before = running_run(RETRYING, {"a": (backing_off(), work(W.FAILED, exit_code=75))})
+    return before, at(12), Decision(before.status, (), at(15))
+
+
+def backoff_over_starts_attempt_two() -> tuple[m.Observed, dt.datetime, Decision]:
+    before = running_run(RETRYING, {"a": (backing_off(), work(W.FAILED, exit_code=75))})
+    second = replace(backing_off(), attempts=2, reason=None, next_attempt_at=at(16),
+                     workload=ref("a", 2))
+    status = expect(before, RunPhase.RUNNING, {"a": entry("a", second)})
+    return before, at(16), Decision(status, (WriteStepRunStatus("a", second),
+                                             StartAttempt("a", 2)), at(100))
+
+
+def no_retry_past_the_run_deadline() -> tuple[m.Observed, dt.datetime, Decision]:
+    before = running_run(RETRYING, {"a": (sr_status("a"), work(W.FAILED, exit_code=75))})
+    text = "attempt 1 failed (exit code 75, Transient)"
+    failed = ended("a", sr_status("a"), F, Reason.STEP_FAILED, text, 95,
+                   failure_class=FailureClass.TRANSIENT)
+    status = expect(before, RunPhase.FAILED, {"a": entry("a", failed)}, now=95,
+                    reason=Reason.STEP_FAILED, message=text, duration="1m35s")
+    return before, at(95), Decision(status, (
+        WriteStepRunStatus("a", failed),
+        EmitEvent("step", "a", "Warning", Reason.STEP_FAILED, text),
+        run_event("Failed", f"Failed after 1m35s: {text}")), None)
+
+
+def success_after_retry() -> tuple[m.Observed, dt.datetime, Decision]:
+    second = replace(backing_off(), attempts=2, reason=None, next_attempt_at=at(16),
+                     workload=ref("a", 2))
+    before = running_run(RETRYING, {"a": (second, work(W.SUCCEEDED, 2))})
+    done = ended("a", second, S, Reason.COMPLETED, None, 30, failure_class=None)
+    status = expect(before, RunPhase.SUCCEEDED, {"a": entry("a", done)}, now=30,
+                    reason=Reason.COMPLETED, message="all 1 steps succeeded", duration="30s")
+    return before, at(30), Decision(status, (
+        WriteStepRunStatus("a", done),
+        run_event("Succeeded", "Succeeded after 30s: all 1 steps succeeded", "Normal")), None)
+
+
+# -- timeouts ------------------------------------------------------------------------------------
+
+
+def attempt_times_out() -> tuple[m.Observed, dt.datetime, Decision]:
+    one = spec(step("a", timeout_seconds=20, retry=m.RetryPolicy(limit=2)))
+    before = running_run(one, {"a": (sr_status("a"), work(W.RUNNING))})
+    text = "attempt 1 did not finish within 20s"
+    out = ended("a", sr_status("a"), StepPhase.TIMED_OUT, Reason.TIMED_OUT, text, 20)
+    status = expect(before, RunPhase.FAILED, {"a": entry("a", out)}, now=20,
+                    reason=Reason.TIMED_OUT, message=text, duration="20s")
+    return before, at(20), Decision(status, (
+        WriteStepRunStatus("a", out), StopWorkload("a", 30, Reason.TIMED_OUT),
+        EmitEvent("step", "a", "Warning", Reason.TIMED_OUT, text),
+        run_event("Failed", f"Failed after 20s: {text}")), None)
+
+
+def attempt_deadline_requeues() -> tuple[m.Observed, dt.datetime, Decision]:
+    one = spec(step("a", timeout_seconds=20, heartbeat_timeout_seconds=15))
+    before = running_run(one, {"a": (replace(sr_status("a"), heartbeat_at=at(3)),
+                                      work(W.RUNNING))})
+    return before, at(5), Decision(before.status, (), at(18))
+
+
+def run_times_out() -> tuple[m.Observed, dt.datetime, Decision]:
+    before = running_run(replace(CHAIN, timeout_seconds=30),
+                         {"a": (sr_status("a"), work(W.RUNNING))})
+    out = ended("a", sr_status("a"), StepPhase.TIMED_OUT, Reason.TIMED_OUT,
+                "the run's deadline passed", 30)
+    b = m.StepState(StepPhase.CANCELED, Reason.STOPPED_BEFORE_START,
+                    "not started: the run's deadline passed", finished_at=at(30))
+    text = "the run did not finish within its timeout of 30s"
+    status = expect(before, RunPhase.TIMED_OUT, {"a": entry("a", out), "b": b}, now=30,
+                    reason=Reason.TIMED_OUT, message=text, duration="30s")
+    return before, at(30), Decision(status, (
+        WriteStepRunStatus("a", out), StopWorkload("a", 30, Reason.TIMED_OUT),
+        EmitEvent("step", "a", "Warning", Reason.TIMED_OUT, "the run's deadline passed"),
+        run_event("TimedOut", f"TimedOut after 30s: {text}")), None)
+
+
+# -- failure policies ----------------------------------------------------------------------------
+
+FOUR = spec(step("a"), step("b"), step("c", "a"), step("d", "b"), step("e"))
+
+
+def four(on_failure: OnFailure) -> m.Observed:
+    """a fails while b runs; c needs a, d needs b; e has not started (no StepRun)."""
+    return running_run(replace(FOUR, on_failure=on_failure),
+                       {"a": (sr_status("a"), work(W.FAILED, exit_code=2)),
+                        "b": (sr_status("b"), work(W.RUNNING)),
+                        "e": (sr_status("e", StepPhase.PENDING), work(W.PENDING))})
+
+
+FAIL_TEXT = "attempt 1 failed (exit code 2, Permanent)"
+
+
+def fail_fast() -> tuple[m.Observed, dt.datetime, Decision]:
+    before = four(OnFailure.STOP)
+    failed = ended("a", sr_status("a"), F, Reason.STEP_FAILED, FAIL_TEXT, 7,
+                   failure_class=FailureClass.PERMANENT)
+    b = ended("b", sr_status("b"), StepPhase.CANCELED, Reason.CANCELED, "stopped: step a failed",
+              7)
+    e = ended("e", sr_status("e", StepPhase.PENDING), StepPhase.CANCELED,
+              Reason.STOPPED_BEFORE_START, "not started: step a failed", 7)
+    status = expect(before, RunPhase.FAILED, {
+        "a": entry("a", failed), "b": entry("b", b), "e": entry("e", e),
+        "c": m.StepState(StepPhase.SKIPPED, Reason.UPSTREAM_FAILED,
+                         "needs a, which did not succeed", finished_at=at(7)),
+        "d": m.StepState(StepPhase.CANCELED, Reason.STOPPED_BEFORE_START,
+                         "not started: step a failed", finished_at=at(7))},
+        now=7, reason=Reason.STEP_FAILED, message=FAIL_TEXT, duration="7s")
+    return before, at(7), Decision(status, (
+        WriteStepRunStatus("a", failed), WriteStepRunStatus("b", b),
+        WriteStepRunStatus("e", e), StopWorkload("b", 30, Reason.CANCELED),
+        StopWorkload("e", 30, Reason.STOPPED_BEFORE_START),
+        EmitEvent("step", "a", "Warning", Reason.STEP_FAILED, FAIL_TEXT),
+        run_event("Failed", f"Failed after 7s: {FAIL_TEXT}")), None)
+
+
+def go_on() -> tuple[m.Observed, dt.datetime, Decision]:
+    before = four(OnFailure.CONTINUE)
+    failed = ended("a", sr_status("a"), F, Reason.STEP_FAILED, FAIL_TEXT, 7,
+                   failure_class=FailureClass.PERMANENT)
+    status = expect(before, RunPhase.RUNNING, {
+        "a": entry("a", failed),
+        "c": m.StepState(StepPhase.SKIPPED, Reason.UPSTREAM_FAILED,
+                         "needs a, which did not succeed", finished_at=at(7))})
+    return before, at(7), Decision(status, (
+        WriteStepRunStatus("a", failed),
+        EmitEvent("step", "a", "Warning", Reason.STEP_FAILED, FAIL_TEXT)), None)
+
+
+def first_failure_by_time_then_spec_order() -> tuple[m.Observed, dt.datetime, Decision]:
+    """Under continue the run ends with the words of the failure that came first."""
+    late = ended("a", sr_status("a"), F, Reason.STEP_FAILED, "late", 9)
+    early = ended("b", sr_status("b"), StepPhase.LOST, Reason.HEARTBEAT_EXPIRED, "early", 4)
+    before = running_run(replace(PAIR, on_failure=OnFailure.CONTINUE),
+                         {"a": (late, work(W.FAILED)), "b": (early, work(W.GONE))})
+    status = expect(before, RunPhase.FAILED, now=10, reason=Reason.HEARTBEAT_EXPIRED,
+                    message="early", duration="10s")
+    return before, at(10), Decision(status, (run_event("Failed", "Failed after 10s: early"),),
+                                    None)
+
+
+# -- stop ---------------------------------------------------------------------------------------
+
+STOP_AT_4 = m.StopState(requested_at=at(3), observed_at=at(4))
+
+
+def stopping_run() -> m.Observed:
+    """A stop requested at 3 while a runs, e waits for its pod, and b, c, d never started."""
+    return running_run(replace(FOUR, cancel_requested=True, on_failure=OnFailure.CONTINUE),
+                       {"a": (sr_status("a"), work(W.RUNNING)),
+                        "e": (sr_status("e", StepPhase.PENDING), work(W.RUNNING))},
+                       cancel_requested_at=at(3))
+
+
+def stop_observed() -> tuple[m.Observed, dt.datetime, Decision]:
+    before = stopping_run()
+    canceled = {n: m.StepState(StepPhase.CANCELED, Reason.STOPPED_BEFORE_START,
+                               "not started: the run was stopped", finished_at=at(4))
+                for n in "bcd"}
+    e = ended("e", sr_status("e", StepPhase.PENDING), StepPhase.CANCELED,
+              Reason.STOPPED_BEFORE_START, "not started: the run was stopped", 4)
+    status = expect(before, RunPhase.STOPPING, {**canceled, "e": entry("e", e)},
+                    reason="StopRequested", message="stopping: waiting for 1 running step(s) "
+                                                    "to end", stop=STOP_AT_4,
+                    condition=replace(UNKNOWN, reason="StopRequested",
+                                      message="stopping: waiting for 1 running step(s) to end"))
+    return before, at(4), Decision(status, (
+        WriteStepRunStatus("e", e), StopWorkload("a", 30, "StopRequested"),
+        StopWorkload("e", 30, Reason.STOPPED_BEFORE_START),
+        EmitEvent("run", None, "Normal", "StopRequested",
+                  "stop requested: no step starts from now on")), at(34))
+
+
+def stopped_when_work_is_gone() -> tuple[m.Observed, dt.datetime, Decision]:
+    first = decide(stopping_run(), at(4)).status
+    before = replace(stopping_run(), status=first, step_runs=m.frozen_step_runs([
+        ("a", replace(m.lookup(stopping_run().step_runs, "a"),  # type: ignore[type-var]
+                      attempt=work(W.GONE)))]))
+    a = ended("a", sr_status("a"), StepPhase.CANCELED, Reason.CANCELED,
+              "stopped: its workload was deleted", 9)
+    stop = replace(STOP_AT_4, completed_at=at(9), trigger=StopTrigger.ALL_STEPS_TERMINAL)
+    text = "stopped on request; every step ended"
+    status = expect(before, RunPhase.CANCELED, {"a": entry("a", a)}, now=9,
+                    reason=Reason.CANCELED, message=text, duration="9s", stop=stop)
+    return before, at(9), Decision(status, (
+        WriteStepRunStatus("a", a),
+        run_event("Canceled", f"Canceled after 9s: {text}", "Normal")), None)
+
+
+def success_during_stop_stands() -> tuple[m.Observed, dt.datetime, Decision]:
+    first = decide(stopping_run(), at(4)).status
+    before = replace(stopping_run(), status=first, step_runs=m.frozen_step_runs([
+        ("a", m.StepRunObservation("r-a", sr_status("a"), attempt=work(W.SUCCEEDED)))]))
+    a = ended("a", sr_status("a"), S, Reason.COMPLETED, None, 9)
+    stop = replace(STOP_AT_4, completed_at=at(9), trigger=StopTrigger.ALL_STEPS_TERMINAL)
+    text = "stopped on request; every step ended"
+    status = expect(before, RunPhase.CANCELED, {"a": entry("a", a)}, now=9,
+                    reason=Reason.CANCELED, message=text, duration="9s", stop=stop)
+    return before, at(9), Decision(status, (
+        WriteStepRunStatus("a", a),
+        run_event("Canceled", f"Canceled after 9s: {text}", "Normal")), None)
+
+
+def grace_expires() -> tuple[m.Observed, dt.datetime, Decision]:
+    first = decide(stopping_run(), at(4)).status
+    before = replace(stopping_run(), status=first, step_runs=m.frozen_step_runs([
+        ("a", m.StepRunObservation("r-a", sr_status("a"), attempt=work(W.RUNNING,
+                                                                        stopping=True)))]))
+    a = ended("a", sr_status("a"), StepPhase.CANCELED, Reason.GRACE_PERIOD_EXPIRED,
+              "still running 30s after the stop: recorded canceled", 34)
+    stop = replace(STOP_AT_4, completed_at=at(34), trigger=StopTrigger.GRACE_PERIOD_EXPIRED)
+    text = "stopped on request; the grace period of 30s expired"
+    status = expect(before, RunPhase.CANCELED, {"a": entry("a", a)}, now=34,
+                    reason=Reason.CANCELED, message=text, duration="34s", stop=stop)
+    return before, at(34), Decision(status, (
+        WriteStepRunStatus("a", a),
+        run_event("Canceled", f"Canceled after 34s: {text}", "Normal")), None)
+
+
+def stop_during_backoff() -> tuple[m.Observed, dt.datetime, Decision]:
+    before = running_run(replace(RETRYING, cancel_requested=True),
+                         {"a": (backing_off(), work(W.FAILED, exit_code=75))})
+    a = ended("a", backing_off(), StepPhase.CANCELED, Reason.CANCELED,
+              "stopped while waiting to retry", 16)
+    stop = m.StopState(at(16), at(16), at(16), StopTrigger.ALL_STEPS_TERMINAL)
+    text = "stopped on request; every step ended"
+    status = expect(before, RunPhase.CANCELED, {"a": entry("a", a)}, now=16,
+                    reason=Reason.CANCELED, message=text, duration="16s", stop=stop)
+    return before, at(16), Decision(status, (
+        WriteStepRunStatus("a", a),
+        EmitEvent("run", None, "Normal", "StopRequested",
+                  "stop requested: no step starts from now on"),
+        run_event("Canceled", f"Canceled after 16s: {text}", "Normal")), None)
+
+
+def stop_before_first_reconcile() -> tuple[m.Observed, dt.datetime, Decision]:
+    before = observed(replace(CHAIN, cancel_requested=True))
+    canceled = m.StepState(StepPhase.CANCELED, Reason.STOPPED_BEFORE_START,
+                           "not started: the run was stopped", finished_at=T0)
+    text = "stopped on request; every step ended"
+    status = expect(before, RunPhase.CANCELED, {"a": canceled, "b": canceled},
+                    reason=Reason.CANCELED, message=text, duration="0s",
+                    stop=m.StopState(T0, T0, T0, StopTrigger.ALL_STEPS_TERMINAL))
+    return before, T0, Decision(status, (
+        EmitEvent("run", None, "Normal", "StopRequested",
+                  "stop requested: no step starts from now on"),
+        run_event("Canceled", f"Canceled after 0s: {text}", "Normal")), None)
+
+
+# -- realtime topology ---------------------------------------------------------------------------
+
+RT = replace(CHAIN, mode=Mode.REALTIME)
+HUB = m.Condition("TopologyTerminated", "True", "SessionEnded", "the room was closed", at(2))
+
+
+def rt_status(name: str) -> m.StepRunStatus:
+    return sr_status(name, mode=Mode.REALTIME)
+
+
+def live_topology(**kw: object) -> m.Observed:
+    return running_run(RT, {"a": (rt_status("a"), work(W.RUNNING)),
+                            "b": (rt_status("b"), work(W.RUNNING))}, **kw)  # type: ignore[arg-type]
+
+
+def topology_pods_gone() -> tuple[m.Observed, dt.datetime, Decision]:
+    before = running_run(RT, {"a": (rt_status("a"), work(W.GONE)),
+                              "b": (rt_status("b"), work(W.PENDING, live_pods=0))})
+    a, b = (ended(n, rt_status(n), S, Reason.TOPOLOGY_TERMINATED, "the topology terminated", 8)
+            for n in "ab")
+    status = expect(before, RunPhase.SUCCEEDED, {"a": entry("a", a), "b": entry("b", b)},
+                    now=8, reason=Reason.TOPOLOGY_TERMINATED, message="the topology terminated",
+                    duration="8s")
+    return before, at(8), Decision(status, (
+        WriteStepRunStatus("a", a), WriteStepRunStatus("b", b),
+        StopWorkload("b", 30, Reason.TOPOLOGY_TERMINATED),
+        run_event("Succeeded", "Succeeded after 8s: the topology terminated", "Normal")), None)
+
+
+def topology_ended_by_hub() -> tuple[m.Observed, dt.datetime, Decision]:
+    before = live_topology(conditions=(UNKNOWN, HUB), topology_terminated=True)
+    a, b = (ended(n, rt_status(n), S, Reason.TOPOLOGY_TERMINATED, "the topology terminated", 8)
+            for n in "ab")
+    status = expect(before, RunPhase.SUCCEEDED, {"a": entry("a", a), "b": entry("b", b)},
+                    now=8, reason=Reason.TOPOLOGY_TERMINATED, message="the topology terminated",
+                    duration="8s")
+    return before, at(8), Decision(status, (
+        WriteStepRunStatus("a", a), WriteStepRunStatus("b", b),
+        StopWorkload("a", 30, Reason.TOPOLOGY_TERMINATED),
+        StopWorkload("b", 30, Reason.TOPOLOGY_TERMINATED),
+        run_event("Succeeded", "Succeeded after 8s: the topology terminated", "Normal")), None)
+
+
+def topology_ends_a_stop_whatever_the_drain() -> tuple[m.Observed, dt.datetime, Decision]:
+    before = replace(live_topology(topology_terminated=True, stop=STOP_AT_4),
+                     spec=replace(RT, cancel_requested=True, drain_timeout_seconds=120))
+    before = replace(before, status=replace(before.status, phase=RunPhase.STOPPING))
+    a, b = (ended(n, rt_status(n), StepPhase.CANCELED, Reason.CANCELED,
+                  "stopped: the topology terminated", 5) for n in "ab")
+    stop = replace(STOP_AT_4, completed_at=at(5), trigger=StopTrigger.TOPOLOGY_TERMINATED)
+    text = "stopped on request; the topology terminated"
+    status = expect(before, RunPhase.CANCELED, {"a": entry("a", a), "b": entry("b", b)},
+                    now=5, reason=Reason.CANCELED, message=text, duration="5s", stop=stop)
+    return before, at(5), Decision(status, (
+        WriteStepRunStatus("a", a), WriteStepRunStatus("b", b),
+        StopWorkload("a", 30, Reason.CANCELED), StopWorkload("b", 30, Reason.CANCELED),
+        run_event("Canceled", f"Canceled after 5s: {text}", "Normal")), None)
+
+
+def topology_with_a_failed_step() -> tuple[m.Observed, dt.datetime, Decision]:
+    failed = ended("a", rt_status("a"), F, Reason.STEP_FAILED, "boom", 3,
+                   failure_class=FailureClass.PERMANENT)
+    before = running_run(replace(RT, on_failure=OnFailure.CONTINUE, steps=(
+        step("a"), step("b", "a"), step("c"))),
+        {"a": (failed, work(W.FAILED)), "c": (rt_status("c"), work(W.GONE))},
+        extra={"b": m.StepState(StepPhase.SKIPPED, Reason.UPSTREAM_FAILED, "x",
+                                finished_at=at(3))})
+    c = ended("c", rt_status("c"), S, Reason.TOPOLOGY_TERMINATED, "the topology terminated", 8)
+    status = expect(before, RunPhase.FAILED, {"c": entry("c", c)}, now=8,
+                    reason=Reason.STEP_FAILED, message="boom", duration="8s")
+    return before, at(8), Decision(status, (
+        WriteStepRunStatus("c", c), StopWorkload("a", 30, Reason.STEP_FAILED),
+        run_event("Failed", "Failed after 8s: boom")), None)
+
+
+def topology_not_up_yet() -> tuple[m.Observed, dt.datetime, Decision]:
+    """Workloads not running yet (not even seen) are no sign of a topology that ended."""
+    before = running_run(RT, {"a": (sr_status("a", StepPhase.PENDING, mode=Mode.REALTIME),
+                                    work(W.ABSENT))})
+    return before, at(1), Decision(before.status, (StartAttempt("a", 1),), None)
+
+
+def realtime_failure_is_not_retried() -> tuple[m.Observed, dt.datetime, Decision]:
+    one = spec(step("a", retry=m.RetryPolicy(limit=3)), step("b"), mode=Mode.REALTIME,
+               on_failure=OnFailure.CONTINUE)
+    before = running_run(one, {"a": (rt_status("a"), work(W.FAILED, exit_code=137)),
+                               "b": (rt_status("b"), work(W.RUNNING))})
+    text = "attempt 1 failed (exit code 137, Transient)"
+    failed = ended("a", rt_status("a"), F, Reason.STEP_FAILED, text, 6,
+                   failure_class=FailureClass.TRANSIENT)
+    status = expect(before, RunPhase.RUNNING, {"a": entry("a", failed)})
+    return before, at(6), Decision(status, (
+        WriteStepRunStatus("a", failed), StopWorkload("a", 30, Reason.STEP_FAILED),
+        EmitEvent("step", "a", "Warning", Reason.STEP_FAILED, text)), None)
+
+
+# -- lost work -----------------------------------------------------------------------------------
+
+ONE = spec(step("a"), on_failure=OnFailure.CONTINUE)
+
+
+def lost(reason: str, message: str, now: float) -> tuple[m.StepRunStatus, m.RunStatus,
+                                                          m.Observed, tuple[EmitEvent, ...]]:
+    a = ended("a", sr_status("a"), StepPhase.LOST, reason, message, now)
+    base = running_run(ONE, {"a": (sr_status("a"), None)})
+    status = expect(base, RunPhase.FAILED, {"a": entry("a", a)}, now=now, reason=reason,
+                    message=message, duration=f"{now:g}s")
+    return a, status, base, (EmitEvent("step", "a", "Warning", reason, message),
+                             run_event("Failed", f"Failed after {now:g}s: {message}"))
+
+
+def workload_deleted() -> tuple[m.Observed, dt.datetime, Decision]:
+    a, status, base, events = lost(Reason.WORKLOAD_DELETED,
+                                   "its workload was deleted while the step was not finished", 6)
+    before = running_run(ONE, {"a": (sr_status("a"), work(W.GONE))})
+    return before, at(6), Decision(status, (WriteStepRunStatus("a", a), *events), None)
+
+
+def steprun_deleting() -> tuple[m.Observed, dt.datetime, Decision]:
+    a, status, base, events = lost(Reason.WORKLOAD_DELETED,
+                                   "its StepRun was deleted while the step was not finished", 6)
+    before = replace(base, step_runs=m.frozen_step_runs([
+        ("a", m.StepRunObservation("r-a", sr_status("a"), deleting=True,
+                                   attempt=work(W.RUNNING)))]))
+    return before, at(6), Decision(status, (WriteStepRunStatus("a", a),
+                                            StopWorkload("a", 30, Reason.WORKLOAD_DELETED),
+                                            *events), None)
+
+
+def steprun_gone() -> tuple[m.Observed, dt.datetime, Decision]:
+    a, status, base, events = lost(Reason.WORKLOAD_DELETED,
+                                   "its StepRun was deleted while the step was not finished", 6)
+    before = replace(base, step_runs=m.frozen_step_runs([
+        ("a", m.StepRunObservation("r-a", None, deleting=True, gone=True))]))
+    return before, at(6), Decision(status, events, None)
+
+
+def absent_is_not_gone() -> tuple[m.Observed, dt.datetime, Decision]:
+    """A workload the cache has not shown yet is created again (harmless), never Lost."""
+    before = running_run(ONE, {"a": (sr_status("a"), work(W.ABSENT))})
+    return before, at(6), Decision(before.status, (StartAttempt("a", 1),), None)
+
+
+def heartbeat_expired() -> tuple[m.Observed, dt.datetime, Decision]:
+    hb = spec(step("a", heartbeat_timeout_seconds=10), on_failure=OnFailure.CONTINUE)
+    beat = replace(sr_status("a"), heartbeat_at=at(5))
+    before = running_run(hb, {"a": (beat, work(W.RUNNING, started_at=at(1)))})
+    a = ended("a", beat, StepPhase.LOST, Reason.HEARTBEAT_EXPIRED, "no heartbeat for 10s", 15)
+    status = expect(before, RunPhase.FAILED, {"a": entry("a", a)}, now=15,
+                    reason=Reason.HEARTBEAT_EXPIRED, message="no heartbeat for 10s",
+                    duration="15s")
+    return before, at(15), Decision(status, (
+        WriteStepRunStatus("a", a), StopWorkload("a", 30, Reason.HEARTBEAT_EXPIRED),
+        EmitEvent("step", "a", "Warning", Reason.HEARTBEAT_EXPIRED, "no heartbeat for 10s"),
+        run_event("Failed", "Failed after 15s: no heartbeat for 10s")), None)
+
+
+LOST_A = ended("a", sr_status("a"), StepPhase.LOST, Reason.WORKLOAD_DELETED, "gone", 6)
+LATE = EmitEvent("step", "a", "Warning", "LateReportRejected",
+                 "a success was reported for step a after it ended Lost (WorkloadDeleted); "
+                 "the report is rejected and the step stays Lost")
+
+
+def late_success_rejected() -> tuple[m.Observed, dt.datetime, Decision]:
+    before = running_run(replace(PAIR, on_failure=OnFailure.CONTINUE),
+                         {"a": (LOST_A, work(W.SUCCEEDED)), "b": (sr_status("b"),
+                                                                   work(W.RUNNING))})
+    return before, at(9), Decision(before.status, (StopWorkload("a", 30,
+                                                                Reason.WORKLOAD_DELETED), LATE),
+                                   None)
+
+
+def late_success_after_the_end() -> tuple[m.Observed, dt.datetime, Decision]:
+    """The StepRun's own write failed: it still says Running, the run recorded Lost."""
+    final = expect(running_run(ONE, {"a": (LOST_A, None)}), RunPhase.FAILED, now=6,
+                   reason=Reason.WORKLOAD_DELETED, message="gone", duration="6s")
+    before = replace(running_run(ONE, {"a": (sr_status("a"), work(W.SUCCEEDED))}),
+                     status=final)
+    return before, at(9), Decision(final, (WriteStepRunStatus("a", LOST_A),
+                                           StopWorkload("a", 30, Reason.WORKLOAD_DELETED),
+                                           LATE), None)
+
+
+# -- a terminal run ------------------------------------------------------------------------------
+
+DONE_A = ended("a", sr_status("a"), S, Reason.COMPLETED, None, 5)
+
+
+def finished(ttl: int | None, **steprun: object) -> m.Observed:
+    base = running_run(replace(ONE, ttl_seconds_after_finished=ttl, cancel_requested=True),
+                       {"a": (DONE_A, None)})
+    final = expect(base, RunPhase.SUCCEEDED, now=5, reason=Reason.COMPLETED,
+                   message="all 1 steps succeeded", duration="5s")
+    seen_a = m.StepRunObservation("r-a", DONE_A, attempt=work(W.SUCCEEDED),
+                                  **steprun)  # type: ignore[arg-type]
+    return replace(base, status=final, step_runs=m.frozen_step_runs([("a", seen_a)]))
+
+
+def terminal_is_kept_whole() -> tuple[m.Observed, dt.datetime, Decision]:
+    before = finished(60)
+    return before, at(30), Decision(before.status, (), at(65))
+
+
+def finalizer_goes_once_recorded() -> tuple[m.Observed, dt.datetime, Decision]:
+    before = finished(None, deleting=True)
+    return before, at(30), Decision(before.status, (RemoveFinalizer("a"),), None)
+
+
+def ttl_deletes_steprun() -> tuple[m.Observed, dt.datetime, Decision]:
+    before = finished(60)
+    return before, at(65), Decision(before.status, (RemoveFinalizer("a"), DeleteStepRun("a")),
+                                    None)
+
+
+def ttl_after_steprun_gone() -> tuple[m.Observed, dt.datetime, Decision]:
+    before = replace(finished(60), step_runs=m.frozen_step_runs([
+        ("a", m.StepRunObservation("r-a", None, deleting=True, gone=True))]))
+    return before, at(65), Decision(before.status, (), None)
+
+
+def no_work_outlives_its_run() -> tuple[m.Observed, dt.datetime, Decision]:
+    before = replace(finished(None), step_runs=m.frozen_step_runs([
+        ("a", m.StepRunObservation("r-a", DONE_A, attempt=work(W.RUNNING)))]))
+    return before, at(30), Decision(before.status, (StopWorkload("a", 30, Reason.COMPLETED),),
+                                    None)
+
+
+# -- invalid spec and conditions ------------------------------------------------------------------
+
+
+def invalid_spec() -> tuple[m.Observed, dt.datetime, Decision]:
+    before = observed(spec(step("a", "b"), step("b", "a"), step("c", "x")))
+    skipped = m.StepState(StepPhase.SKIPPED, Reason.INVALID_SPEC, "not run: the spec is invalid",
+                          finished_at=T0)
+    text = 'spec.steps[2].needs: unknown step "x"'
+    status = expect(before, RunPhase.FAILED, dict.fromkeys("abc", skipped),
+                    reason=Reason.INVALID_SPEC, message=text, duration="0s")
+    return before, T0, Decision(status, (run_event("Failed", f"Failed after 0s: {text}"),), None)
+
+
+def conditions_of_others_are_kept() -> tuple[m.Observed, dt.datetime, Decision]:
+    """A hub's condition on a batch run means nothing to the core and is kept as it is."""
+    before = running_run(CHAIN, {"a": (sr_status("a"), work(W.RUNNING))},
+                         conditions=(HUB, UNKNOWN), topology_terminated=True)
+    status = replace(before.status, conditions=(UNKNOWN, HUB))
+    return before, at(3), Decision(status, (), None)
+
+
+CASES = [
+    pytest.param(*first_reconcile(), id="first-reconcile-creates-roots"),
+    pytest.param(*independent_steps_start_together(), id="independent-steps-start-together"),
+    pytest.param(*batch_waits_for_success(), id="batch-waits-for-success"),
+    pytest.param(*batch_need_succeeded(), id="batch-dependent-starts-on-success"),
+    pytest.param(*realtime_need_running(), id="realtime-dependent-starts-on-running"),
+    pytest.param(*status_never_written(), id="steprun-without-status-adopted"),
+    pytest.param(*recorded_but_not_seen_yet(), id="recorded-steprun-not-seen-yet"),
+    pytest.param(*pod_runs(), id="pod-runs"),
+    pytest.param(*permanent_failure_fails_fast(), id="permanent-failure-skips-dependents"),
+    pytest.param(*image_pull_is_not_retried(), id="image-pull-not-retried"),
+    pytest.param(*transient_failure_backs_off(), id="transient-failure-backs-off"),
+    pytest.param(*backoff_waits(), id="backoff-waits"),
+    pytest.param(*backoff_over_starts_attempt_two(), id="backoff-over-starts-attempt-2"),
+    pytest.param(*no_retry_past_the_run_deadline(), id="no-retry-past-run-deadline"),
+    pytest.param(*success_after_retry(), id="success-after-retry"),
+    pytest.param(*attempt_times_out(), id="attempt-times-out-not-retried"),
+    pytest.param(*attempt_deadline_requeues(), id="requeue-at-heartbeat-expiry"),
+    pytest.param(*run_times_out(), id="run-times-out"),
+    pytest.param(*fail_fast(), id="stop-policy-fails-fast"),
+    pytest.param(*go_on(), id="continue-policy-goes-on"),
+    pytest.param(*first_failure_by_time_then_spec_order(), id="continue-reports-first-failure"),
+    pytest.param(*stop_observed(), id="stop-observed"),
+    pytest.param(*stopped_when_work_is_gone(), id="stop-completes-when-work-is-gone"),
+    pytest.param(*success_during_stop_stands(), id="success-during-stop-stands"),
+    pytest.param(*grace_expires(), id="stop-grace-expires"),
+    pytest.param(*stop_during_backoff(), id="stop-during-retry-backoff"),
+    pytest.param(*stop_before_first_reconcile(), id="stop-before-first-reconcile"),
+    pytest.param(*topology_pods_gone(), id="realtime-no-live-pod-left"),
+    pytest.param(*topology_ended_by_hub(), id="realtime-hub-ends-topology"),
+    pytest.param(*topology_ends_a_stop_whatever_the_drain(), id="realtime-stop-ends-on-topology"),
+    pytest.param(*topology_with_a_failed_step(), id="realtime-topology-ends-with-a-failure"),
+    pytest.param(*topology_not_up_yet(), id="realtime-topology-not-up-yet"),
+    pytest.param(*realtime_failure_is_not_retried(), id="realtime-failure-not-retried"),
+    pytest.param(*workload_deleted(), id="workload-deleted-is-lost"),
+    pytest.param(*steprun_deleting(), id="steprun-deleting-is-lost"),
+    pytest.param(*steprun_gone(), id="steprun-gone-is-lost"),
+    pytest.param(*absent_is_not_gone(), id="absent-workload-is-not-gone"),
+    pytest.param(*heartbeat_expired(), id="heartbeat-expired-is-lost"),
+    pytest.param(*late_success_rejected(), id="late-success-rejected"),
+    pytest.param(*late_success_after_the_end(), id="late-success-after-the-end"),
+    pytest.param(*terminal_is_kept_whole(), id="terminal-kept-whole-even-when-stopped"),
+    pytest.param(*finalizer_goes_once_recorded(), id="finalizer-removed-once-recorded"),
+    pytest.param(*ttl_deletes_steprun(), id="ttl-deletes-stepruns"),
+    pytest.param(*ttl_after_steprun_gone(), id="ttl-nothing-left"),
+    pytest.param(*no_work_outlives_its_run(), id="no-work-outlives-its-run"),
+    pytest.param(*invalid_spec(), id="invalid-spec-starts-nothing"),
+    pytest.param(*conditions_of_others_are_kept(), id="foreign-conditions-kept"),
+]
+
+
+@pytest.mark.parametrize(("before", "now", "expected"), CASES)
+def test_decide(before: m.Observed, now: dt.datetime, expected: Decision) -> None:
+    assert decide(before, now) == expected
