@@ -559,7 +559,7 @@ def lost(reason: str, message: str, now: float) -> tuple[m.StepRunStatus, m.RunS
 
 
 def workload_deleted() -> tuple[m.Observed, dt.datetime, Decision]:
-    a, status, base, events = lost(Reason.WORKLOAD_DELETED,
+    a, status, _, events = lost(Reason.WORKLOAD_DELETED,
                                    "its workload was deleted while the step was not finished", 6)
     before = running_run(ONE, {"a": (sr_status("a"), work(W.GONE))})
     return before, at(6), Decision(status, (WriteStepRunStatus("a", a), *events), None)
@@ -577,7 +577,7 @@ def steprun_deleting() -> tuple[m.Observed, dt.datetime, Decision]:
 
 
 def steprun_gone() -> tuple[m.Observed, dt.datetime, Decision]:
-    a, status, base, events = lost(Reason.WORKLOAD_DELETED,
+    _, status, base, events = lost(Reason.WORKLOAD_DELETED,
                                    "its StepRun was deleted while the step was not finished", 6)
     before = replace(base, step_runs=m.frozen_step_runs([
         ("a", m.StepRunObservation("r-a", None, deleting=True, gone=True))]))
