@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runctl.machine import dag
+from runctl.machine.model import StepSpec
 from runctl.machine.phases import Mode, StepPhase
 from tests.unit.builders import spec, step
 
@@ -24,7 +25,7 @@ from tests.unit.builders import spec, step
                  ["spec.steps: cycle a -> c -> b -> a"], id="longer-cycle"),
     pytest.param((step("a"), step("b", "a"), step("c", "a", "b")), [], id="valid-diamond"),
 ])
-def test_validation_names_the_field(steps: tuple, problems: list[str]) -> None:
+def test_validation_names_the_field(steps: tuple[StepSpec, ...], problems: list[str]) -> None:
     assert [str(p) for p in dag.validate(spec(*steps))] == problems
 
 

@@ -236,6 +236,12 @@ def success_after_retry() -> tuple[m.Observed, dt.datetime, Decision]:
         run_event("Succeeded", "Succeeded after 30s: all 1 steps succeeded", "Normal")), None)
 
 
+def ttl_counts_from_the_end() -> tuple[m.Observed, dt.datetime, Decision]:
+    before, now, decision = success_after_retry()
+    before = replace(before, spec=replace(before.spec, ttl_seconds_after_finished=0))
+    return before, now, replace(decision, requeue_at=now)
+
+
 # -- timeouts ------------------------------------------------------------------------------------
 
 
@@ -374,8 +380,7 @@ def stop_observed() -> tuple[m.Observed, dt.datetime, Decision]:
 def stopped_when_work_is_gone() -> tuple[m.Observed, dt.datetime, Decision]:
     first = decide(stopping_run(), at(4)).status
     before = replace(stopping_run(), status=first, step_runs=m.frozen_step_runs([
-        ("a", replace(m.lookup(stopping_run().step_runs, "a"),  # type: ignore[type-var]
-                      attempt=work(W.GONE)))]))
+        ("a", m.StepRunObservation("r-a", sr_status("a"), attempt=work(W.GONE)))]))
     a = ended("a", sr_status("a"), StepPhase.CANCELED, Reason.CANCELED,
               "stopped: its workload was deleted", 9)
     stop = replace(STOP_AT_4, completed_at=at(9), trigger=StopTrigger.ALL_STEPS_TERMINAL)
@@ -711,6 +716,7 @@ CASES = [
     pytest.param(*backoff_over_starts_attempt_two(), id="backoff-over-starts-attempt-2"),
     pytest.param(*no_retry_past_the_run_deadline(), id="no-retry-past-run-deadline"),
     pytest.param(*success_after_retry(), id="success-after-retry"),
+    pytest.param(*ttl_counts_from_the_end(), id="requeue-at-ttl-even-at-zero"),
     pytest.param(*attempt_times_out(), id="attempt-times-out-not-retried"),
     pytest.param(*attempt_deadline_requeues(), id="requeue-at-heartbeat-expiry"),
     pytest.param(*run_times_out(), id="run-times-out"),

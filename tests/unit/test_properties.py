@@ -154,10 +154,10 @@ def check(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
     # 6: a Lost step never succeeds; a late success is rejected with an Event.
     for step, state in entries.items():
         obs = m.lookup(observed.step_runs, step)
-        a = obs.attempt if obs else None
-        if (state.phase is StepPhase.LOST and a is not None and obs is not None
-                and obs.status is not None and a.attempt == obs.status.attempts
-                and a.state is W.SUCCEEDED and not a.stopping):
+        att = obs.attempt if obs else None
+        if (state.phase is StepPhase.LOST and att is not None and obs is not None
+                and obs.status is not None and att.attempt == obs.status.attempts
+                and att.state is W.SUCCEEDED and not att.stopping):
             assert any(isinstance(e, act.EmitEvent) and e.reason == "LateReportRejected"
                        and e.step == step for e in d.actions), "G6: no LateReportRejected"
 

@@ -49,7 +49,7 @@ def test_step_transitions(old: StepPhase | None, new: StepPhase,
     pytest.param(t.RUN_TRANSITIONS, RUN_TERMINAL, t.RUN_INITIAL, id="run"),
     pytest.param(t.STEP_TRANSITIONS, STEP_TERMINAL, t.STEP_INITIAL, id="step"),
 ])
-def test_shipped_tables_are_sound(table: t.Table, terminal: frozenset[RunPhase],
+def test_shipped_tables_are_sound(table: t.Table[RunPhase], terminal: frozenset[RunPhase],
                                   initial: RunPhase) -> None:
     assert t.table_problems(table, terminal, initial) == []
 

@@ -121,15 +121,15 @@ class World:
                     self.emitted.append(a)
                 case _:
                     pass
-        old, new = self.status, decision.status
-        if old.phase in RUN_TERMINAL and (old.phase, old.reason, old.message,
-                                          old.finished_at) != (new.phase, new.reason,
-                                                               new.message, new.finished_at):
-            self.violations.append(f"G2: terminal run rewritten: {old} -> {new}")
-        for step, state in old.step_states:
-            if state.phase in STEP_TERMINAL and m.step_state(new, step) != state:
+        before, after = self.status, decision.status
+        if before.phase in RUN_TERMINAL and (
+                (before.phase, before.reason, before.message, before.finished_at)
+                != (after.phase, after.reason, after.message, after.finished_at)):
+            self.violations.append(f"G2: terminal run rewritten: {before} -> {after}")
+        for step, state in before.step_states:
+            if state.phase in STEP_TERMINAL and m.step_state(after, step) != state:
                 self.violations.append(f"G2: terminal entry {step} rewritten")
-        self.status = new
+        self.status = after
         self.last = decision
 
     def decide(self) -> tuple[m.Observed, Decision]:

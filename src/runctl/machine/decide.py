@@ -166,12 +166,12 @@ def _conclude(observed: Observed, p: Plan, stop: StopState | None, clock: Clock,
 def _requeue(observed: Observed, p: Plan, clock: Clock, status: RunStatus,
              now: dt.datetime) -> dt.datetime | None:
     if p.phase in RUN_TERMINAL:
-        times = [_ttl_at(status, observed)]
-    else:
-        times = [clock.deadline, clock.grace_until]
-        for t in p.tracks.values():
-            if not t.terminal and t.status is not None:
-                times += timers(t.spec, t.status, t.attempt)
+        # Counted from the end this decision records, so it is never in the past, even at 0s.
+        return _ttl_at(status, observed)
+    times = [clock.deadline, clock.grace_until]
+    for t in p.tracks.values():
+        if not t.terminal and t.status is not None:
+            times += timers(t.spec, t.status, t.attempt)
     return min((t for t in times if t is not None and t > now), default=None)
 
 
