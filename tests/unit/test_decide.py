@@ -406,6 +406,23 @@ def success_during_stop_stands() -> tuple[m.Observed, dt.datetime, Decision]:
         run_event("Canceled", f"Canceled after 9s: {text}", "Normal")), None)
 
 
+def killed_by_the_stop() -> tuple[m.Observed, dt.datetime, Decision]:
+    """A pod that exits on the stop's SIGTERM was stopped, not failed."""
+    first = decide(stopping_run(), at(4)).status
+    before = replace(stopping_run(), status=first, step_runs=m.frozen_step_runs([
+        ("a", m.StepRunObservation("r-a", sr_status("a"), attempt=work(W.FAILED,
+                                                                        exit_code=143)))]))
+    a = ended("a", sr_status("a"), StepPhase.CANCELED, Reason.CANCELED,
+              "stopped: attempt 1 failed (exit code 143, Transient)", 9)
+    stop = replace(STOP_AT_4, completed_at=at(9), trigger=StopTrigger.ALL_STEPS_TERMINAL)
+    text = "stopped on request; every step ended"
+    status = expect(before, RunPhase.CANCELED, {"a": entry("a", a)}, now=9,
+                    reason=Reason.CANCELED, message=text, duration="9s", stop=stop)
+    return before, at(9), Decision(status, (
+        WriteStepRunStatus("a", a),
+        run_event("Canceled", f"Canceled after 9s: {text}", "Normal")), None)
+
+
 def grace_expires() -> tuple[m.Observed, dt.datetime, Decision]:
     first = decide(stopping_run(), at(4)).status
     before = replace(stopping_run(), status=first, step_runs=m.frozen_step_runs([
@@ -509,6 +526,54 @@ def topology_ends_a_stop_whatever_the_drain() -> tuple[m.Observed, dt.datetime, 
         WriteStepRunStatus("a", a), WriteStepRunStatus("b", b),
         StopWorkload("a", 30, Reason.CANCELED), StopWorkload("b", 30, Reason.CANCELED),
         run_event("Canceled", f"Canceled after 5s: {text}", "Normal")), None)
+
+
+def stop_and_topology_end_seen_together() -> tuple[m.Observed, dt.datetime, Decision]:
+    before = running_run(replace(RT, cancel_requested=True),
+                         {"a": (rt_status("a"), work(W.RUNNING))}, topology_terminated=True)
+    a = ended("a", rt_status("a"), StepPhase.CANCELED, Reason.CANCELED,
+              "stopped: the topology terminated", 5)
+    b = m.StepState(StepPhase.CANCELED, Reason.STOPPED_BEFORE_START,
+                    "not started: the run was stopped", finished_at=at(5))
+    stop = m.StopState(at(5), at(5), at(5), StopTrigger.TOPOLOGY_TERMINATED)
+    text = "stopped on request; the topology terminated"
+    status = expect(before, RunPhase.CANCELED, {"a": entry("a", a), "b": b}, now=5,
+                    reason=Reason.CANCELED, message=text, duration="5s", stop=stop)
+    return before, at(5), Decision(status, (
+        WriteStepRunStatus("a", a), StopWorkload("a", 30, Reason.CANCELED),
+        EmitEvent("run", None, "Normal", "StopRequested",
+                  "stop requested: no step starts from now on"),
+        run_event("Canceled", f"Canceled after 5s: {text}", "Normal")), None)
+
+
+def stale_running_steps_end_with_their_stepruns() -> tuple[m.Observed, dt.datetime, Decision]:
+    """The incident: StepRuns of a stopped realtime run deleted; the steps must not stay
+    Running (the StepRuns are gone, so the topology has no live pod left)."""
+    base = live_topology(stop=STOP_AT_4, phase=RunPhase.STOPPING)
+    before = replace(base, spec=replace(RT, cancel_requested=True), step_runs=(
+        m.frozen_step_runs((n, m.StepRunObservation(f"r-{n}", None, True, True)) for n in "ab")))
+    a, b = (replace(entry(n, rt_status(n)), phase=StepPhase.CANCELED, reason=Reason.CANCELED,
+                    message="stopped: the topology terminated", finished_at=at(6))
+            for n in "ab")
+    stop = replace(STOP_AT_4, completed_at=at(6), trigger=StopTrigger.TOPOLOGY_TERMINATED)
+    text = "stopped on request; the topology terminated"
+    status = expect(before, RunPhase.CANCELED, {"a": a, "b": b}, now=6,
+                    reason=Reason.CANCELED, message=text, duration="6s", stop=stop)
+    return before, at(6), Decision(status, (
+        run_event("Canceled", f"Canceled after 6s: {text}", "Normal"),), None)
+
+
+def topology_ends_before_all_started() -> tuple[m.Observed, dt.datetime, Decision]:
+    before = running_run(RT, {"a": (rt_status("a"), work(W.RUNNING))}, topology_terminated=True)
+    a = ended("a", rt_status("a"), S, Reason.TOPOLOGY_TERMINATED, "the topology terminated", 8)
+    b = m.StepState(StepPhase.CANCELED, Reason.TOPOLOGY_TERMINATED,
+                    "not started: the topology terminated first", finished_at=at(8))
+    status = expect(before, RunPhase.SUCCEEDED, {"a": entry("a", a), "b": b},
+                    now=8, reason=Reason.TOPOLOGY_TERMINATED, message="the topology terminated",
+                    duration="8s")
+    return before, at(8), Decision(status, (
+        WriteStepRunStatus("a", a), StopWorkload("a", 30, Reason.TOPOLOGY_TERMINATED),
+        run_event("Succeeded", "Succeeded after 8s: the topology terminated", "Normal")), None)
 
 
 def topology_with_a_failed_step() -> tuple[m.Observed, dt.datetime, Decision]:
@@ -726,13 +791,18 @@ CASES = [
     pytest.param(*stop_observed(), id="stop-observed"),
     pytest.param(*stopped_when_work_is_gone(), id="stop-completes-when-work-is-gone"),
     pytest.param(*success_during_stop_stands(), id="success-during-stop-stands"),
+    pytest.param(*killed_by_the_stop(), id="exit-on-sigterm-after-stop-is-canceled"),
     pytest.param(*grace_expires(), id="stop-grace-expires"),
     pytest.param(*stop_during_backoff(), id="stop-during-retry-backoff"),
     pytest.param(*stop_before_first_reconcile(), id="stop-before-first-reconcile"),
     pytest.param(*topology_pods_gone(), id="realtime-no-live-pod-left"),
     pytest.param(*topology_ended_by_hub(), id="realtime-hub-ends-topology"),
     pytest.param(*topology_ends_a_stop_whatever_the_drain(), id="realtime-stop-ends-on-topology"),
+    pytest.param(*topology_ends_before_all_started(), id="realtime-ends-before-all-started"),
     pytest.param(*topology_with_a_failed_step(), id="realtime-topology-ends-with-a-failure"),
+    pytest.param(*stop_and_topology_end_seen_together(), id="realtime-stop-and-end-together"),
+    pytest.param(*stale_running_steps_end_with_their_stepruns(),
+                 id="realtime-stepruns-deleted-after-stop"),
     pytest.param(*topology_not_up_yet(), id="realtime-topology-not-up-yet"),
     pytest.param(*realtime_failure_is_not_retried(), id="realtime-failure-not-retried"),
     pytest.param(*workload_deleted(), id="workload-deleted-is-lost"),
