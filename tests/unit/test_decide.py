@@ -211,6 +211,18 @@ def backoff_over_starts_attempt_two() -> tuple[m.Observed, dt.datetime, Decision
                                              StartAttempt("a", 2)), at(100))
 
 
+def retry_at_once_without_backoff() -> tuple[m.Observed, dt.datetime, Decision]:
+    now_spec = spec(step("a", retry=m.RetryPolicy(limit=1)))
+    before = running_run(now_spec, {"a": (sr_status("a"), work(W.FAILED, reason="Evicted"))})
+    text = "attempt 1 failed (Evicted, Transient); attempt 2 of 2 after 0s"
+    second = replace(sr_status("a"), attempts=2, message=text, next_attempt_at=at(10),
+                     failure_class=FailureClass.TRANSIENT, workload=ref("a", 2))
+    status = expect(before, RunPhase.RUNNING, {"a": entry("a", second)})
+    return before, at(10), Decision(status, (
+        WriteStepRunStatus("a", second), StartAttempt("a", 2),
+        EmitEvent("step", "a", "Normal", "Retrying", text)), None)
+
+
 def no_retry_past_the_run_deadline() -> tuple[m.Observed, dt.datetime, Decision]:
     before = running_run(RETRYING, {"a": (sr_status("a"), work(W.FAILED, exit_code=75))})
     text = "attempt 1 failed (exit code 75, Transient)"
@@ -654,6 +666,20 @@ def steprun_gone() -> tuple[m.Observed, dt.datetime, Decision]:
     return before, at(6), Decision(status, events, None)
 
 
+def success_outranks_deletion() -> tuple[m.Observed, dt.datetime, Decision]:
+    """The work was done before its StepRun was deleted: that is what is recorded."""
+    before = running_run(ONE, {"a": (sr_status("a"), None)})
+    before = replace(before, step_runs=m.frozen_step_runs([
+        ("a", m.StepRunObservation("r-a", sr_status("a"), deleting=True,
+                                   attempt=work(W.SUCCEEDED)))]))
+    a = ended("a", sr_status("a"), S, Reason.COMPLETED, None, 6)
+    status = expect(before, RunPhase.SUCCEEDED, {"a": entry("a", a)}, now=6,
+                    reason=Reason.COMPLETED, message="all 1 steps succeeded", duration="6s")
+    return before, at(6), Decision(status, (
+        WriteStepRunStatus("a", a),
+        run_event("Succeeded", "Succeeded after 6s: all 1 steps succeeded", "Normal")), None)
+
+
 def absent_is_not_gone() -> tuple[m.Observed, dt.datetime, Decision]:
     """A workload the cache has not shown yet is created again (harmless), never Lost."""
     before = running_run(ONE, {"a": (sr_status("a"), work(W.ABSENT))})
@@ -779,6 +805,7 @@ CASES = [
     pytest.param(*transient_failure_backs_off(), id="transient-failure-backs-off"),
     pytest.param(*backoff_waits(), id="backoff-waits"),
     pytest.param(*backoff_over_starts_attempt_two(), id="backoff-over-starts-attempt-2"),
+    pytest.param(*retry_at_once_without_backoff(), id="retry-at-once-without-backoff"),
     pytest.param(*no_retry_past_the_run_deadline(), id="no-retry-past-run-deadline"),
     pytest.param(*success_after_retry(), id="success-after-retry"),
     pytest.param(*ttl_counts_from_the_end(), id="requeue-at-ttl-even-at-zero"),
@@ -808,6 +835,7 @@ CASES = [
     pytest.param(*workload_deleted(), id="workload-deleted-is-lost"),
     pytest.param(*steprun_deleting(), id="steprun-deleting-is-lost"),
     pytest.param(*steprun_gone(), id="steprun-gone-is-lost"),
+    pytest.param(*success_outranks_deletion(), id="success-outranks-steprun-deletion"),
     pytest.param(*absent_is_not_gone(), id="absent-workload-is-not-gone"),
     pytest.param(*heartbeat_expired(), id="heartbeat-expired-is-lost"),
     pytest.param(*late_success_rejected(), id="late-success-rejected"),

@@ -13,7 +13,14 @@ from typing import Literal
 
 from runctl.machine.actions import EmitEvent, EventReason
 from runctl.machine.durations import go_duration
-from runctl.machine.model import Condition, ConditionStatus, RunStatus, StepStates, StopState
+from runctl.machine.model import (
+    Condition,
+    ConditionStatus,
+    RunStatus,
+    StepState,
+    StepStates,
+    StopState,
+)
 from runctl.machine.phases import (
     RUN_TERMINAL,
     STEP_FAILURES,
@@ -70,14 +77,23 @@ def run_status(old: RunStatus, phase: RunPhase, reason: str | None, message: str
         observed_generation=generation, progress=progress(states))
 
 
+def _retried(state: StepState | None) -> int:
+    """How many failed attempts a record says were given another try (one Event each, whether
+    the retry waits out a backoff or starts at once)."""
+    if state is None:
+        return 0
+    if state.reason == Waiting.RETRY_BACKOFF:
+        return state.attempts
+    return max(state.attempts - 1, 0)
+
+
 def _step_events(track: Track) -> list[EmitEvent]:
     state, old = track.state, track.recorded
     events = []
     if state.phase in STEP_FAILURES and (old is None or old.phase is not state.phase):
         events.append(EmitEvent("step", track.name, "Warning", state.reason or state.phase,
                                 state.message or state.phase))
-    if state.reason == Waiting.RETRY_BACKOFF and (
-            old is None or old.reason != state.reason or old.attempts != state.attempts):
+    if _retried(state) > _retried(old):
         events.append(EmitEvent("step", track.name, "Normal", EventReason.RETRYING,
                                 state.message or EventReason.RETRYING))
     return events + late_report_events(track)

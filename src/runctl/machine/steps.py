@@ -171,11 +171,11 @@ def propose(spec: StepSpec, status: StepRunStatus, obs: StepRunObservation,
     state = attempt.state if attempt is not None else WorkloadState.ABSENT
     if ctx.topology_over and (obs.deleting or state is WorkloadState.GONE):
         return status
-    if obs.deleting:
-        return _ended(status, *_deletion(ctx, "StepRun"), now)
     if attempt is not None and state is WorkloadState.SUCCEEDED:
         return replace(_ended(status, StepPhase.SUCCEEDED, Reason.COMPLETED, None, now),
                        outputs=attempt.outputs, failure_class=None)
+    if obs.deleting:
+        return _ended(status, *_deletion(ctx, "StepRun"), now)
     if in_backoff(status):
         return status
     if attempt is not None and state is WorkloadState.FAILED:
