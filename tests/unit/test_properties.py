@@ -79,6 +79,16 @@ def _stop_seen(observed: m.Observed) -> bool:
     return observed.status.stop is not None or observed.spec.cancel_requested
 
 
+def _no_live_pod_left(observed: m.Observed) -> bool:
+    """The topology came up (a step ran) and none of its workloads holds a live pod now."""
+    runs = [obs for _, obs in observed.step_runs]
+    came_up = any(s.phase is StepPhase.RUNNING for _, s in observed.status.step_states)
+    return came_up and all(
+        obs.gone or obs.attempt is None or obs.attempt.state is W.GONE
+        or (obs.attempt.state not in (W.ABSENT, W.RUNNING) and obs.attempt.live_pods == 0)
+        for obs in runs)
+
+
 def _first_failure(status: m.RunStatus, spec: m.RunSpec) -> m.StepState:
     order = {s.name: i for i, s in enumerate(spec.steps)}
     failed = [(s.finished_at, order[n], s) for n, s in status.step_states
@@ -131,7 +141,7 @@ def check(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
     if spec.mode is Mode.REALTIME and _stop_seen(observed) and old.stop is not None:
         assert old.stop.observed_at is not None
         grace_end = old.stop.observed_at + dt.timedelta(seconds=spec.grace_period_seconds)
-        if now >= grace_end or observed.topology_terminated:
+        if now >= grace_end or observed.topology_terminated or _no_live_pod_left(observed):
             assert new.phase in RUN_TERMINAL, "G4: a realtime stop outlived its bound"
 
     # 5: continue keeps independent branches; skips only below a failure; the run's words are

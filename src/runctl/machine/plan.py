@@ -122,15 +122,11 @@ def _timed_out(tracks: Tracks, timeout: int | None, now: dt.datetime) -> Plan:
                 f"the run did not finish within its timeout of {timeout}s")
 
 
-def _not_started(t: Track) -> bool:
-    return not t.started
-
-
 def _stopped(tracks: Tracks, now: dt.datetime, grace_until: dt.datetime, grace: int) -> Plan:
     """A stop is in effect: nothing starts; what did not start is canceled at once; what runs
     gets until the grace period's end to go, then is recorded canceled anyway."""
     def rule(t: Track) -> tuple[StepPhase, str, str] | None:
-        if _not_started(t):
+        if not t.started:
             return (StepPhase.CANCELED, Reason.STOPPED_BEFORE_START,
                     "not started: the run was stopped")
         if t.status is not None and in_backoff(t.status):
@@ -193,34 +189,42 @@ def _fail_fast(tracks: Tracks, failed: Track, order: tuple[str, ...], mode: Mode
                 failed.state.message)
 
 
+def _start(observed: Observed, t: Track, phases: Mapping[str, StepPhase], clock: Clock
+           ) -> tuple[Track, CreateStepRun | None, StartAttempt | None]:
+    """What starts for one going step, first rule that holds: the next attempt once its
+    backoff is over; the current attempt again if its workload was never seen (creating it is
+    idempotent); a StepRun for a step whose needs are met."""
+    spec, now, step_run = observed.spec, clock.now, t.state.step_run or ""
+    if t.status is not None and in_backoff(t.status):
+        if now < (t.status.next_attempt_at or now):
+            return t, None, None
+        attempt = t.status.attempts + 1
+        status = replace(t.status, attempts=attempt, reason=None, next_attempt_at=now,
+                         workload=workload_ref(spec.mode, step_run, attempt))
+        return start(t, status, step_run), None, StartAttempt(t.name, attempt)
+    if t.status is not None:
+        unseen = t.attempt is None or t.attempt.state is WorkloadState.ABSENT
+        return t, None, StartAttempt(t.name, t.status.attempts) if unseen else None
+    if t.state.step_run is not None or not dag.is_ready(t.spec, phases, spec.mode):
+        return t, None, None
+    name = step_run_name(observed.run_name, t.name)
+    status = first_status(t.spec, spec.mode, name, None, now)
+    return (start(t, status, name), CreateStepRun(t.name, name, clock.deadline),
+            StartAttempt(t.name, 1))
+
+
 def _go_on(observed: Observed, tracks: Tracks, order: tuple[str, ...], clock: Clock) -> Plan:
     """Nothing stops the run: skip what cannot run, start what may, and see if all is done."""
-    spec, now = observed.spec, clock.now
-    out = _skip_blocked(tracks, order, spec.mode, now)
+    out = _skip_blocked(tracks, order, observed.spec.mode, clock.now)
     creates: list[CreateStepRun] = []
     starts: list[StartAttempt] = []
     for name in order:
-        t = out[name]
-        if t.terminal:
+        if out[name].terminal:
             continue
-        if t.status is not None and in_backoff(t.status):
-            if now >= (t.status.next_attempt_at or now):
-                attempt = t.status.attempts + 1
-                status = replace(t.status, attempts=attempt, reason=None, next_attempt_at=now,
-                                 workload=workload_ref(spec.mode, t.state.step_run or "",
-                                                       attempt))
-                out[name] = start(t, status, t.state.step_run or "")
-                starts.append(StartAttempt(name, attempt))
-        elif t.status is not None:
-            if t.attempt is None or t.attempt.state is WorkloadState.ABSENT:
-                starts.append(StartAttempt(name, t.status.attempts))
-        elif t.state.step_run is None and dag.is_ready(
-                t.spec, {n: out[n].state.phase for n in t.spec.needs}, spec.mode):
-            sr = step_run_name(observed.run_name, name)
-            status = first_status(t.spec, spec.mode, sr, None, now)
-            out[name] = start(t, status, sr)
-            creates.append(CreateStepRun(name, sr, clock.deadline))
-            starts.append(StartAttempt(name, 1))
+        phases = {n: out[n].state.phase for n in out[name].spec.needs}
+        out[name], create, attempt = _start(observed, out[name], phases, clock)
+        creates += [create] if create else []
+        starts += [attempt] if attempt else []
     if _going(out):
         began = any(t.state.step_run is not None for t in out.values())
         return Plan(out, RunPhase.RUNNING if began else RunPhase.PENDING,
