@@ -276,3 +276,45 @@ def test_guarantees_hold_whatever_happens(spec: m.RunSpec, script: list[tuple[st
     assert world.status == final
     if spec.ttl_seconds_after_finished is not None:
         assert all(sr.gone for sr in world.runs.values()), "TTL: StepRuns left"
+
+
+failures = st.lists(st.tuples(st.sampled_from((None, 1, 3, 75, 137, 143)),
+                              st.sampled_from((None, "Evicted", "ErrImagePull", "OOMKilled")),
+                              st.sampled_from((None, *FailureClass))), max_size=6)
+
+
+@given(limit=st.integers(0, 4), backoff=st.integers(0, 20), failures=failures)
+def test_a_step_is_retried_exactly_for_its_transient_failures(
+        limit: int, backoff: int, failures: list[tuple[int | None, str | None,
+                                                       FailureClass | None]]) -> None:
+    """Each attempt fails as drawn, until the draws run out (then it succeeds): the step makes
+    one more attempt per Transient failure, up to retry.limit, and ends as the oracle says."""
+    retry = m.RetryPolicy(limit=limit, backoff_seconds=backoff, transient_exit_codes=(75,))
+    world = World(m.RunSpec((m.StepSpec("a", retry=retry),)))
+    outcomes: list[tuple[int | None, str | None, FailureClass | None] | None] = [*failures, None]
+    for outcome in outcomes:  # None: the attempt succeeds
+        cycle(world)
+        w = world.workload("a")
+        assert w is not None
+        if outcome is None:
+            w.state, w.live_pods = W.SUCCEEDED, 0
+        else:
+            w.state, w.live_pods = W.FAILED, 0
+            w.exit_code, w.reason, w.hint = outcome
+        cycle(world)
+        if world.status.phase in RUN_TERMINAL:
+            break
+        world.now += dt.timedelta(seconds=backoff)
+    state = m.step_state(world.status, "a")
+    assert state is not None
+    expected_attempts, expected = 1, StepPhase.SUCCEEDED
+    for exit_code, reason, hint in failures:
+        transient = hint is FailureClass.TRANSIENT or (
+            hint is None and reason != "ErrImagePull"
+            and (reason == "Evicted" or exit_code in (75, 137, 143)))
+        if not transient or expected_attempts > limit:
+            expected = StepPhase.FAILED
+            break
+        expected_attempts += 1
+    assert (state.phase, state.attempts) == (expected, expected_attempts)
+    assert sum(e.reason == "Retrying" for e in world.emitted) == expected_attempts - 1
