@@ -54,6 +54,7 @@ class Decision:
 
 
 def decide(observed: Observed, now: dt.datetime) -> Decision:
+    """The next status of the run and what to do for it, from a snapshot taken at `now`."""
     if observed.status.phase in RUN_TERMINAL:
         return _finished(observed, now)
     problems = validate(observed.spec)
