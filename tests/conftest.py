@@ -82,16 +82,18 @@ def namespace(cluster: ControlPlane) -> Iterator[str]:
 class OperatorProcess:
     """`runctl operator` as a real process against the test control plane."""
 
-    def __init__(self, cluster: ControlPlane, log_dir: Path, extra: tuple[str, ...] = ()) -> None:
+    def __init__(self, cluster: ControlPlane, log_dir: Path, extra: tuple[str, ...] = (),
+                 label: str = "operator") -> None:
         self.cluster = cluster
         self.log_dir = log_dir
         self.extra = extra
+        self.label = label
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     @property
     def log(self) -> Path:
-        return self.log_dir / f"operator-{self.starts}.log"
+        return self.log_dir / f"{self.label}-{self.starts}.log"
 
     def start(self) -> None:
         self.starts += 1
@@ -126,9 +128,11 @@ class OperatorProcess:
                 self.kill()
 
 
-@pytest.fixture(scope="session")
-def operator(crds: ControlPlane) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(crds, crds.logs)
+@pytest.fixture
+def operator(crds: ControlPlane, namespace: str) -> Iterator[OperatorProcess]:
+    """An operator confined to the test's namespace, so tests that write StoryRuns by hand
+    elsewhere (as a foreign writer would) are never acted on."""
+    op = OperatorProcess(crds, crds.logs, extra=("-n", namespace), label=f"operator-{namespace}")
     op.start()
     yield op
     op.stop()

@@ -243,3 +243,34 @@ def test_operator_killed_mid_run_resumes_without_duplicates(
     assert run["status"]["phase"] == "Succeeded"
     assert len(items(cluster, namespace, "stepruns", "runctl.dev/storyrun=restart")) == 3
     assert len(items(cluster, namespace, "jobs", "runctl.dev/storyrun=restart")) == 3
+
+
+def test_a_run_deleted_and_created_again_under_its_name_starts_afresh(
+        cluster: ControlPlane, operator: OperatorProcess, namespace: str) -> None:
+    manifest = storyrun("again", [step("one", duration="30s"), step("two", "one")])
+    apply(cluster, namespace, manifest)
+    wait_for("step one to run", lambda: [
+        s for s in items(cluster, namespace, "stepruns", "runctl.dev/storyrun=again")
+        if s.get("status", {}).get("phase") == "Running"])
+    old_uid = get_run(cluster, namespace, "again")["metadata"]["uid"]
+    cluster.kubectl("delete", "storyrun", "again", "-n", namespace, "--wait=false")
+    manifest["spec"]["steps"][0]["pod"]["annotations"]["sim.runctl.dev/duration"] = "1s"
+    wait_for("the old run to be gone", lambda: not cluster.kubectl(
+        "get", "storyrun", "again", "-n", namespace, "--ignore-not-found", "-o", "name").stdout)
+    apply(cluster, namespace, manifest)
+
+    run = wait_terminal(cluster, namespace, "again", timeout=90)
+    assert run["metadata"]["uid"] != old_uid
+    assert run["status"]["phase"] == "Succeeded"
+    assert {s: (v["phase"], v["attempts"]) for s, v in step_states(run).items()} == {
+        "one": ("Succeeded", 1), "two": ("Succeeded", 1)}
+    # What is left belongs to the new run only: the old StepRuns and Jobs were let go.
+    wait_for("only the new run's StepRuns", lambda: all(
+        o["uid"] == run["metadata"]["uid"]
+        for s in items(cluster, namespace, "stepruns", "runctl.dev/storyrun=again")
+        for o in s["metadata"]["ownerReferences"]), timeout=60)
+    new = {s["metadata"]["uid"] for s in items(cluster, namespace, "stepruns",
+                                                 "runctl.dev/storyrun=again")}
+    wait_for("the old run's Job to be collected", lambda: all(
+        o["uid"] in new for j in items(cluster, namespace, "jobs", "runctl.dev/storyrun=again")
+        for o in j["metadata"]["ownerReferences"]), timeout=60)

@@ -20,7 +20,7 @@ from kubernetes import client
 from runctl.machine import actions as act
 from runctl.machine.decide import Decision
 from runctl.operator import kube, serialize
-from runctl.operator.cache import RUN_LABEL, STEP_LABEL, RunKey
+from runctl.operator.cache import RUN_LABEL, STEP_LABEL, RunKey, owned_by
 from runctl.operator.context import GROUP, VERSION, Context
 from runctl.operator.events import event_for
 from runctl.workloads import build
@@ -50,8 +50,9 @@ async def apply(ctx: Context, key: RunKey, run: Mapping[str, Any], decision: Dec
                 now: dt.datetime) -> Applied:
     ns, name = key
     result = Applied()
+    run_uid = run["metadata"].get("uid")
     step_runs = {sr["metadata"]["labels"][STEP_LABEL]: sr
-                 for sr in ctx.cache.children("StepRun", key)}
+                 for sr in ctx.cache.children("StepRun", key) if owned_by(sr, run_uid)}
     events: list[act.EmitEvent] = []
 
     for action in decision.actions:
@@ -68,11 +69,18 @@ async def apply(ctx: Context, key: RunKey, run: Mapping[str, Any], decision: Dec
                 if res.outcome is kube.Outcome.OK:
                     ctx.cache.put("StepRun", res.body)
                     step_runs[step] = res.body
+                elif res.outcome is kube.Outcome.EXISTS and step not in step_runs:
+                    # Either not in the cache yet, or a StepRun of an earlier run of this name
+                    # still on its way out: record nothing until ours is seen.
+                    result.retry_soon = True
+                    result.notes.append(f"StepRun {sr_name} exists but is not yet seen as "
+                                        "this run's; waiting")
+                    return result
                 elif not res.ok:
                     result.retry_soon = True
             case act.StartAttempt(step=step, attempt=attempt):
-                sr = step_runs.get(step) or ctx.cache.get("StepRun", ns, _name_of(decision, step))
-                if sr is None or not sr.get("metadata", {}).get("uid"):
+                sr = step_runs.get(step)
+                if sr is None:
                     result.retry_soon = True
                     continue
                 await _start_attempt(ctx, sr, attempt, now, result)
@@ -88,14 +96,14 @@ async def apply(ctx: Context, key: RunKey, run: Mapping[str, Any], decision: Dec
             case act.RemoveFinalizer(step=step):
                 sr = step_runs.get(step)
                 if sr is not None:
-                    await _remove_finalizer(ctx, sr, result)
+                    await remove_finalizer(ctx, sr, result)
             case act.EmitEvent():
                 events.append(action)
 
-    status = serialize.run_status(decision.status)
-    if status != serialize.current_status(run):
+    changes = serialize.merge_patch(run.get("status"), serialize.run_status(decision.status))
+    if changes:
         patch = {"metadata": {"resourceVersion": run["metadata"]["resourceVersion"]},
-                 "status": status}
+                 "status": changes}
         res = await kube.call("patch", "storyruns/status",
                               ctx.custom.patch_namespaced_custom_object_status,
                               GROUP, VERSION, ns, "storyruns", name, patch)
@@ -114,17 +122,13 @@ async def apply(ctx: Context, key: RunKey, run: Mapping[str, Any], decision: Dec
     return result
 
 
-def _name_of(decision: Decision, step: str) -> str:
-    for action in decision.actions:
-        if isinstance(action, act.CreateStepRun) and action.step == step:
-            return action.name
-    return ""
-
-
 async def _write_steprun_status(ctx: Context, sr: Mapping[str, Any], status: dict[str, Any],
                                 result: Applied) -> None:
     meta = sr["metadata"]
-    patch = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status}
+    changes = serialize.merge_patch(sr.get("status"), status)
+    if not changes:
+        return
+    patch = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": changes}
     res = await kube.call("patch", "stepruns/status",
                           ctx.custom.patch_namespaced_custom_object_status,
                           GROUP, VERSION, meta["namespace"], "stepruns", meta["name"], patch)
@@ -184,7 +188,7 @@ async def _stop_workloads(ctx: Context, ns: str, run: str, step: str, grace: int
                         grace_period_seconds=grace)
 
 
-async def _remove_finalizer(ctx: Context, sr: Mapping[str, Any], result: Applied) -> None:
+async def remove_finalizer(ctx: Context, sr: Mapping[str, Any], result: Applied) -> None:
     meta = sr["metadata"]
     finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
     if finalizers == list(meta.get("finalizers") or []):
@@ -198,11 +202,9 @@ async def _remove_finalizer(ctx: Context, sr: Mapping[str, Any], result: Applied
 
 async def _emit(ctx: Context, run: Mapping[str, Any], step_runs: Mapping[str, Any],
                 event: act.EmitEvent, now: dt.datetime) -> None:
-    target: Mapping[str, Any] | None = run
+    target: Mapping[str, Any] = run
     if event.target == "step":
-        target = step_runs.get(event.step or "")
-        if target is None:
-            target = run
+        target = step_runs.get(event.step or "") or run
     body = event_for(
         {"apiVersion": f"{GROUP}/{VERSION}",
          "kind": "StoryRun" if target is run else "StepRun", **target},

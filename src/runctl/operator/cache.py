@@ -26,7 +26,9 @@ RunKey = tuple[str, str]  # (namespace, storyrun name)
 class _Kind:
     objects: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     by_run: dict[RunKey, set[tuple[str, str]]] = field(default_factory=lambda: defaultdict(set))
-    tombstones: dict[tuple[str, str], float] = field(default_factory=dict)
+    tombstones: dict[tuple[str, str], tuple[float, frozenset[str]]] = field(
+        default_factory=dict)
+    """Deleted object -> (when the deletion was seen, the uids of its owners)."""
 
 
 def run_key_of(body: Body) -> RunKey | None:
@@ -79,7 +81,8 @@ class ObjectCache:
         ident = (meta.get("namespace", ""), meta["name"])
         store = self._kinds[kind]
         store.objects.pop(ident, None)
-        store.tombstones[ident] = time.monotonic()
+        owners = frozenset(o.get("uid", "") for o in meta.get("ownerReferences") or ())
+        store.tombstones[ident] = (time.monotonic(), owners)
         if run:
             store.by_run[run].discard(ident)
             if not store.by_run[run]:
@@ -94,9 +97,11 @@ class ObjectCache:
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return self._kinds[kind].objects.get((namespace, name))
 
-    def was_deleted(self, kind: str, namespace: str, name: str) -> bool:
-        """True when a deletion of this object was observed (and it has not come back)."""
-        return (namespace, name) in self._kinds[kind].tombstones
+    def was_deleted(self, kind: str, namespace: str, name: str, owner: str | None = None) -> bool:
+        """True when a deletion of this object was observed (and it has not come back); with
+        `owner`, only if the deleted object belonged to that owner uid."""
+        tombstone = self._kinds[kind].tombstones.get((namespace, name))
+        return tombstone is not None and (owner is None or owner in tombstone[1])
 
     def count(self, kind: str) -> int:
         return len(self._kinds[kind].objects)
@@ -104,8 +109,13 @@ class ObjectCache:
     @staticmethod
     def _expire(store: _Kind) -> None:
         cutoff = time.monotonic() - TOMBSTONE_TTL
-        for ident in [i for i, t in store.tombstones.items() if t < cutoff]:
+        for ident in [i for i, (t, _) in store.tombstones.items() if t < cutoff]:
             del store.tombstones[ident]
+
+
+def owned_by(obj: Body, uid: str | None) -> bool:
+    """Does `obj` name the object with this uid among its owners?"""
+    return any(o.get("uid") == uid for o in obj["metadata"].get("ownerReferences") or ())
 
 
 def _plain(body: Body) -> dict[str, Any]:

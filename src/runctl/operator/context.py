@@ -60,14 +60,17 @@ class Context:
         Watches keep the cache current after that; reconciles never list."""
         selector = RUN_LABEL
 
+        def items_of(listing: Any) -> list[Any]:
+            return list(listing["items"])
+
         def lists() -> dict[str, list[Any]]:
             sanitize = self.api.sanitize_for_serialization
             if not self.namespaces:
                 return {
-                    "StoryRun": self.custom.list_cluster_custom_object(
-                        GROUP, VERSION, "storyruns")["items"],
-                    "StepRun": self.custom.list_cluster_custom_object(
-                        GROUP, VERSION, "stepruns", label_selector=selector)["items"],
+                    "StoryRun": items_of(self.custom.list_cluster_custom_object(
+                        GROUP, VERSION, "storyruns")),
+                    "StepRun": items_of(self.custom.list_cluster_custom_object(
+                        GROUP, VERSION, "stepruns", label_selector=selector)),
                     "Job": sanitize(self.batch.list_job_for_all_namespaces(
                         label_selector=selector).items),
                     "Deployment": sanitize(self.apps.list_deployment_for_all_namespaces(
@@ -78,10 +81,10 @@ class Context:
             found: dict[str, list[Any]] = {k: [] for k in
                                            ("StoryRun", "StepRun", "Job", "Deployment", "Pod")}
             for ns in self.namespaces:  # only what a namespaced Role may list
-                found["StoryRun"] += self.custom.list_namespaced_custom_object(
-                    GROUP, VERSION, ns, "storyruns")["items"]
-                found["StepRun"] += self.custom.list_namespaced_custom_object(
-                    GROUP, VERSION, ns, "stepruns", label_selector=selector)["items"]
+                found["StoryRun"] += items_of(self.custom.list_namespaced_custom_object(
+                    GROUP, VERSION, ns, "storyruns"))
+                found["StepRun"] += items_of(self.custom.list_namespaced_custom_object(
+                    GROUP, VERSION, ns, "stepruns", label_selector=selector))
                 found["Job"] += sanitize(self.batch.list_namespaced_job(
                     ns, label_selector=selector).items)
                 found["Deployment"] += sanitize(self.apps.list_namespaced_deployment(

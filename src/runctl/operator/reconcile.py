@@ -16,8 +16,9 @@ from runctl.machine.decide import decide
 from runctl.machine.phases import RUN_TERMINAL, Mode
 from runctl.operator import apply as applying
 from runctl.operator import metrics, serialize
-from runctl.operator.cache import STEP_LABEL, RunKey
+from runctl.operator.cache import STEP_LABEL, RunKey, owned_by
 from runctl.operator.context import Context
+from runctl.timefmt import parse_time
 from runctl.workloads import build
 from runctl.workloads import observe as reading
 
@@ -28,6 +29,13 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def mine(workload: dict[str, Any] | None, steprun_uid: str) -> dict[str, Any] | None:
+    """The workload if it belongs to this StepRun (not to an earlier one of the same name)."""
+    if workload is None:
+        return None
+    return workload if owned_by(workload, steprun_uid) else None
+
+
 def observe(ctx: Context, key: RunKey, run: Mapping[str, Any]) -> Any:
     """Everything the core needs to know about one run, from the cache alone."""
     from runctl.machine import model as m
@@ -35,31 +43,36 @@ def observe(ctx: Context, key: RunKey, run: Mapping[str, Any]) -> Any:
     ns, name = key
     spec = serialize.run_spec(run["spec"])
     status = serialize.parse_run_status(run.get("status"))
-    pods_by_step: dict[str, list[dict[str, Any]]] = {}
+    run_uid = run["metadata"].get("uid")
+    pods_by_steprun: dict[str, list[dict[str, Any]]] = {}
     for pod in ctx.cache.children("Pod", key):
-        pods_by_step.setdefault(pod["metadata"]["labels"].get(STEP_LABEL, ""), []).append(pod)
+        uid = pod["metadata"]["labels"].get(build.STEPRUN_UID_LABEL, "")
+        pods_by_steprun.setdefault(uid, []).append(pod)
 
     step_runs: dict[str, Any] = {}
     seen: set[str] = set()
     for sr in ctx.cache.children("StepRun", key):
+        if not owned_by(sr, run_uid):
+            continue  # a StepRun of an earlier run of the same name, on its way out
         step = sr["metadata"]["labels"].get(STEP_LABEL, "")
         seen.add(step)
+        sr_uid = sr["metadata"]["uid"]
         sr_status = serialize.parse_steprun_status(sr.get("status"))
-        pods = pods_by_step.get(step, [])
+        pods = pods_by_steprun.get(sr_uid, [])
         attempt: Any
         if spec.mode is Mode.REALTIME:
             sr_name = sr["metadata"]["name"]
             attempt = reading.observe_deployment(
-                ctx.cache.get("Deployment", ns, sr_name), pods,
-                ctx.cache.was_deleted("Deployment", ns, sr_name))
+                mine(ctx.cache.get("Deployment", ns, sr_name), sr_uid), pods,
+                ctx.cache.was_deleted("Deployment", ns, sr_name, sr_uid))
         else:
             number = max(1, sr_status.attempts if sr_status else 1)
             job = build.job_name(sr["metadata"]["name"], number)
             attempt = reading.observe_job(
-                number, ctx.cache.get("Job", ns, job),
+                number, mine(ctx.cache.get("Job", ns, job), sr_uid),
                 [p for p in pods
                  if p["metadata"]["labels"].get(build.ATTEMPT_LABEL) == str(number)],
-                ctx.cache.was_deleted("Job", ns, job))
+                ctx.cache.was_deleted("Job", ns, job, sr_uid))
         step_runs[step] = m.StepRunObservation(
             name=sr["metadata"]["name"],
             status=sr_status,
@@ -70,7 +83,7 @@ def observe(ctx: Context, key: RunKey, run: Mapping[str, Any]) -> Any:
     for step, state in m.step_state_items(status):
         if step in seen or not state.step_run:
             continue
-        if ctx.cache.was_deleted("StepRun", ns, state.step_run):
+        if ctx.cache.was_deleted("StepRun", ns, state.step_run, run_uid):
             step_runs[step] = m.StepRunObservation(
                 name=state.step_run, status=None, deleting=True, gone=True, attempt=None)
 
@@ -78,7 +91,7 @@ def observe(ctx: Context, key: RunKey, run: Mapping[str, Any]) -> Any:
     return m.Observed(
         run_name=name,
         generation=run["metadata"].get("generation", 1),
-        created_at=serialize.parse_time(run["metadata"].get("creationTimestamp")),
+        created_at=parse_time(run["metadata"].get("creationTimestamp")),
         spec=spec,
         status=status,
         step_runs=m.frozen_step_runs(step_runs.items()),
@@ -89,8 +102,21 @@ def observe(ctx: Context, key: RunKey, run: Mapping[str, Any]) -> Any:
     )
 
 
+async def release_orphans(ctx: Context, key: RunKey, run: Mapping[str, Any] | None) -> None:
+    """Let go of the StepRuns of a run whose deletion was seen (or that was created again under
+    the same name): there is no record left to keep their final state in, and the garbage
+    collector removes them and their workloads once the finalizer is off."""
+    if run is None and key not in ctx.cache.deleted_runs:
+        return  # not seen yet, which is not evidence of deletion
+    uid = run["metadata"].get("uid") if run is not None else None
+    for sr in ctx.cache.children("StepRun", key):
+        if uid is None or not owned_by(sr, uid):
+            await applying.remove_finalizer(ctx, sr, applying.Applied())
+
+
 async def reconcile_run(ctx: Context, key: RunKey) -> None:
     run = ctx.cache.runs.get(key)
+    await release_orphans(ctx, key, run)
     if run is None:
         ctx.queue.forget(key)
         return

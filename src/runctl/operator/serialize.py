@@ -29,6 +29,25 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
 
+def merge_patch(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns `old` into `new`.
+
+    A status is written whole, but a merge patch leaves alone every key it does not mention: a
+    field the new status no longer has (a retry's `reason: RetryBackoff`, say) must be sent as
+    null, or the stored status keeps it and says something no longer true."""
+    old = old or {}
+    patch: dict[str, Any] = {k: None for k in old if k not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            nested = merge_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif before != value:
+            patch[key] = value
+    return patch
+
+
 # -- StoryRun spec ---------------------------------------------------------------------------
 
 
@@ -157,10 +176,6 @@ def parse_run_status(status: Mapping[str, Any] | None) -> m.RunStatus:
         progress=status.get("progress") or "",
     )
 
-
-def current_status(run: Mapping[str, Any]) -> dict[str, Any]:
-    """The run's stored status normalised the way `run_status` writes it, for comparison."""
-    return run_status(parse_run_status(run.get("status")))
 
 
 # -- StepRun ---------------------------------------------------------------------------------

@@ -15,6 +15,9 @@ from typing import Any
 RUN_LABEL = "runctl.dev/storyrun"
 STEP_LABEL = "runctl.dev/step"
 ATTEMPT_LABEL = "runctl.dev/attempt"
+STEPRUN_UID_LABEL = "runctl.dev/steprun-uid"
+"""Which StepRun a workload and its pods belong to: a run deleted and created again under the
+same name has StepRuns of the same names, and the old ones' pods must never count for the new."""
 CONTAINER = "step"
 
 Manifest = dict[str, Any]
@@ -33,8 +36,10 @@ def _owner(steprun: Mapping[str, Any]) -> list[dict[str, Any]]:
     }]
 
 
-def _labels(spec: Mapping[str, Any]) -> dict[str, str]:
-    return {RUN_LABEL: spec["storyRun"], STEP_LABEL: spec["step"]}
+def _labels(steprun: Mapping[str, Any]) -> dict[str, str]:
+    spec = steprun["spec"]
+    return {RUN_LABEL: spec["storyRun"], STEP_LABEL: spec["step"],
+            STEPRUN_UID_LABEL: steprun["metadata"]["uid"]}
 
 
 def _pod_template(spec: Mapping[str, Any], restart_policy: str,
@@ -79,7 +84,7 @@ def build_job(steprun: Mapping[str, Any], attempt: int, now: dt.datetime) -> Man
     itself never retries (`backoffLimit: 0`), and its deadline is the attempt's timeout, capped
     by the run's deadline."""
     spec = steprun["spec"]
-    labels = {**_labels(spec), ATTEMPT_LABEL: str(attempt)}
+    labels = {**_labels(steprun), ATTEMPT_LABEL: str(attempt)}
     limits = [s for s in (spec.get("timeoutSeconds"), _seconds_until(spec.get("deadline"), now))
               if s]
     job_spec: dict[str, Any] = {
@@ -103,7 +108,7 @@ def build_job(steprun: Mapping[str, Any], attempt: int, now: dt.datetime) -> Man
 def build_deployment(steprun: Mapping[str, Any]) -> Manifest:
     """A realtime step: one long-lived replica, kept running until the run's topology ends."""
     spec = steprun["spec"]
-    labels = _labels(spec)
+    labels = _labels(steprun)
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {
@@ -126,7 +131,7 @@ def build_service(steprun: Mapping[str, Any]) -> Manifest | None:
     spec = steprun["spec"]
     if not spec.get("port"):
         return None
-    labels = _labels(spec)
+    labels = _labels(steprun)
     return {
         "apiVersion": "v1", "kind": "Service",
         "metadata": {
