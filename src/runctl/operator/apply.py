@@ -60,7 +60,7 @@ async def apply(ctx: Context, key: RunKey, run: Mapping[str, Any], decision: Dec
             case act.WriteStepRunStatus(step=step, status=status):
                 sr = step_runs.get(step)
                 if sr is not None:
-                    await _write_steprun_status(ctx, sr, serialize.steprun_status(status), result)
+                    await write_steprun_status(ctx, sr, serialize.steprun_status(status), result)
             case act.CreateStepRun(step=step, name=sr_name, deadline=deadline):
                 body = serialize.new_steprun(run, step, sr_name, deadline, FINALIZER)
                 res = await kube.call("create", "stepruns",
@@ -122,7 +122,7 @@ async def apply(ctx: Context, key: RunKey, run: Mapping[str, Any], decision: Dec
     return result
 
 
-async def _write_steprun_status(ctx: Context, sr: Mapping[str, Any], status: dict[str, Any],
+async def write_steprun_status(ctx: Context, sr: Mapping[str, Any], status: dict[str, Any],
                                 result: Applied) -> None:
     meta = sr["metadata"]
     changes = serialize.merge_patch(sr.get("status"), status)

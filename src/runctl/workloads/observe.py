@@ -113,9 +113,18 @@ def observe_job(attempt: int, job: Obj | None, pods: Sequence[Obj],
                 deleted: bool) -> m.AttemptObservation:
     """One batch attempt. A Job that failed without a pod left to explain it (deadline) is read
     from the Job's own condition."""
-    if job is None:
-        return _empty(attempt, m.WorkloadState.GONE if deleted else m.WorkloadState.ABSENT)
     live = _live(pods)
+    if job is None:
+        if not deleted:
+            return _empty(attempt, m.WorkloadState.ABSENT)
+        # The Job is gone, but a pod it left behind (deleted with --cascade=orphan) may still
+        # run, which must be stopped, or may have ended, which is still what the attempt did.
+        pod = _latest(pods)
+        if pod is not None:
+            obs = _pod_observation(attempt, pod, live)
+            if obs.state in (m.WorkloadState.SUCCEEDED, m.WorkloadState.FAILED):
+                return obs
+        return _empty(attempt, m.WorkloadState.GONE, live_pods=live)
     pod = _latest(pods)
     if pod is not None:
         obs = _pod_observation(attempt, pod, live)
