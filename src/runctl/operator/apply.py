@@ -20,7 +20,13 @@ from kubernetes import client
 from runctl.machine import actions as act
 from runctl.machine.decide import Decision
 from runctl.operator import kube, serialize
-from runctl.operator.cache import RUN_LABEL, STEP_LABEL, RunKey, owned_by
+from runctl.operator.cache import (
+    RUN_LABEL,
+    STEP_LABEL,
+    RunKey,
+    owned_by,
+    resource_version,
+)
 from runctl.operator.context import GROUP, VERSION, Context
 from runctl.operator.events import event_for
 from runctl.workloads import build
@@ -37,13 +43,6 @@ class Applied:
 
     retry_soon: bool = False
     notes: list[str] = field(default_factory=list)
-
-
-def _rv_int(body: Mapping[str, Any] | None) -> int:
-    try:
-        return int((body or {}).get("metadata", {}).get("resourceVersion", "0"))
-    except ValueError:
-        return 0
 
 
 async def apply(ctx: Context, key: RunKey, run: Mapping[str, Any], decision: Decision,
@@ -108,7 +107,7 @@ async def apply(ctx: Context, key: RunKey, run: Mapping[str, Any], decision: Dec
                               ctx.custom.patch_namespaced_custom_object_status,
                               GROUP, VERSION, ns, "storyruns", name, patch)
         if res.outcome is kube.Outcome.OK:
-            if _rv_int(res.body) > _rv_int(ctx.cache.runs.get(key)):
+            if resource_version(res.body) > resource_version(ctx.cache.runs.get(key)):
                 ctx.cache.put_run(res.body)
         elif res.outcome is kube.Outcome.GONE:
             return result
@@ -133,7 +132,8 @@ async def write_steprun_status(ctx: Context, sr: Mapping[str, Any], status: dict
                           ctx.custom.patch_namespaced_custom_object_status,
                           GROUP, VERSION, meta["namespace"], "stepruns", meta["name"], patch)
     if res.outcome is kube.Outcome.OK:
-        if _rv_int(res.body) > _rv_int(ctx.cache.get("StepRun", meta["namespace"], meta["name"])):
+        cached = ctx.cache.get("StepRun", meta["namespace"], meta["name"])
+        if resource_version(res.body) > resource_version(cached):
             ctx.cache.put("StepRun", res.body)
     elif res.outcome is kube.Outcome.INVALID:
         # The API server's own rules refused it (a terminal StepRun cannot change): never

@@ -103,6 +103,30 @@ class ObjectCache:
         tombstone = self._kinds[kind].tombstones.get((namespace, name))
         return tombstone is not None and (owner is None or owner in tombstone[1])
 
+    def sync(self, kind: str, listed: list[dict[str, Any]], list_rv: int) -> int:
+        """Correct the cache from a fresh list taken at resourceVersion `list_rv`; returns how
+        many objects changed. An object the list lacks was deleted only if the cache's copy is
+        no newer than the list (else it was created after the list was taken)."""
+        fresh = {(b["metadata"].get("namespace", ""), b["metadata"]["name"]): b for b in listed}
+        held = self.runs if kind == "StoryRun" else self._kinds[kind].objects
+        changed = 0
+        for ident, body in fresh.items():
+            current = held.get(ident)
+            if current is None or resource_version(body) > resource_version(current):
+                if kind == "StoryRun":
+                    self.put_run(body)
+                else:
+                    self.put(kind, body)
+                changed += 1
+        for ident, current in list(held.items()):
+            if ident not in fresh and resource_version(current) <= list_rv:
+                if kind == "StoryRun":
+                    self.drop_run(current)
+                else:
+                    self.drop(kind, current)
+                changed += 1
+        return changed
+
     def count(self, kind: str) -> int:
         return len(self._kinds[kind].objects)
 
@@ -111,6 +135,14 @@ class ObjectCache:
         cutoff = time.monotonic() - TOMBSTONE_TTL
         for ident in [i for i, (t, _) in store.tombstones.items() if t < cutoff]:
             del store.tombstones[ident]
+
+
+def resource_version(obj: Body | None) -> int:
+    """An object's resourceVersion as a number, to tell the newer of two copies (0 if none)."""
+    try:
+        return int((obj or {}).get("metadata", {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
 
 
 def owned_by(obj: Body, uid: str | None) -> bool:

@@ -54,50 +54,62 @@ class Context:
     def apps(self) -> client.AppsV1Api:
         return client.AppsV1Api(self.api)
 
+    def _snapshot(self) -> dict[str, tuple[list[Any], int]]:
+        """Kind -> (every object of it that runctl cares about, the list's resourceVersion),
+        listed cluster-wide, or per namespace when only some are watched (all a namespaced Role
+        may list)."""
+        selector = RUN_LABEL
+        sanitize = self.api.sanitize_for_serialization
+        scopes: tuple[str | None, ...] = self.namespaces or (None,)
+        found: dict[str, tuple[list[Any], int]] = {}
+
+        def add(kind: str, items: list[Any], rv: str | None) -> None:
+            old_items, old_rv = found.get(kind, ([], 0))
+            found[kind] = ([*old_items, *items], max(old_rv, _int(rv)))
+
+        for ns in scopes:
+            for kind, plural, labels in (("StoryRun", "storyruns", None),
+                                         ("StepRun", "stepruns", selector)):
+                res: Any = (self.custom.list_cluster_custom_object(
+                                GROUP, VERSION, plural, label_selector=labels)
+                            if ns is None else
+                            self.custom.list_namespaced_custom_object(
+                                GROUP, VERSION, ns, plural, label_selector=labels))
+                add(kind, list(res["items"]), res["metadata"].get("resourceVersion"))
+            for kind, every, one in (
+                ("Job", self.batch.list_job_for_all_namespaces, self.batch.list_namespaced_job),
+                ("Deployment", self.apps.list_deployment_for_all_namespaces,
+                 self.apps.list_namespaced_deployment),
+                ("Pod", self.core.list_pod_for_all_namespaces, self.core.list_namespaced_pod),
+            ):
+                typed = (every(label_selector=selector) if ns is None
+                         else one(ns, label_selector=selector))
+                add(kind, sanitize(typed.items),
+                    typed.metadata.resource_version if typed.metadata else None)
+        return found
+
     async def prime_cache(self) -> None:
         """One list per kind at start-up, so the first reconcile of every run sees its children.
 
         Watches keep the cache current after that; reconciles never list."""
-        selector = RUN_LABEL
-
-        def items_of(listing: Any) -> list[Any]:
-            return list(listing["items"])
-
-        def lists() -> dict[str, list[Any]]:
-            sanitize = self.api.sanitize_for_serialization
-            if not self.namespaces:
-                return {
-                    "StoryRun": items_of(self.custom.list_cluster_custom_object(
-                        GROUP, VERSION, "storyruns")),
-                    "StepRun": items_of(self.custom.list_cluster_custom_object(
-                        GROUP, VERSION, "stepruns", label_selector=selector)),
-                    "Job": sanitize(self.batch.list_job_for_all_namespaces(
-                        label_selector=selector).items),
-                    "Deployment": sanitize(self.apps.list_deployment_for_all_namespaces(
-                        label_selector=selector).items),
-                    "Pod": sanitize(self.core.list_pod_for_all_namespaces(
-                        label_selector=selector).items),
-                }
-            found: dict[str, list[Any]] = {k: [] for k in
-                                           ("StoryRun", "StepRun", "Job", "Deployment", "Pod")}
-            for ns in self.namespaces:  # only what a namespaced Role may list
-                found["StoryRun"] += items_of(self.custom.list_namespaced_custom_object(
-                    GROUP, VERSION, ns, "storyruns"))
-                found["StepRun"] += items_of(self.custom.list_namespaced_custom_object(
-                    GROUP, VERSION, ns, "stepruns", label_selector=selector))
-                found["Job"] += sanitize(self.batch.list_namespaced_job(
-                    ns, label_selector=selector).items)
-                found["Deployment"] += sanitize(self.apps.list_namespaced_deployment(
-                    ns, label_selector=selector).items)
-                found["Pod"] += sanitize(self.core.list_namespaced_pod(
-                    ns, label_selector=selector).items)
-            return found
-
-        found = await asyncio.to_thread(lists)
-        for body in found.pop("StoryRun"):
+        found = await asyncio.to_thread(self._snapshot)
+        for body in found.pop("StoryRun")[0]:
             self.cache.put_run(body)
-        for kind, items in found.items():
+        for kind, (items, _) in found.items():
             for body in items:
                 self.cache.put(kind, body)
         log.info("cache primed: %d runs, %s", len(self.cache.runs),
-                 {k: len(v) for k, v in found.items()})
+                 {k: len(v[0]) for k, v in found.items()})
+
+    async def resync(self) -> int:
+        """List everything again and correct the cache where a watch missed something (above
+        all a deletion); returns how many objects were corrected."""
+        found = await asyncio.to_thread(self._snapshot)
+        return sum(self.cache.sync(kind, items, rv) for kind, (items, rv) in found.items())
+
+
+def _int(rv: str | None) -> int:
+    try:
+        return int(rv or 0)
+    except ValueError:
+        return 0

@@ -49,6 +49,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     await ctx.prime_cache()
     _ctx = ctx
     ctx.background.append(asyncio.create_task(_refresh_gauges(ctx)))
+    if operator_settings.RESYNC_SECONDS > 0:
+        ctx.background.append(asyncio.create_task(_resync(ctx, operator_settings.RESYNC_SECONDS)))
     lease = operator_settings.OPTIONS.lease
     if lease is None:
         await _start_workers()
@@ -104,6 +106,26 @@ async def _worker(ctx: Context, index: int) -> None:
             ctx.queue.add_after(key, operator_settings.ERROR_REQUEUE_SECONDS)
         finally:
             ctx.queue.done(key)
+
+
+async def _resync(ctx: Context, every: float) -> None:
+    """The sweep: list everything again now and then, correct the cache where a watch missed an
+    event, and reconcile every run. Its writes are as conditional as any other (each names the
+    resourceVersion it decided on), so a step that finished meanwhile is never marked Lost."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            corrected = await ctx.resync()
+        except Exception:
+            log.exception("resync failed; trying again in %ss", every)
+            continue
+        if corrected:
+            log.warning("resync corrected %d cached objects a watch had missed", corrected)
+        for key in list(ctx.cache.runs):
+            ctx.queue.add(key)
+        for key in list(ctx.cache.deleted_runs):
+            if ctx.cache.children("StepRun", key):
+                ctx.queue.add(key)
 
 
 async def _refresh_gauges(ctx: Context) -> None:

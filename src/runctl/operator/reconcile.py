@@ -109,9 +109,12 @@ async def release_orphans(ctx: Context, key: RunKey, run: Mapping[str, Any] | No
     if run is None and key not in ctx.cache.deleted_runs:
         return  # not seen yet, which is not evidence of deletion
     uid = run["metadata"].get("uid") if run is not None else None
-    for sr in ctx.cache.children("StepRun", key):
+    left = ctx.cache.children("StepRun", key)
+    for sr in left:
         if uid is None or not owned_by(sr, uid):
             await applying.remove_finalizer(ctx, sr, applying.Applied())
+    if run is None and not left:
+        ctx.cache.deleted_runs.discard(key)  # nothing of it left to let go
 
 
 async def reconcile_run(ctx: Context, key: RunKey) -> None:

@@ -21,6 +21,8 @@ import kopf
 PREFIX = "kopf.runctl.dev"
 WORKERS = int(os.environ.get("RUNCTL_WORKERS", "8"))
 ERROR_REQUEUE_SECONDS = 2.0
+RESYNC_SECONDS = float(os.environ.get("RUNCTL_RESYNC_SECONDS", "60"))
+"""How often everything is listed again to catch what a watch missed (0: never)."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,54 @@
+"""The cache corrects itself from a fresh list: what a watch missed is repaired, and what was
+written after the list was taken is never taken for deleted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runctl.operator.cache import ObjectCache
+
+
+def obj(name: str, rv: int, run: str = "r", ns: str = "ns") -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": ns, "resourceVersion": str(rv),
+                         "labels": {"runctl.dev/storyrun": run},
+                         "ownerReferences": [{"uid": "u-" + run}]}}
+
+
+def test_a_deletion_the_watch_missed_becomes_a_tombstone() -> None:
+    cache = ObjectCache()
+    cache.put("Job", obj("j1", 10))
+    assert cache.sync("Job", [], list_rv=20) == 1
+    assert cache.get("Job", "ns", "j1") is None
+    assert cache.was_deleted("Job", "ns", "j1")
+    assert cache.was_deleted("Job", "ns", "j1", owner="u-r")
+    assert not cache.was_deleted("Job", "ns", "j1", owner="u-other")
+    assert cache.children("Job", ("ns", "r")) == []
+
+
+def test_an_object_newer_than_the_list_is_kept() -> None:
+    cache = ObjectCache()
+    cache.put("Job", obj("j1", 30))
+    assert cache.sync("Job", [], list_rv=20) == 0
+    assert cache.get("Job", "ns", "j1") is not None
+    assert not cache.was_deleted("Job", "ns", "j1")
+
+
+def test_missed_creations_and_updates_are_taken_and_older_copies_ignored() -> None:
+    cache = ObjectCache()
+    cache.put("Pod", obj("p-old", 5))
+    cache.put("Pod", obj("p-new", 50))
+    listed = [obj("p-old", 15), obj("p-new", 40), obj("p-missed", 12)]
+    assert cache.sync("Pod", listed, list_rv=45) == 2
+    assert cache.get("Pod", "ns", "p-old")["metadata"]["resourceVersion"] == "15"
+    assert cache.get("Pod", "ns", "p-new")["metadata"]["resourceVersion"] == "50"
+    assert cache.get("Pod", "ns", "p-missed") is not None
+    assert len(cache.children("Pod", ("ns", "r"))) == 3
+
+
+def test_runs_are_synced_too() -> None:
+    cache = ObjectCache()
+    cache.put_run(obj("gone", 3))
+    cache.put_run(obj("kept", 4))
+    assert cache.sync("StoryRun", [obj("kept", 4)], list_rv=9) == 1
+    assert set(cache.runs) == {("ns", "kept")}
+    assert ("ns", "gone") in cache.deleted_runs
