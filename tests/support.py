@@ -95,7 +95,8 @@ def items(cluster: ControlPlane, namespace: str, kind: str,
 
 
 def step_states(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    states: dict[str, dict[str, Any]] = run["status"]["stepStates"]
+    """The run's stepStates; empty before the operator first wrote a status."""
+    states: dict[str, dict[str, Any]] = (run.get("status") or {}).get("stepStates") or {}
     return states
 
 
