@@ -34,6 +34,18 @@ for _ in $(seq 1 120); do
   echo; date +%T; kubectl get sr,stpr 2>/dev/null || true
   phase=$(kubectl get sr "$run" -o jsonpath='{.status.phase}' 2>/dev/null || true)
   case "$phase" in Succeeded|Failed|Canceled|TimedOut) break ;; esac
+  # A realtime run serves until stopped: once every step serves, stop it as a user would.
+  if [ -z "${stopped:-}" ] && [ "$(kubectl get sr "$run" -o jsonpath='{.spec.mode}')" = realtime ]; then
+    steps=$(kubectl get sr "$run" -o jsonpath='{.spec.steps[*].name}' | wc -w)
+    serving=$(kubectl get stpr -l "runctl.dev/storyrun=$run" \
+      -o jsonpath='{range .items[*]}{.status.phase}{"\n"}{end}' | grep -c '^Running$' || true)
+    if [ "$serving" -eq "$steps" ]; then
+      echo; echo "[demo] every step serves; stopping the run:"
+      echo "  kubectl patch sr $run --type merge -p '{\"spec\":{\"cancelRequested\":true}}'"
+      kubectl patch sr "$run" --type merge -p '{"spec":{"cancelRequested":true}}' >/dev/null
+      stopped=1
+    fi
+  fi
   sleep 2
 done
 echo
