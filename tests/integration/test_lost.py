@@ -201,3 +201,43 @@ def free_port() -> int:
         return port
 
 
+
+
+def test_a_refused_write_is_reported_once_and_never_sent_again(
+        crds: ControlPlane, namespace: str) -> None:
+    """The API server's rules refuse a write (a terminal StepRun going back to Running): it is
+    not retried soon, a Warning Event says why, and the same write is not sent a second time."""
+    cluster = crds
+    body = {"apiVersion": "runctl.dev/v1alpha1", "kind": "StepRun",
+            "metadata": {"name": "done", "namespace": namespace},
+            "spec": {**step("work"), "storyRun": "r", "step": "work", "mode": "batch"}}
+    body["spec"].pop("needs")
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
+    now = fmt_time(dt.datetime.now(dt.UTC))
+    cluster.kubectl("patch", "steprun", "done", "-n", namespace, "--subresource=status",
+                    "--type=merge", "-p", json.dumps({"status": {
+                        "phase": "Failed", "reason": "StepFailed", "attempts": 1,
+                        "startedAt": now, "finishedAt": now}}))
+    stored = kubectl_json(cluster, "get", "steprun", "done", "-n", namespace)
+    back = {"phase": "Running", "attempts": 1, "startedAt": now}
+
+    async def write_twice() -> list[applying.Applied]:
+        ctx = Context(cache=ObjectCache(), queue=WorkQueue(), api=cluster.api_client())
+        results = []
+        for _ in range(2):
+            result = applying.Applied()
+            await applying.write_steprun_status(ctx, stored, back, result)
+            results.append(result)
+        return results
+
+    first, second = asyncio.run(write_twice())
+    assert not first.retry_soon
+    assert any("refused" in n for n in first.notes)
+    assert second.notes == []  # not sent at all the second time
+    rejected = wait_for("a WriteRejected Event", lambda: [
+        e for e in events(cluster, namespace, "done") if e["reason"] == "WriteRejected"])
+    assert len(rejected) == 1
+    assert rejected[0]["type"] == "Warning"
+    assert "Failed" in rejected[0]["message"]
+    assert kubectl_json(cluster, "get", "steprun", "done", "-n",
+                        namespace)["status"]["phase"] == "Failed"

@@ -10,6 +10,7 @@ conflict (and the re-decision it causes) never posts an Event twice.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 FINALIZER = "runctl.dev/record-final-state"
 CONFLICT_REQUEUE_SECONDS = 0.2
+REFUSALS_KEPT = 10_000
 
 
 @dataclass
@@ -100,6 +102,9 @@ async def apply(ctx: Context, key: RunKey, run: Mapping[str, Any], decision: Dec
                 events.append(action)
 
     changes = serialize.merge_patch(run.get("status"), serialize.run_status(decision.status))
+    if changes and _refused_before(ctx, "StoryRun", run, changes):
+        result.notes.append("the same status write was refused before; not sent again")
+        return result
     if changes:
         patch = {"metadata": {"resourceVersion": run["metadata"]["resourceVersion"]},
                  "status": changes}
@@ -110,6 +115,10 @@ async def apply(ctx: Context, key: RunKey, run: Mapping[str, Any], decision: Dec
             if resource_version(res.body) > resource_version(ctx.cache.runs.get(key)):
                 ctx.cache.put_run(res.body)
         elif res.outcome is kube.Outcome.GONE:
+            return result
+        elif res.outcome is kube.Outcome.INVALID:
+            await _refused(ctx, "StoryRun", run, changes, res.message, now)
+            result.notes.append(f"status refused: {res.message}")
             return result
         else:
             # A conflict means we decided on a stale view: re-decide on a fresh one, and post
@@ -127,6 +136,8 @@ async def write_steprun_status(ctx: Context, sr: Mapping[str, Any], status: dict
     changes = serialize.merge_patch(sr.get("status"), status)
     if not changes:
         return
+    if _refused_before(ctx, "StepRun", sr, changes):
+        return
     patch = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": changes}
     res = await kube.call("patch", "stepruns/status",
                           ctx.custom.patch_namespaced_custom_object_status,
@@ -136,11 +147,39 @@ async def write_steprun_status(ctx: Context, sr: Mapping[str, Any], status: dict
         if resource_version(res.body) > resource_version(cached):
             ctx.cache.put("StepRun", res.body)
     elif res.outcome is kube.Outcome.INVALID:
-        # The API server's own rules refused it (a terminal StepRun cannot change): never
-        # resend it; the next observation of the StepRun drives the decision instead.
+        # The API server's own rules refused it (a terminal StepRun cannot change): the next
+        # observation of the StepRun drives the decision instead.
+        await _refused(ctx, "StepRun", sr, changes, res.message, dt.datetime.now(dt.UTC))
         result.notes.append(f"StepRun {meta['name']} status refused: {res.message}")
     elif res.outcome is not kube.Outcome.GONE:
         result.retry_soon = True
+
+
+def _refusal_key(kind: str, obj: Mapping[str, Any]) -> tuple[str, str, str]:
+    return kind, obj["metadata"].get("uid", ""), obj["metadata"]["name"]
+
+
+def _refused_before(ctx: Context, kind: str, obj: Mapping[str, Any],
+                    changes: Mapping[str, Any]) -> bool:
+    """A write the API server refused is never sent again unchanged (it cannot succeed)."""
+    return ctx.refused.get(_refusal_key(kind, obj)) == json.dumps(changes, sort_keys=True)
+
+
+async def _refused(ctx: Context, kind: str, obj: Mapping[str, Any], changes: Mapping[str, Any],
+                   message: str, now: dt.datetime) -> None:
+    """Remember the refused write, and say so where a person looks: the log and an Event."""
+    ctx.refused[_refusal_key(kind, obj)] = json.dumps(changes, sort_keys=True)
+    while len(ctx.refused) > REFUSALS_KEPT:  # oldest first: objects long gone
+        del ctx.refused[next(iter(ctx.refused))]
+    meta = obj["metadata"]
+    log.error("%s %s/%s: status write refused by the API server, not retried unchanged: %s; "
+              "write was %s", kind, meta["namespace"], meta["name"], message,
+              json.dumps(changes, sort_keys=True))
+    body = event_for({"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, **obj},
+                     type="Warning", reason="WriteRejected",
+                     message=f"status write refused by the API server: {message}", now=now)
+    await kube.call("create", "events", ctx.core.create_namespaced_event, meta["namespace"],
+                    body)
 
 
 async def _start_attempt(ctx: Context, sr: Mapping[str, Any], attempt: int, now: dt.datetime,

@@ -25,6 +25,8 @@ class Context:
     namespaces: tuple[str, ...] = ()
     workers: list[asyncio.Task[None]] = field(default_factory=list)
     background: list[asyncio.Task[Any]] = field(default_factory=list)
+    refused: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    """(kind, uid, name) -> the status write the API server refused last, never sent again."""
 
     @classmethod
     def connect(cls, cache: ObjectCache, queue: WorkQueue,
