@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import time
 
 import pytest
 
@@ -111,8 +112,12 @@ def test_a_late_success_for_a_lost_step_is_rejected(
     assert rejected[0]["involvedObject"]["kind"] == "StepRun"
     steprun = kubectl_json(cluster, "get", "steprun", name, "-n", namespace)
     assert steprun["status"]["phase"] == "Lost"
-    # Re-read after a while: nothing flipped it.
+    # Re-read after a while (resyncs run every few seconds here): nothing flipped it, and the
+    # rejection was reported once, not on every look.
+    time.sleep(8)
     assert get_run(cluster, namespace, "late")["status"]["phase"] == "Failed"
+    assert [e["count"] for e in events(cluster, namespace, name)
+            if e["reason"] == "LateReportRejected"] == [1]
 
 
 def test_a_write_from_a_stale_read_never_overwrites_a_newer_outcome(

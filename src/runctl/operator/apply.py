@@ -215,16 +215,27 @@ async def _stop_workloads(ctx: Context, ns: str, run: str, step: str, grace: int
             meta = obj["metadata"]
             if meta.get("labels", {}).get(STEP_LABEL) != step or meta.get("deletionTimestamp"):
                 continue
-            await kube.call("delete", plural, delete, meta["name"], ns,
-                            body=client.V1DeleteOptions(propagation_policy="Background",
-                                                        grace_period_seconds=grace))
+            res = await kube.call("delete", plural, delete, meta["name"], ns,
+                                  body=client.V1DeleteOptions(propagation_policy="Background",
+                                                              grace_period_seconds=grace))
+            _deleting(ctx, kind, obj, res)
     for pod in pods:
         meta = pod["metadata"]
         if meta.get("deletionTimestamp") or pod.get("status", {}).get("phase") in (
                 "Succeeded", "Failed"):
             continue
-        await kube.call("delete", "pods", ctx.core.delete_namespaced_pod, meta["name"], ns,
-                        grace_period_seconds=grace)
+        res = await kube.call("delete", "pods", ctx.core.delete_namespaced_pod, meta["name"], ns,
+                              grace_period_seconds=grace)
+        _deleting(ctx, "Pod", pod, res)
+
+
+def _deleting(ctx: Context, kind: str, obj: Mapping[str, Any], res: kube.Result) -> None:
+    """Record a delete that landed in the cache at once, so the next reconcile (which may come
+    before the watch event) sees the stop under way and neither sends it nor reports it twice."""
+    if res.outcome is kube.Outcome.GONE:
+        ctx.cache.drop(kind, obj)
+    elif res.outcome is kube.Outcome.OK:
+        ctx.cache.mark_deleting(kind, obj, dt.datetime.now(dt.UTC))
 
 
 async def remove_finalizer(ctx: Context, sr: Mapping[str, Any], result: Applied) -> None:

@@ -8,11 +8,14 @@ have arrived yet).
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from runctl.timefmt import fmt_time
 
 RUN_LABEL = "runctl.dev/storyrun"
 STEP_LABEL = "runctl.dev/step"
@@ -89,6 +92,14 @@ class ObjectCache:
                 del store.by_run[run]
         self._expire(store)
         return run
+
+    def mark_deleting(self, kind: str, body: Body, now: dt.datetime) -> None:
+        """A deletion this process asked for: the cached copy shows it under way until the
+        watch brings the object's real state."""
+        meta = body["metadata"]
+        current = self._kinds[kind].objects.get((meta.get("namespace", ""), meta["name"]))
+        if current is not None and not current["metadata"].get("deletionTimestamp"):
+            current["metadata"]["deletionTimestamp"] = fmt_time(now)
 
     def children(self, kind: str, run: RunKey) -> list[dict[str, Any]]:
         store = self._kinds[kind]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from runctl.machine import model as m
@@ -111,8 +112,21 @@ def _live(pods: Sequence[Obj]) -> int:
 
 def observe_job(attempt: int, job: Obj | None, pods: Sequence[Obj],
                 deleted: bool) -> m.AttemptObservation:
-    """One batch attempt. A Job that failed without a pod left to explain it (deadline) is read
-    from the Job's own condition."""
+    """One batch attempt, and whether a stop of it is already under way: the Job is being
+    deleted, or is gone with no pod of it left running (so nothing is sent twice, and a late
+    success is reported once)."""
+    obs = _job_state(attempt, job, pods, deleted)
+    if job is not None:
+        stopping = bool(job["metadata"].get("deletionTimestamp"))
+    else:
+        stopping = deleted and obs.live_pods == 0
+    return replace(obs, stopping=stopping)
+
+
+def _job_state(attempt: int, job: Obj | None, pods: Sequence[Obj],
+               deleted: bool) -> m.AttemptObservation:
+    """A Job that failed without a pod left to explain it (deadline) is read from the Job's own
+    condition."""
     live = _live(pods)
     if job is None:
         if not deleted:
@@ -145,7 +159,20 @@ def observe_job(attempt: int, job: Obj | None, pods: Sequence[Obj],
 
 def observe_deployment(deployment: Obj | None, pods: Sequence[Obj],
                        deleted: bool) -> m.AttemptObservation:
-    """A realtime step: Running while a pod of it is running and ready."""
+    """A realtime step, and whether a stop of it is already under way (being deleted, scaled to
+    zero, or gone with no pod left running)."""
+    obs = _deployment_state(deployment, pods, deleted)
+    if deployment is not None:
+        stopping = (bool(deployment["metadata"].get("deletionTimestamp"))
+                    or deployment.get("spec", {}).get("replicas") == 0)
+    else:
+        stopping = deleted and obs.live_pods == 0
+    return replace(obs, stopping=stopping)
+
+
+def _deployment_state(deployment: Obj | None, pods: Sequence[Obj],
+                      deleted: bool) -> m.AttemptObservation:
+    """Running while a pod of it is running and ready."""
     live = _live(pods)
     if deployment is None:
         return _empty(1, m.WorkloadState.GONE if deleted else m.WorkloadState.ABSENT,
