@@ -57,5 +57,6 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 render "$tmp"
 rm -rf "$CHART/crds" && cp -r "$tmp/crds" "$CHART/crds"
+mkdir -p deploy/manifests
 cp "$tmp/runctl.yaml" deploy/manifests/runctl.yaml
 echo "wrote $CHART/crds/ and deploy/manifests/runctl.yaml" >&2

@@ -379,7 +379,7 @@ def test_a_token_of_the_chart_account_is_refused_outside_its_role(
         assert result.returncode == 0, f"{args}: {result.stderr}"
     writes: list[tuple[str, ...]] = [
         ("get", "secrets", "-n", SYSTEM), ("get", "configmaps", "-A"),
-        ("delete", "storyruns", "--all", "-A"),
+        ("delete", "storyrun", "any", "-n", "default"),
         ("create", "namespace", f"x-{uuid.uuid4().hex[:6]}")]
     for args in writes:
         result = as_operator(*args)
