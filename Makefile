@@ -1,5 +1,5 @@
 # Two commands a person needs: `make demo` and `make test`. Both set themselves up.
-.PHONY: demo test controlplane cluster-up cluster-down crds lint venv
+.PHONY: demo test controlplane cluster-up cluster-down crds manifests image lint venv
 
 demo:
 	bash hack/demo.sh $(EXAMPLE)
@@ -21,6 +21,14 @@ cluster-down: venv
 
 crds: venv
 	.venv/bin/runctl crds --write crds/
+
+manifests: crds
+	bash hack/render-manifests.sh
+
+IMAGE ?= runctl:0.1.0
+image:
+	@command -v docker >/dev/null || { echo "make image needs docker, which is not on this machine" >&2; exit 1; }
+	docker build -t $(IMAGE) .
 
 lint: venv
 	.venv/bin/ruff check src tests

@@ -83,11 +83,14 @@ class OperatorProcess:
     """`runctl operator` as a real process against the test control plane."""
 
     def __init__(self, cluster: ControlPlane, log_dir: Path, extra: tuple[str, ...] = (),
-                 label: str = "operator") -> None:
+                 label: str = "operator", kubeconfig: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.cluster = cluster
         self.log_dir = log_dir
         self.extra = extra
         self.label = label
+        self.kubeconfig = kubeconfig or cluster.kubeconfig
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -99,8 +102,8 @@ class OperatorProcess:
         self.starts += 1
         # A short resync interval: the sweep runs all through every test, so a cache it
         # corrupted would show up as a wrong outcome somewhere.
-        env = {"RUNCTL_RESYNC_SECONDS": "3", **os.environ,
-               "KUBECONFIG": str(self.cluster.kubeconfig)}
+        env = {"RUNCTL_RESYNC_SECONDS": "3", **os.environ, **self.env,
+               "KUBECONFIG": str(self.kubeconfig)}
         runctl = Path(sys.executable).parent / "runctl"
         self.proc = subprocess.Popen(
             [str(runctl), "operator", "--metrics-port", "0", "--liveness", "", *self.extra],
