@@ -112,3 +112,37 @@ def test_two_replicas_act_once_and_hand_over_when_the_leader_dies(
     finally:
         for op in replicas.values():
             op.stop()
+
+
+def test_prometheus_metrics_tell_runs_steps_stops_and_api_outcomes(
+        crds: ControlPlane, namespace: str) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    op = OperatorProcess(crds, crds.logs, label=f"metrics-{namespace}",
+                         extra=("-n", namespace, "--metrics-port", str(port),
+                                "--metrics-address", "127.0.0.1"))
+    op.start()
+    try:
+        apply(crds, namespace, storyrun("metered", [step("long", duration="120s")]))
+        wait_for("the step to run", lambda: _running(crds, namespace, "metered"), timeout=90)
+        crds.kubectl("patch", "storyrun", "metered", "-n", namespace, "--type=merge", "-p",
+                     json.dumps({"spec": {"cancelRequested": True}}))
+        wait_terminal(crds, namespace, "metered", timeout=60)
+
+        def scrape() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                text: str = r.read().decode()
+            return text if 'runctl_storyruns{phase="Canceled"} 1.0' in text else ""
+
+        text = wait_for("the gauges to show the canceled run", scrape, timeout=30)
+        assert 'runctl_steps{phase="Canceled"} 1.0' in text
+        assert "runctl_stop_latency_seconds_count 1.0" in text
+        assert "runctl_reconcile_duration_seconds_count" in text
+        assert ('runctl_api_requests_total{outcome="ok",resource="storyruns/status",'
+                'verb="patch"}') in text
+    finally:
+        op.stop()
