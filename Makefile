@@ -1,11 +1,15 @@
 # Two commands a person needs: `make demo` and `make test`. Both set themselves up.
-.PHONY: demo test controlplane cluster-up cluster-down crds manifests image lint venv
+.PHONY: demo test bench controlplane cluster-up cluster-down crds manifests image lint venv
 
 demo:
 	bash hack/demo.sh $(EXAMPLE)
 
 test:
 	bash hack/test.sh
+
+bench: venv
+	bash hack/controlplane-build.sh >/dev/null
+	.venv/bin/python -m bench $(BENCH_ARGS)
 
 venv:
 	bash hack/venv.sh
