@@ -65,7 +65,7 @@ class RunSpec:
     cancel_requested: bool = False
     grace_period_seconds: int = 30
     drain_timeout_seconds: int | None = None
-    """Carried so tests can prove it plays no part in any decision (API.md guarantee 4)."""
+    """Carried so tests can prove it plays no part in any decision (docs/API.md guarantee 4)."""
     ttl_seconds_after_finished: int | None = None
 
 

@@ -1,5 +1,5 @@
 """Deterministic names of what the operator creates, so a restarted or second operator finds
-the object it would have made instead of making another (API.md guarantee 9)."""
+the object it would have made instead of making another (docs/API.md guarantee 9)."""
 
 from __future__ import annotations
 

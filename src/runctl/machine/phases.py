@@ -1,6 +1,6 @@
 """The names of the lifecycle: phases, terminal sets, reasons and stop triggers.
 
-These strings are the public contract (API.md): users' scripts, dashboards and the CRD schemas
+These strings are the public contract (docs/API.md): users' scripts, dashboards and the CRD schemas
 match on them, so they are defined once here and imported everywhere else.
 """
 
