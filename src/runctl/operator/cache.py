@@ -72,7 +72,7 @@ class ObjectCache:
         meta = body["metadata"]
         ident = (meta.get("namespace", ""), meta["name"])
         store = self._kinds[kind]
-        store.objects[ident] = _plain(body)
+        store.objects[ident] = _plain(body, drop=_UNREAD)
         store.tombstones.pop(ident, None)
         if run:
             store.by_run[run].add(ident)
@@ -161,12 +161,20 @@ def owned_by(obj: Body, uid: str | None) -> bool:
     return any(o.get("uid") == uid for o in obj["metadata"].get("ownerReferences") or ())
 
 
-def _plain(body: Body) -> dict[str, Any]:
-    """A detached, plain-dict copy (kopf bodies are live views)."""
+_UNREAD = frozenset({"managedFields"})
+"""Metadata no reconcile reads of a child (a StoryRun keeps its managedFields: they tell when
+the stop was requested); on pods it is most of the object, and the cache holds thousands."""
+
+
+def _plain(body: Body, drop: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """A detached, plain-dict copy (kopf bodies are live views), without `drop` in metadata."""
     def conv(v: Any) -> Any:
         if isinstance(v, Mapping):
             return {k: conv(x) for k, x in v.items()}
         if isinstance(v, list):
             return [conv(x) for x in v]
         return v
-    return {k: conv(v) for k, v in body.items()}
+    out = {k: conv(v) for k, v in body.items()}
+    if drop and isinstance(out.get("metadata"), dict):
+        out["metadata"] = {k: v for k, v in out["metadata"].items() if k not in drop}
+    return out

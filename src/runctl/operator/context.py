@@ -11,6 +11,7 @@ from kubernetes import client, config
 
 from runctl.operator.cache import RUN_LABEL, ObjectCache
 from runctl.operator.queue import WorkQueue
+from runctl.operator.settings import API_THREADS
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class Context:
         except config.ConfigException:
             config.load_kube_config()
         cfg = client.Configuration.get_default_copy()
-        cfg.connection_pool_maxsize = 32
+        cfg.connection_pool_maxsize = API_THREADS
         return cls(cache=cache, queue=queue, api=client.ApiClient(cfg), namespaces=namespaces)
 
     @property

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -44,6 +45,8 @@ def context() -> Context:
 async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     global _ctx
     operator_settings.configure(settings)
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(
+        max_workers=operator_settings.API_THREADS, thread_name_prefix="runctl-api"))
     ctx = Context.connect(cache=ObjectCache(), queue=WorkQueue(),
                           namespaces=operator_settings.OPTIONS.namespaces)
     await ctx.prime_cache()

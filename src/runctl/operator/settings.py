@@ -20,6 +20,9 @@ import kopf
 
 PREFIX = "kopf.runctl.dev"
 WORKERS = int(os.environ.get("RUNCTL_WORKERS", "8"))
+API_THREADS = 32
+"""Threads that make blocking API calls (the client's connection pool is as large): asyncio's
+default executor would allow only a few on a small machine, and every worker waits on them."""
 ERROR_REQUEUE_SECONDS = 2.0
 RESYNC_SECONDS = float(os.environ.get("RUNCTL_RESYNC_SECONDS", "60"))
 """How often everything is listed again to catch what a watch missed (0: never)."""
