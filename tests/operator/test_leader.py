@@ -19,8 +19,9 @@ LEASE, RENEW, RETRY = 4, 1.0, 0.25
 def electors(cluster: ControlPlane, namespace: str, count: int = 2,
              **kwargs: Any) -> list[LeaderElector]:
     api = cluster.api_client()
-    return [LeaderElector(api, namespace, "runctl-leader", f"replica-{i}", lease_seconds=LEASE,
-                          renew_seconds=RENEW, retry_seconds=RETRY, **kwargs)
+    settings: dict[str, Any] = {
+        "lease_seconds": LEASE, "renew_seconds": RENEW, "retry_seconds": RETRY, **kwargs}
+    return [LeaderElector(api, namespace, "runctl-leader", f"replica-{i}", **settings)
             for i in range(count)]
 
 
@@ -114,8 +115,11 @@ def test_a_leader_that_stops_renewing_is_replaced_within_the_lease(
 
 
 @pytest.mark.integration
-def test_a_clean_release_hands_over_at_once(cluster: ControlPlane, namespace: str) -> None:
-    group = electors(cluster, namespace)
+def test_a_clean_release_hands_over_before_the_lease_expires(
+        cluster: ControlPlane, namespace: str) -> None:
+    # A lease far longer than the wait below: a takeover within it can only come from a release.
+    long_lease = 120
+    group = electors(cluster, namespace, lease_seconds=long_lease)
 
     async def body(tasks: dict[str, asyncio.Task[None]]) -> None:
         await until("a leader", lambda: bool(leaders(group)), timeout=10)
@@ -123,11 +127,37 @@ def test_a_clean_release_hands_over_at_once(cluster: ControlPlane, namespace: st
         await asyncio.sleep(RENEW * 2)
         tasks[old].cancel()
         await asyncio.gather(tasks[old], return_exceptions=True)
-        took = await until("the other replica to lead",
-                           lambda: leaders(group) not in ([], [old]), timeout=LEASE)
-        assert took <= RETRY + 1.0, took  # the next retry, not the lease expiry
+        await until("the other replica to lead",
+                    lambda: leaders(group) not in ([], [old]), timeout=long_lease / 4)
 
     asyncio.run(campaign(group, body))
+
+
+@pytest.mark.integration
+def test_release_wins_over_a_renewal_that_lands_after_its_read(
+        cluster: ControlPlane, namespace: str) -> None:
+    """A renewal still in flight when the campaign is cancelled must not make the release fail."""
+    [elector] = electors(cluster, namespace, count=1)
+    read = elector.api.read_namespaced_lease
+    renewals: list[str] = []
+
+    def read_then_renew(*args: Any, **kwargs: Any) -> Any:
+        response = read(*args, **kwargs)
+        if not renewals:  # the in-flight renewal lands between the release's read and write
+            patch = {"spec": {"renewTime": "2030-01-01T00:00:00.000000Z"}}
+            cluster.kubectl("patch", "lease", "runctl-leader", "-n", namespace,
+                            "--type", "merge", "-p", json.dumps(patch))
+            renewals.append("landed")
+        return response
+
+    async def main() -> None:
+        assert await elector.try_acquire_or_renew()
+        elector.api.read_namespaced_lease = read_then_renew  # type: ignore[method-assign]
+        assert await elector.release()
+
+    asyncio.run(main())
+    assert renewals == ["landed"]
+    assert not lease(cluster, namespace).get("holderIdentity")
 
 
 @pytest.mark.integration

@@ -222,27 +222,48 @@ class LeaderElector:
         self._observe(LeaseRecord.from_body(_json(written)))
         return True
 
-    async def release(self) -> bool:
-        """Give the Lease up if this replica holds it, so another one takes over at once."""
-        try:
-            lease: Any = _json(await asyncio.to_thread(
-                self.api.read_namespaced_lease, self.name, self.namespace,
-                _request_timeout=self.renew_deadline_seconds, _preload_content=False))
-            if (lease.get("spec") or {}).get("holderIdentity") != self.identity:
+    async def release(self, attempts: int = 5) -> bool:
+        """Give the Lease up if this replica holds it, so another one takes over at once.
+
+        A renewal sent just before the campaign was cancelled may still land after the read
+        below; its write makes ours conflict (409), so the release reads again and retries.
+        """
+        for _ in range(attempts):
+            try:
+                if not await self._release_once():
+                    return False
+            except ApiException as exc:
+                if exc.status == 409:
+                    continue
+                self._release_failed(exc)
                 return False
-            now = _now()
-            lease["spec"].update(holderIdentity="", leaseDurationSeconds=1, renewTime=now,
-                                 acquireTime=now)
-            await asyncio.to_thread(
-                self.api.replace_namespaced_lease, self.name, self.namespace, lease,
-                _request_timeout=self.renew_deadline_seconds, _preload_content=False)
-        except (ApiException, urllib3.exceptions.HTTPError, OSError, TimeoutError) as exc:
-            log.warning("leader election: could not release %s/%s: %s",
-                        self.namespace, self.name, exc)
+            except (urllib3.exceptions.HTTPError, OSError, TimeoutError) as exc:
+                self._release_failed(exc)
+                return False
+            log.info("leader election: %s released the lease %s/%s",
+                     self.identity, self.namespace, self.name)
+            return True
+        log.warning("leader election: could not release %s/%s: %d conflicting writes",
+                    self.namespace, self.name, attempts)
+        return False
+
+    async def _release_once(self) -> bool:
+        lease: Any = _json(await asyncio.to_thread(
+            self.api.read_namespaced_lease, self.name, self.namespace,
+            _request_timeout=self.renew_deadline_seconds, _preload_content=False))
+        if (lease.get("spec") or {}).get("holderIdentity") != self.identity:
             return False
-        log.info("leader election: %s released the lease %s/%s",
-                 self.identity, self.namespace, self.name)
+        now = _now()
+        lease["spec"].update(holderIdentity="", leaseDurationSeconds=1, renewTime=now,
+                             acquireTime=now)
+        await asyncio.to_thread(
+            self.api.replace_namespaced_lease, self.name, self.namespace, lease,
+            _request_timeout=self.renew_deadline_seconds, _preload_content=False)
         return True
+
+    def _release_failed(self, exc: Exception) -> None:
+        log.warning("leader election: could not release %s/%s: %s",
+                    self.namespace, self.name, exc)
 
 
 def _json(response: Any) -> dict[str, Any]:
