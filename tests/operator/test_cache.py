@@ -52,3 +52,45 @@ def test_runs_are_synced_too() -> None:
     assert cache.sync("StoryRun", [obj("kept", 4)], list_rv=9) == 1
     assert set(cache.runs) == {("ns", "kept")}
     assert ("ns", "gone") in cache.deleted_runs
+
+
+def test_a_list_of_one_namespace_deletes_nothing_in_another() -> None:
+    cache = ObjectCache()
+    cache.put("Job", obj("j1", 10, ns="a"))
+    cache.put("Job", obj("j2", 10, ns="b"))
+    assert cache.sync("Job", [], list_rv=20, namespace="a") == 1
+    assert cache.get("Job", "a", "j1") is None
+    assert cache.get("Job", "b", "j2") is not None
+
+
+def test_an_event_older_than_the_cached_copy_does_not_take_it_back() -> None:
+    """A write's response can reach the cache before the watch event of an earlier change."""
+    cache = ObjectCache()
+    cache.put("StepRun", obj("s1", 20))
+    assert cache.put("StepRun", obj("s1", 12)) == ("ns", "r")  # its run is still woken
+    assert cache.get("StepRun", "ns", "s1")["metadata"]["resourceVersion"] == "20"
+    cache.put_run(obj("run", 30))
+    cache.put_run(obj("run", 25))
+    assert cache.runs[("ns", "run")]["metadata"]["resourceVersion"] == "30"
+
+
+def test_children_are_stored_without_what_no_reconcile_reads() -> None:
+    cache = ObjectCache()
+    pod = obj("p1", 3)
+    pod["metadata"]["managedFields"] = [{"manager": "kubelet"}]
+    pod["spec"] = {"containers": [{"name": "step", "image": "x"}]}
+    pod["status"] = {"phase": "Running", "conditions": [{"type": "Ready"}],
+                     "containerStatuses": [{"name": "step", "ready": True}]}
+    job = obj("j1", 4)
+    job["spec"] = {"template": {"spec": {}}, "backoffLimit": 0}
+    run = obj("run", 5)
+    run["metadata"]["managedFields"] = [{"manager": "kubectl"}]
+    cache.put("Pod", pod)
+    cache.put("Job", job)
+    cache.put_run(run)
+    assert cache.get("Pod", "ns", "p1") == {
+        "metadata": obj("p1", 3)["metadata"],
+        "status": {"phase": "Running", "containerStatuses": [{"name": "step", "ready": True}]}}
+    assert cache.get("Job", "ns", "j1")["spec"] == {"backoffLimit": 0}
+    # A run keeps its managedFields: they tell when a stop was requested.
+    assert cache.runs[("ns", "run")]["metadata"]["managedFields"] == [{"manager": "kubectl"}]

@@ -18,6 +18,7 @@ from typing import Any
 
 from kubernetes import client
 
+from runctl.api.crds import GROUP, VERSION
 from runctl.machine import actions as act
 from runctl.machine.decide import Decision
 from runctl.operator import kube, serialize
@@ -28,7 +29,7 @@ from runctl.operator.cache import (
     owned_by,
     resource_version,
 )
-from runctl.operator.context import GROUP, VERSION, Context
+from runctl.operator.context import Context
 from runctl.operator.events import event_for
 from runctl.workloads import build
 

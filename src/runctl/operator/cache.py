@@ -51,10 +51,12 @@ class ObjectCache:
 
     # -- runs --------------------------------------------------------------------------------
 
-    def put_run(self, body: Body) -> RunKey:
+    def put_run(self, body: dict[str, Any]) -> RunKey:
+        """Store a run (the dict itself, not a copy), unless the cache holds a newer copy."""
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
-        self.runs[key] = _plain(body)
+        if not _older(body, self.runs.get(key)):
+            self.runs[key] = body
         self.deleted_runs.discard(key)
         return key
 
@@ -67,12 +69,16 @@ class ObjectCache:
 
     # -- children ----------------------------------------------------------------------------
 
-    def put(self, kind: str, body: Body) -> RunKey | None:
+    def put(self, kind: str, body: dict[str, Any]) -> RunKey | None:
+        """Store a child (the dict itself, slimmed), unless the cache holds a newer copy: a
+        write's response may reach the cache before the watch event of an earlier change."""
         run = run_key_of(body)
         meta = body["metadata"]
         ident = (meta.get("namespace", ""), meta["name"])
         store = self._kinds[kind]
-        store.objects[ident] = _plain(body, drop=_UNREAD)
+        if _older(body, store.objects.get(ident)):
+            return run
+        store.objects[ident] = slim(kind, body)
         store.tombstones.pop(ident, None)
         if run:
             store.by_run[run].add(ident)
@@ -114,10 +120,12 @@ class ObjectCache:
         tombstone = self._kinds[kind].tombstones.get((namespace, name))
         return tombstone is not None and (owner is None or owner in tombstone[1])
 
-    def sync(self, kind: str, listed: list[dict[str, Any]], list_rv: int) -> int:
-        """Correct the cache from a fresh list taken at resourceVersion `list_rv`; returns how
-        many objects changed. An object the list lacks was deleted only if the cache's copy is
-        no newer than the list (else it was created after the list was taken)."""
+    def sync(self, kind: str, listed: list[dict[str, Any]], list_rv: int,
+             namespace: str | None = None) -> int:
+        """Correct the cache from a fresh list (of one namespace, or of all) taken at
+        resourceVersion `list_rv`; returns how many objects changed. An object the list lacks
+        was deleted only if the cache's copy is no newer than the list (else it was created
+        after the list was taken)."""
         fresh = {(b["metadata"].get("namespace", ""), b["metadata"]["name"]): b for b in listed}
         held = self.runs if kind == "StoryRun" else self._kinds[kind].objects
         changed = 0
@@ -130,6 +138,8 @@ class ObjectCache:
                     self.put(kind, body)
                 changed += 1
         for ident, current in list(held.items()):
+            if namespace is not None and ident[0] != namespace:
+                continue
             if ident not in fresh and resource_version(current) <= list_rv:
                 if kind == "StoryRun":
                     self.drop_run(current)
@@ -161,20 +171,18 @@ def owned_by(obj: Body, uid: str | None) -> bool:
     return any(o.get("uid") == uid for o in obj["metadata"].get("ownerReferences") or ())
 
 
-_UNREAD = frozenset({"managedFields"})
-"""Metadata no reconcile reads of a child (a StoryRun keeps its managedFields: they tell when
-the stop was requested); on pods it is most of the object, and the cache holds thousands."""
+def _older(body: Body, held: Body | None) -> bool:
+    """Is `body` an older copy than the one held? (resourceVersions of one kind only grow.)"""
+    return held is not None and resource_version(body) < resource_version(held)
 
 
-def _plain(body: Body, drop: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """A detached, plain-dict copy (kopf bodies are live views), without `drop` in metadata."""
-    def conv(v: Any) -> Any:
-        if isinstance(v, Mapping):
-            return {k: conv(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [conv(x) for x in v]
-        return v
-    out = {k: conv(v) for k, v in body.items()}
-    if drop and isinstance(out.get("metadata"), dict):
-        out["metadata"] = {k: v for k, v in out["metadata"].items() if k not in drop}
-    return out
+def slim(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Drop, in place, what no reconcile reads of a child kind (on pods, most of the object:
+    the cache holds thousands); returns the body."""
+    body.get("metadata", {}).pop("managedFields", None)
+    if kind == "Pod":
+        body.pop("spec", None)
+        (body.get("status") or {}).pop("conditions", None)
+    elif kind in ("Job", "Deployment"):
+        (body.get("spec") or {}).pop("template", None)
+    return body

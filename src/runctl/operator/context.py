@@ -9,13 +9,12 @@ from typing import Any
 
 from kubernetes import client, config
 
-from runctl.operator.cache import RUN_LABEL, ObjectCache
+from runctl.operator.cache import ObjectCache
+from runctl.operator.informer import Informer, sources
 from runctl.operator.queue import WorkQueue
 from runctl.operator.settings import API_THREADS
 
 log = logging.getLogger(__name__)
-
-GROUP, VERSION = "runctl.dev", "v1alpha1"
 
 
 @dataclass
@@ -26,6 +25,7 @@ class Context:
     namespaces: tuple[str, ...] = ()
     workers: list[asyncio.Task[None]] = field(default_factory=list)
     background: list[asyncio.Task[Any]] = field(default_factory=list)
+    informers: list[Informer] = field(default_factory=list)
     refused: dict[tuple[str, str, str], str] = field(default_factory=dict)
     """(kind, uid, name) -> the status write the API server refused last, never sent again."""
 
@@ -57,62 +57,50 @@ class Context:
     def apps(self) -> client.AppsV1Api:
         return client.AppsV1Api(self.api)
 
-    def _snapshot(self) -> dict[str, tuple[list[Any], int]]:
-        """Kind -> (every object of it that runctl cares about, the list's resourceVersion),
-        listed cluster-wide, or per namespace when only some are watched (all a namespaced Role
-        may list)."""
-        selector = RUN_LABEL
-        sanitize = self.api.sanitize_for_serialization
-        scopes: tuple[str | None, ...] = self.namespaces or (None,)
-        found: dict[str, tuple[list[Any], int]] = {}
+    # -- the informers' sink (called on the event loop) ---------------------------------------
 
-        def add(kind: str, items: list[Any], rv: str | None) -> None:
-            old_items, old_rv = found.get(kind, ([], 0))
-            found[kind] = ([*old_items, *items], max(old_rv, _int(rv)))
+    def start_informers(self, resync_seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        self.informers = [Informer(source, self, loop, resync_seconds)
+                          for source in sources(self.api, self.namespaces)]
+        for informer in self.informers:
+            informer.start()
 
-        for ns in scopes:
-            for kind, plural, labels in (("StoryRun", "storyruns", None),
-                                         ("StepRun", "stepruns", selector)):
-                res: Any = (self.custom.list_cluster_custom_object(
-                                GROUP, VERSION, plural, label_selector=labels)
-                            if ns is None else
-                            self.custom.list_namespaced_custom_object(
-                                GROUP, VERSION, ns, plural, label_selector=labels))
-                add(kind, list(res["items"]), res["metadata"].get("resourceVersion"))
-            for kind, every, one in (
-                ("Job", self.batch.list_job_for_all_namespaces, self.batch.list_namespaced_job),
-                ("Deployment", self.apps.list_deployment_for_all_namespaces,
-                 self.apps.list_namespaced_deployment),
-                ("Pod", self.core.list_pod_for_all_namespaces, self.core.list_namespaced_pod),
-            ):
-                typed = (every(label_selector=selector) if ns is None
-                         else one(ns, label_selector=selector))
-                add(kind, sanitize(typed.items),
-                    typed.metadata.resource_version if typed.metadata else None)
-        return found
+    async def informers_synced(self) -> None:
+        """Wait for every informer's first list, so the first reconcile of a run sees all its
+        children."""
+        for informer in self.informers:
+            await informer.synced.wait()
+        log.info("cache filled: %d runs, %s", len(self.cache.runs),
+                 {kind: self.cache.count(kind) for kind in ("StepRun", "Job", "Deployment", "Pod")})
 
-    async def prime_cache(self) -> None:
-        """One list per kind at start-up, so the first reconcile of every run sees its children.
+    def stop_informers(self) -> None:
+        for informer in self.informers:
+            informer.stop()
 
-        Watches keep the cache current after that; reconciles never list."""
-        found = await asyncio.to_thread(self._snapshot)
-        for body in found.pop("StoryRun")[0]:
-            self.cache.put_run(body)
-        for kind, (items, _) in found.items():
-            for body in items:
-                self.cache.put(kind, body)
-        log.info("cache primed: %d runs, %s", len(self.cache.runs),
-                 {k: len(v[0]) for k, v in found.items()})
+    def listed(self, kind: str, namespace: str | None, items: list[dict[str, Any]],
+               resource_version: int) -> None:
+        """A fresh list: correct the cache where a watch missed something (above all a
+        deletion). After a list of runs every run is reconciled again (the periodic sweep);
+        its writes are as conditional as any other, so nothing finished meanwhile is harmed."""
+        first = not all(i.synced.is_set() for i in self.informers if i.source.kind == kind)
+        corrected = self.cache.sync(kind, items, resource_version, namespace)
+        if corrected and not first:
+            log.warning("relist of %s corrected %d cached objects a watch had missed",
+                        kind, corrected)
+        if kind == "StoryRun" or (corrected and not first):
+            for key in list(self.cache.runs):
+                self.queue.add(key)
+            for key in list(self.cache.deleted_runs):
+                if self.cache.children("StepRun", key):
+                    self.queue.add(key)
 
-    async def resync(self) -> int:
-        """List everything again and correct the cache where a watch missed something (above
-        all a deletion); returns how many objects were corrected."""
-        found = await asyncio.to_thread(self._snapshot)
-        return sum(self.cache.sync(kind, items, rv) for kind, (items, rv) in found.items())
-
-
-def _int(rv: str | None) -> int:
-    try:
-        return int(rv or 0)
-    except ValueError:
-        return 0
+    def event(self, kind: str, type_: str, body: dict[str, Any]) -> None:
+        """One watch event: update the cache, wake the run it concerns."""
+        if kind == "StoryRun":
+            self.queue.add(self.cache.drop_run(body) if type_ == "DELETED"
+                           else self.cache.put_run(body))
+            return
+        run = self.cache.drop(kind, body) if type_ == "DELETED" else self.cache.put(kind, body)
+        if run is not None:
+            self.queue.add(run)

@@ -1,7 +1,9 @@
-"""The kopf wiring: watch events fill the cache and enqueue the run they concern; workers reconcile.
+"""The kopf wiring: start-up and clean-up of the informers, the workers and the leader election.
 
-No handler here decides anything about a lifecycle. Each one records what it saw and names the
-run to look at again; `reconcile.reconcile_run` observes, asks `runctl.machine.decide`, applies.
+Informers (`runctl.operator.informer`) fill the cache and enqueue the run an event concerns;
+workers reconcile. Nothing here decides anything about a lifecycle: `reconcile.reconcile_run`
+observes, asks `runctl.machine.decide`, applies. kopf runs the process (signals, liveness probe,
+admission webhook); it watches nothing itself, so no event pays for its per-object machinery.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import kopf
 
 from runctl.operator import metrics
 from runctl.operator import settings as operator_settings
-from runctl.operator.cache import RUN_LABEL, ObjectCache, RunKey
+from runctl.operator.cache import ObjectCache, RunKey
 from runctl.operator.context import Context
 from runctl.operator.leader import LeaderElector
 from runctl.operator.queue import WorkQueue
@@ -25,13 +27,6 @@ from runctl.operator.reconcile import reconcile_run
 
 log = logging.getLogger(__name__)
 
-GROUP, VERSION = "runctl.dev", "v1alpha1"
-CHILD_KINDS = {
-    "StepRun": (GROUP, VERSION, "stepruns"),
-    "Job": ("batch", "v1", "jobs"),
-    "Pod": ("", "v1", "pods"),
-    "Deployment": ("apps", "v1", "deployments"),
-}
 _ctx: Context | None = None
 
 
@@ -49,11 +44,10 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         max_workers=operator_settings.API_THREADS, thread_name_prefix="runctl-api"))
     ctx = Context.connect(cache=ObjectCache(), queue=WorkQueue(),
                           namespaces=operator_settings.OPTIONS.namespaces)
-    await ctx.prime_cache()
     _ctx = ctx
+    ctx.start_informers(operator_settings.RESYNC_SECONDS)
+    await ctx.informers_synced()
     ctx.background.append(asyncio.create_task(_refresh_gauges(ctx)))
-    if operator_settings.RESYNC_SECONDS > 0:
-        ctx.background.append(asyncio.create_task(_resync(ctx, operator_settings.RESYNC_SECONDS)))
     lease = operator_settings.OPTIONS.lease
     if lease is None:
         await _start_workers()
@@ -93,6 +87,7 @@ async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
 async def cleanup(**_: Any) -> None:
     if _ctx is None:
         return
+    _ctx.stop_informers()
     await _cancel(_ctx.workers)
     await _cancel(_ctx.background)
 
@@ -111,26 +106,6 @@ async def _worker(ctx: Context, index: int) -> None:
             ctx.queue.done(key)
 
 
-async def _resync(ctx: Context, every: float) -> None:
-    """The sweep: list everything again now and then, correct the cache where a watch missed an
-    event, and reconcile every run. Its writes are as conditional as any other (each names the
-    resourceVersion it decided on), so a step that finished meanwhile is never marked Lost."""
-    while True:
-        await asyncio.sleep(every)
-        try:
-            corrected = await ctx.resync()
-        except Exception:
-            log.exception("resync failed; trying again in %ss", every)
-            continue
-        if corrected:
-            log.warning("resync corrected %d cached objects a watch had missed", corrected)
-        for key in list(ctx.cache.runs):
-            ctx.queue.add(key)
-        for key in list(ctx.cache.deleted_runs):
-            if ctx.cache.children("StepRun", key):
-                ctx.queue.add(key)
-
-
 async def _refresh_gauges(ctx: Context) -> None:
     """Runs and steps by phase, from the cache, for Prometheus."""
     while True:
@@ -146,25 +121,3 @@ async def _refresh_gauges(ctx: Context) -> None:
             for phase, n in counts.items():
                 gauge.labels(phase=phase).set(n)
         await asyncio.sleep(5)
-
-
-@kopf.on.event(GROUP, VERSION, "storyruns")
-def storyrun_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-    ctx = context()
-    key = ctx.cache.drop_run(body) if type == "DELETED" else ctx.cache.put_run(body)
-    ctx.queue.add(key)
-
-
-def _child_event(kind: str) -> Any:
-    def handler(type: str | None, body: kopf.Body, **_: Any) -> None:
-        ctx = context()
-        run = ctx.cache.drop(kind, body) if type == "DELETED" else ctx.cache.put(kind, body)
-        if run is not None:
-            ctx.queue.add(run)
-    handler.__name__ = f"{kind.lower()}_event"
-    return handler
-
-
-for _kind, (_group, _version, _plural) in CHILD_KINDS.items():
-    kopf.on.event(_group, _version, _plural, labels={RUN_LABEL: kopf.PRESENT},
-                  id=f"{_kind.lower()}-event")(_child_event(_kind))
