@@ -137,6 +137,20 @@ class Bench:
         self.core.create_namespace({"metadata": {"name": name}})
         return name
 
+    def drop_namespace(self, name: str) -> None:
+        """Delete a scenario's namespace and wait until it is gone, so its clean-up (StepRuns let
+        go, Jobs and pods deleted) is not counted against the next scenario."""
+        self.core.delete_namespace(name)
+
+        def gone() -> bool:
+            try:
+                self.core.read_namespace(name)
+            except client.ApiException as exc:
+                return exc.status == 404
+            return False
+
+        self.wait(f"namespace {name} to be gone", gone, timeout=300)
+
     def create_runs(self, ns: str, bodies: Iterable[dict[str, Any]]) -> None:
         def create(body: dict[str, Any]) -> None:
             self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, "storyruns", body)
@@ -226,7 +240,7 @@ def stop_latency(b: Bench, n: int, mode: str) -> None:
     b.record(f"{label}, p99", p99, "s", "< 1 s" if n >= 100 else "",
              (p99 < 1.0 and not missing) if n >= 100 else None,
              f"{missing} not terminal" if missing else "")
-    b.core.delete_namespace(ns)
+    b.drop_namespace(ns)
 
 
 # -- 2. the API server's ceiling and runctl's throughput -------------------------------------
@@ -247,7 +261,7 @@ def api_ceiling(b: Bench, seconds: float) -> float:
         count += 1
     rate = count / (time.monotonic() - began)
     b.record("API server ceiling: status patches from one client loop", rate, "/s")
-    b.core.delete_namespace(ns)
+    b.drop_namespace(ns)
     return rate
 
 
@@ -286,7 +300,7 @@ def throughput(b: Bench, in_flight: int, ceiling: float) -> None:
     b.record(f"operator CPU per run, {in_flight} in flight", cpu / in_flight, "s")
     if in_flight == max(RUN_SIZES[b.size]):
         requests_per_run(b, before_api, after_api, before_ops, after_ops, in_flight)
-    b.core.delete_namespace(ns)
+    b.drop_namespace(ns)
 
 
 def requests_per_run(b: Bench, before: Counter[tuple[str, str, str]],

@@ -174,6 +174,7 @@ class Informer:
                 raise _Gone from exc
             raise
         self._response = response
+        clean = False
         try:
             for line in iter_resp_lines(response):
                 if self._stopped.is_set():
@@ -189,12 +190,13 @@ class Informer:
                 version = str(obj.get("metadata", {}).get("resourceVersion") or version)
                 if kind in ("ADDED", "MODIFIED", "DELETED"):
                     self._deliver(self.sink.event, self.source.kind, kind, obj)
+            clean = not self._stopped.is_set()
         finally:
             self._response = None
-            if self._stopped.is_set():
-                response.close()
+            if clean:
+                response.release_conn()  # the server ended the stream: reuse the connection
             else:
-                response.release_conn()
+                response.close()
         return version
 
     def _deliver(self, fn: Callable[..., None], *args: Any) -> None:
