@@ -371,6 +371,10 @@ def main(argv: list[str] | None = None) -> int:
         for n in RUN_SIZES[size]:
             throughput(b, n, ceiling)
         print("[bench] operator memory", flush=True)
+        # A fresh process: RSS never shrinks much, so an operator that just ran the scenarios
+        # above would report their high-water mark as its idle size.
+        b.stop_operator()
+        b.start_operator()
         memory(b, MEMORY_SIZES[size])
         figures = b.figures
     write_results(figures, size, time.monotonic() - began)
