@@ -63,7 +63,9 @@ class Bench:
 
     def start_operator(self) -> None:
         env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig)}
-        log = (self.cluster.logs / "operator.log").open("ab")
+        path = self.cluster.logs / "operator.log"
+        since = path.stat().st_size if path.exists() else 0  # an earlier process's lines
+        log = path.open("ab")
         runctl = Path(sys.executable).parent / "runctl"
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -73,7 +75,7 @@ class Bench:
                                     "--liveness", ""], env=env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
-        while b"runctl operator started" not in (self.cluster.logs / "operator.log").read_bytes():
+        while b"runctl operator started" not in path.read_bytes()[since:]:
             if time.monotonic() > deadline or self.op.poll() is not None:
                 raise RuntimeError("the operator did not start")
             time.sleep(0.1)
@@ -112,7 +114,8 @@ class Bench:
         return counts
 
     def operator_requests(self) -> Counter[tuple[str, str]]:
-        """runctl's own count of its API requests by (verb, resource), whatever the outcome."""
+        """runctl's own count of its API requests by (verb, resource), whatever the outcome,
+        and by ("conflicts", "") those the API server refused as written on a stale view."""
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=10) as r:
             text = r.read().decode()
@@ -120,7 +123,10 @@ class Bench:
         for line in text.splitlines():
             if line.startswith("runctl_api_requests_total{"):
                 labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
-                counts[(labels["verb"], labels["resource"])] += int(float(line.rsplit(" ", 1)[1]))
+                n = int(float(line.rsplit(" ", 1)[1]))
+                counts[(labels["verb"], labels["resource"])] += n
+                if labels.get("outcome") == "conflict":
+                    counts[("conflicts", "")] += n
         return counts
 
     def record(self, name: str, value: float | str, unit: str, target: str = "",
@@ -319,6 +325,8 @@ def requests_per_run(b: Bench, before: Counter[tuple[str, str, str]],
     for resource, sub in (("storyruns", "status"), ("stepruns", "status")):
         seen = (after[("PATCH", resource, sub)] - before[("PATCH", resource, sub)]) / runs
         b.record(f"API server count: PATCH {resource}/{sub} per run", seen, "")
+    conflicts = (ops_after[("conflicts", "")] - ops_before[("conflicts", "")]) / runs
+    b.record("writes per run refused as conflicts (decided on a stale view)", conflicts, "")
     total, minimum = sum(writes.values()), sum(MINIMUM.values())
     b.record("writes per run in all", total, "", f"<= 1.3 x {minimum} = {1.3 * minimum:.1f}",
              total <= 1.3 * minimum)

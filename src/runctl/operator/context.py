@@ -12,7 +12,7 @@ from kubernetes import client, config
 from runctl.operator.cache import ObjectCache
 from runctl.operator.informer import Informer, sources
 from runctl.operator.queue import WorkQueue
-from runctl.operator.settings import API_THREADS
+from runctl.operator.settings import API_THREADS, BATCH_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +96,12 @@ class Context:
                     self.queue.add(key)
 
     def event(self, kind: str, type_: str, body: dict[str, Any]) -> None:
-        """One watch event: update the cache, wake the run it concerns."""
+        """One watch event: update the cache, wake the run it concerns (at once for a change to
+        the run, after the batching window for a change to a child)."""
         if kind == "StoryRun":
             self.queue.add(self.cache.drop_run(body) if type_ == "DELETED"
                            else self.cache.put_run(body))
             return
         run = self.cache.drop(kind, body) if type_ == "DELETED" else self.cache.put(kind, body)
         if run is not None:
-            self.queue.add(run)
+            self.queue.add_after(run, BATCH_SECONDS)
