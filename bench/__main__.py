@@ -284,6 +284,9 @@ MINIMUM = {("create", "stepruns", ""): 5, ("create", "jobs", ""): 5,
            ("create", "events", ""): 2}
 
 
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE", "APPLY"})  # apiserver_request_total verbs
+
+
 def throughput(b: Bench, in_flight: int, ceiling: float) -> None:
     ns = b.namespace(f"tput-{in_flight}")
     before_api, before_ops = b.apiserver_requests(), b.operator_requests()
@@ -298,11 +301,21 @@ def throughput(b: Bench, in_flight: int, ceiling: float) -> None:
     cpu = b.cpu_seconds() - before_cpu
     after_api, after_ops = b.apiserver_requests(), b.operator_requests()
     per_min = in_flight / elapsed * 60
-    writes = sum(MINIMUM.values())
-    # The ceiling allows ceiling*60/writes such runs a minute if every write were a status patch.
-    allowed = ceiling * 60 / writes
+    # The ceiling allows ceiling*60/writes such runs a minute if every write were a status patch:
+    # counting runctl's own minimum writes only (strict), and counting every write the API server
+    # took for the runs from any client (the Job controller, the scheduler, kwok as the kubelet).
+    allowed = ceiling * 60 / sum(MINIMUM.values())
     b.record(f"throughput, 5-step diamond runs, {in_flight} in flight", per_min, "runs/min",
-             f">= {allowed / 2:.0f} (half the ceiling's {allowed:.0f})", per_min >= allowed / 2)
+             f">= {allowed / 2:.0f} (half the ceiling's {allowed:.0f} for runctl's "
+             f"{sum(MINIMUM.values())} writes)", per_min >= allowed / 2)
+    cluster_writes = sum(after_api[k] - before_api[k] for k in after_api
+                         if k[0] in MUTATING) / in_flight
+    everything = ceiling * 60 / cluster_writes
+    b.record(f"writes per run by every client, {in_flight} in flight (API server's count)",
+             cluster_writes, "")
+    b.record(f"throughput against the ceiling for every client's writes, {in_flight} in flight",
+             per_min, "runs/min", f">= {everything / 2:.0f} (half of {everything:.0f})",
+             per_min >= everything / 2)
     b.record(f"operator CPU per run, {in_flight} in flight", cpu / in_flight, "s")
     if in_flight == max(RUN_SIZES[b.size]):
         requests_per_run(b, before_api, after_api, before_ops, after_ops, in_flight)

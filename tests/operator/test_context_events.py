@@ -1,0 +1,52 @@
+"""How watch events wake runs: a change to the run at once, a child's change after the batching
+window, so changes that arrive together are reconciled (and written) once."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from kubernetes import client
+
+from runctl.operator import settings
+from runctl.operator.cache import RUN_LABEL, ObjectCache
+from runctl.operator.context import Context
+from runctl.operator.queue import WorkQueue
+
+
+def body(name: str, rv: int, run: str | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": "ns", "resourceVersion": str(rv)}
+    if run:
+        meta["labels"] = {RUN_LABEL: run}
+    return {"metadata": meta, "spec": {}}
+
+
+def test_a_run_is_woken_at_once_and_its_children_after_the_window() -> None:
+    async def main() -> None:
+        ctx = Context(cache=ObjectCache(), queue=WorkQueue(), api=client.ApiClient())
+        ctx.event("StoryRun", "MODIFIED", body("r", 1))
+        assert len(ctx.queue) == 1
+        assert await ctx.queue.get() == ("ns", "r")
+        ctx.queue.done(("ns", "r"))
+
+        for rv, kind in enumerate(("StepRun", "Job", "Pod"), start=2):
+            ctx.event(kind, "MODIFIED", body(f"{kind.lower()}-1", rv, run="r"))
+        assert len(ctx.queue) == 0  # all three wait on one timer
+        assert ctx.queue.timers == 1
+        assert ctx.cache.get("Pod", "ns", "pod-1") is not None  # the cache is current at once
+        key = await asyncio.wait_for(ctx.queue.get(), settings.BATCH_SECONDS + 5)
+        assert key == ("ns", "r")
+        assert len(ctx.queue) == 0  # one reconcile for the three changes
+
+    asyncio.run(main())
+
+
+def test_a_deleted_child_wakes_its_run_and_leaves_a_tombstone() -> None:
+    async def main() -> None:
+        ctx = Context(cache=ObjectCache(), queue=WorkQueue(), api=client.ApiClient())
+        ctx.event("Job", "ADDED", body("j", 1, run="r"))
+        ctx.event("Job", "DELETED", body("j", 2, run="r"))
+        assert ctx.cache.was_deleted("Job", "ns", "j")
+        assert await asyncio.wait_for(ctx.queue.get(), settings.BATCH_SECONDS + 5) == ("ns", "r")
+
+    asyncio.run(main())
