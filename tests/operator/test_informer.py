@@ -149,3 +149,54 @@ def test_sources_cover_runs_and_every_child_kind_per_namespace() -> None:
     everywhere = sources(client.ApiClient(), ())
     assert {s.namespace for s in everywhere} == {None}
     assert len(everywhere) == 5
+
+
+class Flaky:
+    """A list call that fails as told before it reaches the real API server: a dropped
+    connection on a list, 410 Gone on a watch (what a compacted resourceVersion gets)."""
+
+    def __init__(self, real: Callable[..., Any], fail_list: int = 0, gone_watch: int = 0) -> None:
+        self.real = real
+        self.fail_list = fail_list
+        self.gone_watch = gone_watch
+        self.lists = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        import urllib3
+        from kubernetes.client.exceptions import ApiException
+
+        if kwargs.get("watch"):
+            if self.gone_watch:
+                self.gone_watch -= 1
+                raise ApiException(status=410, reason="Gone")
+        else:
+            self.lists += 1
+            if self.fail_list:
+                self.fail_list -= 1
+                raise urllib3.exceptions.ProtocolError("connection reset by peer")
+        return self.real(*args, **kwargs)
+
+
+@pytest.mark.integration
+def test_a_failed_list_is_retried_and_a_gone_watch_lists_again(
+        cluster: ControlPlane, namespace: str) -> None:
+    configmap(cluster, namespace, "a")
+    real = configmaps(cluster, namespace)
+    flaky = Flaky(real.call, fail_list=1, gone_watch=1)
+    source = Source(real.kind, real.namespace, flaky, real.args, real.label_selector)
+    sink = Recorder()
+
+    async def main() -> None:
+        informer = Informer(source, sink, asyncio.get_running_loop(), resync_seconds=0)
+        informer.start()
+        try:
+            await asyncio.wait_for(informer.synced.wait(), 30)  # after the failed list
+            await until("the list after 410 Gone", lambda: flaky.lists >= 3)
+            await asyncio.to_thread(configmap, cluster, namespace, "b")
+            await until("the event after it", lambda: ("ADDED", "b") in sink.events)
+        finally:
+            informer.stop()
+
+    asyncio.run(main())
+    assert flaky.lists == 3  # failed, listed, listed again after the watch was gone
+    assert [names for _, _, names, _ in sink.lists] == [["a"], ["a"]]
