@@ -50,3 +50,24 @@ def test_a_deleted_child_wakes_its_run_and_leaves_a_tombstone() -> None:
         assert await asyncio.wait_for(ctx.queue.get(), settings.BATCH_SECONDS + 5) == ("ns", "r")
 
     asyncio.run(main())
+
+
+def test_a_child_of_a_run_being_stopped_wakes_it_at_once() -> None:
+    async def main() -> None:
+        ctx = Context(cache=ObjectCache(), queue=WorkQueue(), api=client.ApiClient())
+        run = body("r", 1)
+        run["spec"] = {"cancelRequested": True}
+        run["status"] = {"phase": "Stopping"}
+        ctx.cache.put_run(run)
+        ctx.event("Pod", "DELETED", body("p", 2, run="r"))
+        assert len(ctx.queue) == 1  # the stop ends as soon as its pods are gone
+        assert ctx.queue.timers == 0
+        stopped = body("r", 3)
+        stopped["spec"] = {"cancelRequested": True}
+        stopped["status"] = {"phase": "Canceled"}
+        ctx.cache.put_run(stopped)
+        await ctx.queue.get()
+        ctx.event("Pod", "MODIFIED", body("p2", 4, run="r"))
+        assert ctx.queue.timers == 1  # a finished run's clean-up is not urgent
+
+    asyncio.run(main())

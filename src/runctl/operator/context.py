@@ -9,12 +9,15 @@ from typing import Any
 
 from kubernetes import client, config
 
-from runctl.operator.cache import ObjectCache
+from runctl.machine.phases import RUN_TERMINAL
+from runctl.operator.cache import ObjectCache, RunKey
 from runctl.operator.informer import Informer, sources
 from runctl.operator.queue import WorkQueue
 from runctl.operator.settings import API_THREADS, BATCH_SECONDS
 
 log = logging.getLogger(__name__)
+
+TERMINAL_PHASES = frozenset(phase.value for phase in RUN_TERMINAL)
 
 
 @dataclass
@@ -96,12 +99,22 @@ class Context:
                     self.queue.add(key)
 
     def event(self, kind: str, type_: str, body: dict[str, Any]) -> None:
-        """One watch event: update the cache, wake the run it concerns (at once for a change to
-        the run, after the batching window for a change to a child)."""
+        """One watch event: update the cache, wake the run it concerns: at once for a change to
+        the run or to a child of a run being stopped (it ends as soon as its workloads are gone),
+        after the batching window for a child of any other run."""
         if kind == "StoryRun":
             self.queue.add(self.cache.drop_run(body) if type_ == "DELETED"
                            else self.cache.put_run(body))
             return
         run = self.cache.drop(kind, body) if type_ == "DELETED" else self.cache.put(kind, body)
-        if run is not None:
+        if run is None:
+            return
+        if self._stopping(run):
+            self.queue.add(run)
+        else:
             self.queue.add_after(run, BATCH_SECONDS)
+
+    def _stopping(self, key: RunKey) -> bool:
+        run = self.cache.runs.get(key)
+        return bool(run and (run.get("spec") or {}).get("cancelRequested")
+                    and (run.get("status") or {}).get("phase") not in TERMINAL_PHASES)
