@@ -326,7 +326,7 @@ def requests_per_run(b: Bench, before: Counter[tuple[str, str, str]],
                      after: Counter[tuple[str, str, str]], ops_before: Counter[tuple[str, str]],
                      ops_after: Counter[tuple[str, str]], runs: int) -> None:
     """runctl's writes per run by verb and resource (its own counter), beside the minimum; the
-    API server's own count of the status patches, which only runctl makes, as a cross-check."""
+    API server's count of every client's writes beside it."""
     writes = {k: (ops_after[k] - ops_before[k]) / runs for k in ops_after
               if k[0] in ("create", "patch", "delete") and ops_after[k] > ops_before[k]}
     for verb, resource in sorted(set(writes) | {(k[0], k[1] + (f"/{k[2]}" if k[2] else ""))
@@ -335,11 +335,9 @@ def requests_per_run(b: Bench, before: Counter[tuple[str, str, str]],
         minimum = MINIMUM.get((verb, resource.partition("/")[0], sub), 0)
         b.record(f"writes per run: {verb} {resource}", writes.get((verb, resource), 0.0), "",
                  f"minimum {minimum}")
-    for resource, sub in (("storyruns", "status"), ("stepruns", "status")):
-        seen = (after[("PATCH", resource, sub)] - before[("PATCH", resource, sub)]) / runs
-        b.record(f"API server count: PATCH {resource}/{sub} per run", seen, "")
-    # Everything else the API server wrote for these runs, whoever asked (the Job controller,
-    # the scheduler, kwok as the kubelet): where the rest of a run's cost in the cluster goes.
+    # Everything the API server wrote for these runs, whoever asked (the Job controller, the
+    # scheduler, kwok as the kubelet): where the rest of a run's cost in the cluster goes; its
+    # status patches of StoryRuns and StepRuns, which only runctl makes, cross-check runctl's own.
     for verb, resource, sub in sorted(k for k in after if k[0] in MUTATING):
         seen = (after[(verb, resource, sub)] - before[(verb, resource, sub)]) / runs
         if seen >= 0.05:

@@ -17,8 +17,6 @@ from runctl.operator.settings import API_THREADS, BATCH_SECONDS
 
 log = logging.getLogger(__name__)
 
-TERMINAL_PHASES = frozenset(phase.value for phase in RUN_TERMINAL)
-
 
 @dataclass
 class Context:
@@ -117,4 +115,4 @@ class Context:
     def _stopping(self, key: RunKey) -> bool:
         run = self.cache.runs.get(key)
         return bool(run and (run.get("spec") or {}).get("cancelRequested")
-                    and (run.get("status") or {}).get("phase") not in TERMINAL_PHASES)
+                    and (run.get("status") or {}).get("phase") not in RUN_TERMINAL)
