@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 
 import pytest
@@ -102,3 +103,29 @@ def test_forever_deployment_runs_until_scaled_to_zero(cluster: ControlPlane,
     cluster.kubectl("scale", "-n", namespace, "deployment/server", "--replicas=0")
     wait_for("the server pod to be gone", lambda: not kubectl_json(
         cluster, "get", "pods", "-n", namespace, "-l", "app=server")["items"], timeout=30)
+
+
+def test_every_node_and_pod_address_is_on_loopback(cluster: ControlPlane, namespace: str) -> None:
+    """Logs, exec and port-forward make the API server dial a node's address: every simulated
+    node advertises loopback alone, with kwok serving on the port it names, and pods get
+    loopback addresses too, so nothing is ever dialled off this machine."""
+    nodes = kubectl_json(cluster, "get", "nodes")["items"]
+    assert nodes
+    for node in nodes:
+        addresses = node["status"]["addresses"]
+        assert addresses, node["metadata"]["name"]
+        assert all(ipaddress.ip_address(a["address"]).is_loopback for a in addresses), addresses
+        port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+        assert port == cluster.ports["kwok"]
+    args = json.loads((cluster.workdir / "kube-apiserver.args").read_text())
+    assert "--kubelet-preferred-address-types=InternalIP" in args
+
+    cluster.kubectl("apply", "-n", namespace, "-f", "-",
+                    input=_job("addressed", {"sim.runctl.dev/duration": "1s"}))
+    pods = wait_for("the pod to get addresses", lambda: [
+        p for p in kubectl_json(cluster, "get", "pods", "-n", namespace,
+                                "-l", "job-name=addressed")["items"]
+        if p.get("status", {}).get("podIP")])
+    for pod in pods:
+        assert ipaddress.ip_address(pod["status"]["podIP"]).is_loopback
+        assert ipaddress.ip_address(pod["status"]["hostIP"]).is_loopback

@@ -35,6 +35,8 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "controlplane-build.sh"
 NODE_COUNT = 3
 SERVICE_CIDR = "10.96.0.0/16"
+NODE_IP = "127.0.0.1"
+POD_CIDR = "127.64.0.0/16"
 # Controllers a run needs: garbage collection (owner references), namespaces, Jobs, Deployments
 # and their ReplicaSets, service accounts and their tokens, endpoints for Services, and pod GC
 # (pods on a vanished node). Node lifecycle is left out: kwok nodes send no heartbeats.
@@ -169,12 +171,16 @@ class ControlPlane:
             stages = self.workdir / "kwok-stages.yaml"
             stages.write_text(resources.files("runctl.devcluster").joinpath("stages.yaml")
                               .read_text())
+            # Every node advertises loopback, on the port kwok serves: logs, exec and
+            # port-forward through the API server can only ever dial this machine. Pod IPs come
+            # from a loopback range for the same reason.
             self._start("kwok", [
                 f"--kubeconfig={self.kubeconfig}", f"--config={stages}",
                 "--manage-all-nodes=false",
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-                f"--server-address=127.0.0.1:{self.ports['kwok']}",
-                "--node-ip=10.244.0.1", "--cidr=10.244.0.0/16",
+                f"--server-address={NODE_IP}:{self.ports['kwok']}",
+                f"--node-ip={NODE_IP}", f"--node-port={self.ports['kwok']}",
+                f"--cidr={POD_CIDR}",
             ])
             self._create_nodes()
             self._wait_nodes_ready(deadline)
@@ -205,9 +211,33 @@ class ControlPlane:
         if etcd_data.is_symlink():
             shutil.rmtree(etcd_data.resolve(), ignore_errors=True)
 
+    def stop_apiserver(self) -> None:
+        """Stop kube-apiserver alone (etcd and the rest keep running), as an outage would:
+        every watch is cut and every call fails until `start_apiserver`."""
+        for pid, name in self._started():
+            if name == "kube-apiserver":
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+                end = time.monotonic() + 10
+                while time.monotonic() < end and _alive(pid) and not _zombie(pid):
+                    time.sleep(0.05)
+                with contextlib.suppress(ChildProcessError, OSError):
+                    os.waitpid(pid, os.WNOHANG)
+        kept = [f"{pid} {name}\n" for pid, name in self._started() if name != "kube-apiserver"]
+        self._pidfile.write_text("".join(kept))
+
+    def start_apiserver(self, timeout: float = 120) -> None:
+        """Start kube-apiserver again with the arguments it first had; wait until it serves."""
+        args = json.loads((self.workdir / "kube-apiserver.args").read_text())
+        self._start("kube-apiserver", args)
+        deadline = time.monotonic() + timeout
+        self._wait_until("kube-apiserver to serve again", deadline, lambda: self.kubectl(
+            "get", "--raw", "/readyz", check=False, timeout=10).returncode == 0)
+
     # -- processes ----------------------------------------------------------------------------
 
     def _start(self, name: str, args: Sequence[str]) -> None:
+        (self.workdir / f"{name}.args").write_text(json.dumps(list(args)))
         log = (self.logs / f"{name}.log").open("ab")
         proc = subprocess.Popen(
             [str(self.bin_dir / name), *args], stdout=log, stderr=subprocess.STDOUT,
@@ -245,6 +275,8 @@ class ControlPlane:
             f"--service-account-key-file={sa.cert}",
             f"--service-account-signing-key-file={sa.key}",
             "--allow-privileged=true", "--endpoint-reconciler-type=none",
+            # A node is reached by its InternalIP alone (loopback), never by a name to resolve.
+            "--kubelet-preferred-address-types=InternalIP",
             # kwok nodes have no node-lifecycle controller to lift the not-ready taint.
             "--disable-admission-plugins=TaintNodesByCondition",
             "--enable-priority-and-fairness=false",
