@@ -130,10 +130,27 @@ def status_never_written() -> tuple[m.Observed, dt.datetime, Decision]:
                                             StartAttempt("a", 1)), None)
 
 
-def recorded_but_not_seen_yet() -> tuple[m.Observed, dt.datetime, Decision]:
-    """The status names a StepRun the cache does not show yet: wait, never make a second."""
+def recorded_but_never_seen() -> tuple[m.Observed, dt.datetime, Decision]:
+    """The status names a StepRun that was neither observed nor seen deleted (its create may
+    have been lost in an API server outage): it is created again under the same name, which
+    is idempotent, and the record stands as it was."""
     before = running_run(CHAIN, {}, extra={"a": entry("a", sr_status("a", StepPhase.PENDING))})
-    return before, at(1), Decision(before.status, (), None)
+    first = sr_status("a", StepPhase.PENDING, started=40)  # its first attempt starts now
+    return before, at(40), Decision(expect(before, RunPhase.RUNNING, {"a": entry("a", first)}), (
+        CreateStepRun("a", "r-a", None), WriteStepRunStatus("a", first), StartAttempt("a", 1)),
+        None)
+
+
+def running_record_never_seen() -> tuple[m.Observed, dt.datetime, Decision]:
+    """A step recorded Running whose StepRun is not observed (nor seen deleted) is created
+    again where its record stood: same attempt, started now, still Running, never back to
+    Pending."""
+    two = replace(sr_status("a", attempts=2), next_attempt_at=at(20))
+    before = running_run(RETRYING, {}, extra={"a": entry("a", two)})
+    again = replace(sr_status("a", attempts=2), next_attempt_at=at(30))
+    return before, at(30), Decision(before.status, (
+        CreateStepRun("a", "r-a", at(100)), WriteStepRunStatus("a", again),
+        StartAttempt("a", 2)), at(100))
 
 
 # -- mirroring the workload ----------------------------------------------------------------------
@@ -798,7 +815,8 @@ CASES = [
     pytest.param(*batch_need_succeeded(), id="batch-dependent-starts-on-success"),
     pytest.param(*realtime_need_running(), id="realtime-dependent-starts-on-running"),
     pytest.param(*status_never_written(), id="steprun-without-status-adopted"),
-    pytest.param(*recorded_but_not_seen_yet(), id="recorded-steprun-not-seen-yet"),
+    pytest.param(*recorded_but_never_seen(), id="recorded-steprun-never-seen-is-created-again"),
+    pytest.param(*running_record_never_seen(), id="running-record-never-seen-resumes"),
     pytest.param(*pod_runs(), id="pod-runs"),
     pytest.param(*permanent_failure_fails_fast(), id="permanent-failure-skips-dependents"),
     pytest.param(*image_pull_is_not_retried(), id="image-pull-not-retried"),

@@ -1,7 +1,9 @@
 """A small simulated cluster for property tests: StepRuns and workloads that the core's actions
 create, stop and delete, and that random events move (pods run, succeed, fail, get deleted,
 report late). It plays the API server too: a write that changes a terminal status is refused and
-recorded as a violation, as the CRD rules would refuse it.
+recorded as a violation, as the CRD rules would refuse it; and it can fail as one does: away for
+a while (no write lands), creates refused while the run's status write lands, or the run's
+status write lost after its children's writes landed (a crash between them).
 """
 
 from __future__ import annotations
@@ -53,6 +55,12 @@ class World:
     emitted: list[act.EmitEvent] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     last: Decision | None = None
+    outage: int = 0
+    """Decisions still to be applied while the API server is away: none of their writes lands."""
+    lost_creates: int = 0
+    """Decisions still to be applied whose creates fail while their other writes land."""
+    lost_status: int = 0
+    """Decisions still to be applied whose children's writes land but not the run's status."""
 
     # -- what the shell would observe ----------------------------------------------------
 
@@ -85,8 +93,18 @@ class World:
         for w in sr.workloads.values():
             w.state, w.live_pods = W.GONE, 0
 
-    def apply(self, decision: Decision) -> None:
+    def apply(self, decision: Decision) -> bool:
+        """Apply what lands of a decision; False when a fault kept some of it from landing."""
+        self.last = decision
+        if self.outage:
+            self.outage -= 1
+            return False
+        drop_creates, drop_status = self.lost_creates > 0, self.lost_status > 0
+        self.lost_creates -= drop_creates
+        self.lost_status -= drop_status
         for a in decision.actions:
+            if drop_creates and isinstance(a, act.CreateStepRun | act.StartAttempt):
+                continue
             sr = self.runs.get(a.step or "") if not isinstance(a, act.EmitEvent) else None
             match a:
                 case act.CreateStepRun(step=step, name=name):
@@ -104,6 +122,8 @@ class World:
                     else:
                         sr.status = status
                 case act.StartAttempt(step=step, attempt=n) if sr and not sr.gone:
+                    if n in sr.workloads and sr.workloads[n].state is W.GONE:
+                        self.violations.append(f"a second workload for {step} attempt {n}")
                     sr.workloads.setdefault(n, Workload())
                 case act.StopWorkload() if sr:
                     for w in sr.workloads.values():
@@ -121,6 +141,8 @@ class World:
                     self.emitted.append(a)
                 case _:
                     pass
+        if drop_status:
+            return False
         before, after = self.status, decision.status
         if before.phase in RUN_TERMINAL and (
                 (before.phase, before.reason, before.message, before.finished_at)
@@ -130,7 +152,7 @@ class World:
             if state.phase in STEP_TERMINAL and m.step_state(after, step) != state:
                 self.violations.append(f"G2: terminal entry {step} rewritten")
         self.status = after
-        self.last = decision
+        return not drop_creates
 
     def decide(self) -> tuple[m.Observed, Decision]:
         observed = self.observe()
@@ -193,6 +215,12 @@ def happen(world: World, kind: str, step: str, param: int) -> None:
         case "pods_gone":
             for x in world.all_workloads():
                 x.state, x.live_pods = W.GONE, 0
+        case "outage":
+            world.outage = 1 + param % 6
+        case "lost_creates":
+            world.lost_creates = 1 + param % 3
+        case "lost_status":
+            world.lost_status = 1 + param % 3
         case "tick":
             world.now += dt.timedelta(seconds=1 + param % 40)
         case "jump" if world.last is not None and world.last.requeue_at is not None:
@@ -203,4 +231,4 @@ def happen(world: World, kind: str, step: str, param: int) -> None:
 
 KINDS = ("run", "run", "run", "succeed", "succeed", "fail", "fail", "late_success", "heartbeat",
          "delete_workload", "terminate", "delete_steprun", "stop", "topology", "pods_gone",
-         "tick", "tick", "jump", "jump")
+         "tick", "tick", "jump", "jump", "outage", "lost_creates", "lost_status")
