@@ -26,7 +26,14 @@ from runctl.machine.phases import (
     StopTrigger,
     Waiting,
 )
-from runctl.machine.steps import Track, end, first_status, in_backoff, start
+from runctl.machine.steps import (
+    Track,
+    end,
+    first_status,
+    in_backoff,
+    recreated_status,
+    start,
+)
 
 Tracks = Mapping[str, Track]
 
@@ -193,7 +200,8 @@ def _start(observed: Observed, t: Track, phases: Mapping[str, StepPhase], clock:
            ) -> tuple[Track, CreateStepRun | None, StartAttempt | None]:
     """What starts for one going step, first rule that holds: the next attempt once its
     backoff is over; the current attempt again if its workload was never seen (creating it is
-    idempotent); a StepRun for a step whose needs are met."""
+    idempotent); the recorded StepRun again if it was never seen either; a StepRun for a step
+    whose needs are met."""
     spec, now, step_run = observed.spec, clock.now, t.state.step_run or ""
     if t.status is not None and in_backoff(t.status):
         if now < (t.status.next_attempt_at or now):
@@ -205,6 +213,12 @@ def _start(observed: Observed, t: Track, phases: Mapping[str, StepPhase], clock:
     if t.status is not None:
         unseen = t.attempt is None or t.attempt.state is WorkloadState.ABSENT
         return t, None, StartAttempt(t.name, t.status.attempts) if unseen else None
+    if t.state.step_run is not None and t.observation is None:
+        # Recorded, yet neither observed nor seen deleted: its create may never have landed
+        # (the API server went away). The name makes creating it again idempotent.
+        status = recreated_status(t.state, spec.mode, now)
+        return (start(t, status, step_run), CreateStepRun(t.name, step_run, clock.deadline),
+                StartAttempt(t.name, status.attempts))
     if t.state.step_run is not None or not dag.is_ready(t.spec, phases, spec.mode):
         return t, None, None
     name = step_run_name(observed.run_name, t.name)

@@ -106,6 +106,19 @@ def first_status(spec: StepSpec, mode: Mode, step_run: str, recorded: StepState 
                          workload=workload_ref(mode, step_run, 1))
 
 
+def recreated_status(recorded: StepState, mode: Mode, now: dt.datetime) -> StepRunStatus:
+    """The status of a StepRun created again for a step the run recorded as started but whose
+    StepRun was never seen. Its attempt starts now (its timeout counts from now); a step
+    recorded Running goes on at its attempt, never back to Pending."""
+    if recorded.phase is StepPhase.PENDING:
+        return StepRunStatus(phase=StepPhase.PENDING, attempts=1, started_at=now,
+                             workload=workload_ref(mode, recorded.step_run or "", 1))
+    attempts = max(1, recorded.attempts)
+    return StepRunStatus(phase=recorded.phase, attempts=attempts,
+                         started_at=recorded.started_at or now, next_attempt_at=now,
+                         workload=workload_ref(mode, recorded.step_run or "", attempts))
+
+
 def _ended(status: StepRunStatus, phase: StepPhase, reason: str, message: str | None,
            now: dt.datetime) -> StepRunStatus:
     return replace(status, phase=phase, reason=reason, message=message, finished_at=now)

@@ -2,9 +2,11 @@
 
 Order matters only for what a crash in the middle could leave behind, so children are written
 first and the run's status last: a restarted operator that finds a StepRun the status does not
-mention yet just adopts it (deterministic names), while a status that named a StepRun never
-created would need repair. Events are posted only once the run's status write succeeded, so a
-conflict (and the re-decision it causes) never posts an Event twice.
+mention yet just adopts it (deterministic names). A StepRun create the API server did not
+confirm stops the apply before the run's status is written, so a status never names a StepRun
+that was not created (and should one anyway, the core creates it again). Events are posted
+only once the run's status write succeeded, so a conflict (and the re-decision it causes) never
+posts an Event twice.
 """
 
 from __future__ import annotations
@@ -80,7 +82,12 @@ async def apply(ctx: Context, key: RunKey, run: Mapping[str, Any], decision: Dec
                                         "this run's; waiting")
                     return result
                 elif not res.ok:
+                    # Not confirmed by the API server: a status naming it would record as
+                    # started a step that has no StepRun, so nothing is recorded this time.
                     result.retry_soon = True
+                    result.notes.append(f"StepRun {sr_name} not created ({res.outcome}: "
+                                        f"{res.message}); the status waits for it")
+                    return result
             case act.StartAttempt(step=step, attempt=attempt):
                 sr = step_runs.get(step)
                 if sr is None:
