@@ -35,6 +35,6 @@ image:
 	docker build -t $(IMAGE) .
 
 lint: venv
-	.venv/bin/ruff check src tests
+	.venv/bin/ruff check .
 	.venv/bin/mypy
 	.venv/bin/lint-imports

@@ -2,6 +2,7 @@
 
 Each case is a run as the shell would observe it, the time, and the entire Decision expected
 (status, every action in order, requeue time), so a change anywhere in a decision shows up.
+The ways a stop ends are rows of two tables at the end, each row what differs between them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pytest
 
 from runctl.machine import model as m
 from runctl.machine.actions import (
+    Action,
     CreateStepRun,
     DeleteStepRun,
     EmitEvent,
@@ -406,98 +408,6 @@ def stop_observed() -> tuple[m.Observed, dt.datetime, Decision]:
                   "stop requested: no step starts from now on")), at(34))
 
 
-def stopped_when_work_is_gone() -> tuple[m.Observed, dt.datetime, Decision]:
-    first = decide(stopping_run(), at(4)).status
-    before = replace(stopping_run(), status=first, step_runs=m.frozen_step_runs([
-        ("a", m.StepRunObservation("r-a", sr_status("a"), attempt=work(W.GONE)))]))
-    a = ended("a", sr_status("a"), StepPhase.CANCELED, Reason.CANCELED,
-              "stopped: its workload was deleted", 9)
-    stop = replace(STOP_AT_4, completed_at=at(9), trigger=StopTrigger.ALL_STEPS_TERMINAL)
-    text = "stopped on request; every step ended"
-    status = expect(before, RunPhase.CANCELED, {"a": entry("a", a)}, now=9,
-                    reason=Reason.CANCELED, message=text, duration="9s", stop=stop)
-    return before, at(9), Decision(status, (
-        WriteStepRunStatus("a", a),
-        run_event("Canceled", f"Canceled after 9s: {text}", "Normal")), None)
-
-
-def success_during_stop_stands() -> tuple[m.Observed, dt.datetime, Decision]:
-    first = decide(stopping_run(), at(4)).status
-    before = replace(stopping_run(), status=first, step_runs=m.frozen_step_runs([
-        ("a", m.StepRunObservation("r-a", sr_status("a"), attempt=work(W.SUCCEEDED)))]))
-    a = ended("a", sr_status("a"), S, Reason.COMPLETED, None, 9)
-    stop = replace(STOP_AT_4, completed_at=at(9), trigger=StopTrigger.ALL_STEPS_TERMINAL)
-    text = "stopped on request; every step ended"
-    status = expect(before, RunPhase.CANCELED, {"a": entry("a", a)}, now=9,
-                    reason=Reason.CANCELED, message=text, duration="9s", stop=stop)
-    return before, at(9), Decision(status, (
-        WriteStepRunStatus("a", a),
-        run_event("Canceled", f"Canceled after 9s: {text}", "Normal")), None)
-
-
-def killed_by_the_stop() -> tuple[m.Observed, dt.datetime, Decision]:
-    """A pod that exits on the stop's SIGTERM was stopped, not failed."""
-    first = decide(stopping_run(), at(4)).status
-    before = replace(stopping_run(), status=first, step_runs=m.frozen_step_runs([
-        ("a", m.StepRunObservation("r-a", sr_status("a"), attempt=work(W.FAILED,
-                                                                        exit_code=143)))]))
-    a = ended("a", sr_status("a"), StepPhase.CANCELED, Reason.CANCELED,
-              "stopped: attempt 1 failed (exit code 143, Transient)", 9)
-    stop = replace(STOP_AT_4, completed_at=at(9), trigger=StopTrigger.ALL_STEPS_TERMINAL)
-    text = "stopped on request; every step ended"
-    status = expect(before, RunPhase.CANCELED, {"a": entry("a", a)}, now=9,
-                    reason=Reason.CANCELED, message=text, duration="9s", stop=stop)
-    return before, at(9), Decision(status, (
-        WriteStepRunStatus("a", a),
-        run_event("Canceled", f"Canceled after 9s: {text}", "Normal")), None)
-
-
-def grace_expires() -> tuple[m.Observed, dt.datetime, Decision]:
-    first = decide(stopping_run(), at(4)).status
-    before = replace(stopping_run(), status=first, step_runs=m.frozen_step_runs([
-        ("a", m.StepRunObservation("r-a", sr_status("a"), attempt=work(W.RUNNING,
-                                                                        stopping=True)))]))
-    a = ended("a", sr_status("a"), StepPhase.CANCELED, Reason.GRACE_PERIOD_EXPIRED,
-              "still running 30s after the stop: recorded canceled", 34)
-    stop = replace(STOP_AT_4, completed_at=at(34), trigger=StopTrigger.GRACE_PERIOD_EXPIRED)
-    text = "stopped on request; the grace period of 30s expired"
-    status = expect(before, RunPhase.CANCELED, {"a": entry("a", a)}, now=34,
-                    reason=Reason.CANCELED, message=text, duration="34s", stop=stop)
-    return before, at(34), Decision(status, (
-        WriteStepRunStatus("a", a),
-        run_event("Canceled", f"Canceled after 34s: {text}", "Normal")), None)
-
-
-def stop_during_backoff() -> tuple[m.Observed, dt.datetime, Decision]:
-    before = running_run(replace(RETRYING, cancel_requested=True),
-                         {"a": (backing_off(), work(W.FAILED, exit_code=75))})
-    a = ended("a", backing_off(), StepPhase.CANCELED, Reason.CANCELED,
-              "stopped while waiting to retry", 16)
-    stop = m.StopState(at(16), at(16), at(16), StopTrigger.ALL_STEPS_TERMINAL)
-    text = "stopped on request; every step ended"
-    status = expect(before, RunPhase.CANCELED, {"a": entry("a", a)}, now=16,
-                    reason=Reason.CANCELED, message=text, duration="16s", stop=stop)
-    return before, at(16), Decision(status, (
-        WriteStepRunStatus("a", a),
-        EmitEvent("run", None, "Normal", "StopRequested",
-                  "stop requested: no step starts from now on"),
-        run_event("Canceled", f"Canceled after 16s: {text}", "Normal")), None)
-
-
-def stop_before_first_reconcile() -> tuple[m.Observed, dt.datetime, Decision]:
-    before = observed(replace(CHAIN, cancel_requested=True))
-    canceled = m.StepState(StepPhase.CANCELED, Reason.STOPPED_BEFORE_START,
-                           "not started: the run was stopped", finished_at=T0)
-    text = "stopped on request; every step ended"
-    status = expect(before, RunPhase.CANCELED, {"a": canceled, "b": canceled},
-                    reason=Reason.CANCELED, message=text, duration="0s",
-                    stop=m.StopState(T0, T0, T0, StopTrigger.ALL_STEPS_TERMINAL))
-    return before, T0, Decision(status, (
-        EmitEvent("run", None, "Normal", "StopRequested",
-                  "stop requested: no step starts from now on"),
-        run_event("Canceled", f"Canceled after 0s: {text}", "Normal")), None)
-
-
 # -- realtime topology ---------------------------------------------------------------------------
 
 RT = replace(CHAIN, mode=Mode.REALTIME)
@@ -554,24 +464,6 @@ def topology_ends_a_stop_whatever_the_drain() -> tuple[m.Observed, dt.datetime, 
     return before, at(5), Decision(status, (
         WriteStepRunStatus("a", a), WriteStepRunStatus("b", b),
         StopWorkload("a", 30, Reason.CANCELED), StopWorkload("b", 30, Reason.CANCELED),
-        run_event("Canceled", f"Canceled after 5s: {text}", "Normal")), None)
-
-
-def stop_and_topology_end_seen_together() -> tuple[m.Observed, dt.datetime, Decision]:
-    before = running_run(replace(RT, cancel_requested=True),
-                         {"a": (rt_status("a"), work(W.RUNNING))}, topology_terminated=True)
-    a = ended("a", rt_status("a"), StepPhase.CANCELED, Reason.CANCELED,
-              "stopped: the topology terminated", 5)
-    b = m.StepState(StepPhase.CANCELED, Reason.STOPPED_BEFORE_START,
-                    "not started: the run was stopped", finished_at=at(5))
-    stop = m.StopState(at(5), at(5), at(5), StopTrigger.TOPOLOGY_TERMINATED)
-    text = "stopped on request; the topology terminated"
-    status = expect(before, RunPhase.CANCELED, {"a": entry("a", a), "b": b}, now=5,
-                    reason=Reason.CANCELED, message=text, duration="5s", stop=stop)
-    return before, at(5), Decision(status, (
-        WriteStepRunStatus("a", a), StopWorkload("a", 30, Reason.CANCELED),
-        EmitEvent("run", None, "Normal", "StopRequested",
-                  "stop requested: no step starts from now on"),
         run_event("Canceled", f"Canceled after 5s: {text}", "Normal")), None)
 
 
@@ -834,18 +726,11 @@ CASES = [
     pytest.param(*go_on(), id="continue-policy-goes-on"),
     pytest.param(*first_failure_by_time_then_spec_order(), id="continue-reports-first-failure"),
     pytest.param(*stop_observed(), id="stop-observed"),
-    pytest.param(*stopped_when_work_is_gone(), id="stop-completes-when-work-is-gone"),
-    pytest.param(*success_during_stop_stands(), id="success-during-stop-stands"),
-    pytest.param(*killed_by_the_stop(), id="exit-on-sigterm-after-stop-is-canceled"),
-    pytest.param(*grace_expires(), id="stop-grace-expires"),
-    pytest.param(*stop_during_backoff(), id="stop-during-retry-backoff"),
-    pytest.param(*stop_before_first_reconcile(), id="stop-before-first-reconcile"),
     pytest.param(*topology_pods_gone(), id="realtime-no-live-pod-left"),
     pytest.param(*topology_ended_by_hub(), id="realtime-hub-ends-topology"),
     pytest.param(*topology_ends_a_stop_whatever_the_drain(), id="realtime-stop-ends-on-topology"),
     pytest.param(*topology_ends_before_all_started(), id="realtime-ends-before-all-started"),
     pytest.param(*topology_with_a_failed_step(), id="realtime-topology-ends-with-a-failure"),
-    pytest.param(*stop_and_topology_end_seen_together(), id="realtime-stop-and-end-together"),
     pytest.param(*stale_running_steps_end_with_their_stepruns(),
                  id="realtime-stepruns-deleted-after-stop"),
     pytest.param(*topology_not_up_yet(), id="realtime-topology-not-up-yet"),
@@ -871,3 +756,105 @@ CASES = [
 @pytest.mark.parametrize(("before", "now", "expected"), CASES)
 def test_decide(before: m.Observed, now: dt.datetime, expected: Decision) -> None:
     assert decide(before, now) == expected
+
+
+# -- how a stop ends, as rows ---------------------------------------------------------------------
+# Each row is what differs; the test builds the rest of the whole Decision the same way for all:
+# the run Canceled with the row's words and trigger, its step actions, then the run's Events.
+
+EVERY_STEP_ENDED = "stopped on request; every step ended"
+STOP_REQUESTED = EmitEvent("run", None, "Normal", "StopRequested",
+                           "stop requested: no step starts from now on")
+
+
+def canceled(before: m.Observed, now: float, changes: dict[str, m.StepState],
+             actions: tuple[Action, ...], stop: m.StopState, text: str) -> Decision:
+    """The whole Decision that records a run Canceled: `actions`, then its Canceled Event."""
+    status = expect(before, RunPhase.CANCELED, changes, now=now, reason=Reason.CANCELED,
+                    message=text, duration=f"{now:g}s", stop=stop)
+    return Decision(status, (*actions, run_event("Canceled", f"Canceled after {now:g}s: {text}",
+                                                 "Normal")), None)
+
+
+def stop_observed_then(attempt: m.AttemptObservation) -> m.Observed:
+    """stopping_run() once its stop was observed at 4, with a's workload now as given."""
+    first = decide(stopping_run(), at(4)).status
+    return replace(stopping_run(), status=first, step_runs=m.frozen_step_runs([
+        ("a", m.StepRunObservation("r-a", sr_status("a"), attempt=attempt))]))
+
+
+# The last running step (a) of a stopping run ends: what its workload shows, what a becomes, when.
+LAST_STEP_ENDS = [
+    pytest.param(work(W.GONE),
+                 ended("a", sr_status("a"), StepPhase.CANCELED, Reason.CANCELED,
+                       "stopped: its workload was deleted", 9),
+                 9, StopTrigger.ALL_STEPS_TERMINAL, EVERY_STEP_ENDED,
+                 id="stop-completes-when-work-is-gone"),
+    pytest.param(work(W.SUCCEEDED),
+                 ended("a", sr_status("a"), S, Reason.COMPLETED, None, 9),
+                 9, StopTrigger.ALL_STEPS_TERMINAL, EVERY_STEP_ENDED,
+                 id="success-during-stop-stands"),
+    # A pod that exits on the stop's SIGTERM was stopped, not failed.
+    pytest.param(work(W.FAILED, exit_code=143),
+                 ended("a", sr_status("a"), StepPhase.CANCELED, Reason.CANCELED,
+                       "stopped: attempt 1 failed (exit code 143, Transient)", 9),
+                 9, StopTrigger.ALL_STEPS_TERMINAL, EVERY_STEP_ENDED,
+                 id="exit-on-sigterm-after-stop-is-canceled"),
+    pytest.param(work(W.RUNNING, stopping=True),
+                 ended("a", sr_status("a"), StepPhase.CANCELED, Reason.GRACE_PERIOD_EXPIRED,
+                       "still running 30s after the stop: recorded canceled", 34),
+                 34, StopTrigger.GRACE_PERIOD_EXPIRED,
+                 "stopped on request; the grace period of 30s expired",
+                 id="stop-grace-expires"),
+]
+
+
+@pytest.mark.parametrize(("attempt", "a", "now", "trigger", "text"), LAST_STEP_ENDS)
+def test_stop_completes_when_the_last_step_ends(attempt: m.AttemptObservation,
+                                                a: m.StepRunStatus, now: float,
+                                                trigger: StopTrigger, text: str) -> None:
+    before = stop_observed_then(attempt)
+    stop = replace(STOP_AT_4, completed_at=at(now), trigger=trigger)
+    assert decide(before, at(now)) == canceled(before, now, {"a": entry("a", a)},
+                                               (WriteStepRunStatus("a", a),), stop, text)
+
+
+# A stop requested and completed in one reconcile, since nothing it must wait for is running.
+BACKOFF_STOPPED = ended("a", backing_off(), StepPhase.CANCELED, Reason.CANCELED,
+                        "stopped while waiting to retry", 16)
+NOT_STARTED = m.StepState(StepPhase.CANCELED, Reason.STOPPED_BEFORE_START,
+                          "not started: the run was stopped", finished_at=T0)
+TOPOLOGY_STOPPED = ended("a", rt_status("a"), StepPhase.CANCELED, Reason.CANCELED,
+                         "stopped: the topology terminated", 5)
+
+STOPPED_AT_ONCE = [
+    pytest.param(running_run(replace(RETRYING, cancel_requested=True),
+                             {"a": (backing_off(), work(W.FAILED, exit_code=75))}),
+                 16, {"a": entry("a", BACKOFF_STOPPED)},
+                 (WriteStepRunStatus("a", BACKOFF_STOPPED),),
+                 StopTrigger.ALL_STEPS_TERMINAL, EVERY_STEP_ENDED,
+                 id="stop-during-retry-backoff"),
+    pytest.param(observed(replace(CHAIN, cancel_requested=True)),
+                 0, {"a": NOT_STARTED, "b": NOT_STARTED}, (),
+                 StopTrigger.ALL_STEPS_TERMINAL, EVERY_STEP_ENDED,
+                 id="stop-before-first-reconcile"),
+    pytest.param(running_run(replace(RT, cancel_requested=True),
+                             {"a": (rt_status("a"), work(W.RUNNING))}, topology_terminated=True),
+                 5, {"a": entry("a", TOPOLOGY_STOPPED), "b": replace(NOT_STARTED,
+                                                                     finished_at=at(5))},
+                 (WriteStepRunStatus("a", TOPOLOGY_STOPPED), StopWorkload("a", 30,
+                                                                          Reason.CANCELED)),
+                 StopTrigger.TOPOLOGY_TERMINATED, "stopped on request; the topology terminated",
+                 id="realtime-stop-and-end-together"),
+]
+
+
+@pytest.mark.parametrize(("before", "now", "changes", "actions", "trigger", "text"),
+                         STOPPED_AT_ONCE)
+def test_stop_requested_and_completed_at_once(before: m.Observed, now: float,
+                                              changes: dict[str, m.StepState],
+                                              actions: tuple[Action, ...], trigger: StopTrigger,
+                                              text: str) -> None:
+    stop = m.StopState(at(now), at(now), at(now), trigger)
+    assert decide(before, at(now)) == canceled(before, now, changes, (*actions, STOP_REQUESTED),
+                                               stop, text)

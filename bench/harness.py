@@ -1,0 +1,149 @@
+"""The bench's world: a local control plane, runctl's operator as a process, and what is read
+from both.
+
+The operator runs as its own process, as it would in a cluster, so its CPU time and RSS come from
+/proc and its request counts from its metrics endpoint, never from inside the bench.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, cast
+
+from kubernetes import client
+
+from bench import metrics
+from runctl.devcluster import ControlPlane
+from runctl.devcluster.cluster import REPO_ROOT, build_binaries
+
+GROUP, VERSION = "runctl.dev", "v1alpha1"
+TERMINAL = {"Succeeded", "Failed", "Canceled", "TimedOut"}
+
+
+class Bench:
+    """A started control plane with runctl's CRDs; the operator is started and stopped apart,
+    so a scenario can measure a fresh process."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.cluster = ControlPlane(workdir, build_binaries())
+        self.op: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Bench:
+        self.cluster.start()
+        self.cluster.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
+        self.cluster.kubectl("wait", "--for=condition=Established", "crd", "--all")
+        self.api = self.cluster.api_client()
+        self.custom = client.CustomObjectsApi(self.api)
+        self.core = client.CoreV1Api(self.api)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop_operator()
+        self.cluster.stop()
+
+    def start_operator(self) -> None:
+        env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig)}
+        path = self.cluster.logs / "operator.log"
+        since = path.stat().st_size if path.exists() else 0  # an earlier process's lines
+        log = path.open("ab")
+        runctl = Path(sys.executable).parent / "runctl"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.metrics_port = s.getsockname()[1]
+        self.op = subprocess.Popen([str(runctl), "operator", "--metrics-address", "127.0.0.1",
+                                    "--metrics-port", str(self.metrics_port),
+                                    "--liveness", ""], env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while b"runctl operator started" not in path.read_bytes()[since:]:
+            if time.monotonic() > deadline or self.op.poll() is not None:
+                raise RuntimeError("the operator did not start")
+            time.sleep(0.1)
+
+    def stop_operator(self) -> None:
+        if self.op is not None and self.op.poll() is None:
+            os.killpg(self.op.pid, signal.SIGTERM)
+            self.op.wait(timeout=30)
+        self.op = None
+
+    # -- what the figures are read from ------------------------------------------------------
+
+    def cpu_seconds(self) -> float:
+        assert self.op is not None
+        fields = Path(f"/proc/{self.op.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mb(self) -> float:
+        assert self.op is not None
+        for line in Path(f"/proc/{self.op.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def apiserver_requests(self) -> Counter[tuple[str, str, str]]:
+        """Every client's requests as the API server counts them, from its /metrics."""
+        return metrics.apiserver_requests(self.cluster.kubectl("get", "--raw", "/metrics").stdout)
+
+    def operator_requests(self) -> Counter[tuple[str, str]]:
+        """runctl's requests as it counts them, from its metrics endpoint."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return metrics.operator_requests(r.read().decode())
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def namespace(self, name: str) -> str:
+        self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        return name
+
+    def drop_namespace(self, name: str) -> None:
+        """Delete a scenario's namespace and wait until it is gone, so its clean-up (StepRuns let
+        go, Jobs and pods deleted) is not counted against the next scenario."""
+        self.core.delete_namespace(name)
+
+        def gone() -> bool:
+            try:
+                self.core.read_namespace(name)
+            except client.ApiException as exc:
+                return bool(exc.status == 404)
+            return False
+
+        self.wait(f"namespace {name} to be gone", gone, timeout=300)
+
+    def create_runs(self, ns: str, bodies: Iterable[dict[str, Any]]) -> None:
+        def create(body: dict[str, Any]) -> None:
+            self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, "storyruns", body)
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(create, bodies))
+
+    def objects(self, ns: str, plural: str) -> list[dict[str, Any]]:
+        """The StoryRuns or StepRuns of a namespace, as the API server has them now."""
+        listed = cast(dict[str, Any], self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, ns, plural))
+        items: list[dict[str, Any]] = listed["items"]
+        return items
+
+    def wait(self, what: str, probe: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not probe():
+            if time.monotonic() > deadline:
+                tail = (self.cluster.logs / "operator.log").read_text(errors="replace")[-3000:]
+                raise TimeoutError(f"timed out waiting for {what}; operator log:\n{tail}")
+            time.sleep(0.5)
+
+    def all_steps_running(self, ns: str, count: int) -> bool:
+        runs = self.objects(ns, "storyruns")
+        return len(runs) == count and all(
+            (r.get("status") or {}).get("stepStates")
+            and all(s.get("phase") == "Running" for s in r["status"]["stepStates"].values())
+            for r in runs)
