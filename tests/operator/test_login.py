@@ -13,6 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kubernetes.config import incluster_config
+
+from runctl.operator import login
 
 RUNCTL = Path(sys.executable).with_name("runctl")
 """The installed command, as a person runs it."""
@@ -149,6 +152,21 @@ def test_a_garbled_kubeconfig(tmp_path: Path, content: str) -> None:
     path.write_text(content)
     line = one_line(operator(kubeconfig=path))
     assert line.startswith(f"runctl operator: cannot read the kubeconfig $KUBECONFIG {path}: ")
+
+
+def test_in_a_pod_the_service_account_is_named(tmp_path: Path, closed_port: int,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "token").write_text("not-a-real-token")
+    (tmp_path / "ca.crt").write_text("not a certificate")
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(tmp_path / "token"))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(tmp_path / "ca.crt"))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(closed_port))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    with pytest.raises(login.LoginFailed) as failed:
+        login.check()
+    assert str(failed.value) == (f"cannot reach the API server at https://127.0.0.1:{closed_port} "
+                                 f"(from the in-cluster service account): connection refused")
 
 
 def test_other_commands_fail_in_one_line_too(tmp_path: Path) -> None:
