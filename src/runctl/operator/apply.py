@@ -3,8 +3,9 @@
 Order matters only for what a crash in the middle could leave behind, so children are written
 first and the run's status last: a restarted operator that finds a StepRun the status does not
 mention yet just adopts it (deterministic names), while a status that named a StepRun never
-created would need repair. Events are posted only once the run's status write succeeded, so a
-conflict (and the re-decision it causes) never posts an Event twice.
+created would need repair. Events are posted only once the run's status write succeeded (or when
+the status needed no write), so a conflict (and the re-decision it causes) never posts an Event
+twice.
 """
 
 from __future__ import annotations
