@@ -4,6 +4,7 @@ at once; and no other `runctl` failure prints a traceback."""
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import socket
 import subprocess
@@ -83,25 +84,67 @@ def silent_port() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
-class _Refuse(http.server.BaseHTTPRequestHandler):
+VERSION = json.dumps({
+    "major": "1", "minor": "36", "gitVersion": "v1.36.3", "gitCommit": "0", "gitTreeState": "clean",
+    "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.25", "compiler": "gc",
+    "platform": "linux/amd64"}).encode()
+
+
+class _Answer(http.server.BaseHTTPRequestHandler):
+    status = 401
+
     def do_GET(self) -> None:
-        self.send_response(401)
-        self.send_header("Content-Length", "0")
+        body = VERSION if self.status == 200 and self.path.startswith("/version") else b""
+        self.send_response(self.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        self.wfile.write(body)
 
     def log_message(self, *_: object) -> None:
         pass
 
 
-@pytest.fixture
-def refusing_server() -> Iterator[str]:
-    """A plain-HTTP server on loopback that answers every request 401."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refuse)
+class _Version(_Answer):
+    status = 200
+
+
+class _NotKubernetes(_Answer):
+    status = 200
+
+    def do_GET(self) -> None:
+        body = b"<html>hello</html>"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _serve(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def refusing_server() -> Iterator[str]:
+    """A plain-HTTP server on loopback that answers every request 401."""
+    yield from _serve(_Answer)
+
+
+@pytest.fixture
+def web_server() -> Iterator[str]:
+    """A plain-HTTP server on loopback that answers every request with a web page."""
+    yield from _serve(_NotKubernetes)
+
+
+@pytest.fixture
+def version_server() -> Iterator[str]:
+    """A plain-HTTP server on loopback that answers `/version` like an API server."""
+    yield from _serve(_Version)
 
 
 def test_an_api_server_nobody_listens_for(tmp_path: Path, closed_port: int) -> None:
@@ -167,6 +210,21 @@ def test_in_a_pod_the_service_account_is_named(tmp_path: Path, closed_port: int,
         login.check()
     assert str(failed.value) == (f"cannot reach the API server at https://127.0.0.1:{closed_port} "
                                  f"(from the in-cluster service account): connection refused")
+
+
+def test_a_server_that_is_not_an_api_server(tmp_path: Path, web_server: str) -> None:
+    path = kubeconfig(tmp_path / "kubeconfig", web_server)
+    line = one_line(operator(kubeconfig=path))
+    assert line == (f"runctl operator: the API server at {web_server} (from $KUBECONFIG {path}) "
+                    f"answered /version, but not as a Kubernetes API server does")
+
+
+def test_a_failure_after_the_login_is_one_line_too(tmp_path: Path, version_server: str,
+                                                   silent_port: int) -> None:
+    path = kubeconfig(tmp_path / "kubeconfig", version_server)
+    result = runctl("operator", "--metrics-address", "127.0.0.1",
+                    "--metrics-port", str(silent_port), "--liveness", "", kubeconfig=path)
+    assert "Address already in use" in one_line(result)
 
 
 def test_other_commands_fail_in_one_line_too(tmp_path: Path) -> None:

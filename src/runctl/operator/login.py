@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import urllib3
 import yaml
@@ -104,7 +106,9 @@ def check() -> Login:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
-            client.VersionApi(api).get_code(_request_timeout=(CHECK_SECONDS, CHECK_SECONDS))
+            response: Any = client.VersionApi(api).get_code(  # raw: judged below
+                _request_timeout=(CHECK_SECONDS, CHECK_SECONDS), _preload_content=False)
+            body = response.data
     except ApiException as exc:
         if exc.status in (401, 403):
             raise LoginFailed(f"{where} refused the credentials: {exc.status} {exc.reason}"
@@ -114,4 +118,10 @@ def check() -> Login:
         raise LoginFailed(f"cannot reach {where}: {_reason(exc)}") from exc
     finally:
         api.close()
+    try:
+        version = json.loads(body).get("gitVersion")
+    except (ValueError, AttributeError):
+        version = None
+    if not isinstance(version, str):
+        raise LoginFailed(f"{where} answered /version, but not as a Kubernetes API server does")
     return login
