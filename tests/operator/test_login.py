@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from kubernetes.config import incluster_config
 
+from runctl.devcluster import ControlPlane
 from runctl.operator import login
 
 RUNCTL = Path(sys.executable).with_name("runctl")
@@ -233,3 +234,10 @@ def test_other_commands_fail_in_one_line_too(tmp_path: Path) -> None:
     line = one_line(runctl("crds", "--write", str(blocked / "crds")))
     assert "Traceback" not in line
     assert str(blocked) in line
+
+
+def test_the_check_passes_against_a_real_api_server(cluster: ControlPlane,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+    assert login.check().source == f"$KUBECONFIG {cluster.kubeconfig}"
