@@ -1,4 +1,8 @@
-"""The `runctl` command: run the operator, print the CRDs."""
+"""The `runctl` command: run the operator, print the CRDs.
+
+Like any command-line tool, it reports a failure in one line on stderr (`runctl <command>: what
+went wrong`) and exits non-zero; argparse reports bad arguments its own way (exit 2).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
+class Failed(Exception):
+    """A failure whose message already says, in one line, what was tried and why it failed."""
+
+
 def _operator(args: argparse.Namespace) -> int:
+    from runctl.operator import login
+
+    try:
+        login.check()
+    except login.LoginFailed as exc:
+        raise Failed(str(exc)) from exc
+
     import kopf
     from prometheus_client import start_http_server
 
@@ -93,7 +108,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     crd.set_defaults(func=_crds)
 
     args = parser.parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        reason = str(exc) if isinstance(exc, Failed) else f"{type(exc).__name__}: {exc}"
+        print(f"runctl {args.command}: {' '.join(reason.split())}", file=sys.stderr)
+        return 1
     return result
 
 

@@ -143,7 +143,7 @@ def test_the_run_graph_keeps_terminal_phases_terminal() -> None:
     assert RunPhase.PENDING not in rules.RUN_TRANSITIONS  # Pending may go anywhere
     assert RunPhase.PENDING not in rules.RUN_TRANSITIONS[RunPhase.RUNNING]
     assert set(rules.RUN_TRANSITIONS[RunPhase.STOPPING]) == {RunPhase.STOPPING, *RUN_TERMINAL}
-    assert not set(rules.STEP_TRANSITIONS) - STEP_TERMINAL  # retries: Pending <-> Running
+    assert not set(rules.STEP_TRANSITIONS) - STEP_TERMINAL  # only terminal phases restricted
 
 
 def test_status_rules_are_on_both_kinds_and_mention_every_terminal_phase() -> None:

@@ -1,4 +1,4 @@
-"""The phase graphs: valid at import, and the typed verdicts every status write goes through."""
+"""The phase graphs: valid at import, and the typed verdicts they give on a phase change."""
 
 from __future__ import annotations
 

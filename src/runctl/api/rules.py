@@ -111,8 +111,10 @@ Running anywhere but back to Pending; Stopping only to a terminal phase; a termi
 to itself."""
 
 STEP_TRANSITIONS: dict[str, list[str]] = _graph(StepPhase, STEP_TERMINAL, {})
-"""A step's phase graph as far as the API server enforces it: a terminal phase only to itself
-(Pending and Running may alternate while attempts are retried)."""
+"""A step's phase graph as far as the API server enforces it: a terminal phase only to itself.
+The core's own graph is stricter (`runctl.machine.transitions.STEP_TRANSITIONS`): a step never
+goes back from Running to Pending, not even while it waits to retry (a retry backoff is
+Running)."""
 
 
 def _cel_map(graph: Mapping[str, list[str]]) -> str:

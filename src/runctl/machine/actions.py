@@ -1,8 +1,9 @@
 """What the shell must do to make a decision true. A closed union: the shell matches on it.
 
-Every action is safe to apply twice (deterministic names, create-if-absent, deletes that count
-NotFound as done, status writes that state the whole result), because a decision may be applied
-again after a conflict or a restart.
+Every action but `EmitEvent` is safe to apply twice (deterministic names, create-if-absent,
+deletes that count NotFound as done, status writes that state the whole result), because a
+decision may be applied again after a conflict or a restart. An Event posted twice would be seen
+twice: the shell posts a decision's Events only once its status write has landed.
 """
 
 from __future__ import annotations

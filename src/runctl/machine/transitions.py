@@ -1,8 +1,15 @@
 """The phase graphs of a StoryRun and a StepRun, as data, checked when this module is imported.
 
-Every status the core writes passes through `check_run_transition` / `check_step_transition`:
-a proposal the table refuses is not written, so "terminal is final" holds by construction on the
-write path, not by the care of each branch that proposes a phase.
+A step's next status, as proposed from what was observed of its workload, passes through
+`check_step_transition` against both of the step's records (`steps.keep_final`): a proposal the
+table refuses is not written, so a terminal step record stands whole, and a step never goes back
+to Pending, by construction rather than by the care of each branch that proposes a phase. The
+run-level rules that end steps (`steps.end`) touch only steps still going.
+
+A run's phase does not pass through `check_run_transition` when it is decided: `decide` keeps a
+terminal run's status whole (its first rung), and the API server refuses, for every writer, a
+status that leaves a terminal phase (`runctl.api.rules`). `RUN_TRANSITIONS` states the graph
+the run's phase follows, and is checked here for shape like the step graph.
 """
 
 from __future__ import annotations

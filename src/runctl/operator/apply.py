@@ -4,9 +4,9 @@ Order matters only for what a crash in the middle could leave behind, so childre
 first and the run's status last: a restarted operator that finds a StepRun the status does not
 mention yet just adopts it (deterministic names). A StepRun create the API server did not
 confirm stops the apply before the run's status is written, so a status never names a StepRun
-that was not created (and should one anyway, the core creates it again). Events are posted
-only once the run's status write succeeded, so a conflict (and the re-decision it causes) never
-posts an Event twice.
+that was not created (and should one anyway, the core creates it again). Events are posted only
+once the run's status write succeeded (or when the status needed no write), so a conflict (and
+the re-decision it causes) never posts an Event twice.
 """
 
 from __future__ import annotations

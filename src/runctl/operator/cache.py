@@ -1,9 +1,10 @@
 """What the operator has observed of runs and their children, kept from watch events.
 
 A reconcile reads the cache instead of listing, so it costs no API calls. The cache also remembers
-deletions it saw (tombstones): "deleted" must be a fact observed, never inferred from absence,
-because watch streams of different kinds lag each other (a Job created a moment ago may simply not
-have arrived yet).
+deletions it saw (tombstones): "deleted" must be a fact observed (a watch's DELETED event, or an
+object missing from a fresh list taken after its cached copy), never inferred from absence from
+the cache, because watch streams of different kinds lag each other (a Job created a moment ago may
+simply not have arrived yet).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def run_key_of(body: Body) -> RunKey | None:
 
 
 class ObjectCache:
-    """Children (StepRun, Job, Pod, Deployment, Service) by kind, grouped by their run."""
+    """Runs, and their children (StepRun, Job, Deployment, Pod) by kind, grouped by run."""
 
     def __init__(self) -> None:
         self._kinds: dict[str, _Kind] = defaultdict(_Kind)

@@ -7,9 +7,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 
 from runctl.machine.phases import RUN_TERMINAL
+from runctl.operator import login
 from runctl.operator.cache import ObjectCache, RunKey
 from runctl.operator.informer import Informer, sources
 from runctl.operator.queue import WorkQueue
@@ -33,12 +34,9 @@ class Context:
     @classmethod
     def connect(cls, cache: ObjectCache, queue: WorkQueue,
                 namespaces: tuple[str, ...] = ()) -> Context:
-        """Log in the way kubectl would: in-cluster service account, else the kubeconfig."""
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            config.load_kube_config()
-        cfg = client.Configuration.get_default_copy()
+        """Log in the way kubectl would (`runctl.operator.login`: in-cluster service account,
+        else the kubeconfig), the same login `runctl operator` checked before starting."""
+        cfg = login.load().configuration
         cfg.connection_pool_maxsize = API_THREADS
         return cls(cache=cache, queue=queue, api=client.ApiClient(cfg), namespaces=namespaces)
 

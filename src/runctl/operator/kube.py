@@ -1,7 +1,12 @@
-"""Every write the operator makes goes through here, and every failure is classified.
+"""Every write a reconcile makes (StepRuns and their status, workloads, pods, Events, the run's
+status) goes through here, and every failure is classified. Two writers do not: leader election
+writes its Lease itself (`runctl.operator.leader`: a renewal that fails is retried by the election
+until its deadline, then leadership ends), and kopf registers the webhook's configuration.
 
-- invalid (400, 422): the API server refused the content; sending it again unchanged can never
-  succeed, so it is never retried: the caller logs it, records an Event and re-decides;
+- invalid (400, 422, and any other status not named below): the API server refused the content;
+  sending it again unchanged can never succeed, so it is logged and not retried here (a refused
+  status write is then recorded in an Event and never sent again unchanged: `apply`);
+- forbidden (401, 403): logged, not retried here;
 - conflict (409 on update): someone wrote first; re-read and re-decide (the caller requeues);
 - exists (409 on create) and gone (404): the desired state is already true (idempotent creates,
   deletes of what is already deleted);

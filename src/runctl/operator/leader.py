@@ -7,15 +7,18 @@ Lease in the operator's namespace:
   the holder has not renewed it for `leaseDurationSeconds`, measured on this replica's own
   monotonic clock from the moment it last saw the Lease change (never by comparing wall clocks
   of two machines, which may disagree);
-- every write is a replace carrying the `resourceVersion` that was read, so two replicas racing
-  for an expired Lease cannot both win: the API server refuses the second write (409);
+- every write is a replace carrying the `resourceVersion` that was read (or the create of a Lease
+  not there yet), so two replicas racing for an expired Lease cannot both win: the API server
+  refuses the second write (409);
 - the leader renews every `renew_seconds`; if it cannot renew for `renew_deadline_seconds`
   (shorter than the lease, so it stops acting before anyone else may start), or sees another
   holder, it stops leading and goes back to waiting;
 - on a clean shutdown the leader releases the Lease (empty holder), so another replica takes over
   on its next try instead of waiting for the lease to expire.
 
-Every API call is the blocking `kubernetes` client run in a thread (`asyncio.to_thread`).
+Every API call is the blocking `kubernetes` client run in a thread (`asyncio.to_thread`), made
+here rather than through `runctl.operator.kube`: a failed call is this module's to judge (a round
+that did not win), not a write to classify and requeue.
 """
 
 from __future__ import annotations

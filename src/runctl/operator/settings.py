@@ -15,18 +15,18 @@ from pathlib import Path
 import kopf
 
 WORKERS = int(os.environ.get("RUNCTL_WORKERS", "32"))
-"""Runs reconciled at once. A reconcile spends nearly all its time waiting on API calls made one
-after another, so many runs stopped together finish sooner with many workers (measured: p99 stop
-latency of 100 realtime runs 1.4-1.9 s with 8, 0.76 s with 32; bench/README.md)."""
+"""Runs reconciled at once. A reconcile spends nearly all its time waiting on API calls, so many
+runs stopped together finish sooner with many workers than with a few (`make bench` measures stop
+latency at 100 realtime runs; results in bench/results)."""
 API_THREADS = 32
 """Threads that make blocking API calls (the client's connection pool is as large): asyncio's
 default executor would allow only a few on a small machine, and every worker waits on them."""
 ERROR_REQUEUE_SECONDS = 2.0
 BATCH_SECONDS = float(os.environ.get("RUNCTL_BATCH_SECONDS", "0.25"))
 """How long a child's event waits before it wakes its run, so that one reconcile sees the Job,
-pod and StepRun changes that come together and writes one status instead of several (measured at
-50 diamond runs in flight: 37 writes a run with 0.1 s, 35 with 0.25 s, against a minimum of 27).
-A change to the run itself, such as a stop request, wakes it at once."""
+pod and StepRun changes that come together and writes one status instead of several (`make bench`
+counts the writes a run; results in bench/results). A change to the run itself, such as a stop
+request, or to a child of a run being stopped, wakes it at once."""
 RESYNC_SECONDS = float(os.environ.get("RUNCTL_RESYNC_SECONDS", "60"))
 """How often each informer lists its kind again, repairing what its watch missed, and every run
 is reconciled again (0: never)."""
