@@ -4,7 +4,8 @@ one every `RUNCTL_RESYNC_SECONDS` repairs what the watches missed.
 kopf resumes a broken watch by listing again, which brings back what exists but says nothing of
 what was deleted meanwhile; only a list handed to `ObjectCache.sync` marks what vanished as
 deleted. Each list is one GET, read as plain JSON in an API thread, then handed to the sink on
-the event loop.
+the event loop. (kopf's watches begin with a list of their own, after the first relist: a
+deletion in the moment between the two is repaired by the next relist.)
 """
 
 from __future__ import annotations
