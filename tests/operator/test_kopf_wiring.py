@@ -14,8 +14,9 @@ import kopf
 import pytest
 
 import runctl
+from runctl.api.wire import RUN_LABEL
 from runctl.operator import handlers, kopfconfig, settings, webhook
-from runctl.operator.cache import RUN_LABEL, ObjectCache
+from runctl.operator.cache import ObjectCache
 from runctl.operator.context import Context
 from runctl.operator.queue import WorkQueue
 from runctl.operator.watched import WATCHED

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from runctl.api.wire import RUN_LABEL
 from runctl.devcluster import ControlPlane
 from runctl.operator import relist
-from runctl.operator.cache import RUN_LABEL, ObjectCache
+from runctl.operator.cache import ObjectCache
 from runctl.operator.watched import WATCHED, Watched
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from runctl.api import wire
+from runctl.api.wire import ATTEMPT_LABEL, STEP_LABEL, STEPRUN_UID_LABEL
 from runctl.machine import model as m
+from runctl.machine.naming import workload_ref
 from runctl.machine.phases import Mode
-from runctl.operator import serialize
-from runctl.operator.cache import STEP_LABEL, ObjectCache, RunKey, owned_by
+from runctl.operator.cache import ObjectCache, RunKey, owned_by
 from runctl.timefmt import parse_time
-from runctl.workloads import build
 from runctl.workloads import observe as reading
 
 Obj = Mapping[str, Any]
@@ -32,19 +33,19 @@ def snapshot(cache: ObjectCache, key: RunKey, run: Obj) -> m.Observed:
     """Everything the core needs to know about one run: its spec and status, and for each step
     its StepRun and the workload of the attempt that StepRun's status names."""
     ns, name = key
-    spec = serialize.run_spec(run["spec"])
-    status = serialize.parse_run_status(run.get("status"))
+    spec = wire.run_spec(run["spec"])
+    status = wire.parse_run_status(run.get("status"))
     run_uid = run["metadata"].get("uid")
     pods_by_steprun: dict[str, list[Obj]] = {}
     for pod in cache.children("Pod", key):
-        uid = pod["metadata"]["labels"].get(build.STEPRUN_UID_LABEL, "")
+        uid = pod["metadata"]["labels"].get(STEPRUN_UID_LABEL, "")
         pods_by_steprun.setdefault(uid, []).append(pod)
 
     step_runs: dict[str, m.StepRunObservation] = {}
     for sr in cache.children("StepRun", key):
         if not owned_by(sr, run_uid):
             continue  # a StepRun of an earlier run of the same name, on its way out
-        sr_status = serialize.parse_steprun_status(sr.get("status"))
+        sr_status = wire.parse_steprun_status(sr.get("status"))
         step_runs[sr["metadata"]["labels"].get(STEP_LABEL, "")] = m.StepRunObservation(
             name=sr["metadata"]["name"],
             status=sr_status,
@@ -70,7 +71,7 @@ def snapshot(cache: ObjectCache, key: RunKey, run: Obj) -> m.Observed:
         step_runs=m.frozen_step_runs(step_runs.items()),
         topology_terminated=any(c.get("type") == "TopologyTerminated"
                                 and c.get("status") == "True" for c in conditions),
-        cancel_requested_at=serialize.cancel_requested_at(run) if spec.cancel_requested
+        cancel_requested_at=wire.cancel_requested_at(run) if spec.cancel_requested
         else None,
     )
 
@@ -85,8 +86,8 @@ def _attempt(cache: ObjectCache, ns: str, mode: Mode, sr: Obj,
             mine(cache.get("Deployment", ns, sr_name), sr_uid), pods,
             cache.was_deleted("Deployment", ns, sr_name, sr_uid))
     number = max(1, sr_status.attempts if sr_status else 1)
-    job = build.job_name(sr_name, number)
+    job = workload_ref(Mode.BATCH, sr_name, number).name
     return reading.observe_job(
         number, mine(cache.get("Job", ns, job), sr_uid),
-        [p for p in pods if p["metadata"]["labels"].get(build.ATTEMPT_LABEL) == str(number)],
+        [p for p in pods if p["metadata"]["labels"].get(ATTEMPT_LABEL) == str(number)],
         cache.was_deleted("Job", ns, job, sr_uid))

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runctl.api.crds import GROUP, VERSION
-from runctl.operator.cache import RUN_LABEL
+from runctl.api.wire import GROUP, RUN_LABEL, VERSION
 
 
 @dataclass(frozen=True)
