@@ -17,7 +17,7 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypedDict
 
 import kopf
 
@@ -112,9 +112,26 @@ def _observer(kind: str) -> Callable[..., Awaitable[None]]:
     return observe
 
 
-for _watched in WATCHED:
-    kopf.on.event(_watched.group, _watched.version, _watched.plural,
-                  id=f"observe-{_watched.plural}")(_observer(_watched.kind))
+class _Resource(TypedDict):
+    group: str
+    version: str
+    plural: str
+    id: str
+
+
+def _resource(kind: str) -> _Resource:
+    """What kopf watches for one kind of the `watched` table, and the handler's id."""
+    w = next(w for w in WATCHED if w.kind == kind)
+    return {"group": w.group, "version": w.version, "plural": w.plural,
+            "id": f"observe-{w.plural}"}
+
+
+# The handlers that feed every reconcile, one per watched kind (a test holds them to the table).
+observe_storyruns = kopf.on.event(**_resource("StoryRun"))(_observer("StoryRun"))
+observe_stepruns = kopf.on.event(**_resource("StepRun"))(_observer("StepRun"))
+observe_jobs = kopf.on.event(**_resource("Job"))(_observer("Job"))
+observe_deployments = kopf.on.event(**_resource("Deployment"))(_observer("Deployment"))
+observe_pods = kopf.on.event(**_resource("Pod"))(_observer("Pod"))
 
 
 async def _worker(ctx: Context, index: int) -> None:
