@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,15 +131,56 @@ def test_a_first_reconcile_creates_the_steprun_its_status_its_job_then_the_run_s
     assert patch["status"]["stepStates"]["extract"]["stepRun"] == "ok-extract"
 
 
-@pytest.mark.parametrize("status", [403, 422])
-def test_a_steprun_create_refused_leaves_the_run_status_unwritten(status: int) -> None:
-    """A status must never name a StepRun the API server did not confirm."""
+def refusal(status: int, message: str) -> ApiException:
+    exc = ApiException(status=status, reason="Forbidden")
+    exc.body = json.dumps({"message": message})
+    return exc
+
+
+def test_a_steprun_create_refused_as_invalid_fails_the_step_with_the_api_server_s_words(
+        ) -> None:
+    """A status must never name a StepRun the API server did not confirm; an invalid create
+    can never succeed, so the refusal is observed and fails the step: never a run left
+    Running forever, never the same create sent again."""
     ctx = context(run := fresh_run())
-    ctx.fake.answers["create_namespaced_custom_object"] = [ApiException(status=status)]
+    why = 'StepRun.runctl.dev "ok-extract" is invalid: spec.image: Required value'
+    ctx.fake.answers["create_namespaced_custom_object"] = [refusal(422, why)]
     result = reconcile(ctx, run)
-    assert result.retry_soon
+    assert (result.retry_soon, result.forbidden) == (True, False)
     assert "ok-extract not created" in result.notes[0]
     assert methods(ctx) == ["create_namespaced_custom_object"]
+
+    ctx.fake.calls.clear()
+    reconcile(ctx, run)
+    assert "create_namespaced_custom_object" not in methods(ctx)
+    patch = next(c[1][-1] for c in ctx.fake.calls
+                 if c[0] == "patch_namespaced_custom_object_status")
+    assert patch["status"]["phase"] == "Failed"
+    extract = patch["status"]["stepStates"]["extract"]
+    assert extract["phase"] == "Failed"
+    assert "CreateRefused, Permanent" in extract["message"]
+    assert why in extract["message"]
+
+
+def test_a_forbidden_steprun_create_waits_says_why_once_and_is_tried_again() -> None:
+    """Forbidden (RBAC, a quota) may be allowed later: the run waits, a Warning Event on it
+    says why (once per reason), and the create is tried again later rather than soon."""
+    ctx = context(run := fresh_run())
+    why = 'stepruns.runctl.dev "ok-extract" is forbidden: exceeded quota: none'
+    ctx.fake.answers["create_namespaced_custom_object"] = [refusal(403, why)] * 2
+    result = reconcile(ctx, run)
+    assert (result.retry_soon, result.forbidden) == (True, True)
+    assert methods(ctx) == ["create_namespaced_custom_object", "create_namespaced_event"]
+    event = ctx.fake.calls[1][1][-1]
+    assert (event["reason"], event["involvedObject"]["kind"]) == ("CreateForbidden", "StoryRun")
+    assert why in event["message"]
+    ctx.fake.calls.clear()
+    reconcile(ctx, run)
+    assert methods(ctx) == ["create_namespaced_custom_object"]  # tried again, said once
+    ctx.fake.calls.clear()
+    reconcile(ctx, run)  # allowed now
+    assert methods(ctx)[0] == "create_namespaced_custom_object"
+    assert "patch_namespaced_custom_object_status" in methods(ctx)
 
 
 def test_a_steprun_create_lost_in_an_outage_leaves_the_run_status_unwritten(

@@ -38,14 +38,15 @@ SERVICE_CIDR = "10.96.0.0/16"
 NODE_IP = "127.0.0.1"
 POD_CIDR = "127.64.0.0/16"
 # Controllers a run needs: garbage collection (owner references), namespaces, Jobs, Deployments
-# and their ReplicaSets, service accounts and their tokens, endpoints for Services, and pod GC
-# (pods on a vanished node). Node lifecycle is left out: kwok nodes send no heartbeats.
+# and their ReplicaSets, service accounts and their tokens, endpoints for Services, pod GC
+# (pods on a vanished node), and resource quotas (a namespace's limits hold as on a real
+# cluster). Node lifecycle is left out: kwok nodes send no heartbeats.
 CONTROLLERS = ",".join(
     f"{name}-controller"
     for name in (
         "garbage-collector", "namespace", "job", "deployment", "replicaset", "serviceaccount",
         "serviceaccount-token", "endpointslice", "pod-garbage-collector", "ttl-after-finished",
-        "clusterrole-aggregation", "root-ca-certificate-publisher",
+        "clusterrole-aggregation", "root-ca-certificate-publisher", "resourcequota",
     )
 )
 

@@ -38,6 +38,9 @@ from runctl.workloads import build
 log = logging.getLogger(__name__)
 
 CONFLICT_REQUEUE_SECONDS = 0.2
+FORBIDDEN_REQUEUE_SECONDS = 10.0
+"""How soon a create that was forbidden (RBAC, a quota) is tried again: it may be allowed once
+someone grants the right or frees the quota, as Kubernetes' own controllers assume."""
 REFUSALS_KEPT = 10_000
 
 
@@ -46,6 +49,8 @@ class Applied:
     """What applying a decision ran into, for the caller to requeue on."""
 
     retry_soon: bool = False
+    forbidden: bool = False
+    """A create was forbidden: try again later rather than soon."""
     notes: list[str] = field(default_factory=list)
 
 
@@ -82,7 +87,7 @@ async def apply(ctx: Context, key: RunKey, run: Mapping[str, Any], decision: Dec
                 elif not res.ok:
                     # Not confirmed by the API server: a status naming it would record as
                     # started a step that has no StepRun, so nothing is recorded this time.
-                    result.retry_soon = True
+                    await _not_created(ctx, run, "StepRun", sr_name, run_uid, res, now, result)
                     result.notes.append(f"StepRun {sr_name} not created ({res.outcome}: "
                                         f"{res.message}); the status waits for it")
                     return result
@@ -175,38 +180,69 @@ def _refused_before(ctx: Context, kind: str, obj: Mapping[str, Any],
 async def _refused(ctx: Context, kind: str, obj: Mapping[str, Any], changes: Mapping[str, Any],
                    message: str, now: dt.datetime) -> None:
     """Remember the refused write, and say so where a person looks: the log and an Event."""
-    ctx.refused[_refusal_key(kind, obj)] = json.dumps(changes, sort_keys=True)
-    while len(ctx.refused) > REFUSALS_KEPT:  # oldest first: objects long gone
-        del ctx.refused[next(iter(ctx.refused))]
+    _remember(ctx, _refusal_key(kind, obj), json.dumps(changes, sort_keys=True))
     meta = obj["metadata"]
     log.error("%s %s/%s: status write refused by the API server, not retried unchanged: %s; "
               "write was %s", kind, meta["namespace"], meta["name"], message,
               json.dumps(changes, sort_keys=True))
+    await _event(ctx, kind, obj, "Warning", "WriteRejected",
+                 f"status write refused by the API server: {message}", now)
+
+
+def _remember(ctx: Context, key: tuple[str, str, str], value: str) -> None:
+    ctx.refused[key] = value
+    while len(ctx.refused) > REFUSALS_KEPT:  # oldest first: objects long gone
+        del ctx.refused[next(iter(ctx.refused))]
+
+
+async def _event(ctx: Context, kind: str, obj: Mapping[str, Any], type_: str, reason: str,
+                 message: str, now: dt.datetime) -> None:
     body = event_for({"apiVersion": API_VERSION, "kind": kind, **obj},
-                     type="Warning", reason="WriteRejected",
-                     message=f"status write refused by the API server: {message}", now=now)
-    await kube.call("create", "events", ctx.core.create_namespaced_event, meta["namespace"],
-                    body)
+                     type=type_, reason=reason, message=message, now=now)
+    await kube.call("create", "events", ctx.core.create_namespaced_event,
+                    obj["metadata"]["namespace"], body)
 
 
 async def _start_attempt(ctx: Context, sr: Mapping[str, Any], attempt: int, now: dt.datetime,
                          result: Applied) -> None:
     ns = sr["metadata"]["namespace"]
     if sr["spec"].get("mode") == "realtime":
+        kind, workload = "Deployment", build.build_deployment(sr)
         res = await kube.call("create", "deployments", ctx.apps.create_namespaced_deployment,
-                              ns, build.build_deployment(sr))
-        if res.outcome is kube.Outcome.OK:
-            ctx.cache.put("Deployment", ctx.api.sanitize_for_serialization(res.body))
+                              ns, workload)
         service = build.build_service(sr)
         if service is not None:
             await kube.call("create", "services", ctx.core.create_namespaced_service, ns, service)
     else:
-        res = await kube.call("create", "jobs", ctx.batch.create_namespaced_job, ns,
-                              build.build_job(sr, attempt, now))
-        if res.outcome is kube.Outcome.OK:
-            ctx.cache.put("Job", ctx.api.sanitize_for_serialization(res.body))
-    if not res.ok:
-        result.retry_soon = True
+        kind, workload = "Job", build.build_job(sr, attempt, now)
+        res = await kube.call("create", "jobs", ctx.batch.create_namespaced_job, ns, workload)
+    if res.outcome is kube.Outcome.OK:
+        ctx.cache.put(kind, ctx.api.sanitize_for_serialization(res.body))
+    elif not res.ok:
+        await _not_created(ctx, sr, kind, workload["metadata"]["name"], sr["metadata"]["uid"],
+                           res, now, result)
+
+
+async def _not_created(ctx: Context, parent: Mapping[str, Any], kind: str, name: str,
+                       owner: str | None, res: kube.Result, now: dt.datetime,
+                       result: Applied) -> None:
+    """A child the API server did not create. Invalid: it never will, so the refusal is
+    observed and the next decision fails the step with the API server's words. Forbidden
+    (RBAC, a quota): it may be allowed later, so it is tried again every few seconds, and a
+    Warning Event on the parent says why it waits (once per reason). Anything else: soon."""
+    result.retry_soon = True
+    if res.outcome is kube.Outcome.INVALID:
+        ctx.cache.refuse(kind, parent["metadata"]["namespace"], name, owner or "", res.message)
+    elif res.outcome is kube.Outcome.FORBIDDEN:
+        result.forbidden = True
+        said = ("CreateForbidden", kind, name)
+        if ctx.refused.get(said) != res.message:
+            _remember(ctx, said, res.message)
+            log.warning("%s %s not created: %s", kind, name, res.message)
+            parent_kind = "StepRun" if kind != "StepRun" else "StoryRun"
+            await _event(ctx, parent_kind, parent, "Warning", "CreateForbidden",
+                         f"{kind} {name} not created, tried again every "
+                         f"{FORBIDDEN_REQUEUE_SECONDS:.0f}s: {res.message}", now)
 
 
 async def _stop_workloads(ctx: Context, ns: str, run: str, step: str, grace: int) -> None:
@@ -266,12 +302,8 @@ async def _emit(ctx: Context, run: Mapping[str, Any], step_runs: Mapping[str, An
     target: Mapping[str, Any] = run
     if event.target == "step":
         target = step_runs.get(event.step or "") or run
-    body = event_for(
-        {"apiVersion": API_VERSION,
-         "kind": "StoryRun" if target is run else "StepRun", **target},
-        type=event.type, reason=event.reason, message=event.message, now=now)
-    await kube.call("create", "events", ctx.core.create_namespaced_event,
-                    run["metadata"]["namespace"], body)
+    await _event(ctx, "StoryRun" if target is run else "StepRun", target, event.type,
+                 event.reason, event.message, now)
 
 
 __all__ = ["Applied", "apply"]

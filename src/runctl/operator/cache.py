@@ -20,6 +20,7 @@ from runctl.api.wire import RUN_LABEL
 from runctl.timefmt import fmt_time
 
 TOMBSTONE_TTL = 3600.0
+REFUSALS_KEPT = 10_000
 
 Body = Mapping[str, Any]
 RunKey = tuple[str, str]  # (namespace, storyrun name)
@@ -48,6 +49,20 @@ class ObjectCache:
         self._kinds: dict[str, _Kind] = defaultdict(_Kind)
         self.runs: dict[RunKey, dict[str, Any]] = {}
         self.deleted_runs: set[RunKey] = set()
+        self._refusals: dict[tuple[str, str, str, str], str] = {}
+
+    # -- creates the API server refused ------------------------------------------------------
+
+    def refuse(self, kind: str, namespace: str, name: str, owner: str, message: str) -> None:
+        """The API server refused to create this child of `owner` (invalid, forbidden, over a
+        quota): sending the same create again cannot succeed, so it is observed as a failure."""
+        self._refusals[(kind, namespace, name, owner)] = message
+        while len(self._refusals) > REFUSALS_KEPT:  # oldest first: owners long gone
+            del self._refusals[next(iter(self._refusals))]
+
+    def refusal(self, kind: str, namespace: str, name: str, owner: str | None) -> str | None:
+        """Why the create of this child of `owner` was refused, if it was."""
+        return self._refusals.get((kind, namespace, name, owner or ""))
 
     # -- runs --------------------------------------------------------------------------------
 

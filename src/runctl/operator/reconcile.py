@@ -61,7 +61,9 @@ async def reconcile_run(ctx: Context, key: RunKey) -> None:
         stop = decision.status.stop
         if stop is not None and stop.observed_at is not None:
             metrics.STOP_LATENCY.observe(max(0.0, (now - stop.observed_at).total_seconds()))
-    if result.retry_soon:
+    if result.forbidden:
+        ctx.queue.add_after(key, applying.FORBIDDEN_REQUEUE_SECONDS)
+    elif result.retry_soon:
         ctx.queue.add_after(key, applying.CONFLICT_REQUEUE_SECONDS)
     elif decision.requeue_at is not None:
         ctx.queue.add_after(key, max(0.0, (decision.requeue_at - _now()).total_seconds()))

@@ -13,8 +13,8 @@ from typing import Any
 from runctl.api import wire
 from runctl.api.wire import ATTEMPT_LABEL, STEP_LABEL, STEPRUN_UID_LABEL
 from runctl.machine import model as m
-from runctl.machine.naming import workload_ref
-from runctl.machine.phases import Mode
+from runctl.machine.naming import step_run_name, workload_ref
+from runctl.machine.phases import FailureClass, Mode
 from runctl.operator.cache import ObjectCache, RunKey, owned_by
 from runctl.timefmt import parse_time
 from runctl.workloads import observe as reading
@@ -60,6 +60,13 @@ def snapshot(cache: ObjectCache, key: RunKey, run: Obj) -> m.Observed:
         if cache.was_deleted("StepRun", ns, state.step_run, run_uid):
             step_runs[step] = m.StepRunObservation(
                 name=state.step_run, status=None, deleting=True, gone=True, attempt=None)
+    for step_spec in spec.steps:
+        sr_name = step_run_name(name, step_spec.name)
+        why = (None if step_spec.name in step_runs
+               else cache.refusal("StepRun", ns, sr_name, run_uid))
+        if why is not None:
+            step_runs[step_spec.name] = m.StepRunObservation(
+                name=sr_name, status=None, attempt=refused(1, why))
 
     conditions = (run.get("status") or {}).get("conditions") or ()
     return m.Observed(
@@ -82,12 +89,24 @@ def _attempt(cache: ObjectCache, ns: str, mode: Mode, sr: Obj,
     attempt its status counts (batch), with the pods of that attempt."""
     sr_name, sr_uid = sr["metadata"]["name"], sr["metadata"]["uid"]
     if mode is Mode.REALTIME:
-        return reading.observe_deployment(
+        live = reading.observe_deployment(
             mine(cache.get("Deployment", ns, sr_name), sr_uid), pods,
             cache.was_deleted("Deployment", ns, sr_name, sr_uid))
+        why = cache.refusal("Deployment", ns, sr_name, sr_uid)
+        return refused(1, why) if live.state is m.WorkloadState.ABSENT and why else live
     number = max(1, sr_status.attempts if sr_status else 1)
     job = workload_ref(Mode.BATCH, sr_name, number).name
-    return reading.observe_job(
+    seen = reading.observe_job(
         number, mine(cache.get("Job", ns, job), sr_uid),
         [p for p in pods if p["metadata"]["labels"].get(ATTEMPT_LABEL) == str(number)],
         cache.was_deleted("Job", ns, job, sr_uid))
+    why = cache.refusal("Job", ns, job, sr_uid)
+    return refused(number, why) if seen.state is m.WorkloadState.ABSENT and why else seen
+
+
+def refused(attempt: int, message: str) -> m.AttemptObservation:
+    """A child the API server refused to create (invalid, forbidden, over a quota): the
+    attempt failed, and sending the same create again cannot help (Permanent)."""
+    return m.AttemptObservation(attempt=attempt, state=m.WorkloadState.FAILED,
+                                reason="CreateRefused", message=message,
+                                failure_class_hint=FailureClass.PERMANENT)
