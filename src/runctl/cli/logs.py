@@ -31,9 +31,8 @@ from runctl.cli.session import (
 )
 from runctl.cli.view import tree_order
 from runctl.machine.phases import RUN_TERMINAL
+from runctl.workloads.build import ATTEMPT_LABEL, CONTAINER, RUN_LABEL, STEP_LABEL
 
-CONTAINER = "main"
-ATTEMPT_LABEL = "runctl.dev/attempt"
 ENDED = ("Succeeded", "Failed")
 WAKE_SECONDS = 5
 """The longest `-f` waits on the pod watch before it looks at the run's phase again."""
@@ -61,7 +60,7 @@ class _Out:
 
 def _label(pod: dict[str, Any]) -> str:
     labels = pod["metadata"].get("labels") or {}
-    return f"{labels.get('runctl.dev/step', '?')}/{labels.get(ATTEMPT_LABEL, '?')}"
+    return f"{labels.get(STEP_LABEL, '?')}/{labels.get(ATTEMPT_LABEL, '?')}"
 
 
 def _started(pod: dict[str, Any]) -> bool:
@@ -80,7 +79,7 @@ def _pods(session: Session, selector: str, order: dict[str, int]) -> list[dict[s
     def key(pod: dict[str, Any]) -> tuple[int, int, str]:
         labels = pod["metadata"].get("labels") or {}
         attempt = labels.get(ATTEMPT_LABEL, "0")
-        return (order.get(labels.get("runctl.dev/step", ""), len(order)),
+        return (order.get(labels.get(STEP_LABEL, ""), len(order)),
                 int(attempt) if attempt.isdigit() else 0,
                 pod["metadata"].get("creationTimestamp") or "")
     return sorted(pods, key=key)
@@ -141,9 +140,9 @@ def _logs(args: argparse.Namespace) -> int:
         raise Failed(f"storyrun {args.run} has no step {args.step} (its steps: "
                      f"{', '.join(names)})")
     order = {name: i for i, name in enumerate(names)}
-    selector = f"runctl.dev/storyrun={args.run}"
+    selector = f"{RUN_LABEL}={args.run}"
     if args.step:
-        selector += f",runctl.dev/step={args.step}"
+        selector += f",{STEP_LABEL}={args.step}"
     what = f"step {args.step} of storyrun {args.run}" if args.step else f"storyrun {args.run}"
     pods = _pods(session, selector, order)
     if args.follow:

@@ -65,7 +65,7 @@ def _step_cell(step: StepLine) -> Text:
 def header(view: RunView) -> list[Text]:
     """The run's own lines: name, phase and reason, start, duration, stop record."""
     phase = _phase(view.phase)
-    if view.reason:
+    if view.reason and view.reason != view.phase:
         phase.append(f" ({view.reason})")
     if view.progress:
         phase.append(f"  {view.progress} steps")
@@ -94,7 +94,8 @@ def run_tree(view: RunView, wide: bool = False) -> list[Text]:
         if wide:
             cells += [Text(step.step_run), Text(step.started), Text(step.finished),
                       Text(step.workload)]
-        cells.append(Text(step.note))
+        also = f"(also needs {', '.join(step.also_needs)})" if step.also_needs else ""
+        cells.append(Text(" ".join(part for part in (step.note, also) if part)))
         rows.append(cells)
     return [*header(view), Text(), *_table(columns, rows)]
 
@@ -137,13 +138,12 @@ def transitions(before: RunView | None, after: RunView, clock: str) -> list[Text
         was = old.get(step.name)
         if was is not None and (was.phase, was.attempts) == (step.phase, step.attempts):
             continue
-        if was is None and step.phase == "Pending":
+        if step.phase == "Pending":  # created, not started: the start is the news
             continue
         mark, style = glyph(step.phase)
         line = Text.assemble(f"{clock} ", (mark, style), f" {step.name} ", _phase(step.phase))
-        details = [f"attempt {step.attempts}" if step.attempts else "",
-                   f"after {step.duration}" if step.phase not in ("Pending", "Running")
-                   and step.duration else "", step.note]
+        details = [f"attempt {step.attempts}" if step.phase == "Running" else
+                   f"after {step.duration}" if step.duration else "", step.note]
         if any(details):
             line.append("  " + "  ".join(d for d in details if d))
         out.append(line)

@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from runctl.api.resources import API_VERSION
 from runctl.operator import login
+from runctl.workloads.build import RUN_LABEL
 
 GROUP, VERSION = API_VERSION.split("/")
 REQUEST_TIMEOUT = (5.0, 30.0)
@@ -59,7 +60,7 @@ class Session:
         try:
             found: Any = self.custom.list_namespaced_custom_object(
                 GROUP, VERSION, self.namespace, "stepruns",
-                label_selector=f"runctl.dev/storyrun={run}", _request_timeout=REQUEST_TIMEOUT)
+                label_selector=f"{RUN_LABEL}={run}", _request_timeout=REQUEST_TIMEOUT)
         except ApiException as exc:
             raise self.refused(exc, f"the stepruns of {run}") from exc
         items: list[dict[str, Any]] = found.get("items", [])

@@ -35,6 +35,7 @@ class StepLine:
     attempts: str
     duration: str
     note: str
+    also_needs: tuple[str, ...]
     step_run: str
     started: str
     finished: str
@@ -90,9 +91,6 @@ def _line(spec: StepSpec, branch: str, also: list[str], recorded: StepState | No
     phase = str(state.phase) if state is not None and state.phase is not None else PENDING
     tries = state.attempts if state is not None else 0
     limit = (spec.retry.limit if spec.retry is not None else 0) + 1
-    notes = [_note(state.reason, state.message) if state is not None else ""]
-    if also:
-        notes.append(f"(also needs {', '.join(also)})")
     started = state.started_at if state is not None else None
     finished = state.finished_at if state is not None else None
     workload = live.workload if live is not None else None
@@ -100,7 +98,8 @@ def _line(spec: StepSpec, branch: str, also: list[str], recorded: StepState | No
         branch=branch, name=spec.name, phase=phase,
         attempts=f"{tries}/{limit}" if tries else "",
         duration=_elapsed(started, finished, now),
-        note=" ".join(n for n in notes if n),
+        note=_note(state.reason, state.message) if state is not None else "",
+        also_needs=tuple(also),
         step_run=(recorded.step_run if recorded is not None else None)
         or (step_run.metadata.get("name", "") if step_run is not None else ""),
         started=fmt_time(started) or "", finished=fmt_time(finished) or "",

@@ -26,6 +26,7 @@ from runctl.cli import output, render
 from runctl.cli.session import GROUP, VERSION, Failed, Session, add_login_flags, connect
 from runctl.cli.view import RunView, run_view
 from runctl.machine.phases import RUN_TERMINAL
+from runctl.workloads.build import RUN_LABEL
 
 EXIT_CODES = {"Succeeded": 0, "Failed": 3, "Canceled": 4, "TimedOut": 5}
 """How `watch` exits once the run is terminal; 1 is any error, 2 a usage error (argparse)."""
@@ -77,7 +78,7 @@ def follow(session: Session, name: str) -> Iterator[tuple[dict[str, Any], list[d
     session.get_run(name)  # an unknown run or missing CRDs fail here, in one line
     events: queue.Queue[Event] = queue.Queue()
     for plural, selector in (("storyruns", {"field_selector": f"metadata.name={name}"}),
-                             ("stepruns", {"label_selector": f"runctl.dev/storyrun={name}"})):
+                             ("stepruns", {"label_selector": f"{RUN_LABEL}={name}"})):
         threading.Thread(target=_watch, args=(session, plural, events), kwargs=selector,
                          daemon=True, name=f"watch-{plural}").start()
     run: dict[str, Any] | None = None
