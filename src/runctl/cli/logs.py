@@ -3,16 +3,19 @@
 The pods are the ones labelled with the run (and the step), in the tree's order, attempts in
 order; the API server fetches each log from the pod's node, as for `kubectl logs`. With several
 pods each line starts with `[step/attempt]`. `-f` follows every pod that is running or starts
-later, and ends once the run is terminal and every followed pod has ended: a pod's stream is
-closed when the pod is seen ended, so a node that keeps a stream open past its container's end
-cannot keep the command waiting.
+later, and ends once the run is terminal and every followed pod has ended: a stream is waited
+for at most a second after its pod was seen ended, so a node that keeps a stream open past its
+container's end (kwok does) cannot keep the command waiting.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,8 +37,11 @@ from runctl.machine.phases import RUN_TERMINAL
 from runctl.workloads.build import ATTEMPT_LABEL, CONTAINER, RUN_LABEL, STEP_LABEL
 
 ENDED = ("Succeeded", "Failed")
-WAKE_SECONDS = 5
+WAKE_SECONDS = 2
 """The longest `-f` waits on the pod watch before it looks at the run's phase again."""
+GRACE = 1.0
+"""How long a followed stream may go on after its pod was seen ended: a kubelet ends it when
+the container exits; a node that keeps it open (kwok does) is not waited for longer."""
 
 
 @dataclass
@@ -85,8 +91,7 @@ def _pods(session: Session, selector: str, order: dict[str, int]) -> list[dict[s
     return sorted(pods, key=key)
 
 
-def _read(session: Session, pod: dict[str, Any], out: _Out, follow: bool,
-          streams: dict[str, Any]) -> None:
+def _read(session: Session, pod: dict[str, Any], out: _Out, follow: bool) -> None:
     name = pod["metadata"]["name"]
     try:
         response: Any = session.core.read_namespaced_pod_log(
@@ -95,37 +100,31 @@ def _read(session: Session, pod: dict[str, Any], out: _Out, follow: bool,
     except ApiException as exc:
         out.failed(_label(pod), exc)
         return
-    streams[name] = response
-    try:
+    with contextlib.suppress(Exception):  # a stream cut short: what came is printed
         for text in iter_resp_lines(response):
             out.line(_label(pod), text)
-    except Exception:  # closed from the main thread once the pod ended
-        pass
-    finally:
-        response.close()
 
 
 def _follow(session: Session, run: str, selector: str, order: dict[str, int],
             out: _Out) -> None:
     threads: dict[str, threading.Thread] = {}
-    streams: dict[str, Any] = {}  # a followed pod's open response, closed once it ended
+    ended: dict[str, float] = {}  # when a followed pod was first seen ended (or gone)
     while True:
-        pods = _pods(session, selector, order)
-        for pod in pods:
-            name = pod["metadata"]["name"]
+        pods = {p["metadata"]["name"]: p for p in _pods(session, selector, order)}
+        for name, pod in pods.items():
             if name not in threads and _started(pod):
-                ended = pod["status"]["phase"] in ENDED
+                done = pod["status"]["phase"] in ENDED
                 threads[name] = threading.Thread(
-                    target=_read, args=(session, pod, out, not ended, streams), daemon=True)
+                    target=_read, args=(session, pod, out, not done), daemon=True)
                 threads[name].start()
-            elif name in streams and pod["status"]["phase"] in ENDED:
-                streams.pop(name).close()
-        gone = set(streams) - {p["metadata"]["name"] for p in pods}
-        for name in gone:
-            streams.pop(name).close()
+        for name in threads:
+            if name not in pods or pods[name]["status"]["phase"] in ENDED:
+                ended.setdefault(name, time.monotonic())
         phase = (session.get_run(run).get("status") or {}).get("phase")
-        if phase in RUN_TERMINAL and not any(t.is_alive() for t in threads.values()):
-            return
+        if phase in RUN_TERMINAL and all(
+                not thread.is_alive() or time.monotonic() - ended.get(name, math.inf) > GRACE
+                for name, thread in threads.items()):
+            return  # streams still open end with the process (daemon threads)
         for _ in watch.Watch().stream(session.core.list_namespaced_pod, session.namespace,
                                       label_selector=selector, timeout_seconds=WAKE_SECONDS):
             break  # any change to the pods: look again
@@ -154,7 +153,7 @@ def _logs(args: argparse.Namespace) -> int:
                      "deleted)")
     out = _Out(prefix=len(started) > 1)
     for pod in started:
-        _read(session, pod, out, False, {})
+        _read(session, pod, out, False)
     return 1 if len(out.failures) == len(started) else 0
 
 
