@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs runctl for real: a local control plane, the CRDs, the operator, and an example StoryRun,
-# shown progressing with kubectl until it finishes. Usage: hack/demo.sh [EXAMPLE.yaml]
+# shown live with `runctl watch` until it finishes. Usage: hack/demo.sh [EXAMPLE.yaml]
 # KEEP=1 leaves the control plane and operator running afterwards (stop: make cluster-down).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,26 +30,28 @@ op_pid=$!
 echo "[demo] kubectl apply -f $example"
 kubectl apply -f "$example"
 run=$(kubectl create --dry-run=client -o jsonpath='{.metadata.name}' -f "$example")
-for _ in $(seq 1 120); do
-  echo; date +%T; kubectl get sr,stpr 2>/dev/null || true
-  phase=$(kubectl get sr "$run" -o jsonpath='{.status.phase}' 2>/dev/null || true)
-  case "$phase" in Succeeded|Failed|Canceled|TimedOut) break ;; esac
-  # A realtime run serves until stopped: once every step serves, stop it as a user would.
-  if [ -z "${stopped:-}" ] && [ "$(kubectl get sr "$run" -o jsonpath='{.spec.mode}')" = realtime ]; then
+# A realtime run serves until stopped: once every step serves, stop it as a user would.
+if [ "$(kubectl create --dry-run=client -o jsonpath='{.spec.mode}' -f "$example")" = realtime ]; then
+  (
     steps=$(kubectl get sr "$run" -o jsonpath='{.spec.steps[*].name}' | wc -w)
-    serving=$(kubectl get stpr -l "runctl.dev/storyrun=$run" \
-      -o jsonpath='{range .items[*]}{.status.phase}{"\n"}{end}' | grep -c '^Running$' || true)
-    if [ "$serving" -eq "$steps" ]; then
-      echo; echo "[demo] every step serves; stopping the run:"
-      echo "  kubectl patch sr $run --type merge -p '{\"spec\":{\"cancelRequested\":true}}'"
-      kubectl patch sr "$run" --type merge -p '{"spec":{"cancelRequested":true}}' >/dev/null
-      stopped=1
-    fi
-  fi
-  sleep 2
-done
-echo
+    for _ in $(seq 1 120); do
+      serving=$(kubectl get stpr -l "runctl.dev/storyrun=$run" \
+        -o jsonpath='{range .items[*]}{.status.phase}{"\n"}{end}' | grep -c '^Running$' || true)
+      [ "$serving" -eq "$steps" ] && break
+      sleep 1
+    done
+    sleep 3
+    runctl stop "$run" >/dev/null
+  ) &
+  echo "[demo] a realtime run serves until stopped: runctl stop $run once every step serves"
+fi
+echo "[demo] runctl watch $run"
+set +e
+runctl watch "$run"
+status=$?
+set -e
+echo "[demo] runctl watch exited $status (0 Succeeded, 3 Failed, 4 Canceled, 5 TimedOut)"
+echo "[demo] runctl logs $run (simulated pods: one line from kwok saying so)"
+runctl logs "$run" || true  # a stopped realtime run's pods are gone
 echo "[demo] kubectl describe sr $run (events)"
 kubectl describe sr "$run" | sed -n '/^Events:/,$p'
-echo "[demo] final step states:"
-kubectl get sr "$run" -o jsonpath='{range .status.stepStates.*}{.phase}{"\t"}{.reason}{"\t"}{.message}{"\n"}{end}'

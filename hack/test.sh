@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash hack/venv.sh
+bash hack/deps.sh
 echo "[test] control plane binaries: $(bash hack/controlplane-build.sh)" >&2
 export PATH="$PWD/.venv/bin:$PATH"
 

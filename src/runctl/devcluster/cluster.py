@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime as dt
 import json
 import os
 import shutil
@@ -37,6 +38,8 @@ NODE_COUNT = 3
 SERVICE_CIDR = "10.96.0.0/16"
 NODE_IP = "127.0.0.1"
 POD_CIDR = "127.64.0.0/16"
+SIMULATED_LOG_LINE = ("no container ran: this pod is simulated by kwok on runctl's local control "
+                      "plane, so it has no output of its own")
 # Controllers a run needs: garbage collection (owner references), namespaces, Jobs, Deployments
 # and their ReplicaSets, service accounts and their tokens, endpoints for Services, pod GC
 # (pods on a vanished node), and resource quotas (a namespace's limits hold as on a real
@@ -169,9 +172,7 @@ class ControlPlane:
                 "--leader-elect=false", "--bind-address=127.0.0.1",
                 f"--secure-port={_free_port()}",
             ])
-            stages = self.workdir / "kwok-stages.yaml"
-            stages.write_text(resources.files("runctl.devcluster").joinpath("stages.yaml")
-                              .read_text())
+            stages = self._kwok_config()
             # Every node advertises loopback, on the port kwok serves: logs, exec and
             # port-forward through the API server can only ever dial this machine. Pod IPs come
             # from a loopback range for the same reason.
@@ -284,6 +285,23 @@ class ControlPlane:
             "--max-requests-inflight=2000", "--max-mutating-requests-inflight=1000",
             "--profiling=false", "--v=1",
         ])
+
+    def _kwok_config(self) -> Path:
+        """kwok's stages, and the log it serves for every simulated container.
+
+        No container runs here, so there is no output to show; `kubectl logs` (and `runctl
+        logs`) get one line saying so, through the API server and kwok exactly as a real
+        kubelet's log would come, instead of an error that looks like a broken cluster."""
+        log = self.workdir / "simulated-container.log"
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        log.write_text(f"{now} stdout F {SIMULATED_LOG_LINE}\n")  # the CRI log format
+        logs = {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterLogs",
+                "metadata": {"name": "simulated-containers"},
+                "spec": {"logs": [{"logsFile": str(log), "follow": True}]}}
+        stages = resources.files("runctl.devcluster").joinpath("stages.yaml").read_text()
+        config = self.workdir / "kwok.yaml"
+        config.write_text(f"{stages}\n---\n{yaml.safe_dump(logs)}")
+        return config
 
     # -- readiness ----------------------------------------------------------------------------
 

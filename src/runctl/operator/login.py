@@ -1,10 +1,12 @@
 """Logging in the way kubectl does, and finding out at once whether it works.
 
 The operator logs in with the in-cluster service account when it runs in a pod, else with the
-kubeconfig named by `$KUBECONFIG` (or `~/.kube/config`). `load()` is that one login, for whoever
-needs a client; `check()` also asks the API server for `/version` with a short timeout, so that a
-missing or garbled kubeconfig or an API server nobody can reach is reported in one sentence that
-names what was tried, before anything starts, instead of surfacing later as retries that never end.
+kubeconfig named by `$KUBECONFIG` (or `~/.kube/config`); a person's command may name the
+kubeconfig and the context instead, as kubectl's `--kubeconfig` and `--context` do. `load()` is
+that one login, for whoever needs a client; `check()` also asks the API server for `/version`
+with a short timeout, so that a missing or garbled kubeconfig or an API server nobody can reach
+is reported in one sentence that names what was tried, before anything starts, instead of
+surfacing later as retries that never end.
 """
 
 from __future__ import annotations
@@ -36,14 +38,18 @@ class Login:
     configuration: client.Configuration
     source: str
     """Where the login came from, as a person would name it."""
+    namespace: str = "default"
+    """The namespace a command acts in when it names none: the context's, or the pod's."""
 
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _kubeconfig() -> tuple[str, str]:
+def _kubeconfig(explicit: str | None = None) -> tuple[str, str]:
     """The kubeconfig path(s) the kubernetes client reads, and how to name them."""
+    if explicit:
+        return explicit, explicit
     if os.environ.get("KUBECONFIG"):
         paths = os.environ["KUBECONFIG"]
         return paths, f"$KUBECONFIG {paths}"
@@ -51,24 +57,41 @@ def _kubeconfig() -> tuple[str, str]:
     return path, path
 
 
-def load() -> Login:
-    """The in-cluster service account, else the kubeconfig; `LoginFailed` if neither loads."""
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _context_namespace(paths: str, context: str | None) -> str:
+    contexts, current = config.list_kube_config_contexts(config_file=paths)
+    chosen = next((c for c in contexts if c.get("name") == context), None) if context else current
+    namespace = ((chosen or {}).get("context") or {}).get("namespace")
+    return namespace if isinstance(namespace, str) and namespace else "default"
+
+
+def load(kubeconfig: str | None = None, context: str | None = None) -> Login:
+    """The in-cluster service account, else the kubeconfig; `LoginFailed` if neither loads.
+
+    A kubeconfig or context named by the caller is used even in a pod, as kubectl would."""
     cfg = client.Configuration()
-    with contextlib.suppress(config.ConfigException):
-        config.load_incluster_config(client_configuration=cfg)
-        return Login(cfg, "the in-cluster service account")
-    paths, source = _kubeconfig()
+    if kubeconfig is None and context is None:
+        with contextlib.suppress(config.ConfigException):
+            config.load_incluster_config(client_configuration=cfg)
+            namespace = "default"
+            with contextlib.suppress(OSError):
+                namespace = SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or namespace
+            return Login(cfg, "the in-cluster service account", namespace)
+    paths, source = _kubeconfig(kubeconfig)
     if not any(Path(p).expanduser().is_file() for p in paths.split(os.pathsep) if p):
-        raise LoginFailed(f"no cluster to log in to: not running in a pod, and no kubeconfig at "
-                          f"{source}")
+        where = "" if kubeconfig else "not running in a pod, and "
+        raise LoginFailed(f"no cluster to log in to: {where}no kubeconfig at {source}")
     try:
-        config.load_kube_config(config_file=paths, client_configuration=cfg)
+        config.load_kube_config(config_file=paths, context=context, client_configuration=cfg)
+        namespace = _context_namespace(paths, context)
     except (config.ConfigException, yaml.YAMLError, OSError) as exc:
         raise LoginFailed(f"cannot read the kubeconfig {source}: {_one_line(exc)}") from exc
     except Exception as exc:  # the loader trips over YAML that is not a kubeconfig's shape
         raise LoginFailed(f"cannot read the kubeconfig {source}: not a kubeconfig "
                           f"({type(exc).__name__}: {_one_line(exc)})") from exc
-    return Login(cfg, source)
+    return Login(cfg, source, namespace)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -96,9 +119,9 @@ def _reason(exc: BaseException) -> str:
     return _one_line(exc)
 
 
-def check() -> Login:
+def check(kubeconfig: str | None = None, context: str | None = None) -> Login:
     """Load the login and ask the API server for its version; `LoginFailed` says why not."""
-    login = load()
+    login = load(kubeconfig, context)
     where = f"the API server at {login.configuration.host} (from {login.source})"
     probe = copy.deepcopy(login.configuration)
     probe.retries = False  # one try: what it tried and why it failed, not a retry's warning

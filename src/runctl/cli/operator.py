@@ -1,8 +1,4 @@
-"""The `runctl` command: run the operator, print the CRDs.
-
-Like any command-line tool, it reports a failure in one line on stderr (`runctl <command>: what
-went wrong`) and exits non-zero; argparse reports bad arguments its own way (exit 2).
-"""
+"""`runctl operator` (run the operator) and `runctl crds` (print or write the CRDs)."""
 
 from __future__ import annotations
 
@@ -10,12 +6,10 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-
-class Failed(Exception):
-    """A failure whose message already says, in one line, what was tried and why it failed."""
+from runctl.cli.session import Failed
 
 
 def _operator(args: argparse.Namespace) -> int:
@@ -75,10 +69,7 @@ def _crds(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="runctl", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def register(sub: Any) -> None:
     op = sub.add_parser("operator", help="run the operator (kubeconfig or in-cluster login)")
     op.add_argument("-n", "--namespace", action="append",
                     help="watch only this namespace (repeatable); default: all namespaces")
@@ -106,18 +97,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     crd = sub.add_parser("crds", help="print the CustomResourceDefinitions (or write them)")
     crd.add_argument("--write", metavar="DIR", help="write one YAML file per CRD into DIR")
     crd.set_defaults(func=_crds)
-
-    args = parser.parse_args(argv)
-    try:
-        result: int = args.func(args)
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:
-        reason = str(exc) if isinstance(exc, Failed) else f"{type(exc).__name__}: {exc}"
-        print(f"runctl {args.command}: {' '.join(reason.split())}", file=sys.stderr)
-        return 1
-    return result
-
-
-if __name__ == "__main__":
-    sys.exit(main())
