@@ -24,6 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
 from runctl.api.resources import parse_story_run
+from runctl.api.wire import ATTEMPT_LABEL, CONTAINER, RUN_LABEL, STEP_LABEL
 from runctl.cli.session import (
     REQUEST_TIMEOUT,
     Failed,
@@ -34,7 +35,6 @@ from runctl.cli.session import (
 )
 from runctl.cli.view import tree_order
 from runctl.machine.phases import RUN_TERMINAL
-from runctl.workloads.build import ATTEMPT_LABEL, CONTAINER, RUN_LABEL, STEP_LABEL
 
 ENDED = ("Succeeded", "Failed")
 WAKE_SECONDS = 2

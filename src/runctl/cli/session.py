@@ -18,11 +18,9 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from runctl.api.resources import API_VERSION
+from runctl.api.wire import API_VERSION, GROUP, RUN_LABEL, VERSION
 from runctl.operator import login
-from runctl.workloads.build import RUN_LABEL
 
-GROUP, VERSION = API_VERSION.split("/")
 REQUEST_TIMEOUT = (5.0, 30.0)
 """Connect and read timeouts of a one-off request (watches set their own)."""
 

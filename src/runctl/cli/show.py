@@ -10,8 +10,9 @@ from typing import Any
 import yaml
 from kubernetes.client.exceptions import ApiException
 
+from runctl.api.wire import GROUP, VERSION
 from runctl.cli import output, render
-from runctl.cli.session import GROUP, REQUEST_TIMEOUT, VERSION, add_login_flags, connect
+from runctl.cli.session import REQUEST_TIMEOUT, add_login_flags, connect
 from runctl.cli.view import age, run_view
 
 

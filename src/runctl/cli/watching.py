@@ -22,11 +22,11 @@ from kubernetes.client.exceptions import ApiException
 from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.live import Live
 
+from runctl.api.wire import GROUP, RUN_LABEL, VERSION
 from runctl.cli import output, render
-from runctl.cli.session import GROUP, VERSION, Failed, Session, add_login_flags, connect
+from runctl.cli.session import Failed, Session, add_login_flags, connect
 from runctl.cli.view import RunView, run_view
 from runctl.machine.phases import RUN_TERMINAL
-from runctl.workloads.build import RUN_LABEL
 
 EXIT_CODES = {"Succeeded": 0, "Failed": 3, "Canceled": 4, "TimedOut": 5}
 """How `watch` exits once the run is terminal; 1 is any error, 2 a usage error (argparse)."""
