@@ -64,7 +64,7 @@ def test_watch_prints_each_transition_once_when_not_on_a_terminal() -> None:
 10:00:09 ✔ join Succeeded  after 2s  Completed
 10:00:09 ✔ publish Succeeded  after 1s  Completed
 10:00:09 ✔ enrich Succeeded  after 2s  Completed
-10:00:09 ✔ run nightly-etl Succeeded  Completed  5/5 steps  after 8.377001s  all 5 steps succeeded
+10:00:09 ✔ run nightly-etl Succeeded  Completed  5/5 steps  after 8s  all 5 steps succeeded
 """
     assert render.transitions(done, done, "10:00:10") == []
 

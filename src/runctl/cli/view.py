@@ -164,8 +164,10 @@ def run_view(storyrun: Mapping[str, Any], stepruns: Iterable[Mapping[str, Any]],
     started = status.started_at if status is not None else None
     phase = status.phase if status is not None else None
     terminal = phase in RUN_TERMINAL
-    duration = (status.duration or "") if status is not None and terminal else \
-        _elapsed(started, None, now)
+    # Whole seconds from the recorded start to the recorded end (or to now while it runs), as
+    # for each step; startedAt and finishedAt are stored in whole seconds.
+    duration = _elapsed(started, status.finished_at if status is not None and terminal else None,
+                        now)
     return RunView(
         name=run.metadata.get("name", ""), namespace=run.metadata.get("namespace", ""),
         mode=str(run.spec.mode), phase=str(phase) if phase is not None else PENDING,
