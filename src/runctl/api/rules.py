@@ -204,6 +204,33 @@ STEPS_RULES: list[Rule] = [
 is cheap to state, longer ones are left to the admission webhook."""
 
 
+def _text(has: str, expr: str) -> str:
+    return f"({has} ? {expr} : 0)"
+
+
+_STEP_TEXT = " + ".join([
+    "s.image.size()",
+    _text("has(s.command)", "s.command.map(c, c.size()).sum()"),
+    _text("has(s.args)", "s.args.map(a, a.size()).sum()"),
+    _text("has(s.env)",
+          "s.env.map(e, e.name.size() + (has(e.value) ? e.value.size() : 0)).sum()"),
+    _text("has(s.pod) && has(s.pod.labels)",
+          "s.pod.labels.map(k, k.size() + s.pod.labels[k].size()).sum()"),
+    _text("has(s.pod) && has(s.pod.annotations)",
+          "s.pod.annotations.map(k, k.size() + s.pod.annotations[k].size()).sum()"),
+])
+
+
+def run_text_rule(limit: int) -> Rule:
+    """On StoryRun spec.steps: the free text of all steps together is at most `limit`
+    characters, so a run at every other bound at once still fits in one stored object."""
+    return _rule(
+        f"self.map(s, {_STEP_TEXT}).sum() <= {limit}",
+        f"spec.steps: together the steps' images, command, args, env and pod labels and "
+        f"annotations are at most {limit} characters",
+        reason="FieldValueInvalid")
+
+
 def story_run_spec_rules(fields: list[str]) -> list[Rule]:
     """On StoryRun spec: `fields` (every spec field but cancelRequested) are immutable."""
     return [
@@ -247,6 +274,13 @@ terminal phase)."""
 
 _MISSING_STEP = (f"!(has(self.status.stepStates) && s.name in self.status.stepStates && "
                  f"self.status.stepStates[s.name].phase in {STEP_TERMINAL_CEL})")
+
+def name_rule(kind: str, limit: int, why: str) -> Rule:
+    """On a root: metadata.name is at most `limit` characters."""
+    return _rule(f"self.metadata.name.size() <= {limit}",
+                 f"metadata.name: a {kind} name is at most {limit} characters ({why})",
+                 reason="FieldValueInvalid")
+
 
 STORY_RUN_ROOT_RULES: list[Rule] = [
     STATUS_KEPT,
