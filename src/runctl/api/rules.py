@@ -177,6 +177,31 @@ STEP_RULES: list[Rule] = [
 ]
 """On each step (StoryRun spec.steps[*] and StepRun spec)."""
 
+_BAD_KEY = "format.qualifiedName().validate(k).hasValue()"
+
+POD_RULES: list[Rule] = [
+    _rule(f"!has(self.labels) || !self.labels.exists(k, {_BAD_KEY} || "
+          "format.labelValue().validate(self.labels[k]).hasValue())",
+          "pod.labels: every key must be a qualified name ([prefix/]name) and every value a "
+          "label value, as Kubernetes requires of pod labels",
+          message_expression=(
+              "'pod.labels: every key must be a qualified name ([prefix/]name) and every value "
+              "a label value, as Kubernetes requires of pod labels; not so: ' + "
+              f"self.labels.filter(k, {_BAD_KEY} || "
+              "format.labelValue().validate(self.labels[k]).hasValue())[0]"),
+          field_path=".labels", reason="FieldValueInvalid"),
+    _rule(f"!has(self.annotations) || !self.annotations.exists(k, {_BAD_KEY})",
+          "pod.annotations: every key must be a qualified name ([prefix/]name), as Kubernetes "
+          "requires of pod annotations",
+          message_expression=(
+              "'pod.annotations: every key must be a qualified name ([prefix/]name), as "
+              "Kubernetes requires of pod annotations; not so: ' + "
+              f"self.annotations.filter(k, {_BAD_KEY})[0]"),
+          field_path=".annotations", reason="FieldValueInvalid"),
+]
+"""On a step's pod: keys and values its Job or Deployment would be refused for are refused at
+apply instead (a run whose workload can never be created would wait for its deadline)."""
+
 _NAMES = "self.map(t, t.name)"
 _UNKNOWN = f"has(s.needs) && !sets.contains({_NAMES}, s.needs)"
 _UNKNOWN_STEPS = (f"self.map(s, {_UNKNOWN}, 'step ' + s.name + ' needs ' + "

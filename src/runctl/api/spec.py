@@ -80,6 +80,8 @@ class RetryPolicy(ApiModel):
 class PodTemplate(ApiModel):
     """Metadata and identity copied onto the pods that run the step."""
 
+    model_config = ConfigDict(json_schema_extra=rules.schema_extra(rules.POD_RULES))
+
     labels: dict[str, LabelValue] | None = Field(
         default=None, max_length=MAX_POD_METADATA,
         description="Labels added to the step's pods (and its Job or Deployment template). "
