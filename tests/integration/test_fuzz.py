@@ -4,7 +4,7 @@ its admission webhook running, each followed to where it ends.
 Every object is either refused at apply (the refusal must name a field, and never be a server
 error), or accepted and then run by the operator to a terminal phase (InvalidSpec counted apart)
 within its deadline plus BOUND_SLACK seconds. The operator must not crash. `make test` sends a
-few hundred objects; `make fuzz` sends FUZZ_OBJECTS (5,000) and writes the figures to
+hundred objects; `make fuzz` sends FUZZ_OBJECTS (5,000) and writes the figures to
 FUZZ_RESULTS.
 """
 
@@ -32,7 +32,7 @@ from tests.support import step as sim_step
 
 pytestmark = pytest.mark.integration
 
-OBJECTS = int(os.environ.get("FUZZ_OBJECTS", "200"))
+OBJECTS = int(os.environ.get("FUZZ_OBJECTS", "100"))
 RESULTS = os.environ.get("FUZZ_RESULTS")
 BOUND_SLACK = 60
 """Seconds past its deadline an accepted run may take to be recorded terminal."""
