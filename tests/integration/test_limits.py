@@ -158,3 +158,18 @@ def test_a_run_at_every_bound_runs_to_succeeded(
     biggest = max(step_runs, key=lambda s: len(json.dumps(s)))
     assert biggest["spec"]["env"] == next(
         s["env"] for s in body["spec"]["steps"] if s["name"] == biggest["spec"]["step"])
+
+
+def test_a_two_megabyte_run_is_refused_naming_the_field_not_a_server_error(
+        crds: ControlPlane, namespace: str) -> None:
+    """Within every per-field bound of before, 2 MB of env values made the API server answer
+    500 (its object limit): the run's text bound now refuses it first."""
+    steps = [{"name": f"s{i}", "image": "x",
+              "env": [{"name": f"E{j}", "value": "v" * 32768} for j in range(8)]}
+             for i in range(8)]
+    code, output = dry_run(crds, namespace, {"apiVersion": "runctl.dev/v1alpha1",
+                                             "kind": "StoryRun", "metadata": {"name": "big"},
+                                             "spec": {"steps": steps}})
+    assert code != 0
+    assert "spec.steps: together the steps' images" in output, output[-1000:]
+    assert "InternalError" not in output
