@@ -1,11 +1,17 @@
 # Two commands a person needs: `make demo` and `make test`. Both set themselves up.
-.PHONY: demo test bench controlplane cluster-up cluster-down crds manifests image lint venv
+.PHONY: demo test fuzz bench controlplane cluster-up cluster-down crds manifests image lint venv
 
 demo:
 	bash hack/demo.sh $(EXAMPLE)
 
 test:
 	bash hack/test.sh
+
+# Hostile StoryRuns against the local control plane, the operator and its webhook; figures to
+# tests/fuzz/results.md.
+fuzz:
+	FUZZ_OBJECTS=$${FUZZ_OBJECTS:-5000} FUZZ_RESULTS=tests/fuzz/results.md \
+		bash hack/test.sh tests/integration/test_fuzz.py -s
 
 bench: venv
 	bash hack/controlplane-build.sh >/dev/null

@@ -1,5 +1,7 @@
-"""RBAC helpers for integration tests: act as a ServiceAccount, ask what it may do.
+"""RBAC helpers for integration tests: act as a user or a ServiceAccount, ask what it may do.
 
+- `user_kubeconfig` issues a client certificate signed by the control plane's CA for a user and
+  writes a kubeconfig holding it: a real user, authenticated as any person would be;
 - `service_account_kubeconfig` mints a token for a ServiceAccount (TokenRequest API, as
   `kubectl create token` does) and writes a kubeconfig holding it, so a process run with it
   (`runctl operator`, kubectl) has exactly that account's permissions;
@@ -16,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from runctl import pki
 from runctl.devcluster import ControlPlane
 
 
@@ -48,6 +51,31 @@ def service_account_kubeconfig(cluster: ControlPlane, namespace: str, name: str,
         "current-context": user,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+def user_kubeconfig(cluster: ControlPlane, user: str, path: Path,
+                    *, namespace: str = "default") -> Path:
+    """Write to `path` a kubeconfig that authenticates as `user` by a client certificate from
+    the cluster's own CA: the API server knows the user by the certificate's common name, as it
+    would a real person (and grants it nothing but what RBAC binds to that name)."""
+    ca = pki.CertPair(cluster.workdir / "pki" / "runctl-local-ca.crt",
+                      cluster.workdir / "pki" / "runctl-local-ca.key")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pair = pki.issue(ca, path.parent, f"{path.stem}-client", common_name=user,
+                     client=True)
+    admin: dict[str, Any] = yaml.safe_load(cluster.kubeconfig.read_text())
+    config = {
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": admin["clusters"],
+        "users": [{"name": user, "user": {"client-certificate": str(pair.cert),
+                                          "client-key": str(pair.key)}}],
+        "contexts": [{"name": user, "context": {"cluster": admin["clusters"][0]["name"],
+                                                "user": user, "namespace": namespace}}],
+        "current-context": user,
+    }
     path.write_text(yaml.safe_dump(config))
     path.chmod(0o600)
     return path

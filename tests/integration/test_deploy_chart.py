@@ -239,6 +239,25 @@ def test_every_replica_can_sign_its_webhook_certificate_with_the_chart_ca(
         assert f"/var/run/runctl-webhook/{name}" in mounts
 
 
+def test_the_author_rights_policy_ships_by_default_and_can_be_turned_off(helm: Helm) -> None:
+    docs = render(helm)
+    [policy] = find(docs, "ValidatingAdmissionPolicy")
+    [binding] = find(docs, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"],
+                               "validationActions": ["Deny"]}
+    [rule] = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert (rule["apiGroups"], rule["resources"], rule["operations"]) == (
+        ["runctl.dev"], ["storyruns"], ["CREATE"])
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    off = render(helm, "--set", "admissionPolicy.enabled=false")
+    assert not find(off, "ValidatingAdmissionPolicy")
+    assert not find(off, "ValidatingAdmissionPolicyBinding")
+    scoped = render(helm, "--set", "watchNamespaces={team-a,team-b}")
+    [binding] = find(scoped, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"] == [
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a", "team-b"]}]
+
+
 def test_metrics_service_and_service_monitor(helm: Helm) -> None:
     docs = render(helm, "--set", "metrics.serviceMonitor.enabled=true")
     [service] = find(docs, "Service", "runctl-metrics")
@@ -304,7 +323,8 @@ def test_helm_install_creates_everything(cluster: ControlPlane, release: Objects
     crds = cluster
     kinds = {d["kind"] for d in release}
     assert kinds >= {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
-                     "RoleBinding", "Service", "Deployment", "Lease", "PodDisruptionBudget"}
+                     "RoleBinding", "Service", "Deployment", "Lease", "PodDisruptionBudget",
+                     "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
     missing = [k for k in inventory(release) if not exists(crds, *k)]
     assert not missing
     for crd in ("storyruns.runctl.dev", "stepruns.runctl.dev"):

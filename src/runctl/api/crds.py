@@ -18,7 +18,7 @@ import yaml
 
 from runctl.api import rules
 from runctl.api.base import ApiModel
-from runctl.api.spec import StepRunSpec, StoryRunSpec
+from runctl.api.spec import MAX_RUN_NAME, StepRunSpec, StoryRunSpec
 from runctl.api.status import StepRunStatus, StoryRunStatus
 from runctl.api.wire import GROUP, VERSION
 
@@ -122,7 +122,9 @@ STORY_RUN = Kind(
     kind="StoryRun", plural="storyruns", short_names=["sr"],
     description="A StoryRun runs a DAG of steps, each a container, to one terminal outcome. "
                 "Users create it; the runctl operator records its progress in status.",
-    spec=StoryRunSpec, status=StoryRunStatus, root_rules=rules.STORY_RUN_ROOT_RULES,
+    spec=StoryRunSpec, status=StoryRunStatus,
+    root_rules=[*rules.STORY_RUN_ROOT_RULES, rules.name_rule(
+        "StoryRun", MAX_RUN_NAME, "it labels every StepRun, Job and pod of the run")],
     columns=[
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase",
          "description": "The run's phase."},

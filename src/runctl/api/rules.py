@@ -177,6 +177,31 @@ STEP_RULES: list[Rule] = [
 ]
 """On each step (StoryRun spec.steps[*] and StepRun spec)."""
 
+_BAD_KEY = "format.qualifiedName().validate(k).hasValue()"
+
+POD_RULES: list[Rule] = [
+    _rule(f"!has(self.labels) || !self.labels.exists(k, {_BAD_KEY} || "
+          "format.labelValue().validate(self.labels[k]).hasValue())",
+          "pod.labels: every key must be a qualified name ([prefix/]name) and every value a "
+          "label value, as Kubernetes requires of pod labels",
+          message_expression=(
+              "'pod.labels: every key must be a qualified name ([prefix/]name) and every value "
+              "a label value, as Kubernetes requires of pod labels; not so: ' + "
+              f"self.labels.filter(k, {_BAD_KEY} || "
+              "format.labelValue().validate(self.labels[k]).hasValue())[0]"),
+          field_path=".labels", reason="FieldValueInvalid"),
+    _rule(f"!has(self.annotations) || !self.annotations.exists(k, {_BAD_KEY})",
+          "pod.annotations: every key must be a qualified name ([prefix/]name), as Kubernetes "
+          "requires of pod annotations",
+          message_expression=(
+              "'pod.annotations: every key must be a qualified name ([prefix/]name), as "
+              "Kubernetes requires of pod annotations; not so: ' + "
+              f"self.annotations.filter(k, {_BAD_KEY})[0]"),
+          field_path=".annotations", reason="FieldValueInvalid"),
+]
+"""On a step's pod: keys and values its Job or Deployment would be refused for are refused at
+apply instead (a run whose workload can never be created would wait for its deadline)."""
+
 _NAMES = "self.map(t, t.name)"
 _UNKNOWN = f"has(s.needs) && !sets.contains({_NAMES}, s.needs)"
 _UNKNOWN_STEPS = (f"self.map(s, {_UNKNOWN}, 'step ' + s.name + ' needs ' + "
@@ -202,6 +227,33 @@ STEPS_RULES: list[Rule] = [
 ]
 """On StoryRun spec.steps. Uniqueness by name is the list-map's own check; a cycle of two steps
 is cheap to state, longer ones are left to the admission webhook."""
+
+
+def _text(has: str, expr: str) -> str:
+    return f"({has} ? {expr} : 0)"
+
+
+_STEP_TEXT = " + ".join([
+    "s.image.size()",
+    _text("has(s.command)", "s.command.map(c, c.size()).sum()"),
+    _text("has(s.args)", "s.args.map(a, a.size()).sum()"),
+    _text("has(s.env)",
+          "s.env.map(e, e.name.size() + (has(e.value) ? e.value.size() : 0)).sum()"),
+    _text("has(s.pod) && has(s.pod.labels)",
+          "s.pod.labels.map(k, k.size() + s.pod.labels[k].size()).sum()"),
+    _text("has(s.pod) && has(s.pod.annotations)",
+          "s.pod.annotations.map(k, k.size() + s.pod.annotations[k].size()).sum()"),
+])
+
+
+def run_text_rule(limit: int) -> Rule:
+    """On StoryRun spec.steps: the free text of all steps together is at most `limit`
+    characters, so a run at every other bound at once still fits in one stored object."""
+    return _rule(
+        f"self.map(s, {_STEP_TEXT}).sum() <= {limit}",
+        f"spec.steps: together the steps' images, command, args, env and pod labels and "
+        f"annotations are at most {limit} characters",
+        reason="FieldValueInvalid")
 
 
 def story_run_spec_rules(fields: list[str]) -> list[Rule]:
@@ -247,6 +299,13 @@ terminal phase)."""
 
 _MISSING_STEP = (f"!(has(self.status.stepStates) && s.name in self.status.stepStates && "
                  f"self.status.stepStates[s.name].phase in {STEP_TERMINAL_CEL})")
+
+def name_rule(kind: str, limit: int, why: str) -> Rule:
+    """On a root: metadata.name is at most `limit` characters."""
+    return _rule(f"self.metadata.name.size() <= {limit}",
+                 f"metadata.name: a {kind} name is at most {limit} characters ({why})",
+                 reason="FieldValueInvalid")
+
 
 STORY_RUN_ROOT_RULES: list[Rule] = [
     STATUS_KEPT,

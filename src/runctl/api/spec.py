@@ -1,7 +1,13 @@
 """The spec side of the API: StoryRun (what a user asks for) and StepRun (one step, as started).
 
-Bounds are deliberate: the CRD's CEL rules are priced by the API server from `maxItems`,
-`maxLength` and `maxProperties`, so every list, map and string a rule may walk has one.
+Bounds are deliberate, and each is refused at apply by the API server naming its field:
+
+- the CRD's CEL rules are priced by the API server from `maxItems`, `maxLength` and
+  `maxProperties`, so every list, map and string a rule may walk has one;
+- a run at every bound at once must still be stored and run: the API server takes at most
+  about 1.5 MiB per object (etcd's request limit; a bigger create fails with a server error,
+  not a refusal naming a field). Counts per step keep the run's structure small, and
+  MAX_RUN_TEXT caps the free text all its steps carry together.
 """
 
 from __future__ import annotations
@@ -20,8 +26,22 @@ MAX_STEPS = 100
 MAX_NEEDS = 50
 """The most steps one step may need (a bound the CEL rules on needs are priced by)."""
 
+MAX_RUN_NAME = 63
+"""The longest StoryRun name: it is the value of the runctl.dev/storyrun label on every StepRun,
+Job and pod of the run, and a label value is at most 63 characters."""
+
+MAX_TEXT = 4096
+"""The longest command or args item."""
+
+MAX_COMMAND, MAX_ARGS, MAX_ENV, MAX_POD_METADATA = 16, 64, 32, 32
+"""The most command items, args items, env variables, and pod labels (or annotations) of a step."""
+
+MAX_RUN_TEXT = 131072
+"""The most characters of free text all the steps of a run carry together: images, command,
+args, env names and values, pod label and annotation keys and values (128 KiB)."""
+
 StepName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS_LABEL)]
-Text = Annotated[str, StringConstraints(max_length=4096)]
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
 LabelValue = Annotated[str, StringConstraints(max_length=63)]
 AnnotationValue = Annotated[str, StringConstraints(max_length=16384)]
 
@@ -31,10 +51,12 @@ class EnvVar(ApiModel):
 
     name: str = Field(
         min_length=1, max_length=253,
-        description="Name of the environment variable. Unique within the step's env.")
+        description="Name of the environment variable (at most 253 characters). Unique "
+                    "within the step's env.")
     value: str | None = Field(
         default=None, max_length=32768,
-        description="Value of the variable. Optional; absent means the empty string.")
+        description="Value of the variable (at most 32768 characters). Optional; absent "
+                    "means the empty string.")
 
 
 class RetryPolicy(ApiModel):
@@ -58,14 +80,18 @@ class RetryPolicy(ApiModel):
 class PodTemplate(ApiModel):
     """Metadata and identity copied onto the pods that run the step."""
 
+    model_config = ConfigDict(json_schema_extra=rules.schema_extra(rules.POD_RULES))
+
     labels: dict[str, LabelValue] | None = Field(
-        default=None, max_length=64,
+        default=None, max_length=MAX_POD_METADATA,
         description="Labels added to the step's pods (and its Job or Deployment template). "
-                    "runctl's own labels (runctl.dev/*) take precedence.")
+                    "runctl's own labels (runctl.dev/*) take precedence. At most "
+                    f"{MAX_POD_METADATA}, values at most 63 characters.")
     annotations: dict[str, AnnotationValue] | None = Field(
-        default=None, max_length=64,
+        default=None, max_length=MAX_POD_METADATA,
         description="Annotations added to the step's pods. On the local control plane the "
-                    "sim.runctl.dev/* annotations say how a simulated pod behaves.")
+                    "sim.runctl.dev/* annotations say how a simulated pod behaves. At most "
+                    f"{MAX_POD_METADATA}, values at most 16384 characters.")
     service_account_name: str | None = Field(
         default=None, min_length=1, max_length=253, pattern=DNS_SUBDOMAIN,
         description="ServiceAccount the step's pods run as (in the run's namespace). "
@@ -91,17 +117,20 @@ class StepSpec(ApiModel):
     image: str = Field(
         min_length=1, max_length=1024,
         description="Container image of the step's main container, e.g. "
-                    "ghcr.io/acme/extract:1.2.")
+                    "ghcr.io/acme/extract:1.2 (at most 1024 characters).")
     command: list[Text] | None = Field(
-        default=None, max_length=64,
-        description="Entrypoint of the main container. Default: the image's ENTRYPOINT.")
+        default=None, max_length=MAX_COMMAND,
+        description="Entrypoint of the main container. Default: the image's ENTRYPOINT. At "
+                    f"most {MAX_COMMAND} items of at most {MAX_TEXT} characters.")
     args: list[Text] | None = Field(
-        default=None, max_length=256,
-        description="Arguments to the entrypoint. Default: the image's CMD.")
+        default=None, max_length=MAX_ARGS,
+        description="Arguments to the entrypoint. Default: the image's CMD. At most "
+                    f"{MAX_ARGS} items of at most {MAX_TEXT} characters.")
     env: list[EnvVar] | None = Field(
-        default=None, max_length=128,
+        default=None, max_length=MAX_ENV,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
-        description="Environment variables of the main container, unique by name.")
+        description="Environment variables of the main container, unique by name. At most "
+                    f"{MAX_ENV}.")
     timeout_seconds: int | None = Field(
         default=None, ge=1,
         description="Deadline of one attempt, in seconds (at least 1). An attempt running "
@@ -188,10 +217,12 @@ class StoryRunSpec(ApiModel):
     steps: list[StepSpec] = Field(
         min_length=1, max_length=MAX_STEPS,
         json_schema_extra=rules.schema_extra(
-            rules.STEPS_RULES, **{"x-kubernetes-list-type": "map",
-                                  "x-kubernetes-list-map-keys": ["name"]}),
+            [*rules.STEPS_RULES, rules.run_text_rule(MAX_RUN_TEXT)],
+            **{"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}),
         description=f"The steps of the run, 1 to {MAX_STEPS}, unique by name; their needs form "
-                    "a DAG.")
+                    "a DAG. Together their images, command, args, env names and values and pod "
+                    f"label and annotation keys and values are at most {MAX_RUN_TEXT} "
+                    "characters.")
 
 
 class StepRunSpec(StepSpec):

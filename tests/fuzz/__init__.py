@@ -1,0 +1,1 @@
+"""A structure-aware fuzzer of StoryRuns against the real control plane (`make fuzz`)."""
