@@ -109,7 +109,8 @@ class Argo:
         since = log.stat().st_size if log.exists() else 0
         self.proc = self.b.start_controller("workflow-controller", argv, plain_env(**settings))
         deadline = time.monotonic() + 60
-        while b"Starting Workflow Controller" not in log.read_bytes()[since:]:
+        # Logged once its informers have synced, when its workers start.
+        while b"Starting CronWorkflow controller" not in log.read_bytes()[since:]:
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 stop_process(self.proc)
                 raise RuntimeError(f"workflow-controller did not start; see {log}")
