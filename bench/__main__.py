@@ -55,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         # above would report their high-water mark as its idle size.
         b.stop_operator()
         b.start_operator()
-        scenarios.memory(b, out, MEMORY_SIZES[size])
+        busy = scenarios.memory(b, out, MEMORY_SIZES[size])
         if peers_bin is not None:
+            # Its pods would end, and their Jobs be written, while the peers are measured.
+            b.drop_namespace(busy)
             b.stop_operator()  # idle from here on: the peers have the machine to themselves
             for peer, install in ((Argo, peers.argo.install), (Tekton, peers.tekton.install)):
                 install(b)

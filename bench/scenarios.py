@@ -270,7 +270,9 @@ def peer(b: Bench, out: Report, system: System, sizes: tuple[int, ...], stop_n: 
 # -- 4. memory -------------------------------------------------------------------------------
 
 
-def memory(b: Bench, out: Report, steprun_counts: list[int]) -> None:
+def memory(b: Bench, out: Report, steprun_counts: list[int]) -> str:
+    """RSS at each count of active StepRuns; returns the namespace, left running (with the
+    operator's finalizers on its StepRuns) for the caller to drop while the operator runs."""
     out.record("operator RSS, 0 active StepRuns", b.rss_mb(), "MB")
     made = 0
     ns = b.namespace("memory")
@@ -290,3 +292,4 @@ def memory(b: Bench, out: Report, steprun_counts: list[int]) -> None:
         big = target >= 1000
         out.record(f"operator RSS, {target} active StepRuns", rss, "MB",
                    "< 200 MB" if big else "", rss < 200 if big else None)
+    return ns
