@@ -1,5 +1,5 @@
 # Two commands a person needs: `make demo` and `make test`. Both set themselves up.
-.PHONY: demo test fuzz bench controlplane cluster-up cluster-down crds manifests image lint venv
+.PHONY: demo test fuzz bench controlplane peers cluster-up cluster-down crds manifests image lint venv
 
 demo:
 	bash hack/demo.sh $(EXAMPLE)
@@ -15,13 +15,16 @@ fuzz:
 
 bench: venv
 	bash hack/controlplane-build.sh >/dev/null
-	.venv/bin/python -m bench $(BENCH_ARGS)
+	.venv/bin/python -m bench --peers $(BENCH_ARGS)
 
 venv:
 	bash hack/venv.sh
 
 controlplane:
 	bash hack/controlplane-build.sh
+
+peers:
+	bash hack/peers-build.sh
 
 cluster-up: venv
 	.venv/bin/python -m runctl.devcluster up

@@ -2,6 +2,7 @@
 
     python -m bench            # the whole harness (about 5 minutes on 2 cores)
     python -m bench --quick    # smaller sizes (about 1.5 minutes), same measurements
+    python -m bench --peers    # and the same diamond and stop cases on Argo and Tekton
 
 Prints a table of figures against their targets and writes it to bench/results/<date>-<size>.md
 and .json. Figures, not assertions: tests never time anything.
@@ -15,8 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import scenarios
+from bench import peers, scenarios
 from bench.harness import Bench
+from bench.peers.argo import Argo
+from bench.peers.tekton import Tekton
 from bench.report import Report
 
 RUN_SIZES = {"quick": (20,), "full": (50, 200)}
@@ -28,9 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, about 1.5 minutes")
+    parser.add_argument("--peers", action="store_true",
+                        help="also run Argo Workflows and Tekton Pipelines, at their defaults "
+                             "and tuned (built once into the cache)")
     args = parser.parse_args(argv)
     size = "quick" if args.quick else "full"
     out = Report()
+    # Built before the clock starts: a first build takes minutes, and is no part of a run.
+    peers_bin = peers.build() if args.peers else None
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="runctl-bench-") as tmp, Bench(Path(tmp)) as b:
         b.start_operator()
@@ -47,7 +55,17 @@ def main(argv: list[str] | None = None) -> int:
         # above would report their high-water mark as its idle size.
         b.stop_operator()
         b.start_operator()
-        scenarios.memory(b, out, MEMORY_SIZES[size])
+        busy = scenarios.memory(b, out, MEMORY_SIZES[size])
+        if peers_bin is not None:
+            # Its pods would end, and their Jobs be written, while the peers are measured.
+            b.drop_namespace(busy)
+            b.stop_operator()  # idle from here on: the peers have the machine to themselves
+            for peer, install in ((Argo, peers.argo.install), (Tekton, peers.tekton.install)):
+                install(b)
+                for tuned in (False, True):
+                    with peer(b, peers_bin, tuned) as system:
+                        print(f"[bench] {system.label}", flush=True)
+                        scenarios.peer(b, out, system, RUN_SIZES[size], max(STOP_SIZES[size]))
     out.write(size, time.monotonic() - began)
     return 0
 

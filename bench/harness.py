@@ -1,5 +1,5 @@
-"""The bench's world: a local control plane, runctl's operator as a process, and what is read
-from both.
+"""The bench's world: a local control plane, runctl's operator (and any other controller) as a
+process, and what is read from both.
 
 The operator runs as its own process, as it would in a cluster, so its CPU time and RSS come from
 /proc and its request counts from its metrics endpoint, never from inside the bench.
@@ -15,8 +15,9 @@ import sys
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,6 +29,35 @@ from runctl.devcluster.cluster import REPO_ROOT, build_binaries
 
 GROUP, VERSION = "runctl.dev", "v1alpha1"
 TERMINAL = {"Succeeded", "Failed", "Canceled", "TimedOut"}
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A custom resource the bench creates runs of: runctl's StoryRun or a peer's run."""
+
+    group: str
+    version: str
+    plural: str
+
+
+STORYRUNS = Kind(GROUP, VERSION, "storyruns")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
+    """End a process the bench started in a session of its own, and everything it started."""
+    if proc is not None and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
 
 
 class Bench:
@@ -71,17 +101,22 @@ class Bench:
             time.sleep(0.1)
 
     def stop_operator(self) -> None:
-        if self.op is not None and self.op.poll() is None:
-            os.killpg(self.op.pid, signal.SIGTERM)
-            self.op.wait(timeout=30)
+        stop_process(self.op)
         self.op = None
+
+    def start_controller(self, name: str, argv: Sequence[str],
+                         env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+        """Another controller as a process of its own, its output in the cluster's logs; the
+        caller ends it with `stop_process`."""
+        log = (self.cluster.logs / f"{name}.log").open("ab")
+        return subprocess.Popen(list(argv), env=dict(env), stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
 
     # -- what the figures are read from ------------------------------------------------------
 
     def cpu_seconds(self) -> float:
         assert self.op is not None
-        fields = Path(f"/proc/{self.op.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.op.pid)
 
     def rss_mb(self) -> float:
         assert self.op is not None
@@ -120,16 +155,22 @@ class Bench:
 
         self.wait(f"namespace {name} to be gone", gone, timeout=300)
 
-    def create_runs(self, ns: str, bodies: Iterable[dict[str, Any]]) -> None:
+    def create_runs(self, ns: str, bodies: Iterable[dict[str, Any]],
+                    kind: Kind = STORYRUNS) -> None:
         def create(body: dict[str, Any]) -> None:
-            self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, "storyruns", body)
+            self.custom.create_namespaced_custom_object(kind.group, kind.version, ns,
+                                                        kind.plural, body)
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(create, bodies))
 
     def objects(self, ns: str, plural: str) -> list[dict[str, Any]]:
         """The StoryRuns or StepRuns of a namespace, as the API server has them now."""
+        return self.runs(ns, Kind(GROUP, VERSION, plural))
+
+    def runs(self, ns: str, kind: Kind) -> list[dict[str, Any]]:
+        """The runs of a kind in a namespace, as the API server has them now."""
         listed = cast(dict[str, Any], self.custom.list_namespaced_custom_object(
-            GROUP, VERSION, ns, plural))
+            kind.group, kind.version, ns, kind.plural))
         items: list[dict[str, Any]] = listed["items"]
         return items
 
@@ -140,10 +181,3 @@ class Bench:
                 tail = (self.cluster.logs / "operator.log").read_text(errors="replace")[-3000:]
                 raise TimeoutError(f"timed out waiting for {what}; operator log:\n{tail}")
             time.sleep(0.5)
-
-    def all_steps_running(self, ns: str, count: int) -> bool:
-        runs = self.objects(ns, "storyruns")
-        return len(runs) == count and all(
-            (r.get("status") or {}).get("stepStates")
-            and all(s.get("phase") == "Running" for s in r["status"]["stepStates"].values())
-            for r in runs)

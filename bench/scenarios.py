@@ -3,7 +3,8 @@ deletes the namespace before the next one starts.
 
 Runs are StoryRuns of simulated pods (kwok plays the kubelet; the `sim.runctl.dev/duration`
 annotation says how long a pod runs), so what is measured is the control plane and runctl,
-never a workload.
+never a workload. The diamond and stop cases run the same way on the peers (`bench.peers`), each
+system reached through `bench.systems.System`.
 """
 
 from __future__ import annotations
@@ -15,18 +16,9 @@ from typing import Any
 
 from kubernetes import watch
 
-from bench.harness import GROUP, TERMINAL, VERSION, Bench
+from bench.harness import GROUP, VERSION, Bench
 from bench.report import Report
-
-
-def step(name: str, *needs: str, duration: str) -> dict[str, Any]:
-    return {"name": name, "needs": list(needs), "image": f"example.invalid/{name}:1",
-            "pod": {"annotations": {"sim.runctl.dev/duration": duration}}}
-
-
-def run_body(name: str, steps: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "StoryRun",
-            "metadata": {"name": name}, "spec": {**spec, "steps": steps}}
+from bench.systems import Runctl, System, run_body, step
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -39,49 +31,106 @@ def percentile(values: list[float], p: float) -> float:
 
 # -- 1. stop latency ---------------------------------------------------------------------------
 
+STOP_WATCH_SECONDS = 60  # how long a stop is watched for: its runs' end and their pods' end
+
 
 def stop_latency(b: Bench, out: Report, n: int, mode: str) -> None:
+    runctl = Runctl(b)
     ns = b.namespace(f"stop-{mode}-{n}")
     if mode == "realtime":
-        bodies = [run_body(f"r{i}", [step("hub", duration="forever")], mode="realtime",
-                           transport={"lifecycle": {"drainTimeoutSeconds": 120}})
-                  for i in range(n)]
+        bodies = [runctl.long_run(f"r{i}") for i in range(n)]
     else:
         bodies = [run_body(f"r{i}", [step("long", duration="600s")]) for i in range(n)]
-    b.create_runs(ns, bodies)
-    b.wait(f"{n} {mode} runs running", lambda: b.all_steps_running(ns, n), timeout=60 + 3 * n)
+    record_stop(out, f"stop latency, {mode}, {n} concurrent", n,
+                *measure_stop(b, runctl, ns, bodies), target=n >= 100)
+    b.drop_namespace(ns)
+
+
+def record_stop(out: Report, label: str, n: int, to_terminal: list[float],
+                pods_gone: list[float], target: bool) -> None:
+    """Stop latency measured two ways: to the run's terminal phase (what a client watching the
+    run sees) and until none of its pods is left running (when the work has really stopped);
+    `target` judges the first against runctl's target."""
+    missing = n - len(to_terminal)
+    p99 = percentile(to_terminal, 99)
+    out.record(f"{label}, p50", percentile(to_terminal, 50), "s")
+    out.record(f"{label}, p95", percentile(to_terminal, 95), "s")
+    out.record(f"{label}, p99", p99, "s", "< 1 s" if target else "",
+               (p99 < 1.0 and not missing) if target else None,
+               f"{missing} not terminal" if missing else "")
+    left = n - len(pods_gone)
+    out.record(f"{label}, until pods gone, p50", percentile(pods_gone, 50), "s")
+    out.record(f"{label}, until pods gone, p99", percentile(pods_gone, 99), "s",
+               note=f"{left} with pods running after {STOP_WATCH_SECONDS} s" if left else "")
+
+
+def measure_stop(b: Bench, system: System, ns: str,
+                 bodies: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
+    """Create the runs, wait until each runs its pods, ask all of them to stop at once; return
+    the seconds from each stop request to the run's terminal phase, and to the moment none of
+    its pods is left running (deleted, or ended), for the runs that got there."""
+    n = len(bodies)
+    b.create_runs(ns, bodies, system.kind)
+    b.wait(f"{n} runs running", lambda: running(b, system, ns, n), timeout=60 + 3 * n)
 
     ended: dict[str, float] = {}
-    stream = watch.Watch()
+    gone: dict[str, float] = {}
+    live: dict[str, set[str]] = {}  # run -> its pods that have not ended
+    listed = threading.Event()
+    runs_watch, pods_watch = watch.Watch(), watch.Watch()
 
-    def observe() -> None:
-        for ev in stream.stream(b.custom.list_namespaced_custom_object, GROUP, VERSION, ns,
-                                "storyruns", timeout_seconds=120):
-            obj = ev["object"]
-            if (obj.get("status") or {}).get("phase") in TERMINAL:
-                ended.setdefault(obj["metadata"]["name"], time.monotonic())
+    def observe_runs() -> None:
+        for ev in runs_watch.stream(b.custom.list_namespaced_custom_object, system.kind.group,
+                                    system.kind.version, ns, system.kind.plural,
+                                    timeout_seconds=STOP_WATCH_SECONDS):
+            if system.terminal(ev["object"]):
+                ended.setdefault(ev["object"]["metadata"]["name"], time.monotonic())
             if len(ended) == n:
-                stream.stop()
+                runs_watch.stop()
 
-    watcher = threading.Thread(target=observe, daemon=True)
-    watcher.start()
-    time.sleep(0.5)
+    def observe_pods() -> None:
+        for ev in pods_watch.stream(b.core.list_namespaced_pod, ns,
+                                    label_selector=system.run_label,
+                                    timeout_seconds=STOP_WATCH_SECONDS):
+            pod = ev["object"]
+            run, name = pod.metadata.labels[system.run_label], pod.metadata.name
+            pods = live.setdefault(run, set())
+            if ev["type"] == "DELETED" or pod.status.phase in ("Succeeded", "Failed"):
+                pods.discard(name)
+            else:
+                pods.add(name)
+            if len(live) == n and all(live.values()):
+                listed.set()
+            if listed.is_set() and not pods and run in patched:
+                gone.setdefault(run, time.monotonic())
+            if len(gone) == n:
+                pods_watch.stop()
+
     patched: dict[str, float] = {}
-    for i in range(n):
-        patched[f"r{i}"] = time.monotonic()
-        b.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, "storyruns", f"r{i}",
-                                                {"spec": {"cancelRequested": True}})
-    watcher.join(timeout=120)
-    latencies = [ended[k] - patched[k] for k in patched if k in ended]
-    missing = n - len(latencies)
-    p99 = percentile(latencies, 99) if latencies else float("nan")
-    label = f"stop latency, {mode}, {n} concurrent"
-    out.record(f"{label}, p50", percentile(latencies, 50), "s")
-    out.record(f"{label}, p95", percentile(latencies, 95), "s")
-    out.record(f"{label}, p99", p99, "s", "< 1 s" if n >= 100 else "",
-               (p99 < 1.0 and not missing) if n >= 100 else None,
-               f"{missing} not terminal" if missing else "")
-    b.drop_namespace(ns)
+    watchers = [threading.Thread(target=f, daemon=True) for f in (observe_runs, observe_pods)]
+    for w in watchers:
+        w.start()
+    listed.wait(timeout=30)
+    time.sleep(0.5)
+    for body in bodies:
+        name = body["metadata"]["name"]
+        patched[name] = time.monotonic()
+        b.custom.patch_namespaced_custom_object(system.kind.group, system.kind.version, ns,
+                                                system.kind.plural, name, system.stop_patch)
+    for w in watchers:
+        w.join(timeout=STOP_WATCH_SECONDS)
+    return ([ended[k] - patched[k] for k in patched if k in ended],
+            [gone[k] - patched[k] for k in patched if k in gone])
+
+
+def running(b: Bench, system: System, ns: str, count: int) -> bool:
+    """Every run has started and has a pod running."""
+    runs = b.runs(ns, system.kind)
+    pods: list[Any] = b.core.list_namespaced_pod(ns, label_selector=system.run_label).items
+    with_pods = {p.metadata.labels[system.run_label] for p in pods
+                 if p.status.phase == "Running"}
+    return (len(runs) == count and all(system.started(r) for r in runs)
+            and len(with_pods) == count)
 
 
 # -- 2. the API server's ceiling and runctl's throughput -------------------------------------
@@ -106,10 +155,6 @@ def api_ceiling(b: Bench, out: Report, seconds: float) -> float:
     return rate
 
 
-DIAMOND = [step("extract", duration="1ms"), step("clean", "extract", duration="1ms"),
-           step("enrich", "extract", duration="1ms"), step("join", "clean", "enrich",
-                                                          duration="1ms"),
-           step("publish", "join", duration="1ms")]
 # The fewest writes a diamond run can be recorded with: per step, its StepRun, its Job, and two
 # StepRun status writes (started, ended); for the run, one status write per wave of the DAG
 # (extract; clean+enrich; join; publish) plus the final one; and two Events (Started, the end).
@@ -126,19 +171,9 @@ def throughput(b: Bench, out: Report, in_flight: int, ceiling: float, itemize: b
     """Diamond runs to the end, `in_flight` at once; `itemize` adds the writes per run by verb
     and resource."""
     ns = b.namespace(f"tput-{in_flight}")
-    before_api, before_ops = b.apiserver_requests(), b.operator_requests()
-    before_cpu = b.cpu_seconds()
-    began = time.monotonic()
-    b.create_runs(ns, (run_body(f"d{i}", DIAMOND) for i in range(in_flight)))
-    b.wait(f"{in_flight} runs to finish",
-           lambda: sum((r.get("status") or {}).get("phase") in TERMINAL
-                       for r in b.objects(ns, "storyruns")) == in_flight,
-           timeout=60 + 6 * in_flight)
-    elapsed = time.monotonic() - began
-    time.sleep(5)  # the upkeep after the end (finalizers let go) belongs to the runs too
-    cpu = b.cpu_seconds() - before_cpu
-    after_api, after_ops = b.apiserver_requests(), b.operator_requests()
-    per_min = in_flight / elapsed * 60
+    before_ops = b.operator_requests()
+    per_min, cpu, before_api, after_api = measure_runs(b, Runctl(b), ns, in_flight)
+    after_ops = b.operator_requests()
     # The ceiling allows ceiling*60/writes such runs a minute if every write were a status patch:
     # counting runctl's own minimum writes only (strict), and counting every write the API server
     # took for the runs from any client (the Job controller, the scheduler, kwok as the kubelet).
@@ -146,18 +181,40 @@ def throughput(b: Bench, out: Report, in_flight: int, ceiling: float, itemize: b
     out.record(f"throughput, 5-step diamond runs, {in_flight} in flight", per_min, "runs/min",
                f">= {allowed / 2:.0f} (half the ceiling's {allowed:.0f} for runctl's "
                f"{sum(MINIMUM.values())} writes)", per_min >= allowed / 2)
-    cluster_writes = sum(after_api[k] - before_api[k] for k in after_api
-                         if k[0] in MUTATING) / in_flight
+    cluster_writes = writes_per_run(before_api, after_api, in_flight)
     everything = ceiling * 60 / cluster_writes
     out.record(f"writes per run by every client, {in_flight} in flight (API server's count)",
                cluster_writes, "")
     out.record(f"throughput against the ceiling for every client's writes, {in_flight} in flight",
                per_min, "runs/min", f">= {everything / 2:.0f} (half of {everything:.0f})",
                per_min >= everything / 2)
-    out.record(f"operator CPU per run, {in_flight} in flight", cpu / in_flight, "s")
+    out.record(f"operator CPU per run, {in_flight} in flight", cpu, "s")
     if itemize:
         requests_per_run(out, before_api, after_api, before_ops, after_ops, in_flight)
     b.drop_namespace(ns)
+
+
+def measure_runs(b: Bench, system: System, ns: str, in_flight: int
+                 ) -> tuple[float, float, Counter[tuple[str, str, str]],
+                            Counter[tuple[str, str, str]]]:
+    """`in_flight` diamond runs created at once and run to the end: runs per minute, the
+    controller's CPU seconds per run, and the API server's request counts before and after."""
+    before_api, before_cpu = b.apiserver_requests(), system.cpu_seconds()
+    began = time.monotonic()
+    b.create_runs(ns, (system.diamond(f"d{i}") for i in range(in_flight)), system.kind)
+    b.wait(f"{in_flight} runs to finish",
+           lambda: sum(map(system.terminal, b.runs(ns, system.kind))) == in_flight,
+           timeout=60 + 6 * in_flight)
+    elapsed = time.monotonic() - began
+    time.sleep(5)  # the upkeep after the end (finalizers let go) belongs to the runs too
+    cpu = system.cpu_seconds() - before_cpu
+    return in_flight / elapsed * 60, cpu / in_flight, before_api, b.apiserver_requests()
+
+
+def writes_per_run(before: Counter[tuple[str, str, str]], after: Counter[tuple[str, str, str]],
+                   runs: int) -> float:
+    """Every client's writes per run, as the API server counted them."""
+    return sum(after[k] - before[k] for k in after if k[0] in MUTATING) / runs
 
 
 def requests_per_run(out: Report, before: Counter[tuple[str, str, str]],
@@ -188,10 +245,34 @@ def requests_per_run(out: Report, before: Counter[tuple[str, str, str]],
                total <= 1.3 * minimum)
 
 
+# -- 5. the peers -----------------------------------------------------------------------------
+
+
+def peer(b: Bench, out: Report, system: System, sizes: tuple[int, ...], stop_n: int) -> None:
+    """The diamond at each size and the stop case, on a peer as it was started: the figures
+    runctl's own scenarios record, named for the peer and its settings."""
+    for n in sizes:
+        ns = b.namespace(f"peer-tput-{n}")
+        per_min, cpu, before, after = measure_runs(b, system, ns, n)
+        out.record(f"{system.label}: throughput, 5-step diamond runs, {n} in flight", per_min,
+                   "runs/min")
+        out.record(f"{system.label}: writes per run by every client, {n} in flight "
+                   "(API server's count)", writes_per_run(before, after, n), "")
+        out.record(f"{system.label}: controller CPU per run, {n} in flight", cpu, "s")
+        b.drop_namespace(ns)
+    ns = b.namespace(f"peer-stop-{stop_n}")
+    bodies = [system.long_run(f"r{i}") for i in range(stop_n)]
+    record_stop(out, f"{system.label}: stop latency, {stop_n} concurrent", stop_n,
+                *measure_stop(b, system, ns, bodies), target=False)
+    b.drop_namespace(ns)
+
+
 # -- 4. memory -------------------------------------------------------------------------------
 
 
-def memory(b: Bench, out: Report, steprun_counts: list[int]) -> None:
+def memory(b: Bench, out: Report, steprun_counts: list[int]) -> str:
+    """RSS at each count of active StepRuns; returns the namespace, left running (with the
+    operator's finalizers on its StepRuns) for the caller to drop while the operator runs."""
     out.record("operator RSS, 0 active StepRuns", b.rss_mb(), "MB")
     made = 0
     ns = b.namespace("memory")
@@ -211,3 +292,4 @@ def memory(b: Bench, out: Report, steprun_counts: list[int]) -> None:
         big = target >= 1000
         out.record(f"operator RSS, {target} active StepRuns", rss, "MB",
                    "< 200 MB" if big else "", rss < 200 if big else None)
+    return ns

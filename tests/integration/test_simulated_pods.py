@@ -70,6 +70,35 @@ def test_job_pod_fails_with_exit_code_and_message(cluster: ControlPlane, namespa
     assert terminated["message"] == message
 
 
+def test_exit_code_goes_to_the_default_container(cluster: ControlPlane, namespace: str) -> None:
+    """A pod that names its main container (Argo Workflows lists its `wait` sidecar first and
+    names `main` in kubectl.kubernetes.io/default-container) gets the exit code and message on
+    that container; the others end with 0."""
+    pod = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "sidecar-first", "annotations": {
+            "kubectl.kubernetes.io/default-container": "main",
+            "sim.runctl.dev/duration": "500ms", "sim.runctl.dev/exit-code": "3",
+            "sim.runctl.dev/message": "no input"}},
+        "spec": {"restartPolicy": "Never", "containers": [
+            {"name": "wait", "image": "example.invalid/wait:1"},
+            {"name": "main", "image": "example.invalid/step:1"}]},
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(pod))
+
+    def ended_pod() -> dict | None:
+        got = kubectl_json(cluster, "get", "pod", "sidecar-first", "-n", namespace)
+        return got if got["status"].get("phase") in ("Succeeded", "Failed") else None
+
+    ended = wait_for("the pod to end", ended_pod)
+    assert ended["status"]["phase"] == "Failed"
+    states = {c["name"]: c["state"]["terminated"] for c in ended["status"]["containerStatuses"]}
+    assert (states["main"]["exitCode"], states["main"]["reason"]) == (3, "Error")
+    assert states["main"]["message"] == "no input"
+    assert (states["wait"]["exitCode"], states["wait"]["reason"]) == (0, "Completed")
+    assert "message" not in states["wait"]
+
+
 def test_forever_deployment_runs_until_scaled_to_zero(cluster: ControlPlane,
                                                       namespace: str) -> None:
     deployment = {

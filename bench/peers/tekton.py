@@ -1,0 +1,147 @@
+"""Tekton Pipelines' controller on the bench's control plane.
+
+Installed from its module (config/): the namespace, the CRDs with their conversion webhooks set
+to `strategy: None` (runs are created and stored as v1, so nothing needs converting, and no
+webhook runs here) and the config-* ConfigMaps, observability set to no metrics and no tracing.
+The controller runs with the environment its Deployment (config/controller.yaml) gives it, as the
+control plane's admin.
+
+Settings read from cmd/controller and knative.dev/pkg at v1.12.0: 2 threads per controller, a
+client limit of 20 requests a second with a burst of 20 (it doubles the `--kube-api-qps` and
+`--kube-api-burst` it is given, so the tuned settings pass half of 300 and 400). High
+availability (leader election) is off: one instance, as runctl's operator runs in the bench.
+The images it must be given are never pulled (kwok runs the pods) and every step names its
+command, or the controller would ask a registry for the image's entrypoint. Its probes listen on
+every address, on a free port and on 8080 (fixed); nothing connects to them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.harness import Bench, Kind, cpu_seconds, stop_process
+from bench.peers import (
+    STEP_COMMAND,
+    STEP_IMAGE,
+    TEKTON,
+    TUNED_BURST,
+    TUNED_QPS,
+    free_port,
+    module_dir,
+    plain_env,
+)
+from bench.systems import DURATION, FOREVER, SHAPE
+
+NAMESPACE = "tekton-pipelines"
+KIND = Kind("tekton.dev", "v1", "pipelineruns")
+TUNED_THREADS = 32
+# Observability off: no metrics server, no exporter, no tracing, no profiling.
+OBSERVABILITY = {"metrics-protocol": "none", "tracing-protocol": "none",
+                 "runtime-profiling": "disabled"}
+
+
+def install(b: Bench) -> None:
+    """The namespace, the CRDs and the ConfigMaps the controller reads."""
+    config = module_dir(*TEKTON) / "config"
+    objects: list[dict[str, Any]] = []
+    for path in [config / "100-namespace" / "100-namespace.yaml",
+                 *sorted((config / "300-crds").glob("*.yaml")),
+                 *sorted(config.glob("config-*.yaml"))]:
+        objects += [o for o in yaml.safe_load_all(path.read_text()) if o]
+    for obj in objects:
+        if obj["kind"] == "CustomResourceDefinition" and "conversion" in obj["spec"]:
+            obj["spec"]["conversion"] = {"strategy": "None"}
+        if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] == "config-observability":
+            obj["data"] = {**obj.get("data", {}), **OBSERVABILITY}
+    b.cluster.kubectl("apply", "--server-side", "-f", "-",
+                      input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+    b.cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                      *(f"crd/{o['metadata']['name']}" for o in objects
+                        if o["kind"] == "CustomResourceDefinition"))
+
+
+def task(name: str, needs: tuple[str, ...]) -> dict[str, Any]:
+    """A pipeline task of one step with its command named."""
+    return {"name": name, **({"runAfter": list(needs)} if needs else {}),
+            "taskSpec": {"steps": [{"name": "run", "image": STEP_IMAGE,
+                                    "command": STEP_COMMAND}]}}
+
+
+class Tekton:
+    """A running Tekton controller, at its defaults or tuned to the control plane."""
+
+    kind = KIND
+    run_label = "tekton.dev/pipelineRun"
+    stop_patch: dict[str, Any] = {"spec": {"status": "Cancelled"}}
+
+    def __init__(self, b: Bench, bin_dir: Path, tuned: bool) -> None:
+        self.b, self.bin_dir, self.tuned = b, bin_dir, tuned
+        self.label = (f"Tekton {TEKTON[1]}, qps {TUNED_QPS}, burst {TUNED_BURST}, "
+                      f"{TUNED_THREADS} threads" if tuned else f"Tekton {TEKTON[1]}, defaults")
+
+    def __enter__(self) -> Tekton:
+        images = {flag: f"example.invalid/tekton/{flag.removesuffix('-image')}:1"
+                  for flag in ("entrypoint-image", "nop-image", "sidecarlogresults-image",
+                               "workingdirinit-image", "shell-image", "shell-image-win")}
+        argv = [str(self.bin_dir / "tekton-pipelines-controller"),
+                f"-kubeconfig={self.b.cluster.kubeconfig}", "-disable-ha",
+                *(f"-{flag}={image}" for flag, image in images.items())]
+        if self.tuned:
+            argv += [f"-kube-api-qps={TUNED_QPS // 2}", f"-kube-api-burst={TUNED_BURST // 2}",
+                     f"-threads-per-controller={TUNED_THREADS}"]
+        env = plain_env(
+            SYSTEM_NAMESPACE=NAMESPACE, KUBERNETES_MIN_VERSION="v1.28.0",
+            CONFIG_DEFAULTS_NAME="config-defaults", CONFIG_LOGGING_NAME="config-logging",
+            CONFIG_OBSERVABILITY_NAME="config-observability",
+            CONFIG_FEATURE_FLAGS_NAME="feature-flags",
+            CONFIG_LEADERELECTION_NAME="config-leader-election-controller",
+            CONFIG_SPIRE="config-spire", METRICS_DOMAIN="tekton.dev/pipeline",
+            PROBES_PORT=str(free_port()), PROFILING_PORT=str(free_port()))
+        log = self.b.cluster.logs / "tekton-pipelines-controller.log"
+        since = log.stat().st_size if log.exists() else 0
+        self.proc = self.b.start_controller("tekton-pipelines-controller", argv, env)
+        deadline = time.monotonic() + 60
+        while b"Starting controllers" not in log.read_bytes()[since:]:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                stop_process(self.proc)
+                raise RuntimeError(f"the Tekton controller did not start; see {log}")
+            time.sleep(0.2)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        stop_process(self.proc)
+
+    @staticmethod
+    def diamond(name: str) -> dict[str, Any]:
+        return Tekton.pipeline_run(name, [task(step, needs) for step, needs in SHAPE], DURATION)
+
+    @staticmethod
+    def long_run(name: str) -> dict[str, Any]:
+        return Tekton.pipeline_run(name, [task("hub", ())], FOREVER)
+
+    @staticmethod
+    def pipeline_run(name: str, tasks: list[dict[str, Any]], duration: str) -> dict[str, Any]:
+        """A PipelineRun; its annotations reach its TaskRuns' pods, where kwok reads them."""
+        return {"apiVersion": f"{KIND.group}/{KIND.version}", "kind": "PipelineRun",
+                "metadata": {"name": name,
+                             "annotations": {"sim.runctl.dev/duration": duration}},
+                "spec": {"pipelineSpec": {"tasks": tasks}}}
+
+    @staticmethod
+    def succeeded(run: dict[str, Any]) -> dict[str, Any]:
+        return next((c for c in (run.get("status") or {}).get("conditions") or []
+                     if c.get("type") == "Succeeded"), {})
+
+    def started(self, run: dict[str, Any]) -> bool:
+        return self.succeeded(run).get("reason") == "Running"
+
+    def terminal(self, run: dict[str, Any]) -> bool:
+        return self.succeeded(run).get("status") in ("True", "False")
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.proc.pid)
