@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from kubernetes import client
@@ -42,19 +43,21 @@ class Context:
         cfg.connection_pool_maxsize = API_THREADS
         return cls(cache=cache, queue=queue, api=client.ApiClient(cfg), namespaces=namespaces)
 
-    @property
+    # Made once: each `client.XxxApi` name is imported lazily by the kubernetes package, which
+    # costs an import-machinery walk at every access.
+    @cached_property
     def custom(self) -> client.CustomObjectsApi:
         return client.CustomObjectsApi(self.api)
 
-    @property
+    @cached_property
     def core(self) -> client.CoreV1Api:
         return client.CoreV1Api(self.api)
 
-    @property
+    @cached_property
     def batch(self) -> client.BatchV1Api:
         return client.BatchV1Api(self.api)
 
-    @property
+    @cached_property
     def apps(self) -> client.AppsV1Api:
         return client.AppsV1Api(self.api)
 

@@ -7,6 +7,7 @@ and only a deletion the cache saw (a tombstone) counts as gone.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,11 +30,30 @@ def mine(workload: dict[str, Any] | None, steprun_uid: str) -> dict[str, Any] | 
     return workload if owned_by(workload, steprun_uid) else None
 
 
+_SPECS: OrderedDict[tuple[str, int], m.RunSpec] = OrderedDict()
+SPECS_KEPT = 10_000
+
+
+def _spec(run: Obj) -> m.RunSpec:
+    """The run's spec as the core sees it, read once per generation: a StoryRun's spec changes
+    only with its generation (cancelRequested included), and a reconcile happens far more often."""
+    meta = run["metadata"]
+    if not meta.get("uid"):
+        return wire.run_spec(run["spec"])
+    key = (str(meta["uid"]), int(meta.get("generation", 0)))
+    spec = _SPECS.get(key)
+    if spec is None:
+        spec = _SPECS[key] = wire.run_spec(run["spec"])
+        while len(_SPECS) > SPECS_KEPT:
+            _SPECS.popitem(last=False)
+    return spec
+
+
 def snapshot(cache: ObjectCache, key: RunKey, run: Obj) -> m.Observed:
     """Everything the core needs to know about one run: its spec and status, and for each step
     its StepRun and the workload of the attempt that StepRun's status names."""
     ns, name = key
-    spec = wire.run_spec(run["spec"])
+    spec = _spec(run)
     status = wire.parse_run_status(run.get("status"))
     run_uid = run["metadata"].get("uid")
     pods_by_steprun: dict[str, list[Obj]] = {}
