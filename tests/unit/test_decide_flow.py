@@ -129,14 +129,41 @@ def condition_without_message() -> tuple[m.Observed, dt.datetime, Decision]:
 
 
 def condition_error_fails() -> tuple[m.Observed, dt.datetime, Decision]:
+    """A condition that cannot be evaluated fails its step, and the failure policy acts on it
+    in the same decision."""
+    why = "RuntimeError: Function 'int' error"
     before = running_run(GATED, {"count": (counted(), None)},
+                         gates=(("publish", m.Gate(False, Reason.CONDITION_ERROR, why)),))
+    publish = m.StepState(StepPhase.FAILED, Reason.CONDITION_ERROR, why, finished_at=at(9))
+    after = _skipped(Reason.UPSTREAM_FAILED, "needs publish, which did not succeed", 9)
+    status = expect(before, RunPhase.FAILED, {"publish": publish, "after": after},
+                    reason=Reason.CONDITION_ERROR, message=why, now=9, duration="9s")
+    return before, at(9), Decision(status, (
+        EmitEvent("step", "publish", "Warning", Reason.CONDITION_ERROR, why),
+        run_event("Failed", f"Failed after 9s: {why}")), None)
+
+
+def condition_error_without_message() -> tuple[m.Observed, dt.datetime, Decision]:
+    """Under continue, the failed step's dependents are skipped and the others go on."""
+    run = replace(GATED, on_failure=OnFailure.CONTINUE)
+    before = running_run(run, {"count": (counted(), None)},
                          gates=(("publish", m.Gate(False, Reason.CONDITION_ERROR)),))
     publish = m.StepState(StepPhase.FAILED, Reason.CONDITION_ERROR, Reason.CONDITION_ERROR,
                           finished_at=at(9))
-    status = expect(before, RunPhase.RUNNING, {"publish": publish})
+    after = _skipped(Reason.UPSTREAM_FAILED, "needs publish, which did not succeed", 9)
+    status = expect(before, RunPhase.FAILED, {"publish": publish, "after": after},
+                    reason=Reason.CONDITION_ERROR, message=Reason.CONDITION_ERROR, now=9,
+                    duration="9s")
     return before, at(9), Decision(status, (
-        EmitEvent("step", "publish", "Warning", Reason.CONDITION_ERROR,
-                  Reason.CONDITION_ERROR),), None)
+        EmitEvent("step", "publish", "Warning", Reason.CONDITION_ERROR, Reason.CONDITION_ERROR),
+        run_event("Failed", "Failed after 9s: ConditionError")), None)
+
+
+def gated_step_not_ready() -> tuple[m.Observed, dt.datetime, Decision]:
+    """A gate is not acted on before the step's needs are done."""
+    before = running_run(GATED, {"count": (sr_status("count"), work(W.RUNNING))},
+                         gates=(("publish", m.Gate(False, Reason.CONDITION_ERROR)),))
+    return before, at(9), Decision(before.status, (), None)
 
 
 def output_of_a_skipped_step() -> tuple[m.Observed, dt.datetime, Decision]:
@@ -209,6 +236,8 @@ CASES = [
     pytest.param(*condition_false_skips_but_dependents_run(), id="condition-false-skips"),
     pytest.param(*condition_without_message(), id="condition-false-without-message"),
     pytest.param(*condition_error_fails(), id="condition-error-fails"),
+    pytest.param(*condition_error_without_message(), id="condition-error-under-continue"),
+    pytest.param(*gated_step_not_ready(), id="gate-waits-for-needs"),
     pytest.param(*output_of_a_skipped_step(), id="output-of-skipped-step"),
     pytest.param(*story_missing_waits(), id="story-missing-waits"),
     pytest.param(*story_missing_gives_up(), id="story-missing-gives-up"),

@@ -177,25 +177,47 @@ def _missing(tracks: Tracks, t: Track) -> list[str]:
     return out
 
 
+def _skip(tracks: Tracks, t: Track, mode: Mode, now: dt.datetime) -> Track:
+    """A step with no StepRun yet that never can have one: needing a failed or skipped step
+    (Skipped/UpstreamFailed), or reading an output that will never exist
+    (Skipped/UpstreamOutputMissing). Anything else is returned as it is."""
+    if t.terminal or t.observation is not None:
+        return t
+    failed = [n for n in t.spec.needs if _blocked(mode, tracks[n].state)]
+    if failed:
+        return end(t, StepPhase.SKIPPED, Reason.UPSTREAM_FAILED,
+                   f"needs {', '.join(failed)}, which did not succeed", now)
+    missing = _missing(tracks, t)
+    if missing:
+        return end(t, StepPhase.SKIPPED, Reason.UPSTREAM_OUTPUT_MISSING,
+                   f"reads {', '.join(missing)}, which was never made (its step was "
+                   "skipped) and has no default", now)
+    return t
+
+
 def _skip_blocked(tracks: Tracks, order: tuple[str, ...], mode: Mode,
                   now: dt.datetime) -> dict[str, Track]:
-    """Steps that have no StepRun yet and never can: those needing a failed or skipped step
-    (Skipped/UpstreamFailed), and those reading an output that will never exist
-    (Skipped/UpstreamOutputMissing); in dependency order so a skip travels down the graph."""
+    """Every step `_skip` ends, in dependency order so a skip travels down the graph."""
     out = dict(tracks)
     for name in order:
-        t = out[name]
-        if t.terminal or t.observation is not None:
+        out[name] = _skip(out, out[name], mode, now)
+    return out
+
+
+def _gate_failures(observed: Observed, tracks: Tracks, now: dt.datetime) -> dict[str, Track]:
+    """Gated steps whose gate says they cannot run at all (their condition failed to evaluate,
+    their references would not render) fail before the failure policy is applied, so the run
+    reacts to them in the same decision."""
+    out = dict(tracks)
+    mode = observed.spec.mode
+    for t in _going(tracks):
+        if not t.spec.gated or t.state.step_run is not None or t.observation is not None:
             continue
-        failed = [n for n in t.spec.needs if _blocked(mode, out[n].state)]
-        missing = _missing(out, t)
-        if failed:
-            out[name] = end(t, StepPhase.SKIPPED, Reason.UPSTREAM_FAILED,
-                            f"needs {', '.join(failed)}, which did not succeed", now)
-        elif missing:
-            out[name] = end(t, StepPhase.SKIPPED, Reason.UPSTREAM_OUTPUT_MISSING,
-                            f"reads {', '.join(missing)}, which was never made (its step was "
-                            "skipped) and has no default", now)
+        states = {n: tracks[n].state for n in t.spec.needs}
+        gate = _gate(observed, t, states) if dag.is_ready(t.spec, states, mode) else None
+        if gate is not None and gate.reason is not None:
+            out[t.name] = end(t, StepPhase.FAILED, gate.reason, gate.message or gate.reason,
+                              now)
     return out
 
 
@@ -257,9 +279,6 @@ def _start(observed: Observed, t: Track, states: Mapping[str, StepState], clock:
         gate = _gate(observed, t, states)
         if gate is None:
             return t, None, None
-        if gate.reason is not None:
-            return end(t, StepPhase.FAILED, gate.reason, gate.message or gate.reason,
-                       now), None, None
         if not gate.holds:
             return end(t, StepPhase.SKIPPED, Reason.CONDITION_FALSE,
                        gate.message or "its condition is false", now), None, None
@@ -271,10 +290,12 @@ def _start(observed: Observed, t: Track, states: Mapping[str, StepState], clock:
 
 def _go_on(observed: Observed, tracks: Tracks, order: tuple[str, ...], clock: Clock) -> Plan:
     """Nothing stops the run: skip what cannot run, start what may, and see if all is done."""
-    out = _skip_blocked(tracks, order, observed.spec.mode, clock.now)
+    out = dict(tracks)
     creates: list[CreateStepRun] = []
     starts: list[StartAttempt] = []
     for name in order:
+        # Skipped in order, as it goes: a condition false just now skips its readers now.
+        out[name] = _skip(out, out[name], observed.spec.mode, clock.now)
         if out[name].terminal:
             continue
         states = {n: out[n].state for n in out[name].spec.needs}
@@ -298,6 +319,7 @@ def plan(observed: Observed, tracks: Tracks, clock: Clock, topology_over: bool) 
         return _timed_out(tracks, spec.timeout_seconds, now)
     if clock.grace_until is not None:
         return _stopped(tracks, now, clock.grace_until, spec.grace_period_seconds)
+    tracks = _gate_failures(observed, tracks, now)
     failed = first_failure(tracks)
     if failed is not None and spec.on_failure is OnFailure.STOP:
         return _fail_fast(tracks, failed, order, spec.mode, now)
