@@ -59,8 +59,10 @@ def test_render_yaml_is_both_crds_in_a_stable_order() -> None:
     assert crds.render_yaml() == crds.render_yaml()
 
 
-def test_write_and_main(tmp_path: Path) -> None:
-    assert crds.main(["--write", str(tmp_path)]) == 0
+def test_runctl_crds_writes_one_file_per_kind(tmp_path: Path) -> None:
+    from runctl.cli import main
+
+    assert main(["crds", "--write", str(tmp_path)]) == 0
     for kind in crds.KINDS:
         assert (tmp_path / crds.file_name(kind)).read_text() == crds.render(kind)
 

@@ -11,14 +11,13 @@ import yaml
 from pydantic import ValidationError
 
 from runctl.api import (
+    StepRunSpec,
     StepRunStatus,
     StepSpec,
     StoryRunSpec,
     StoryRunStatus,
-    parse_step_run,
-    parse_story_run,
-    status_dict,
 )
+from runctl.api.wire import run_spec
 from runctl.machine.phases import FailureClass, Mode, OnFailure, RunPhase, StepPhase
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*.yaml"))
@@ -92,28 +91,21 @@ STEP_RUN: dict[str, Any] = {
 }
 
 
-def story_run(spec: dict[str, Any], status: dict[str, Any] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"apiVersion": "runctl.dev/v1alpha1", "kind": "StoryRun",
-                            "metadata": {"name": "nightly", "namespace": "data"}, "spec": spec}
-    if status is not None:
-        body["status"] = status
-    return body
-
-
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_every_example_reads(path: Path) -> None:
-    run = parse_story_run(yaml.safe_load(path.read_text()))
-    assert run.spec.steps
-    assert run.status is None
+    spec = yaml.safe_load(path.read_text())["spec"]
+    assert StoryRunSpec.model_validate(spec).steps
+    assert run_spec(spec).steps
 
 
 def test_a_full_story_run_round_trips_unchanged() -> None:
-    body = story_run(FULL_SPEC, RUN_STATUS)
-    assert parse_story_run(body).to_api() == body
+    assert StoryRunSpec.model_validate(FULL_SPEC).to_api() == FULL_SPEC
+    assert StoryRunStatus.model_validate(RUN_STATUS).to_api() == RUN_STATUS
 
 
 def test_a_full_step_run_round_trips_unchanged() -> None:
-    assert parse_step_run(STEP_RUN).to_api() == STEP_RUN
+    assert StepRunSpec.model_validate(STEP_RUN["spec"]).to_api() == STEP_RUN["spec"]
+    assert StepRunStatus.model_validate(STEP_RUN["status"]).to_api() == STEP_RUN["status"]
 
 
 def test_defaults_are_the_contract_s() -> None:
@@ -140,16 +132,14 @@ def test_python_code_may_use_snake_case_names() -> None:
 
 
 def test_typed_values_come_out_as_enums_and_times() -> None:
-    run = parse_story_run(story_run(FULL_SPEC, RUN_STATUS))
-    assert run.status is not None
-    assert run.status.phase is RunPhase.FAILED
-    assert run.status.step_states is not None
-    assert run.status.step_states["load"].phase is StepPhase.SKIPPED
-    assert run.status.finished_at == dt.datetime(2026, 11, 22, 10, 2, 13, tzinfo=dt.UTC)
-    step_run = parse_step_run(STEP_RUN)
-    assert step_run.status is not None
-    assert step_run.status.failure_class is FailureClass.TRANSIENT
-    assert step_run.spec.story_run == "nightly"
+    status = StoryRunStatus.model_validate(RUN_STATUS)
+    assert status.phase is RunPhase.FAILED
+    assert status.step_states is not None
+    assert status.step_states["load"].phase is StepPhase.SKIPPED
+    assert status.finished_at == dt.datetime(2026, 11, 22, 10, 2, 13, tzinfo=dt.UTC)
+    assert StepRunStatus.model_validate(STEP_RUN["status"]).failure_class is (
+        FailureClass.TRANSIENT)
+    assert StepRunSpec.model_validate(STEP_RUN["spec"]).story_run == "nightly"
 
 
 def test_status_dumps_camel_case_whole_seconds_utc_without_absent_fields() -> None:
@@ -159,19 +149,15 @@ def test_status_dumps_camel_case_whole_seconds_utc_without_absent_fields() -> No
                                tzinfo=dt.timezone(dt.timedelta(hours=1))),
         progress="0/2",
     )
-    assert status_dict(status) == {"phase": "Running", "startedAt": "2026-11-22T10:00:00Z",
-                                   "progress": "0/2"}
-    assert status_dict(StepRunStatus(phase=StepPhase.PENDING)) == {
+    assert status.to_api() == {"phase": "Running", "startedAt": "2026-11-22T10:00:00Z",
+                               "progress": "0/2"}
+    assert StepRunStatus(phase=StepPhase.PENDING).to_api() == {
         "phase": "Pending", "attempts": 0}
 
 
-def test_an_empty_status_reads_as_none() -> None:
-    assert parse_story_run(story_run(FULL_SPEC, {})).status is None
-
-
 def test_unknown_fields_are_ignored_when_reading() -> None:
-    run = parse_story_run(story_run({**FULL_SPEC, "future": 1}, {**RUN_STATUS, "later": "x"}))
-    assert "future" not in run.to_api()["spec"]
+    assert "future" not in StoryRunSpec.model_validate({**FULL_SPEC, "future": 1}).to_api()
+    assert "later" not in StoryRunStatus.model_validate({**RUN_STATUS, "later": "x"}).to_api()
 
 
 BAD_SPECS = [

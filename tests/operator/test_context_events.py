@@ -8,8 +8,9 @@ from typing import Any
 
 from kubernetes import client
 
+from runctl.api.wire import RUN_LABEL
 from runctl.operator import settings
-from runctl.operator.cache import RUN_LABEL, ObjectCache
+from runctl.operator.cache import ObjectCache
 from runctl.operator.context import Context
 from runctl.operator.queue import WorkQueue
 

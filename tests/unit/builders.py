@@ -4,8 +4,10 @@ from T0, StepRuns named `r-<step>` with Jobs `r-<step>-<attempt>`."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from typing import Any
 
+from runctl.api.wire import run_spec
 from runctl.machine import model as m
 from runctl.machine.phases import Mode, RunPhase, StepPhase
 
@@ -21,8 +23,17 @@ def step(name: str, *needs: str, **kw: Any) -> m.StepSpec:
     return m.StepSpec(name, tuple(needs), **kw)
 
 
+API_DEFAULTS = run_spec({"steps": [{"name": "a", "image": "x"}]})
+"""A spec that sets nothing: what the API models default every run-level field to."""
+
+
+def retry(limit: int, backoff_seconds: int = 0, transient_exit_codes: tuple[int, ...] = ()
+          ) -> m.RetryPolicy:
+    return m.RetryPolicy(limit, backoff_seconds, transient_exit_codes)
+
+
 def spec(*steps: m.StepSpec, **kw: Any) -> m.RunSpec:
-    return m.RunSpec(tuple(steps), **kw)
+    return replace(API_DEFAULTS, steps=tuple(steps), **kw)
 
 
 def ref(name: str, attempt: int = 1, mode: Mode = Mode.BATCH) -> m.WorkloadRef:

@@ -42,6 +42,7 @@ from tests.unit.builders import (
     observed,
     pending,
     ref,
+    retry,
     running_run,
     spec,
     sr_status,
@@ -182,7 +183,7 @@ def permanent_failure_fails_fast() -> tuple[m.Observed, dt.datetime, Decision]:
 
 
 def image_pull_is_not_retried() -> tuple[m.Observed, dt.datetime, Decision]:
-    one = spec(step("a", retry=m.RetryPolicy(limit=3)))
+    one = spec(step("a", retry=retry(3)))
     before = running_run(one, {"a": (sr_status("a", StepPhase.PENDING),
                                       work(W.FAILED, reason="ImagePullBackOff"))})
     text = "attempt 1 failed (ImagePullBackOff, Permanent)"
@@ -231,7 +232,7 @@ def backoff_over_starts_attempt_two() -> tuple[m.Observed, dt.datetime, Decision
 
 
 def retry_at_once_without_backoff() -> tuple[m.Observed, dt.datetime, Decision]:
-    now_spec = spec(step("a", retry=m.RetryPolicy(limit=1)))
+    now_spec = spec(step("a", retry=retry(1)))
     before = running_run(now_spec, {"a": (sr_status("a"), work(W.FAILED, reason="Evicted"))})
     text = "attempt 1 failed (Evicted, Transient); attempt 2 of 2 after 0s"
     second = replace(sr_status("a"), attempts=2, message=text, next_attempt_at=at(10),
@@ -277,7 +278,7 @@ def ttl_counts_from_the_end() -> tuple[m.Observed, dt.datetime, Decision]:
 
 
 def attempt_times_out() -> tuple[m.Observed, dt.datetime, Decision]:
-    one = spec(step("a", timeout_seconds=20, retry=m.RetryPolicy(limit=2)))
+    one = spec(step("a", timeout_seconds=20, retry=retry(2)))
     before = running_run(one, {"a": (sr_status("a"), work(W.RUNNING))})
     text = "attempt 1 did not finish within 20s"
     out = ended("a", sr_status("a"), StepPhase.TIMED_OUT, Reason.TIMED_OUT, text, 20)
@@ -521,7 +522,7 @@ def topology_not_up_yet() -> tuple[m.Observed, dt.datetime, Decision]:
 
 
 def realtime_failure_is_not_retried() -> tuple[m.Observed, dt.datetime, Decision]:
-    one = spec(step("a", retry=m.RetryPolicy(limit=3)), step("b"), mode=Mode.REALTIME,
+    one = spec(step("a", retry=retry(3)), step("b"), mode=Mode.REALTIME,
                on_failure=OnFailure.CONTINUE)
     before = running_run(one, {"a": (rt_status("a"), work(W.FAILED, exit_code=137)),
                                "b": (rt_status("b"), work(W.RUNNING))})

@@ -18,6 +18,7 @@ from tests.unit.builders import (
     entry,
     expect,
     observed,
+    retry,
     running_run,
     spec,
     sr_status,
@@ -51,7 +52,7 @@ def required_output_missing() -> tuple[m.Observed, dt.datetime, Decision]:
     """A success whose outputs miss a required one fails Permanent (never retried), and the run
     fails fast as for any failure."""
     why = "required output rows missing from the termination message"
-    retrying = replace(FLOW, steps=(replace(COUNT, retry=m.RetryPolicy(limit=3)), LOAD))
+    retrying = replace(FLOW, steps=(replace(COUNT, retry=retry(3)), LOAD))
     before = running_run(retrying, {"count": (sr_status("count"), work(
         W.SUCCEEDED, output_problem=(Reason.OUTPUT_MISSING, why)))})
     failed = ended("count", sr_status("count"), StepPhase.FAILED, Reason.OUTPUT_MISSING, why,

@@ -28,6 +28,7 @@ from runctl.machine.phases import (
     RunPhase,
     StepPhase,
 )
+from tests.unit.builders import spec as spec_of
 from tests.unit.world import KINDS, LIVE, W, World, happen
 
 # -- strategies ------------------------------------------------------------------------------
@@ -321,7 +322,7 @@ def test_a_step_is_retried_exactly_for_its_transient_failures(
     """Each attempt fails as drawn, until the draws run out (then it succeeds): the step makes
     one more attempt per Transient failure, up to retry.limit, and ends as the oracle says."""
     retry = m.RetryPolicy(limit=limit, backoff_seconds=backoff, transient_exit_codes=(75,))
-    world = World(m.RunSpec((m.StepSpec("a", retry=retry),)))
+    world = World(spec_of(m.StepSpec("a", retry=retry)))
     outcomes: list[tuple[int | None, str | None, FailureClass | None] | None] = [*failures, None]
     for outcome in outcomes:  # None: the attempt succeeds
         cycle(world)

@@ -1,16 +1,10 @@
 """The runctl API (runctl.dev/v1alpha1): pydantic models of StoryRun and StepRun.
 
 The CRDs in crds/ are generated from these models (`runctl.api.crds`), CEL rules included
-(`runctl.api.rules`). Import the models from here.
+(`runctl.api.rules`). Import the models from here; names and conversions to the core's types are
+in `runctl.api.wire`.
 """
 
-from runctl.api.resources import (
-    StepRun,
-    StoryRun,
-    parse_step_run,
-    parse_story_run,
-    status_dict,
-)
 from runctl.api.spec import (
     EnvVar,
     LifecycleSpec,
@@ -38,18 +32,13 @@ __all__ = [
     "PodTemplate",
     "RetryPolicy",
     "ShutdownSpec",
-    "StepRun",
     "StepRunSpec",
     "StepRunStatus",
     "StepSpec",
     "StepState",
     "StopState",
-    "StoryRun",
     "StoryRunSpec",
     "StoryRunStatus",
     "TransportSpec",
     "WorkloadRef",
-    "parse_step_run",
-    "parse_story_run",
-    "status_dict",
 ]

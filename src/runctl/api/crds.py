@@ -4,17 +4,12 @@ pydantic's JSON Schema is close to what the API server wants but not the same: a
 schema has no `$ref`, no `anyOf` for optional fields, no `title`, and a `type` on every node.
 `structural()` rewrites one into the other and refuses anything it does not know how to map,
 so a model change cannot silently produce a schema the API server would read differently.
-
-    python -m runctl.api.crds                # print both CRDs as multi-document YAML
-    python -m runctl.api.crds --write crds/  # write crds/<plural>.runctl.dev.yaml
+`runctl crds` prints them (`--write DIR`: one file each).
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +20,8 @@ from runctl.api import rules
 from runctl.api.base import ApiModel
 from runctl.api.spec import StepRunSpec, StoryRunSpec
 from runctl.api.status import StepRunStatus, StoryRunStatus
+from runctl.api.wire import GROUP, VERSION
 
-GROUP = "runctl.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
 CATEGORIES = ["runctl"]
 
 Schema = dict[str, Any]
@@ -250,21 +243,3 @@ def write(directory: Path) -> list[Path]:
         path.write_text(render(kind))
         paths.append(path)
     return paths
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runctl.api.crds", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--write", metavar="DIR", type=Path,
-                        help="write one YAML file per CRD into DIR")
-    args = parser.parse_args(argv)
-    if args.write:
-        for path in write(args.write):
-            print(f"wrote {path}", file=sys.stderr)
-    else:
-        sys.stdout.write(render_yaml())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

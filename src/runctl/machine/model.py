@@ -42,9 +42,15 @@ def frozen_outputs(items: Iterable[tuple[str, str]]) -> Outputs:
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    limit: int = 0
-    backoff_seconds: int = 0
-    transient_exit_codes: tuple[int, ...] = ()
+    """No defaults here: the API models own them (`runctl.api.wire` passes every field)."""
+
+    limit: int
+    backoff_seconds: int
+    transient_exit_codes: tuple[int, ...]
+
+
+NO_RETRY = RetryPolicy(limit=0, backoff_seconds=0, transient_exit_codes=())
+"""A step without a retry policy: nothing is retried, so no backoff is ever waited."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +66,7 @@ class StepSpec:
     needs: tuple[str, ...] = ()
     """Named needs and the producers of the outputs it reads (references imply needs)."""
     timeout_seconds: int | None = None
-    retry: RetryPolicy = RetryPolicy()
+    retry: RetryPolicy = NO_RETRY
     heartbeat_timeout_seconds: int | None = None
     outputs: tuple[OutputSpec, ...] = ()
     consumes: tuple[tuple[str, str], ...] = ()
@@ -76,12 +82,14 @@ class StepSpec:
 
 @dataclass(frozen=True, slots=True)
 class RunSpec:
+    """Fields the API defaults have no default here: `runctl.api.wire` passes each one."""
+
     steps: tuple[StepSpec, ...]
-    mode: Mode = Mode.BATCH
-    on_failure: OnFailure = OnFailure.STOP
+    mode: Mode
+    on_failure: OnFailure
+    grace_period_seconds: int
     timeout_seconds: int | None = None
     cancel_requested: bool = False
-    grace_period_seconds: int = 30
     drain_timeout_seconds: int | None = None
     """Carried so tests can prove it plays no part in any decision (docs/API.md guarantee 4)."""
     ttl_seconds_after_finished: int | None = None

@@ -21,13 +21,12 @@ from typing import Any
 
 from kubernetes import client
 
-from runctl.api.crds import GROUP, VERSION
+from runctl.api import wire
+from runctl.api.wire import API_VERSION, FINALIZER, GROUP, STEP_LABEL, VERSION
 from runctl.machine import actions as act
 from runctl.machine.decide import Decision
-from runctl.operator import kube, serialize
+from runctl.operator import kube
 from runctl.operator.cache import (
-    RUN_LABEL,
-    STEP_LABEL,
     RunKey,
     owned_by,
     resource_version,
@@ -38,7 +37,6 @@ from runctl.workloads import build
 
 log = logging.getLogger(__name__)
 
-FINALIZER = "runctl.dev/record-final-state"
 CONFLICT_REQUEUE_SECONDS = 0.2
 REFUSALS_KEPT = 10_000
 
@@ -65,9 +63,9 @@ async def apply(ctx: Context, key: RunKey, run: Mapping[str, Any], decision: Dec
             case act.WriteStepRunStatus(step=step, status=status):
                 sr = step_runs.get(step)
                 if sr is not None:
-                    await write_steprun_status(ctx, sr, serialize.steprun_status(status), result)
+                    await write_steprun_status(ctx, sr, wire.steprun_status(status), result)
             case act.CreateStepRun(step=step, name=sr_name, deadline=deadline):
-                body = serialize.new_steprun(run, step, sr_name, deadline, FINALIZER)
+                body = wire.new_steprun(run, step, sr_name, deadline)
                 res = await kube.call("create", "stepruns",
                                       ctx.custom.create_namespaced_custom_object,
                                       GROUP, VERSION, ns, "stepruns", body)
@@ -110,7 +108,7 @@ async def apply(ctx: Context, key: RunKey, run: Mapping[str, Any], decision: Dec
             case act.EmitEvent():
                 events.append(action)
 
-    changes = serialize.merge_patch(run.get("status"), serialize.run_status(decision.status))
+    changes = wire.merge_patch(run.get("status"), wire.run_status(decision.status))
     if changes and _refused_before(ctx, "StoryRun", run, changes):
         result.notes.append("the same status write was refused before; not sent again")
         return result
@@ -142,7 +140,7 @@ async def apply(ctx: Context, key: RunKey, run: Mapping[str, Any], decision: Dec
 async def write_steprun_status(ctx: Context, sr: Mapping[str, Any], status: dict[str, Any],
                                 result: Applied) -> None:
     meta = sr["metadata"]
-    changes = serialize.merge_patch(sr.get("status"), status)
+    changes = wire.merge_patch(sr.get("status"), status)
     if not changes:
         return
     if _refused_before(ctx, "StepRun", sr, changes):
@@ -184,7 +182,7 @@ async def _refused(ctx: Context, kind: str, obj: Mapping[str, Any], changes: Map
     log.error("%s %s/%s: status write refused by the API server, not retried unchanged: %s; "
               "write was %s", kind, meta["namespace"], meta["name"], message,
               json.dumps(changes, sort_keys=True))
-    body = event_for({"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, **obj},
+    body = event_for({"apiVersion": API_VERSION, "kind": kind, **obj},
                      type="Warning", reason="WriteRejected",
                      message=f"status write refused by the API server: {message}", now=now)
     await kube.call("create", "events", ctx.core.create_namespaced_event, meta["namespace"],
@@ -269,11 +267,11 @@ async def _emit(ctx: Context, run: Mapping[str, Any], step_runs: Mapping[str, An
     if event.target == "step":
         target = step_runs.get(event.step or "") or run
     body = event_for(
-        {"apiVersion": f"{GROUP}/{VERSION}",
+        {"apiVersion": API_VERSION,
          "kind": "StoryRun" if target is run else "StepRun", **target},
         type=event.type, reason=event.reason, message=event.message, now=now)
     await kube.call("create", "events", ctx.core.create_namespaced_event,
                     run["metadata"]["namespace"], body)
 
 
-__all__ = ["FINALIZER", "RUN_LABEL", "Applied", "apply"]
+__all__ = ["Applied", "apply"]

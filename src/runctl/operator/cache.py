@@ -16,10 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from runctl.api.wire import RUN_LABEL
 from runctl.timefmt import fmt_time
 
-RUN_LABEL = "runctl.dev/storyrun"
-STEP_LABEL = "runctl.dev/step"
 TOMBSTONE_TTL = 3600.0
 
 Body = Mapping[str, Any]

@@ -1,4 +1,6 @@
-"""The operator's process-wide state: API clients, the cache, the work queue, its workers."""
+"""The operator's process-wide state (API clients, the cache, the work queue, its workers), and
+what an observation does to it: every watch event and every list updates the cache and names the
+runs to reconcile."""
 
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ from kubernetes import client
 from runctl.machine.phases import RUN_TERMINAL
 from runctl.operator import login
 from runctl.operator.cache import ObjectCache, RunKey
-from runctl.operator.informer import Informer, sources
 from runctl.operator.queue import WorkQueue
 from runctl.operator.settings import API_THREADS, BATCH_SECONDS
 
@@ -27,7 +28,8 @@ class Context:
     namespaces: tuple[str, ...] = ()
     workers: list[asyncio.Task[None]] = field(default_factory=list)
     background: list[asyncio.Task[Any]] = field(default_factory=list)
-    informers: list[Informer] = field(default_factory=list)
+    listed_scopes: set[tuple[str, str | None]] = field(default_factory=set)
+    """(kind, namespace or None) that have been listed at least once."""
     refused: dict[tuple[str, str, str], str] = field(default_factory=dict)
     """(kind, uid, name) -> the status write the API server refused last, never sent again."""
 
@@ -56,33 +58,15 @@ class Context:
     def apps(self) -> client.AppsV1Api:
         return client.AppsV1Api(self.api)
 
-    # -- the informers' sink (called on the event loop) ---------------------------------------
-
-    def start_informers(self, resync_seconds: float) -> None:
-        loop = asyncio.get_running_loop()
-        self.informers = [Informer(source, self, loop, resync_seconds)
-                          for source in sources(self.api, self.namespaces)]
-        for informer in self.informers:
-            informer.start()
-
-    async def informers_synced(self) -> None:
-        """Wait for every informer's first list, so the first reconcile of a run sees all its
-        children."""
-        for informer in self.informers:
-            await informer.synced.wait()
-        log.info("cache filled: %d runs, %s", len(self.cache.runs),
-                 {kind: self.cache.count(kind) for kind in ("StepRun", "Job", "Deployment", "Pod")})
-
-    def stop_informers(self) -> None:
-        for informer in self.informers:
-            informer.stop()
+    # -- observations (called on the event loop) -----------------------------------------------
 
     def listed(self, kind: str, namespace: str | None, items: list[dict[str, Any]],
                resource_version: int) -> None:
         """A fresh list: correct the cache where a watch missed something (above all a
         deletion). After a list of runs every run is reconciled again (the periodic sweep);
         its writes are as conditional as any other, so nothing finished meanwhile is harmed."""
-        first = not all(i.synced.is_set() for i in self.informers if i.source.kind == kind)
+        first = (kind, namespace) not in self.listed_scopes
+        self.listed_scopes.add((kind, namespace))
         corrected = self.cache.sync(kind, items, resource_version, namespace)
         if corrected and not first:
             log.warning("relist of %s corrected %d cached objects a watch had missed",
@@ -94,10 +78,11 @@ class Context:
                 if self.cache.children("StepRun", key):
                     self.queue.add(key)
 
-    def event(self, kind: str, type_: str, body: dict[str, Any]) -> None:
-        """One watch event: update the cache, wake the run it concerns: at once for a change to
-        the run or to a child of a run being stopped (it ends as soon as its workloads are gone),
-        after the batching window for a child of any other run."""
+    def event(self, kind: str, type_: str | None, body: dict[str, Any]) -> None:
+        """One watch event (`type_` None: the object was found by the watch's own list): update
+        the cache, wake the run it concerns: at once for a change to the run or to a child of a
+        run being stopped (it ends as soon as its workloads are gone), after the batching window
+        for a child of any other run."""
         if kind == "StoryRun":
             self.queue.add(self.cache.drop_run(body) if type_ == "DELETED"
                            else self.cache.put_run(body))

@@ -7,6 +7,8 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
+from runctl.api.wire import API_VERSION
+
 COMPONENT = "runctl"
 INSTANCE = socket.gethostname()
 
@@ -19,7 +21,7 @@ def event_for(obj: Mapping[str, Any], *, type: str, reason: str, message: str,
         "apiVersion": "v1", "kind": "Event",
         "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
         "involvedObject": {
-            "apiVersion": obj.get("apiVersion", "runctl.dev/v1alpha1"), "kind": obj["kind"],
+            "apiVersion": obj.get("apiVersion", API_VERSION), "kind": obj["kind"],
             "name": meta["name"], "namespace": meta["namespace"], "uid": meta.get("uid"),
             "resourceVersion": meta.get("resourceVersion"),
         },

@@ -1,9 +1,12 @@
-"""The kopf wiring: start-up and clean-up of the informers, the workers and the leader election.
+"""The kopf wiring: kopf handlers observe, workers reconcile.
 
-Informers (`runctl.operator.informer`) fill the cache and enqueue the run an event concerns;
-workers reconcile. Nothing here decides anything about a lifecycle: `reconcile.reconcile_run`
-observes, asks `runctl.machine.decide`, applies. kopf runs the process (signals, liveness probe,
-admission webhook); it watches nothing itself, so no event pays for its per-object machinery.
+An `async` `@kopf.on.event` handler per watched kind hands each event to the cache and the work
+queue (`Context.event`), on the event loop, and does nothing else: no phase logic lives in a
+handler. Workers take runs off the queue and reconcile them one at a time
+(`reconcile.reconcile_run`: snapshot, decide, apply). At start-up the first plain-JSON list of
+every kind fills the cache before any worker acts, and a relist every `RUNCTL_RESYNC_SECONDS`
+repairs what the watches missed. With leader election, only the leader's workers act; every
+replica keeps its cache current.
 """
 
 from __future__ import annotations
@@ -12,18 +15,20 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
 
-from runctl.operator import metrics
+from runctl.operator import kopfconfig, metrics, relist
 from runctl.operator import settings as operator_settings
 from runctl.operator.cache import ObjectCache, RunKey
 from runctl.operator.context import Context
 from runctl.operator.leader import LeaderElector
 from runctl.operator.queue import WorkQueue
 from runctl.operator.reconcile import reconcile_run
+from runctl.operator.watched import WATCHED
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +44,18 @@ def context() -> Context:
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     global _ctx
-    operator_settings.configure(settings)
+    kopfconfig.configure(settings)
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(
         max_workers=operator_settings.API_THREADS, thread_name_prefix="runctl-api"))
     ctx = Context.connect(cache=ObjectCache(), queue=WorkQueue(),
                           namespaces=operator_settings.OPTIONS.namespaces)
     _ctx = ctx
-    ctx.start_informers(operator_settings.RESYNC_SECONDS)
-    await ctx.informers_synced()
+    await relist.first_relist(ctx.api, ctx, ctx.namespaces)
+    log.info("cache filled: %d runs, %s", len(ctx.cache.runs),
+             {w.kind: ctx.cache.count(w.kind) for w in WATCHED if w.kind != "StoryRun"})
+    if operator_settings.RESYNC_SECONDS > 0:
+        ctx.background.append(asyncio.create_task(relist.keep_relisting(
+            ctx.api, ctx, ctx.namespaces, operator_settings.RESYNC_SECONDS)))
     ctx.background.append(asyncio.create_task(_refresh_gauges(ctx)))
     lease = operator_settings.OPTIONS.lease
     if lease is None:
@@ -87,9 +96,25 @@ async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
 async def cleanup(**_: Any) -> None:
     if _ctx is None:
         return
-    _ctx.stop_informers()
     await _cancel(_ctx.workers)
     await _cancel(_ctx.background)
+
+
+def _observer(kind: str) -> Callable[..., Awaitable[None]]:
+    """The handler for one kind's events: the raw event's own dict goes to the cache (slimmed
+    there, never copied). It returns None: kopf would write a handler's result into the
+    object's status."""
+
+    async def observe(event: dict[str, Any], **_: Any) -> None:
+        context().event(kind, event["type"], event["object"])
+
+    observe.__name__ = observe.__qualname__ = f"observe_{kind.lower()}"
+    return observe
+
+
+for _watched in WATCHED:
+    kopf.on.event(_watched.group, _watched.version, _watched.plural,
+                  id=f"observe-{_watched.plural}")(_observer(_watched.kind))
 
 
 async def _worker(ctx: Context, index: int) -> None:

@@ -1,4 +1,4 @@
-"""One reconcile of one run: observe (from the cache), decide (pure), apply (API calls).
+"""One reconcile of one run: snapshot (from the cache), decide (pure), apply (API calls).
 
 Level-triggered: whatever event woke it, a reconcile looks at everything about the run again, so
 a missed or reordered event only delays the right outcome, never changes it.
@@ -13,93 +13,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from runctl.machine.decide import decide
-from runctl.machine.phases import RUN_TERMINAL, Mode
+from runctl.machine.phases import RUN_TERMINAL
 from runctl.operator import apply as applying
-from runctl.operator import metrics, serialize
-from runctl.operator.cache import STEP_LABEL, RunKey, owned_by
+from runctl.operator import metrics
+from runctl.operator.cache import RunKey, owned_by
 from runctl.operator.context import Context
-from runctl.timefmt import parse_time
-from runctl.workloads import build
-from runctl.workloads import observe as reading
+from runctl.operator.snapshot import snapshot
 
 log = logging.getLogger(__name__)
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def mine(workload: dict[str, Any] | None, steprun_uid: str) -> dict[str, Any] | None:
-    """The workload if it belongs to this StepRun (not to an earlier one of the same name)."""
-    if workload is None:
-        return None
-    return workload if owned_by(workload, steprun_uid) else None
-
-
-def observe(ctx: Context, key: RunKey, run: Mapping[str, Any]) -> Any:
-    """Everything the core needs to know about one run, from the cache alone."""
-    from runctl.machine import model as m
-
-    ns, name = key
-    spec = serialize.run_spec(run["spec"])
-    status = serialize.parse_run_status(run.get("status"))
-    run_uid = run["metadata"].get("uid")
-    pods_by_steprun: dict[str, list[dict[str, Any]]] = {}
-    for pod in ctx.cache.children("Pod", key):
-        uid = pod["metadata"]["labels"].get(build.STEPRUN_UID_LABEL, "")
-        pods_by_steprun.setdefault(uid, []).append(pod)
-
-    step_runs: dict[str, Any] = {}
-    seen: set[str] = set()
-    for sr in ctx.cache.children("StepRun", key):
-        if not owned_by(sr, run_uid):
-            continue  # a StepRun of an earlier run of the same name, on its way out
-        step = sr["metadata"]["labels"].get(STEP_LABEL, "")
-        seen.add(step)
-        sr_uid = sr["metadata"]["uid"]
-        sr_status = serialize.parse_steprun_status(sr.get("status"))
-        pods = pods_by_steprun.get(sr_uid, [])
-        attempt: Any
-        if spec.mode is Mode.REALTIME:
-            sr_name = sr["metadata"]["name"]
-            attempt = reading.observe_deployment(
-                mine(ctx.cache.get("Deployment", ns, sr_name), sr_uid), pods,
-                ctx.cache.was_deleted("Deployment", ns, sr_name, sr_uid))
-        else:
-            number = max(1, sr_status.attempts if sr_status else 1)
-            job = build.job_name(sr["metadata"]["name"], number)
-            attempt = reading.observe_job(
-                number, mine(ctx.cache.get("Job", ns, job), sr_uid),
-                [p for p in pods
-                 if p["metadata"]["labels"].get(build.ATTEMPT_LABEL) == str(number)],
-                ctx.cache.was_deleted("Job", ns, job, sr_uid))
-        step_runs[step] = m.StepRunObservation(
-            name=sr["metadata"]["name"],
-            status=sr_status,
-            deleting=bool(sr["metadata"].get("deletionTimestamp")),
-            gone=False,
-            attempt=attempt,
-        )
-    for step, state in m.step_state_items(status):
-        if step in seen or not state.step_run:
-            continue
-        if ctx.cache.was_deleted("StepRun", ns, state.step_run, run_uid):
-            step_runs[step] = m.StepRunObservation(
-                name=state.step_run, status=None, deleting=True, gone=True, attempt=None)
-
-    conditions = (run.get("status") or {}).get("conditions") or ()
-    return m.Observed(
-        run_name=name,
-        generation=run["metadata"].get("generation", 1),
-        created_at=parse_time(run["metadata"].get("creationTimestamp")),
-        spec=spec,
-        status=status,
-        step_runs=m.frozen_step_runs(step_runs.items()),
-        topology_terminated=any(c.get("type") == "TopologyTerminated"
-                                and c.get("status") == "True" for c in conditions),
-        cancel_requested_at=serialize.cancel_requested_at(run) if spec.cancel_requested
-        else None,
-    )
 
 
 async def release_orphans(ctx: Context, key: RunKey, run: Mapping[str, Any] | None) -> None:
@@ -125,7 +50,7 @@ async def reconcile_run(ctx: Context, key: RunKey) -> None:
         return
     started = time.perf_counter()
     now = _now()
-    observed = observe(ctx, key, run)
+    observed = snapshot(ctx.cache, key, run)
     decision = decide(observed, now)
     was_terminal = observed.status.phase in RUN_TERMINAL
     result = await applying.apply(ctx, key, run, decision, now)

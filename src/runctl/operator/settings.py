@@ -1,9 +1,6 @@
-"""How kopf is configured for runctl, deliberately.
+"""What the operator was asked for: its command line, and the tunables read from the environment.
 
-kopf runs the process (signals, liveness probe, the admission webhook) and handles no resource
-events: runctl's own informers watch runs and their children. So kopf needs no progress or
-diff-base storage and no finalizers, and it posts no Kubernetes Events from log lines: runctl
-posts the Events a person wants to see, once per transition.
+How kopf itself is configured is `runctl.operator.kopfconfig`'s business; nothing here imports it.
 """
 
 from __future__ import annotations
@@ -11,8 +8,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-import kopf
 
 WORKERS = int(os.environ.get("RUNCTL_WORKERS", "32"))
 """Runs reconciled at once. A reconcile spends nearly all its time waiting on API calls, so many
@@ -28,8 +23,9 @@ pod and StepRun changes that come together and writes one status instead of seve
 counts the writes a run; results in bench/results). A change to the run itself, such as a stop
 request, or to a child of a run being stopped, wakes it at once."""
 RESYNC_SECONDS = float(os.environ.get("RUNCTL_RESYNC_SECONDS", "60"))
-"""How often each informer lists its kind again, repairing what its watch missed, and every run
-is reconciled again (0: never)."""
+"""How often every watched kind is listed again, and every run reconciled again (0: never). kopf
+resumes a broken watch with a fresh list but never reports what was deleted meanwhile; a relist
+marks what vanished as deleted."""
 
 
 @dataclass(frozen=True)
@@ -54,12 +50,3 @@ class Options:
 
 OPTIONS = Options()
 
-
-def configure(settings: kopf.OperatorSettings) -> None:
-    settings.posting.enabled = False
-    settings.networking.request_timeout = 60
-    if OPTIONS.webhook_port:
-        from runctl.operator import webhook
-
-        webhook.configure(settings, host=OPTIONS.webhook_host, port=OPTIONS.webhook_port,
-                          cert_dir=OPTIONS.webhook_cert_dir)

@@ -19,8 +19,8 @@ from typing import Any
 import kopf
 
 from runctl import pki
+from runctl.api import wire
 from runctl.machine.dag import validate
-from runctl.operator import serialize
 
 CONFIGURATION_NAME = "runctl.dev"
 
@@ -56,6 +56,6 @@ def register() -> None:
     @kopf.on.validate("runctl.dev", "v1alpha1", "storyruns", operations=["CREATE", "UPDATE"],
                       ignore_failures=True, id="storyrun-dag")
     def validate_storyrun(spec: kopf.Spec, **_: Any) -> None:
-        problems = validate(serialize.run_spec(spec))
+        problems = validate(wire.run_spec(spec))
         if problems:
             raise kopf.AdmissionError("; ".join(str(p) for p in problems), code=422)

@@ -12,26 +12,24 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-RUN_LABEL = "runctl.dev/storyrun"
-STEP_LABEL = "runctl.dev/step"
-ATTEMPT_LABEL = "runctl.dev/attempt"
-STEPRUN_UID_LABEL = "runctl.dev/steprun-uid"
-"""Which StepRun a workload and its pods belong to: a run deleted and created again under the
-same name has StepRuns of the same names, and the old ones' pods must never count for the new."""
-CONTAINER = "step"
+from runctl.api.wire import (
+    API_VERSION,
+    ATTEMPT_LABEL,
+    CONTAINER,
+    RUN_LABEL,
+    STEP_LABEL,
+    STEPRUN_UID_LABEL,
+)
+from runctl.machine.naming import workload_ref
+from runctl.machine.phases import Mode
 
 Manifest = dict[str, Any]
-
-
-def job_name(steprun: str, attempt: int) -> str:
-    """`<steprun>-<attempt>`; StepRun names leave room for the suffix (see machine.naming)."""
-    return f"{steprun}-{attempt}"
 
 
 def _owner(steprun: Mapping[str, Any]) -> list[dict[str, Any]]:
     meta = steprun["metadata"]
     return [{
-        "apiVersion": "runctl.dev/v1alpha1", "kind": "StepRun", "name": meta["name"],
+        "apiVersion": API_VERSION, "kind": "StepRun", "name": meta["name"],
         "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True,
     }]
 
@@ -96,7 +94,7 @@ def build_job(steprun: Mapping[str, Any], attempt: int, now: dt.datetime) -> Man
     return {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {
-            "name": job_name(steprun["metadata"]["name"], attempt),
+            "name": workload_ref(Mode.BATCH, steprun["metadata"]["name"], attempt).name,
             "namespace": steprun["metadata"]["namespace"],
             "labels": labels,
             "ownerReferences": _owner(steprun),

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from runctl.api.wire import CONTAINER, FAILURE_CLASS_KEY
 from runctl.machine import model as m
 from runctl.machine.phases import FailureClass
 from runctl.timefmt import parse_time
@@ -22,9 +23,6 @@ Obj = Mapping[str, Any]
 # Waiting reasons after which a pod will not start without someone changing something.
 STUCK_WAITING = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName",
                            "CreateContainerConfigError", "CreateContainerError"})
-# A step may say itself how its failure should be treated, in its termination message JSON.
-FAILURE_CLASS_KEY = "runctl.dev/failureClass"
-
 
 def parse_outputs(message: str | None) -> tuple[dict[str, str], FailureClass | None]:
     """A step's outputs: its termination message, when that is a JSON object, as strings."""
@@ -45,7 +43,7 @@ def parse_outputs(message: str | None) -> tuple[dict[str, str], FailureClass | N
 def _main_container(pod: Obj) -> Obj:
     statuses = pod.get("status", {}).get("containerStatuses") or []
     for s in statuses:
-        if s.get("name") == "step":
+        if s.get("name") == CONTAINER:
             return dict(s)
     return dict(statuses[0]) if statuses else {}
 

@@ -1,7 +1,11 @@
-"""Between API objects (camelCase dicts) and the core's frozen values, both ways.
+"""The wire: every name runctl gives things in the API, and every conversion between API objects
+(camelCase dicts) and the core's frozen values, both ways.
 
-Reading is lenient about what is absent (a status never written, an optional field) and strict
-about nothing else: the CRD schema has already refused malformed input at admission.
+One owner for each fact, so nothing drifts: the group and version, the labels, the finalizer and
+the keys below are defined here and nowhere else; child names come from the core
+(`runctl.machine.naming`), which decides them; every default comes from the pydantic models
+(`runctl.api.spec`), which also generate the CRDs. Reading a spec goes through those models, so
+a field the API server defaulted and a field it left out read the same.
 """
 
 from __future__ import annotations
@@ -10,19 +14,38 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+from runctl.api.spec import RetryPolicy, StoryRunSpec
 from runctl.machine import model as m
 from runctl.machine.phases import (
     FailureClass,
-    Mode,
-    OnFailure,
     RunPhase,
     StepPhase,
     StopTrigger,
 )
 from runctl.timefmt import fmt_time, parse_time
 
+GROUP = "runctl.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
 RUN_LABEL = "runctl.dev/storyrun"
+"""On every StepRun, workload and pod of a run: the run's name. The operator watches by it."""
 STEP_LABEL = "runctl.dev/step"
+"""On every StepRun, workload and pod: the step's name."""
+ATTEMPT_LABEL = "runctl.dev/attempt"
+"""On a batch attempt's Job and pods: the attempt's number."""
+STEPRUN_UID_LABEL = "runctl.dev/steprun-uid"
+"""Which StepRun a workload and its pods belong to: a run deleted and created again under the
+same name has StepRuns of the same names, and the old ones' pods must never count for the new."""
+FINALIZER = "runctl.dev/record-final-state"
+"""Holds a StepRun until its final state is recorded in its StoryRun (docs/API.md guarantee 1)."""
+CONTAINER = "step"
+"""The step's main container in every pod runctl makes: its exit and termination message are
+what the step did."""
+_DEFAULT_MODE = str(StoryRunSpec.model_fields["mode"].default)
+FAILURE_CLASS_KEY = "runctl.dev/failureClass"
+"""A key of a step's termination message JSON by which the step says how its failure is
+classified (Transient or Permanent)."""
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
@@ -52,31 +75,31 @@ def merge_patch(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[s
 
 
 def run_spec(spec: Mapping[str, Any]) -> m.RunSpec:
-    steps = tuple(
-        m.StepSpec(
-            name=s["name"],
-            needs=tuple(s.get("needs") or ()),
-            timeout_seconds=s.get("timeoutSeconds"),
-            retry=m.RetryPolicy(
-                limit=(s.get("retry") or {}).get("limit", 0),
-                backoff_seconds=(s.get("retry") or {}).get("backoffSeconds", 0),
-                transient_exit_codes=tuple((s.get("retry") or {}).get("transientExitCodes")
-                                           or ()),
-            ),
-            heartbeat_timeout_seconds=s.get("heartbeatTimeoutSeconds"),
-        )
-        for s in spec.get("steps") or ()
-    )
+    """The core's view of a StoryRun spec, every default taken from the API models."""
+    typed = StoryRunSpec.model_validate(spec)
+    no_retry = RetryPolicy()
     return m.RunSpec(
-        steps=steps,
-        mode=Mode(spec.get("mode") or Mode.BATCH),
-        on_failure=OnFailure(spec.get("onFailure") or OnFailure.STOP),
-        timeout_seconds=spec.get("timeoutSeconds"),
-        cancel_requested=bool(spec.get("cancelRequested")),
-        grace_period_seconds=(spec.get("shutdown") or {}).get("gracePeriodSeconds", 30),
-        drain_timeout_seconds=((spec.get("transport") or {}).get("lifecycle") or {}).get(
-            "drainTimeoutSeconds"),
-        ttl_seconds_after_finished=spec.get("ttlSecondsAfterFinished"),
+        steps=tuple(
+            m.StepSpec(
+                name=s.name,
+                needs=tuple(s.needs),
+                timeout_seconds=s.timeout_seconds,
+                retry=m.RetryPolicy(
+                    limit=(s.retry or no_retry).limit,
+                    backoff_seconds=(s.retry or no_retry).backoff_seconds,
+                    transient_exit_codes=tuple((s.retry or no_retry).transient_exit_codes)),
+                heartbeat_timeout_seconds=s.heartbeat_timeout_seconds,
+            )
+            for s in typed.steps
+        ),
+        mode=typed.mode,
+        on_failure=typed.on_failure,
+        timeout_seconds=typed.timeout_seconds,
+        cancel_requested=typed.cancel_requested,
+        grace_period_seconds=typed.shutdown.grace_period_seconds,
+        drain_timeout_seconds=(typed.transport.lifecycle.drain_timeout_seconds
+                               if typed.transport and typed.transport.lifecycle else None),
+        ttl_seconds_after_finished=typed.ttl_seconds_after_finished,
     )
 
 
@@ -219,25 +242,25 @@ def parse_steprun_status(status: Mapping[str, Any] | None) -> m.StepRunStatus | 
     )
 
 
-def new_steprun(run: Mapping[str, Any], step: str, name: str, deadline: dt.datetime | None,
-                finalizer: str) -> dict[str, Any]:
+def new_steprun(run: Mapping[str, Any], step: str, name: str,
+                deadline: dt.datetime | None) -> dict[str, Any]:
     """A StepRun for `step`: the step's definition plus where it belongs and its deadline."""
     meta, spec = run["metadata"], run["spec"]
     step_spec = next(s for s in spec["steps"] if s["name"] == step)
     return {
-        "apiVersion": "runctl.dev/v1alpha1", "kind": "StepRun",
+        "apiVersion": API_VERSION, "kind": "StepRun",
         "metadata": {
             "name": name, "namespace": meta["namespace"],
             "labels": {RUN_LABEL: meta["name"], STEP_LABEL: step},
-            "finalizers": [finalizer],
+            "finalizers": [FINALIZER],
             "ownerReferences": [{
-                "apiVersion": "runctl.dev/v1alpha1", "kind": "StoryRun", "name": meta["name"],
+                "apiVersion": API_VERSION, "kind": "StoryRun", "name": meta["name"],
                 "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True,
             }],
         },
         "spec": _drop_none({
             **step_spec,
-            "storyRun": meta["name"], "step": step, "mode": spec.get("mode") or "batch",
+            "storyRun": meta["name"], "step": step, "mode": spec.get("mode") or _DEFAULT_MODE,
             "deadline": fmt_time(deadline),
         }),
     }

@@ -1,0 +1,93 @@
+"""The snapshot a decision is made on: one run and its children, read from the cache alone.
+
+This is the only place where cached API objects become the core's `Observed`, so a reconcile
+reads as snapshot, decide, apply. It makes no API call: what the cache lacks was not seen yet,
+and only a deletion the cache saw (a tombstone) counts as gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from runctl.api import wire
+from runctl.api.wire import ATTEMPT_LABEL, STEP_LABEL, STEPRUN_UID_LABEL
+from runctl.machine import model as m
+from runctl.machine.naming import workload_ref
+from runctl.machine.phases import Mode
+from runctl.operator.cache import ObjectCache, RunKey, owned_by
+from runctl.timefmt import parse_time
+from runctl.workloads import observe as reading
+
+Obj = Mapping[str, Any]
+
+
+def mine(workload: dict[str, Any] | None, steprun_uid: str) -> dict[str, Any] | None:
+    """The workload if it belongs to this StepRun (not to an earlier one of the same name)."""
+    if workload is None:
+        return None
+    return workload if owned_by(workload, steprun_uid) else None
+
+
+def snapshot(cache: ObjectCache, key: RunKey, run: Obj) -> m.Observed:
+    """Everything the core needs to know about one run: its spec and status, and for each step
+    its StepRun and the workload of the attempt that StepRun's status names."""
+    ns, name = key
+    spec = wire.run_spec(run["spec"])
+    status = wire.parse_run_status(run.get("status"))
+    run_uid = run["metadata"].get("uid")
+    pods_by_steprun: dict[str, list[Obj]] = {}
+    for pod in cache.children("Pod", key):
+        uid = pod["metadata"]["labels"].get(STEPRUN_UID_LABEL, "")
+        pods_by_steprun.setdefault(uid, []).append(pod)
+
+    step_runs: dict[str, m.StepRunObservation] = {}
+    for sr in cache.children("StepRun", key):
+        if not owned_by(sr, run_uid):
+            continue  # a StepRun of an earlier run of the same name, on its way out
+        sr_status = wire.parse_steprun_status(sr.get("status"))
+        step_runs[sr["metadata"]["labels"].get(STEP_LABEL, "")] = m.StepRunObservation(
+            name=sr["metadata"]["name"],
+            status=sr_status,
+            deleting=bool(sr["metadata"].get("deletionTimestamp")),
+            gone=False,
+            attempt=_attempt(cache, ns, spec.mode, sr, sr_status,
+                             pods_by_steprun.get(sr["metadata"]["uid"], [])),
+        )
+    for step, state in m.step_state_items(status):
+        if step in step_runs or not state.step_run:
+            continue
+        if cache.was_deleted("StepRun", ns, state.step_run, run_uid):
+            step_runs[step] = m.StepRunObservation(
+                name=state.step_run, status=None, deleting=True, gone=True, attempt=None)
+
+    conditions = (run.get("status") or {}).get("conditions") or ()
+    return m.Observed(
+        run_name=name,
+        generation=run["metadata"].get("generation", 1),
+        created_at=parse_time(run["metadata"].get("creationTimestamp")),
+        spec=spec,
+        status=status,
+        step_runs=m.frozen_step_runs(step_runs.items()),
+        topology_terminated=any(c.get("type") == "TopologyTerminated"
+                                and c.get("status") == "True" for c in conditions),
+        cancel_requested_at=wire.cancel_requested_at(run) if spec.cancel_requested
+        else None,
+    )
+
+
+def _attempt(cache: ObjectCache, ns: str, mode: Mode, sr: Obj,
+             sr_status: m.StepRunStatus | None, pods: Sequence[Obj]) -> m.AttemptObservation:
+    """The workload of a StepRun's current attempt: its Deployment (realtime) or the Job of the
+    attempt its status counts (batch), with the pods of that attempt."""
+    sr_name, sr_uid = sr["metadata"]["name"], sr["metadata"]["uid"]
+    if mode is Mode.REALTIME:
+        return reading.observe_deployment(
+            mine(cache.get("Deployment", ns, sr_name), sr_uid), pods,
+            cache.was_deleted("Deployment", ns, sr_name, sr_uid))
+    number = max(1, sr_status.attempts if sr_status else 1)
+    job = workload_ref(Mode.BATCH, sr_name, number).name
+    return reading.observe_job(
+        number, mine(cache.get("Job", ns, job), sr_uid),
+        [p for p in pods if p["metadata"]["labels"].get(ATTEMPT_LABEL) == str(number)],
+        cache.was_deleted("Job", ns, job, sr_uid))

@@ -1,0 +1,125 @@
+"""The wire, on objects a real API server stored: specs read into the core's values with the API
+models' defaults, statuses read and written back unchanged, a new StepRun exactly as stored, and
+status writes as JSON merge patches (what the new status drops is sent as null)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from runctl.api import wire
+from runctl.api.spec import RetryPolicy, ShutdownSpec
+from runctl.api.wire import merge_patch
+from runctl.machine import model as m
+from runctl.machine.phases import Mode, OnFailure, RunPhase, StepPhase, StopTrigger
+from tests.recorded import load, names
+
+UTC = dt.UTC
+
+
+@pytest.mark.parametrize("name", names("storyrun-"))
+def test_a_recorded_run_status_reads_and_writes_back_unchanged(name: str) -> None:
+    status = load(name)["status"]
+    assert wire.run_status(wire.parse_run_status(status)) == status
+
+
+@pytest.mark.parametrize("name", names("steprun-"))
+def test_a_recorded_steprun_status_reads_and_writes_back_unchanged(name: str) -> None:
+    status = load(name)["status"]
+    assert wire.steprun_status(wire.parse_steprun_status(status)) == status
+
+
+def test_a_recorded_spec_reads_whole_with_the_models_defaults() -> None:
+    no_retry = RetryPolicy()
+    assert wire.run_spec(load("storyrun-ok-running")["spec"]) == m.RunSpec(
+        steps=(m.StepSpec("extract", retry=m.RetryPolicy(0, no_retry.backoff_seconds, ())),
+               m.StepSpec("load", needs=("extract",),
+                          retry=m.RetryPolicy(0, no_retry.backoff_seconds, ()))),
+        mode=Mode.BATCH, on_failure=OnFailure.STOP,
+        grace_period_seconds=ShutdownSpec().grace_period_seconds)
+
+
+def test_a_retry_policy_reads_as_stored_and_its_defaults_as_the_models_say() -> None:
+    sr = load("steprun-flaky-fetch")["spec"]
+    spec = wire.run_spec({"steps": [sr, {"name": "b", "image": "x", "retry": {"limit": 1}}]})
+    assert spec.steps[0].retry == m.RetryPolicy(2, 2, (75,))
+    assert spec.steps[1].retry == m.RetryPolicy(1, RetryPolicy().backoff_seconds, ())
+
+
+def test_a_recorded_run_status_reads_as_the_core_s_values() -> None:
+    status = wire.parse_run_status(load("storyrun-live-canceled")["status"])
+    assert status.phase is RunPhase.CANCELED
+    assert status.stop == m.StopState(
+        requested_at=dt.datetime(2026, 11, 25, 21, 41, 35, tzinfo=UTC),
+        observed_at=dt.datetime(2026, 11, 25, 21, 41, 35, tzinfo=UTC),
+        completed_at=dt.datetime(2026, 11, 25, 21, 41, 35, tzinfo=UTC),
+        trigger=StopTrigger.TOPOLOGY_TERMINATED)
+    hub = m.step_state(status, "hub")
+    assert hub is not None
+    assert (hub.phase, hub.step_run, hub.attempts) == (StepPhase.CANCELED, "live-hub", 1)
+
+
+def test_a_stop_is_dated_from_the_managed_fields_of_the_patch_that_set_it() -> None:
+    live = load("storyrun-live-canceled")
+    assert wire.cancel_requested_at(live) == dt.datetime(2026, 11, 25, 21, 41, 35, tzinfo=UTC)
+    assert wire.cancel_requested_at(load("storyrun-ok-running")) is None
+
+
+def test_a_new_steprun_is_what_the_api_server_stored() -> None:
+    run, stored = load("storyrun-ok-running"), load("steprun-ok-extract")
+    built = wire.new_steprun(run, "extract", "ok-extract", None)
+    assert built["spec"] == stored["spec"]
+    assert built["metadata"]["labels"] == stored["metadata"]["labels"]
+    assert built["metadata"]["finalizers"] == stored["metadata"]["finalizers"] == [
+        wire.FINALIZER]
+    assert built["metadata"]["ownerReferences"] == stored["metadata"]["ownerReferences"]
+
+
+def test_a_new_steprun_carries_its_deadline_as_rfc3339() -> None:
+    deadline = dt.datetime(2026, 11, 25, 22, 0, 0, 500_000, tzinfo=UTC)
+    built = wire.new_steprun(load("storyrun-ok-running"), "load", "ok-load", deadline)
+    assert built["spec"]["deadline"] == "2026-11-25T22:00:00Z"
+    assert built["spec"]["needs"] == ["extract"]
+
+
+def test_a_dropped_field_is_sent_as_null() -> None:
+    old = {"phase": "Running", "reason": "RetryBackoff", "attempts": 1}
+    new = {"phase": "Running", "attempts": 2}
+    assert merge_patch(old, new) == {"reason": None, "attempts": 2}
+
+
+def test_nested_maps_are_patched_key_by_key() -> None:
+    old = {"stepStates": {"a": {"phase": "Running", "reason": "RetryBackoff"},
+                          "b": {"phase": "Pending"}}}
+    new = {"stepStates": {"a": {"phase": "Running"}, "b": {"phase": "Pending"}}}
+    assert merge_patch(old, new) == {"stepStates": {"a": {"reason": None}}}
+
+
+def test_lists_and_new_maps_are_sent_whole() -> None:
+    old = {"conditions": [{"type": "Succeeded", "status": "Unknown"}]}
+    new = {"conditions": [{"type": "Succeeded", "status": "True"}], "stop": {"trigger": "User"}}
+    assert merge_patch(old, new) == new
+
+
+def test_nothing_to_write_is_an_empty_patch() -> None:
+    same = {"phase": "Succeeded", "stepStates": {"a": {"phase": "Succeeded"}}}
+    assert merge_patch(same, same) == {}
+    assert merge_patch(None, {}) == {}
+
+
+def test_applying_the_patch_gives_the_new_value() -> None:
+    def apply(doc: dict, patch: dict) -> dict:
+        out = dict(doc)
+        for k, v in patch.items():
+            if v is None:
+                out.pop(k, None)
+            elif isinstance(v, dict) and isinstance(out.get(k), dict):
+                out[k] = apply(out[k], v)
+            else:
+                out[k] = v
+        return out
+
+    old = {"a": 1, "b": {"c": 2, "d": 3}, "e": [1], "f": "x"}
+    new = {"a": 1, "b": {"c": 4}, "e": [1, 2], "g": {"h": 5}}
+    assert apply(old, merge_patch(old, new)) == new

@@ -1,0 +1,246 @@
+"""Snapshot and apply against a fake API that records every call, on recorded objects: the exact
+calls a decision makes, in order, and what a refusal, a conflict or a failed create does."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from runctl.machine import model as m
+from runctl.machine.decide import decide
+from runctl.machine.model import WorkloadState
+from runctl.machine.phases import RunPhase, StepPhase
+from runctl.operator import apply as applying
+from runctl.operator.cache import ObjectCache
+from runctl.operator.context import Context
+from runctl.operator.queue import WorkQueue
+from runctl.operator.snapshot import snapshot
+from tests.recorded import load
+
+NOW = dt.datetime(2026, 11, 25, 21, 41, 30, tzinfo=dt.UTC)
+KEY = ("rec", "ok")
+
+
+@dataclass
+class FakeApi:
+    """Any client method: records (method, positional args), answers from `answers` (an
+    exception to raise, or a body), else echoes the body it was given."""
+
+    calls: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    answers: dict[str, list[Any]] = field(default_factory=dict)
+
+    def __getattr__(self, method: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append((method, args))
+            queued = self.answers.get(method)
+            if queued:
+                answer = queued.pop(0)
+                if isinstance(answer, Exception):
+                    raise answer
+                return answer
+            return _echo(method, args)
+        return call
+
+
+def _echo(method: str, args: tuple[Any, ...]) -> Any:
+    if method.startswith("patch"):  # (group, version, namespace, plural, name, patch)
+        return {"metadata": {"namespace": args[2], "name": args[4], "resourceVersion": "0"}}
+    body = next((a for a in reversed(args) if isinstance(a, dict)), {})
+    if method.startswith("create"):
+        body = copy.deepcopy(body)
+        name = body["metadata"].get("name") or body["metadata"].get("generateName")
+        body["metadata"].setdefault("uid", f"uid-{name}")
+        body["metadata"].setdefault("resourceVersion", "100")
+    return body
+
+
+class FakeContext(Context):
+    """The real context, its API clients replaced by one recording fake."""
+
+    fake: FakeApi
+
+    @property
+    def custom(self) -> Any:
+        return self.fake
+
+    @property
+    def core(self) -> Any:
+        return self.fake
+
+    @property
+    def batch(self) -> Any:
+        return self.fake
+
+    @property
+    def apps(self) -> Any:
+        return self.fake
+
+
+def context(*objects: dict[str, Any]) -> FakeContext:
+    ctx = FakeContext(cache=ObjectCache(), queue=WorkQueue(), api=client.ApiClient())
+    ctx.fake = FakeApi()
+    for obj in objects:
+        if obj["kind"] == "StoryRun":
+            ctx.cache.put_run(obj)
+        else:
+            ctx.cache.put(obj["kind"], obj)
+    return ctx
+
+
+def fresh_run() -> dict[str, Any]:
+    """The recorded run as it was created: no status yet."""
+    run = load("storyrun-ok-running")
+    del run["status"]
+    return run
+
+
+def reconcile(ctx: FakeContext, run: dict[str, Any]) -> applying.Applied:
+    decision = decide(snapshot(ctx.cache, KEY, run), NOW)
+    return asyncio.run(applying.apply(ctx, KEY, run, decision, NOW))
+
+
+def methods(ctx: FakeContext) -> list[str]:
+    return [name for name, _ in ctx.fake.calls]
+
+
+def test_a_first_reconcile_creates_the_steprun_its_status_its_job_then_the_run_status() -> None:
+    ctx = context(run := fresh_run())
+    result = reconcile(ctx, run)
+    assert (result.retry_soon, result.notes) == (False, [])
+    assert methods(ctx) == [
+        "create_namespaced_custom_object",        # StepRun ok-extract
+        "patch_namespaced_custom_object_status",  # its status: attempt 1, Pending
+        "create_namespaced_job",                  # ok-extract-1
+        "patch_namespaced_custom_object_status",  # the run: Running, extract Pending
+        "create_namespaced_event",                # Started
+    ]
+    created = ctx.fake.calls[0][1][-1]
+    assert created["metadata"]["name"] == "ok-extract"
+    assert ctx.fake.calls[2][1][-1]["metadata"]["name"] == "ok-extract-1"
+    patch = ctx.fake.calls[3][1][-1]
+    assert patch["metadata"]["resourceVersion"] == run["metadata"]["resourceVersion"]
+    assert patch["status"]["phase"] == "Running"
+    assert patch["status"]["stepStates"]["extract"]["stepRun"] == "ok-extract"
+
+
+@pytest.mark.parametrize("status", [403, 422])
+def test_a_steprun_create_refused_leaves_the_run_status_unwritten(status: int) -> None:
+    """A status must never name a StepRun the API server did not confirm."""
+    ctx = context(run := fresh_run())
+    ctx.fake.answers["create_namespaced_custom_object"] = [ApiException(status=status)]
+    result = reconcile(ctx, run)
+    assert result.retry_soon
+    assert "ok-extract not created" in result.notes[0]
+    assert methods(ctx) == ["create_namespaced_custom_object"]
+
+
+def test_a_steprun_create_lost_in_an_outage_leaves_the_run_status_unwritten(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(applying.kube, "BASE_DELAY", 0.001)
+    ctx = context(run := fresh_run())
+    ctx.fake.answers["create_namespaced_custom_object"] = [
+        ConnectionRefusedError("connection refused")] * applying.kube.MAX_TRIES
+    result = reconcile(ctx, run)
+    assert result.retry_soon
+    assert methods(ctx) == ["create_namespaced_custom_object"] * applying.kube.MAX_TRIES
+
+
+def test_a_recorded_steprun_never_seen_is_created_again() -> None:
+    """The run's status names ok-load (Running), which the cache has never seen: it is created
+    again under the same name (the API server answers AlreadyExists if it does exist), at the
+    attempt the record names; ok-extract, recorded Succeeded, is left alone."""
+    run = load("storyrun-ok-running")
+    ctx = context(run)
+    result = reconcile(ctx, run)
+    assert methods(ctx)[:3] == ["create_namespaced_custom_object",
+                                "patch_namespaced_custom_object_status",
+                                "create_namespaced_job"]
+    assert ctx.fake.calls[0][1][-1]["metadata"]["name"] == "ok-load"
+    assert ctx.fake.calls[2][1][-1]["metadata"]["name"] == "ok-load-1"
+    assert not result.retry_soon
+
+
+def test_an_existing_steprun_not_yet_seen_is_waited_for() -> None:
+    ctx = context(run := fresh_run())
+    ctx.fake.answers["create_namespaced_custom_object"] = [ApiException(status=409)]
+    result = reconcile(ctx, run)
+    assert result.retry_soon
+    assert methods(ctx) == ["create_namespaced_custom_object"]
+
+
+def test_a_conflicting_status_write_posts_no_event_and_looks_again() -> None:
+    ctx = context(run := fresh_run())
+    ctx.fake.answers["patch_namespaced_custom_object_status"] = [
+        _echo("patch", ("", "", "rec", "stepruns", "ok-extract")),  # the StepRun's status
+        ApiException(status=409)]                                  # the run's status
+    result = reconcile(ctx, run)
+    assert result.retry_soon
+    assert "create_namespaced_event" not in methods(ctx)
+
+
+def test_a_refused_status_write_is_reported_once_and_never_sent_again() -> None:
+    ctx = context(run := load("storyrun-ok-running"), load("steprun-ok-extract"),
+                  load("steprun-ok-load"), load("job-ok-extract-1"), load("job-ok-load-1"),
+                  load("pod-ok-extract-1"), load("pod-ok-load-1"))
+    ctx.cache.put("Pod", _finished(load("pod-ok-load-1")))
+    ctx.fake.answers["patch_namespaced_custom_object_status"] = [
+        _echo("patch", ("", "", "rec", "stepruns", "ok-load")),
+        ApiException(status=422, reason="Invalid")]
+    first = reconcile(ctx, run)
+    assert any("status refused" in n for n in first.notes)
+    events = [c[1][-1] for c in ctx.fake.calls if c[0] == "create_namespaced_event"]
+    assert [e["reason"] for e in events] == ["WriteRejected"]
+    ctx.fake.calls.clear()
+    second = reconcile(ctx, run)
+    assert second.notes == ["the same status write was refused before; not sent again"]
+    assert "create_namespaced_event" not in methods(ctx)
+
+
+def _finished(pod: dict[str, Any]) -> dict[str, Any]:
+    """The recorded running pod of `load`, a little later: it exited 0."""
+    pod = copy.deepcopy(pod)
+    pod["metadata"]["resourceVersion"] = str(int(pod["metadata"]["resourceVersion"]) + 1000)
+    pod["status"]["phase"] = "Succeeded"
+    pod["status"]["containerStatuses"][0]["state"] = {"terminated": {
+        "exitCode": 0, "startedAt": "2026-11-25T21:41:28Z",
+        "finishedAt": "2026-11-25T21:41:29Z"}}
+    return pod
+
+
+def test_a_snapshot_of_recorded_objects_is_what_the_core_needs() -> None:
+    ctx = context(run := load("storyrun-ok-running"), load("steprun-ok-extract"),
+                  load("steprun-ok-load"), load("job-ok-extract-1"), load("job-ok-load-1"),
+                  load("pod-ok-extract-1"), load("pod-ok-load-1"))
+    observed = snapshot(ctx.cache, KEY, run)
+    assert observed.run_name == "ok"
+    assert observed.status.phase is RunPhase.RUNNING
+    extract = m.lookup(observed.step_runs, "extract")
+    load_ = m.lookup(observed.step_runs, "load")
+    assert extract is not None
+    assert load_ is not None
+    assert extract.status is not None
+    assert extract.status.phase is StepPhase.SUCCEEDED
+    assert extract.attempt is not None
+    assert (extract.attempt.state, extract.attempt.outputs) == (
+        WorkloadState.SUCCEEDED, (("rows", "1200"), ("table", "events")))
+    assert load_.attempt is not None
+    assert load_.attempt.state is WorkloadState.RUNNING
+    assert decide(observed, NOW).actions == ()  # nothing new: the run goes on
+
+
+def test_a_pod_of_an_earlier_steprun_of_the_same_name_never_counts() -> None:
+    stale = load("pod-ok-load-1")
+    stale["metadata"]["labels"]["runctl.dev/steprun-uid"] = "an-earlier-steprun"
+    ctx = context(run := load("storyrun-ok-running"), load("steprun-ok-load"),
+                  load("job-ok-load-1"), stale)
+    obs = m.lookup(snapshot(ctx.cache, KEY, run).step_runs, "load")
+    assert obs is not None
+    assert obs.attempt is not None
+    assert obs.attempt.live_pods == 0
