@@ -107,7 +107,8 @@ ANY_VALUE = {
 
 def test_every_node_is_structural() -> None:
     unstructural = {"$ref", "anyOf", "allOf", "oneOf", "nullable", "title", "$defs"}
-    assert [where for where, node in ALL_NODES if "type" not in node] == [w for w, _ in ALL_NODES if w in ANY_VALUE]
+    assert [where for where, node in ALL_NODES if "type" not in node] == [
+        w for w, _ in ALL_NODES if w in ANY_VALUE]
     assert [where for where, node in ALL_NODES
             if node.get("x-kubernetes-preserve-unknown-fields")] == [
         w for w, _ in ALL_NODES if w in ANY_VALUE | ANY_MAP]

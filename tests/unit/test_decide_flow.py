@@ -250,3 +250,14 @@ CASES = [
 def test_decide(before: m.Observed, now: dt.datetime, expected: Decision) -> None:
     assert decide(before, now) == expected
 
+
+
+def test_problems_the_shell_found_fail_the_run_before_anything_starts() -> None:
+    """Params, references or conditions the shell found wrong fail the run InvalidSpec as a bad
+    graph does: every step Skipped, no StepRun, the problem named first."""
+    why = "required param missing (it has no default)"
+    d = decide(observed(FLOW, problems=(("spec.params.table", why),)), T0)
+    assert (d.status.phase, d.status.reason) == (RunPhase.FAILED, Reason.INVALID_SPEC)
+    assert d.status.message == f"spec.params.table: {why}"
+    assert {s.phase for _, s in d.status.step_states} == {StepPhase.SKIPPED}
+    assert not [a for a in d.actions if not isinstance(a, EmitEvent)]

@@ -69,7 +69,7 @@ def decide(observed: Observed, now: dt.datetime) -> Decision:
         return _finished(observed, now)
     if observed.story_wait is not None:
         return _story_missing(observed, observed.story_wait, now)
-    problems = validate(observed.spec)
+    problems = (*(Problem(f, why) for f, why in observed.problems), *validate(observed.spec))
     if problems:
         return _invalid(observed, problems, now)
     return _progress(observed, now)

@@ -282,3 +282,6 @@ class Observed:
     """Step name -> the shell's gate for it (only for gated steps whose inputs are recorded)."""
     story_wait: StoryWait | None = None
     """Set while the run's Story was not found: the run has no definition yet."""
+    problems: tuple[tuple[str, str], ...] = ()
+    """(field, message) of what the shell found wrong with what the run executes (its params,
+    references, conditions: `runctl.flow`); the run fails InvalidSpec as for a bad graph."""

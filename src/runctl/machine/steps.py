@@ -269,8 +269,13 @@ def observe_step(spec: StepSpec, recorded: StepState | None, obs: StepRunObserva
     else:
         state = state_of(status, obs.name)
     reporter = track.attempt
-    late = (reporter is not None and not reporter.stopping
-            and proposed.phase is StepPhase.SUCCEEDED and state.phase is not StepPhase.SUCCEEDED)
+    # A success reported (its outputs may still fail their declarations) for a step that had
+    # already ended otherwise.
+    reported = proposed.phase is StepPhase.SUCCEEDED or (
+        reporter is not None and reporter.output_problem is not None
+        and proposed.reason == reporter.output_problem[0])
+    late = (reporter is not None and not reporter.stopping and reported
+            and state.phase is not proposed.phase)
     return Track(spec, recorded, obs, state, status, late_report=late)
 
 
