@@ -61,7 +61,8 @@ def crds(cluster: ControlPlane) -> ControlPlane:
     """The runctl CRDs applied and Established."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO_ROOT / "crds"))
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/storyruns.runctl.dev", "crd/stepruns.runctl.dev")
+                    "crd/storyruns.runctl.dev", "crd/stepruns.runctl.dev",
+                    "crd/stories.runctl.dev")
     return cluster
 
 

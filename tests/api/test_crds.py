@@ -51,11 +51,11 @@ def test_crds_dir_holds_nothing_else() -> None:
         crds.file_name(k) for k in crds.KINDS)
 
 
-def test_render_yaml_is_both_crds_in_a_stable_order() -> None:
+def test_render_yaml_is_every_crd_in_a_stable_order() -> None:
     docs = list(yaml.safe_load_all(crds.render_yaml()))
     assert docs == crds.custom_resource_definitions()
     assert [d["metadata"]["name"] for d in docs] == ["storyruns.runctl.dev",
-                                                     "stepruns.runctl.dev"]
+                                                     "stepruns.runctl.dev", "stories.runctl.dev"]
     assert crds.render_yaml() == crds.render_yaml()
 
 
@@ -95,10 +95,23 @@ def test_printer_columns() -> None:
         ("Age", ".metadata.creationTimestamp", 0)]
 
 
+ANY_MAP = {"storyruns.runctl.dev:.spec.params", "storyruns.runctl.dev:.status.resolved.params"}
+"""Maps of param values: objects whose fields the API server keeps as they are."""
+ANY_VALUE = {
+             "storyruns.runctl.dev:.status.resolved.spec.params[*].default",
+             "storyruns.runctl.dev:.status.resolved.spec.params[*].enum[*]",
+             "stories.runctl.dev:.spec.params[*].default",
+             "stories.runctl.dev:.spec.params[*].enum[*]"}
+"""Where a node holds any JSON value (a param's value): kept as it is, and nowhere else."""
+
+
 def test_every_node_is_structural() -> None:
-    unstructural = {"$ref", "anyOf", "allOf", "oneOf", "nullable", "title", "$defs",
-                    "x-kubernetes-preserve-unknown-fields"}
-    assert [where for where, node in ALL_NODES if "type" not in node] == []
+    unstructural = {"$ref", "anyOf", "allOf", "oneOf", "nullable", "title", "$defs"}
+    assert [where for where, node in ALL_NODES if "type" not in node] == [
+        w for w, _ in ALL_NODES if w in ANY_VALUE]
+    assert [where for where, node in ALL_NODES
+            if node.get("x-kubernetes-preserve-unknown-fields")] == [
+        w for w, _ in ALL_NODES if w in ANY_VALUE | ANY_MAP]
     assert [(where, sorted(unstructural & set(node)))
             for where, node in ALL_NODES if unstructural & set(node)] == []
 
@@ -118,8 +131,8 @@ def test_every_string_list_and_map_is_bounded() -> None:
             return "maxItems" not in node
         return "additionalProperties" in node and "maxProperties" not in node
 
-    assert [where for where, node in ALL_NODES
-            if unbounded(node) and where.split(":")[1] not in ENVELOPE] == []
+    assert [where for where, node in ALL_NODES if where not in ANY_VALUE
+            and unbounded(node) and where.split(":")[1] not in ENVELOPE] == []
 
 
 def test_the_contract_s_enums_and_defaults_are_in_the_schema() -> None:
@@ -174,4 +187,6 @@ def test_structural_refuses_what_it_cannot_map() -> None:
     with pytest.raises(crds.SchemaError, match="no structural form"):
         crds.structural({"type": "object", "propertyNames": {"maxLength": 3}}, {})
     with pytest.raises(crds.SchemaError, match="no type"):
-        crds.structural({"description": "x"}, {})
+        crds.structural({"enum": [1, "a"]}, {})
+    assert crds.structural({"description": "x"}, {}) == {
+        "description": "x", "x-kubernetes-preserve-unknown-fields": True}

@@ -16,8 +16,11 @@ from runctl.api import (
     StepSpec,
     StoryRunSpec,
     StoryRunStatus,
+    StorySpec,
 )
 from runctl.api.wire import run_spec
+from runctl.flow import definition, params
+from runctl.machine.dag import validate
 from runctl.machine.phases import FailureClass, Mode, OnFailure, RunPhase, StepPhase
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*.yaml"))
@@ -92,10 +95,21 @@ STEP_RUN: dict[str, Any] = {
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
-def test_every_example_reads(path: Path) -> None:
-    spec = yaml.safe_load(path.read_text())["spec"]
-    assert StoryRunSpec.model_validate(spec).steps
-    assert run_spec(spec).steps
+def test_every_example_reads_and_passes_every_check(path: Path) -> None:
+    docs = list(yaml.safe_load_all(path.read_text()))
+    stories = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "Story"}
+    for story in stories.values():
+        assert StorySpec.model_validate(story).steps
+        assert definition.check(story) == []
+        assert validate(run_spec({}, story)) == ()
+    for spec in (d["spec"] for d in docs if d["kind"] == "StoryRun"):
+        StoryRunSpec.model_validate(spec)
+        story = stories.get((spec.get("storyRef") or {}).get("name", ""))
+        if story is None:
+            assert definition.check(spec) == []
+            assert validate(run_spec(spec)) == ()
+        else:
+            assert params.resolve(params.declared(story.get("params")), spec["params"])[1] == []
 
 
 def test_a_full_story_run_round_trips_unchanged() -> None:

@@ -5,6 +5,7 @@ status writes as JSON merge patches (what the new status drops is sent as null).
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 
@@ -66,9 +67,14 @@ def test_a_stop_is_dated_from_the_managed_fields_of_the_patch_that_set_it() -> N
     assert wire.cancel_requested_at(load("storyrun-ok-running")) is None
 
 
+def _step(run: dict[str, Any], name: str) -> dict[str, Any]:
+    step: dict[str, Any] = next(s for s in run["spec"]["steps"] if s["name"] == name)
+    return step
+
+
 def test_a_new_steprun_is_what_the_api_server_stored() -> None:
     run, stored = load("storyrun-ok-running"), load("steprun-ok-extract")
-    built = wire.new_steprun(run, "extract", "ok-extract", None)
+    built = wire.new_steprun(run, _step(run, "extract"), None, "ok-extract", None)
     assert built["spec"] == stored["spec"]
     assert built["metadata"]["labels"] == stored["metadata"]["labels"]
     assert built["metadata"]["finalizers"] == stored["metadata"]["finalizers"] == [
@@ -78,7 +84,8 @@ def test_a_new_steprun_is_what_the_api_server_stored() -> None:
 
 def test_a_new_steprun_carries_its_deadline_as_rfc3339() -> None:
     deadline = dt.datetime(2026, 11, 25, 22, 0, 0, 500_000, tzinfo=UTC)
-    built = wire.new_steprun(load("storyrun-ok-running"), "load", "ok-load", deadline)
+    run = load("storyrun-ok-running")
+    built = wire.new_steprun(run, _step(run, "load"), "batch", "ok-load", deadline)
     assert built["spec"]["deadline"] == "2026-11-25T22:00:00Z"
     assert built["spec"]["needs"] == ["extract"]
 

@@ -164,7 +164,7 @@ def explain(cluster: ControlPlane, what: str) -> str:
 
 def test_kubectl_explain_reads_well(crds: ControlPlane) -> None:
     steps = explain(crds, "storyrun.spec.steps")
-    assert "The steps of the run, 1 to 100, unique by name" in steps
+    assert "The steps, 1 to 100, unique by name" in steps
     for field in ("name", "needs", "image", "retry", "timeoutSeconds", "heartbeatTimeoutSeconds",
                   "port", "pod"):
         assert f"\n  {field}\t" in steps, field

@@ -43,6 +43,7 @@ RUN_LABEL = "runctl.dev/storyrun"
 # changing this table on purpose.
 OPERATOR_RULES: dict[tuple[str, str], set[str]] = {
     ("runctl.dev", "storyruns"): {"get", "list", "watch"},
+    ("runctl.dev", "stories"): {"get", "list", "watch"},
     ("runctl.dev", "storyruns/status"): {"patch"},
     ("runctl.dev", "stepruns"): {"get", "list", "watch", "create", "patch", "delete"},
     ("runctl.dev", "stepruns/status"): {"patch"},
@@ -327,7 +328,7 @@ def test_helm_install_creates_everything(cluster: ControlPlane, release: Objects
                      "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
     missing = [k for k in inventory(release) if not exists(crds, *k)]
     assert not missing
-    for crd in ("storyruns.runctl.dev", "stepruns.runctl.dev"):
+    for crd in ("storyruns.runctl.dev", "stepruns.runctl.dev", "stories.runctl.dev"):
         assert exists(crds, "crd", "", crd)
     # kwok plays the kubelet: the two replicas are scheduled and "run", on different nodes.
     def running() -> list[dict[str, Any]]:
@@ -391,7 +392,8 @@ def test_a_token_of_the_chart_account_is_refused_outside_its_role(
     assert as_operator("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"
                        ).stdout == OPERATOR
     reads: list[tuple[str, ...]] = [
-        ("get", "storyruns", "-A"), ("get", "stepruns", "-A", "-l", RUN_LABEL),
+        ("get", "storyruns", "-A"), ("get", "stories", "-A"),
+        ("get", "stepruns", "-A", "-l", RUN_LABEL),
         ("get", "jobs,deployments,pods", "-A", "-l", RUN_LABEL),
         ("get", "lease", "runctl-leader", "-n", SYSTEM)]
     for args in reads:
@@ -471,7 +473,7 @@ def test_helm_uninstall_leaves_no_operator_objects_but_keeps_the_crds(
     pods = wait_for("the operator pods to go", lambda: not kubectl_json(
         crds, "get", "pods", "-n", SYSTEM, "-l", selector)["items"], timeout=60)
     assert pods
-    for crd in ("storyruns.runctl.dev", "stepruns.runctl.dev"):
+    for crd in ("storyruns.runctl.dev", "stepruns.runctl.dev", "stories.runctl.dev"):
         assert exists(crds, "crd", "", crd), "Helm keeps CRDs"
 
 

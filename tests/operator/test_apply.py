@@ -19,6 +19,7 @@ from runctl.machine.decide import decide
 from runctl.machine.model import WorkloadState
 from runctl.machine.phases import RunPhase, StepPhase
 from runctl.operator import apply as applying
+from runctl.operator import resolve
 from runctl.operator.cache import ObjectCache
 from runctl.operator.context import Context
 from runctl.operator.queue import WorkQueue
@@ -103,8 +104,9 @@ def fresh_run() -> dict[str, Any]:
 
 
 def reconcile(ctx: FakeContext, run: dict[str, Any]) -> applying.Applied:
-    decision = decide(snapshot(ctx.cache, KEY, run), NOW)
-    return asyncio.run(applying.apply(ctx, KEY, run, decision, NOW))
+    definition = resolve.definition(ctx.cache, run, NOW)
+    decision = decide(snapshot(ctx.cache, KEY, run, definition), NOW)
+    return asyncio.run(applying.apply(ctx, KEY, run, decision, NOW, definition))
 
 
 def methods(ctx: FakeContext) -> list[str]:
@@ -260,7 +262,7 @@ def test_a_snapshot_of_recorded_objects_is_what_the_core_needs() -> None:
     ctx = context(run := load("storyrun-ok-running"), load("steprun-ok-extract"),
                   load("steprun-ok-load"), load("job-ok-extract-1"), load("job-ok-load-1"),
                   load("pod-ok-extract-1"), load("pod-ok-load-1"))
-    observed = snapshot(ctx.cache, KEY, run)
+    observed = snapshot(ctx.cache, KEY, run, resolve.definition(ctx.cache, run, NOW))
     assert observed.run_name == "ok"
     assert observed.status.phase is RunPhase.RUNNING
     extract = m.lookup(observed.step_runs, "extract")
@@ -282,7 +284,8 @@ def test_a_pod_of_an_earlier_steprun_of_the_same_name_never_counts() -> None:
     stale["metadata"]["labels"]["runctl.dev/steprun-uid"] = "an-earlier-steprun"
     ctx = context(run := load("storyrun-ok-running"), load("steprun-ok-load"),
                   load("job-ok-load-1"), stale)
-    obs = m.lookup(snapshot(ctx.cache, KEY, run).step_runs, "load")
+    observed = snapshot(ctx.cache, KEY, run, resolve.definition(ctx.cache, run, NOW))
+    obs = m.lookup(observed.step_runs, "load")
     assert obs is not None
     assert obs.attempt is not None
     assert obs.attempt.live_pods == 0

@@ -36,7 +36,7 @@ def test_paths_of_core_and_group_kinds() -> None:
     assert pods.path(None) == "/api/v1/pods"
     assert pods.path("a") == "/api/v1/namespaces/a/pods"
     assert jobs.path("a") == "/apis/batch/v1/namespaces/a/jobs"
-    assert {w.kind for w in WATCHED if w.label_selector is None} == {"StoryRun"}
+    assert {w.kind for w in WATCHED if w.label_selector is None} == {"StoryRun", "Story"}
 
 
 def configmap(cluster: ControlPlane, namespace: str, name: str, labelled: bool = True) -> None:

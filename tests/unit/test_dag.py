@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from runctl.machine import dag
-from runctl.machine.model import StepSpec
-from runctl.machine.phases import Mode, StepPhase
+from runctl.machine.model import StepSpec, StepState
+from runctl.machine.phases import Mode, Reason, StepPhase
 from tests.unit.builders import spec, step
 
 
@@ -50,4 +50,14 @@ def test_topological_order_keeps_spec_order_between_independent_steps() -> None:
                  id="realtime-pending-is-not-enough"),
 ])
 def test_readiness_by_mode(mode: Mode, phases: dict[str, StepPhase], ready: bool) -> None:
-    assert dag.is_ready(step("c", "a", "b"), phases, mode) is ready
+    states = {n: StepState(p) for n, p in phases.items()}
+    assert dag.is_ready(step("c", "a", "b"), states, mode) is ready
+
+
+@pytest.mark.parametrize(("reason", "ready"), [
+    (Reason.CONDITION_FALSE, True), (Reason.UPSTREAM_OUTPUT_MISSING, True),
+    (Reason.UPSTREAM_FAILED, False),
+])
+def test_a_skip_that_is_no_failure_lets_dependents_run(reason: Reason, ready: bool) -> None:
+    states = {"a": StepState(StepPhase.SKIPPED, reason), "b": StepState(StepPhase.SUCCEEDED)}
+    assert dag.is_ready(step("c", "a", "b"), states, Mode.BATCH) is ready

@@ -15,7 +15,14 @@ from runctl.machine import actions as act
 from runctl.machine import model as m
 from runctl.machine.decide import Decision, decide
 from runctl.machine.naming import step_run_name
-from runctl.machine.phases import RUN_TERMINAL, STEP_TERMINAL, FailureClass, Mode
+from runctl.machine.phases import (
+    RUN_TERMINAL,
+    STEP_TERMINAL,
+    FailureClass,
+    Mode,
+    Reason,
+    StepPhase,
+)
 from tests.unit.builders import RUN, T0
 
 W = m.WorkloadState
@@ -81,10 +88,41 @@ class World:
             n, w = self.current(sr)
             attempt = (m.AttemptObservation(n, W.ABSENT) if w is None else m.AttemptObservation(
                 n, w.state, w.exit_code, w.reason, None, w.outputs, w.hint, w.live_pods,
-                w.started_at, None, w.stopping))
+                w.started_at, None, w.stopping, *self.checked(step, w)))
             runs[step] = m.StepRunObservation(sr.name, sr.status, sr.deleting, False, attempt)
         return m.Observed(RUN, 1, T0, self.spec, self.status, m.frozen_step_runs(runs.items()),
-                          self.topology_terminated, self.cancel_at)
+                          self.topology_terminated, self.cancel_at, self.gates())
+
+    def gates(self) -> tuple[tuple[str, m.Gate], ...]:
+        """As the shell gives them: for a gated step once every producer it reads has its
+        outputs recorded on its StepRun (or is recorded Skipped). Whether its condition holds
+        is a fixed function of its name, as a condition is of its inputs."""
+        out = []
+        for s in self.spec.steps:
+            if not s.gated:
+                continue
+            ready = True
+            for producer, _ in s.consumes:
+                sr = self.runs.get(producer)
+                state = m.step_state(self.status, producer)
+                ready &= (sr is not None and sr.status is not None
+                          and sr.status.phase is StepPhase.SUCCEEDED) or (
+                    state is not None and state.phase is StepPhase.SKIPPED)
+            if ready:
+                n = int(s.name[1:])
+                out.append((s.name, m.Gate(n % 3 != 0, Reason.CONDITION_ERROR if n % 11 == 5
+                                           else None)))
+        return tuple(out)
+
+    def checked(self, step: str, w: Workload) -> tuple[tuple[str, str] | None, tuple[str, ...]]:
+        """A success's outputs checked against the step's declarations, as the shell does."""
+        declared = next(s.outputs for s in self.spec.steps if s.name == step)
+        if w.state is not W.SUCCEEDED or not declared:
+            return None, ()
+        names = {k for k, _ in w.outputs}
+        if any(not o.has_default and o.name not in names for o in declared):
+            return (Reason.OUTPUT_MISSING, "a required output is missing"), ()
+        return None, tuple(o.name for o in declared if o.name not in names)
 
     # -- the shell applying a decision, the API server judging its writes ------------------
 
@@ -187,7 +225,9 @@ def happen(world: World, kind: str, step: str, param: int) -> None:
         case "run" if w is not None and w.state is W.PENDING:
             w.state, w.started_at = W.RUNNING, world.now
         case "succeed" if w is not None and w.state in LIVE:
-            w.state, w.live_pods, w.outputs = W.SUCCEEDED, 0, (("n", str(param)),)
+            # Mostly with its required output; now and then without it (OutputMissing).
+            said = (("o0", str(param)),) if param % 5 else (("n", str(param)),)
+            w.state, w.live_pods, w.outputs = W.SUCCEEDED, 0, said
         case "fail" if w is not None and w.state in LIVE:
             w.state, w.live_pods = W.FAILED, 0
             w.exit_code = EXIT_CODES[param % len(EXIT_CODES)]

@@ -1,4 +1,4 @@
-"""The StoryRun and StepRun CustomResourceDefinitions, generated from the pydantic models.
+"""The StoryRun, StepRun and Story CustomResourceDefinitions, generated from the pydantic models.
 
 pydantic's JSON Schema is close to what the API server wants but not the same: a structural
 schema has no `$ref`, no `anyOf` for optional fields, no `title`, and a `type` on every node.
@@ -18,7 +18,7 @@ import yaml
 
 from runctl.api import rules
 from runctl.api.base import ApiModel
-from runctl.api.spec import MAX_RUN_NAME, StepRunSpec, StoryRunSpec
+from runctl.api.spec import MAX_RUN_NAME, StepRunSpec, StoryRunSpec, StorySpec
 from runctl.api.status import StepRunStatus, StoryRunStatus
 from runctl.api.wire import GROUP, VERSION
 
@@ -57,6 +57,13 @@ def structural(node: Schema, defs: dict[str, Schema], where: str = "") -> Schema
         node = {**structural(branches[0], defs, where), **node}
     if node.get("default", ...) is None:
         del node["default"]
+    if node.get("additionalProperties") is True:
+        # A map of any values: an object whose fields the API server keeps as they are.
+        del node["additionalProperties"]
+        node["x-kubernetes-preserve-unknown-fields"] = True
+    if not {"type", "properties", "items", "additionalProperties", "enum"} & set(node):
+        # `Any`: any JSON value, which the API server keeps as it is.
+        node["x-kubernetes-preserve-unknown-fields"] = True
     if node.get("type") == "string" and "enum" in node and "maxLength" not in node:
         # A bound the enum already implies; it keeps the CEL cost estimates of rules that
         # read the field small.
@@ -76,9 +83,9 @@ def structural(node: Schema, defs: dict[str, Schema], where: str = "") -> Schema
                 raise SchemaError(f"{where}: {key} must be a schema, not {value!r}")
             value = structural(value, defs, f"{where}[*]")
         out[key] = copy.deepcopy(value)
-    if "type" not in out:
+    if "type" not in out and "x-kubernetes-preserve-unknown-fields" not in out:
         raise SchemaError(f"{where or '<root>'}: no type")
-    if out["type"] == "object" and "properties" in out and "additionalProperties" in out:
+    if out.get("type") == "object" and "properties" in out and "additionalProperties" in out:
         raise SchemaError(f"{where}: both properties and additionalProperties")
     return out
 
@@ -107,7 +114,8 @@ class Kind:
     short_names: list[str]
     description: str
     spec: type[ApiModel]
-    status: type[ApiModel]
+    status: type[ApiModel] | None
+    """None: the kind has no status (nothing observes it)."""
     root_rules: list[rules.Rule]
     columns: list[dict[str, Any]]
 
@@ -160,26 +168,40 @@ STEP_RUN = Kind(
     ],
 )
 
-KINDS = (STORY_RUN, STEP_RUN)
+STORY = Kind(
+    kind="Story", plural="stories", short_names=["st"],
+    description="A Story is a reusable, parameterised run definition: typed params and the "
+                "steps a StoryRun of it (spec.storyRef) executes. It runs nothing by itself.",
+    spec=StorySpec, status=None, root_rules=[],
+    columns=[
+        {"name": "Params", "type": "string", "jsonPath": ".spec.params[*].name",
+         "description": "The params it declares (kubectl prints the first)."},
+        {"name": "Steps", "type": "string", "jsonPath": ".spec.steps[*].name",
+         "description": "Its steps (kubectl prints the first)."},
+        _AGE,
+    ],
+)
+
+KINDS = (STORY_RUN, STEP_RUN, STORY)
 
 
 def root_schema(kind: Kind) -> Schema:
     """The openAPIV3Schema of one kind: the usual envelope around its spec and status."""
-    return {
-        "description": kind.description,
-        "type": "object",
-        "required": ["spec"],
-        "properties": {
-            "apiVersion": {
-                "description": "The versioned schema of this object: runctl.dev/v1alpha1.",
-                "type": "string"},
-            "kind": {"description": f"The kind of this object: {kind.kind}.", "type": "string"},
-            "metadata": {"type": "object"},
-            "spec": schema_of(kind.spec),
-            "status": schema_of(kind.status),
-        },
-        "x-kubernetes-validations": copy.deepcopy(kind.root_rules),
+    properties: Schema = {
+        "apiVersion": {
+            "description": "The versioned schema of this object: runctl.dev/v1alpha1.",
+            "type": "string"},
+        "kind": {"description": f"The kind of this object: {kind.kind}.", "type": "string"},
+        "metadata": {"type": "object"},
+        "spec": schema_of(kind.spec),
     }
+    if kind.status is not None:
+        properties["status"] = schema_of(kind.status)
+    out: Schema = {"description": kind.description, "type": "object", "required": ["spec"],
+                   "properties": properties}
+    if kind.root_rules:
+        out["x-kubernetes-validations"] = copy.deepcopy(kind.root_rules)
+    return out
 
 
 def custom_resource_definition(kind: Kind) -> dict[str, Any]:
@@ -202,7 +224,7 @@ def custom_resource_definition(kind: Kind) -> dict[str, Any]:
                 "name": VERSION,
                 "served": True,
                 "storage": True,
-                "subresources": {"status": {}},
+                **({"subresources": {"status": {}}} if kind.status is not None else {}),
                 "additionalPrinterColumns": copy.deepcopy(kind.columns),
                 "schema": {"openAPIV3Schema": root_schema(kind)},
             }],
@@ -211,7 +233,7 @@ def custom_resource_definition(kind: Kind) -> dict[str, Any]:
 
 
 def custom_resource_definitions() -> list[dict[str, Any]]:
-    """Both CRDs, StoryRun first."""
+    """Every CRD, StoryRun first."""
     return [custom_resource_definition(k) for k in KINDS]
 
 
@@ -228,7 +250,7 @@ def render(kind: Kind) -> str:
 
 
 def render_yaml() -> str:
-    """Both CRDs as one multi-document YAML stream, in a stable order."""
+    """Every CRD as one multi-document YAML stream, in a stable order."""
     return "---\n".join(render(k) for k in KINDS)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import Field
 
 from runctl.api.base import ApiModel
-from runctl.api.spec import StepRunSpec, StoryRunSpec
+from runctl.api.spec import StepRunSpec, StepSpec, StoryRunSpec
 from runctl.api.status import StepRunStatus, StoryRunStatus
 from runctl.api.wire import API_VERSION
 
@@ -53,3 +53,13 @@ def parse_story_run(body: Mapping[str, Any]) -> StoryRun:
 def parse_step_run(body: Mapping[str, Any]) -> StepRun:
     """A StepRun from its API dict (camelCase)."""
     return StepRun.model_validate({**body, "status": _status(body)})
+
+
+def executed_steps(run: StoryRun) -> list[StepSpec]:
+    """The steps a run executes: its own, or those of the Story it recorded (none yet while
+    it waits for its Story)."""
+    if run.spec.steps is not None:
+        return list(run.spec.steps)
+    if run.status is not None and run.status.resolved is not None:
+        return list(run.status.resolved.spec.steps)
+    return []

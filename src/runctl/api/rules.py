@@ -5,7 +5,8 @@ Three families:
 - spec shape: step names unique (a list-map keyed by name, stated in the schema), `needs` naming
   existing steps, no step needing itself;
 - spec immutability: a StoryRun's spec is fixed at creation except `cancelRequested`, which may
-  only go from false to true; a StepRun's spec is fixed;
+  only go from false to true; a StepRun's spec is fixed; a run's record of the Story it
+  executes (`status.story`, `status.resolved`) is fixed once written;
 - terminal is final: once a status phase is terminal it can only be followed by itself, and its
   reason, message, finishedAt (and a StepRun's outputs) keep their values; a terminal
   `stepStates` entry never changes or disappears. Writing the same terminal values again passes.
@@ -256,9 +257,31 @@ def run_text_rule(limit: int) -> Rule:
         reason="FieldValueInvalid")
 
 
-def story_run_spec_rules(fields: list[str]) -> list[Rule]:
-    """On StoryRun spec: `fields` (every spec field but cancelRequested) are immutable."""
+STORY_REF_ONLY = ("timeoutSeconds", "transport", "ttlSecondsAfterFinished")
+"""Run-shaping fields with no default that a run of a Story cannot set (the Story's apply)."""
+
+
+def story_run_spec_rules(fields: list[str], defaults: Mapping[str, str]) -> list[Rule]:
+    """On StoryRun spec: exactly one of steps and storyRef, params only with storyRef, no
+    run-shaping field beside storyRef (those the API server defaults, `defaults` as CEL
+    literals by path, must keep their defaults); `fields` (every spec field but
+    cancelRequested) are immutable."""
+    beside = " || ".join(f"has(self.{f})" for f in STORY_REF_ONLY)
+    kept = " && ".join(f"self.{path} == {value}" for path, value in defaults.items())
     return [
+        _rule("has(self.steps) != has(self.storyRef)",
+              "spec: exactly one of steps and storyRef",
+              message_expression=("has(self.steps) ? 'spec: exactly one of steps and storyRef, "
+                                  "not both' : 'spec: exactly one of steps and storyRef; "
+                                  "neither is set'"),
+              reason="FieldValueInvalid"),
+        _rule("!has(self.params) || has(self.storyRef)",
+              "spec.params: params are only for a run of a Story (storyRef)",
+              field_path=".params", reason="FieldValueForbidden"),
+        _rule(f"!has(self.storyRef) || (!({beside}) && {kept})",
+              "spec: a run of a Story takes its shape from the Story: "
+              f"{', '.join([*STORY_REF_ONLY, *defaults])} cannot be set beside storyRef",
+              reason="FieldValueForbidden"),
         _rule(" && ".join(same(f) for f in fields),
               "spec is immutable after creation, except cancelRequested (false to true)",
               message_expression=(
@@ -279,8 +302,17 @@ STEP_RUN_SPEC_RULES: list[Rule] = [
           reason="FieldValueForbidden"),
 ]
 
+def _recorded(field: str) -> Rule:
+    return _rule(f"!has(oldSelf.{field}) || (has(self.{field}) && self.{field} == "
+                 f"oldSelf.{field})",
+                 f"status.{field} is the run's record of what it executes: once set it never "
+                 "changes", field_path=f".{field}", reason="FieldValueForbidden")
+
+
 STORY_RUN_STATUS_RULES: list[Rule] = [
     phase_transition("StoryRun", RUN_TRANSITIONS, RUN_TERMINAL_CEL),
+    _recorded("story"),
+    _recorded("resolved"),
     terminal_fields("StoryRun", RUN_TERMINAL_CEL, ["reason", "message", "finishedAt"]),
     TERMINAL_STEP_STATES,
 ]
@@ -311,7 +343,7 @@ STORY_RUN_ROOT_RULES: list[Rule] = [
     STATUS_KEPT,
     _rule(f"!has(self.status) || !has(self.status.phase) || "
           f"!(self.status.phase in {RUN_TERMINAL_CEL}) || "
-          f"!self.spec.steps.exists(s, {_MISSING_STEP})",
+          f"!has(self.spec.steps) || !self.spec.steps.exists(s, {_MISSING_STEP})",
           "status: a terminal StoryRun needs a terminal status.stepStates entry for every "
           "step of spec.steps",
           message_expression=(

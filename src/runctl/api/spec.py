@@ -1,4 +1,5 @@
-"""The spec side of the API: StoryRun (what a user asks for) and StepRun (one step, as started).
+"""The spec side of the API: Story (a reusable definition), StoryRun (what a user asks for) and
+StepRun (one step, as started).
 
 Bounds are deliberate, and each is refused at apply by the API server naming its field:
 
@@ -12,7 +13,7 @@ Bounds are deliberate, and each is refused at apply by the API server naming its
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints
 
@@ -44,6 +45,14 @@ StepName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
 LabelValue = Annotated[str, StringConstraints(max_length=63)]
 AnnotationValue = Annotated[str, StringConstraints(max_length=16384)]
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=63,
+                                              pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
+"""A param's or an output's name: a CEL identifier, so `when` can write params.NAME."""
+
+MAX_PARAMS = 64
+"""The most params a Story may declare (and a run may give)."""
+MAX_OUTPUTS = 64
+"""The most outputs a step may declare (as many as a StepRun may record)."""
 
 
 class EnvVar(ApiModel):
@@ -96,6 +105,18 @@ class PodTemplate(ApiModel):
         default=None, min_length=1, max_length=253, pattern=DNS_SUBDOMAIN,
         description="ServiceAccount the step's pods run as (in the run's namespace). "
                     "Default: the namespace's default ServiceAccount.")
+
+
+class OutputSpec(ApiModel):
+    """An output a step declares."""
+
+    name: Identifier = Field(
+        description="Name of the output: letters, digits and '_', starting with a letter; "
+                    "unique in the step.")
+    default: Annotated[str, StringConstraints(max_length=4096)] | None = Field(
+        default=None,
+        description="The value the output takes when the step leaves it out. Default: none, "
+                    "the output is required.")
 
 
 class StepSpec(ApiModel):
@@ -151,6 +172,24 @@ class StepSpec(ApiModel):
         default=None, ge=1, le=65535,
         description="TCP port the step serves on (realtime steps): the step gets a Service "
                     "exposing it. Default: no Service.")
+    outputs: list[OutputSpec] | None = Field(
+        default=None, max_length=MAX_OUTPUTS,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        description="Outputs the step declares (batch steps), unique by name: the keys of the "
+                    "JSON object it writes as its termination message. When the step succeeds "
+                    "a required output missing fails it OutputMissing, a message over 4096 "
+                    "bytes or not a JSON object fails it OutputInvalid. Other steps read them "
+                    "as ${{ steps.STEP.outputs.NAME }}. Default: none declared (a JSON object "
+                    "message still gives outputs, unchecked).")
+    when: str | None = Field(
+        default=None, min_length=1, max_length=4096,
+        description="A CEL expression over params (typed as declared) and "
+                    "steps.STEP.outputs.NAME (strings) that must be true for the step to run "
+                    "(batch steps), e.g. \"params.dryRun == false && "
+                    "int(steps.count.outputs.rows) > 0\". Evaluated once the steps it reads "
+                    "have succeeded; false skips the step (ConditionFalse) and its dependents "
+                    "still run. Checked at apply: syntax, names and a boolean result. "
+                    "Default: the step always runs.")
 
 
 class ShutdownSpec(ApiModel):
@@ -178,10 +217,25 @@ class TransportSpec(ApiModel):
         default=None, description="Lifecycle timings of the transport.")
 
 
-class StoryRunSpec(ApiModel):
-    """What the run executes and how. Immutable after creation, except cancelRequested."""
+_STEPS_DESCRIPTION = (f"The steps, 1 to {MAX_STEPS}, unique by name; their needs (and the "
+                      "outputs they read) form a DAG. Together their images, command, args, env "
+                      "names and values and pod label and annotation keys and values are at "
+                      f"most {MAX_RUN_TEXT} characters.")
 
-    model_config = ConfigDict(json_schema_extra=lambda schema, cls: _spec_rules(schema, cls))
+
+def _steps(required: bool) -> Any:
+    extra = rules.schema_extra([*rules.STEPS_RULES, rules.run_text_rule(MAX_RUN_TEXT)],
+                               **{"x-kubernetes-list-type": "map",
+                                  "x-kubernetes-list-map-keys": ["name"]})
+    if required:
+        return Field(min_length=1, max_length=MAX_STEPS, json_schema_extra=extra,
+                     description=_STEPS_DESCRIPTION)
+    return Field(default=None, min_length=1, max_length=MAX_STEPS, json_schema_extra=extra,
+                 description=_STEPS_DESCRIPTION + " Exactly one of steps and storyRef.")
+
+
+class RunShape(ApiModel):
+    """The fields that shape a run, shared by a StoryRun's spec and a Story's."""
 
     mode: Mode = Field(
         default=Mode.BATCH,
@@ -197,11 +251,6 @@ class StoryRunSpec(ApiModel):
         default=None, ge=1,
         description="Deadline of the whole run in seconds from its start (at least 1). When "
                     "it passes the run is stopped and ends TimedOut. Default: none.")
-    cancel_requested: bool = Field(
-        default=False,
-        description="Set to true to stop the run: pending steps are canceled, running ones "
-                    "get shutdown.gracePeriodSeconds to end. It can only go from false to "
-                    "true, never back. Default false.")
     shutdown: ShutdownSpec = Field(
         default_factory=ShutdownSpec,
         json_schema_extra={"default": {}},
@@ -214,15 +263,71 @@ class StoryRunSpec(ApiModel):
         description="Seconds after the run becomes terminal (whatever its outcome) when its "
                     "StepRuns and workloads are deleted; the StoryRun itself is kept. "
                     "Default: they are kept.")
-    steps: list[StepSpec] = Field(
-        min_length=1, max_length=MAX_STEPS,
-        json_schema_extra=rules.schema_extra(
-            [*rules.STEPS_RULES, rules.run_text_rule(MAX_RUN_TEXT)],
-            **{"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}),
-        description=f"The steps of the run, 1 to {MAX_STEPS}, unique by name; their needs form "
-                    "a DAG. Together their images, command, args, env names and values and pod "
-                    f"label and annotation keys and values are at most {MAX_RUN_TEXT} "
-                    "characters.")
+
+
+class ParamSpec(ApiModel):
+    """A param a Story declares: what a run of it may (or must) set in spec.params."""
+
+    name: Identifier = Field(
+        description="Name of the param: letters, digits and '_', starting with a letter; "
+                    "unique in the Story. Steps read it as ${{ params.NAME }}, conditions as "
+                    "params.NAME.")
+    type: Literal["string", "number", "boolean", "array", "object"] = Field(
+        default="string",
+        description="Type of its value: string (default), number (integers and decimals), "
+                    "boolean, array or object.")
+    default: Any = Field(
+        default=None,
+        description="Its value when a run does not set it, of its type. Default: none, the "
+                    "param is required.")
+    enum: list[Any] | None = Field(
+        default=None, min_length=1, max_length=64,
+        description="The values it may take, each of its type. Default: any value of its "
+                    "type.")
+    description: Annotated[str, StringConstraints(max_length=1024)] | None = Field(
+        default=None, description="What the param is for, for people.")
+
+
+class StorySpec(RunShape):
+    """A reusable run definition: typed params and the steps a run of it executes."""
+
+    params: list[ParamSpec] | None = Field(
+        default=None, max_length=MAX_PARAMS,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        description=f"The params a run sets (at most {MAX_PARAMS}), unique by name. Default: "
+                    "none.")
+    steps: list[StepSpec] = _steps(required=True)
+
+
+class StoryRef(ApiModel):
+    """The Story a run executes."""
+
+    name: str = Field(
+        min_length=1, max_length=253, pattern=DNS_SUBDOMAIN,
+        description="Name of a Story in the run's namespace.")
+
+
+class StoryRunSpec(RunShape):
+    """What the run executes and how. Immutable after creation, except cancelRequested."""
+
+    model_config = ConfigDict(json_schema_extra=lambda schema, cls: _spec_rules(schema, cls))
+
+    cancel_requested: bool = Field(
+        default=False,
+        description="Set to true to stop the run: pending steps are canceled, running ones "
+                    "get shutdown.gracePeriodSeconds to end. It can only go from false to "
+                    "true, never back. Default false.")
+    steps: list[StepSpec] | None = _steps(required=False)
+    story_ref: StoryRef | None = Field(
+        default=None,
+        description="Run this Story instead of inline steps: its definition (with params "
+                    "applied) is recorded in status.resolved on the first reconcile and the "
+                    "run executes only that record. Exactly one of steps and storyRef.")
+    params: dict[str, Any] | None = Field(
+        default=None, max_length=MAX_PARAMS,
+        description="Values of the Story's params, by name (only with storyRef). Checked "
+                    "against the Story's declarations: unknown, missing required, mistyped "
+                    "or outside enum is refused.")
 
 
 class StepRunSpec(StepSpec):
@@ -248,7 +353,10 @@ class StepRunSpec(StepSpec):
 
 
 def _spec_rules(schema: dict[str, Any], cls: type[ApiModel]) -> None:
-    """StoryRun spec rules: every field but cancelRequested is immutable."""
+    """StoryRun spec rules: exactly one of steps and storyRef; every field but cancelRequested
+    is immutable."""
     fields = [f.alias or name for name, f in cls.model_fields.items()
               if name != "cancel_requested"]
-    schema.update(rules.schema_extra(rules.story_run_spec_rules(fields)))
+    defaults = {"mode": f"'{Mode.BATCH.value}'", "onFailure": f"'{OnFailure.STOP.value}'",
+                "shutdown.gracePeriodSeconds": str(ShutdownSpec().grace_period_seconds)}
+    schema.update(rules.schema_extra(rules.story_run_spec_rules(fields, defaults)))

@@ -12,7 +12,7 @@ from pydantic import ConfigDict, Field, StringConstraints
 
 from runctl.api import rules
 from runctl.api.base import DNS_SUBDOMAIN, MAX_MESSAGE, MAX_REASON, ApiModel, Timestamp
-from runctl.api.spec import MAX_STEPS
+from runctl.api.spec import MAX_PARAMS, MAX_STEPS, StorySpec
 from runctl.machine.phases import FailureClass, RunPhase, StepPhase, StopTrigger
 
 MAX_OUTPUTS = 64
@@ -86,6 +86,26 @@ class Condition(ApiModel):
         description="The metadata.generation the condition was set for.")
 
 
+class StoryRecord(ApiModel):
+    """Which Story a run resolved, and which version of it."""
+
+    name: str = Field(min_length=1, max_length=253, description="Name of the Story.")
+    uid: str = Field(min_length=1, max_length=64, description="metadata.uid of the Story.")
+    generation: int = Field(ge=0, description="metadata.generation of the Story resolved.")
+    digest: str = Field(
+        min_length=1, max_length=128,
+        description="sha256: of the Story's spec as canonical JSON (sorted keys, no spaces).")
+
+
+class Resolved(ApiModel):
+    """The definition a run of a Story executes: recorded once, never changed."""
+
+    params: dict[str, Any] = Field(
+        default_factory=dict, max_length=MAX_PARAMS,
+        description="The value of every param the Story declares, defaults applied.")
+    spec: StorySpec = Field(description="The Story's spec as it was when the run resolved it.")
+
+
 class StoryRunStatus(ApiModel):
     """The observed state of the run, written by the operator. Terminal is final."""
 
@@ -127,6 +147,15 @@ class StoryRunStatus(ApiModel):
     progress: str | None = Field(
         default=None, max_length=16,
         description="Terminal steps out of all steps, e.g. 3/5 (the Steps printer column).")
+    story: StoryRecord | None = Field(
+        default=None,
+        description="A run of a Story: the Story it resolved on its first reconcile. Set "
+                    "once; the API server refuses any change to it.")
+    resolved: Resolved | None = Field(
+        default=None,
+        description="A run of a Story: the definition it executes (params with defaults "
+                    "applied, and the Story's spec), set once with story. Editing or deleting "
+                    "the Story never changes it.")
 
 
 class WorkloadRef(ApiModel):

@@ -11,10 +11,13 @@ a field the API server defaulted and a field it left out read the same.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
-from runctl.api.spec import RetryPolicy, StoryRunSpec
+from runctl.api.spec import RetryPolicy, RunShape, StoryRunSpec, StorySpec
+from runctl.flow import definition
 from runctl.machine import model as m
 from runctl.machine.phases import (
     FailureClass,
@@ -27,6 +30,10 @@ from runctl.timefmt import fmt_time, parse_time
 GROUP = "runctl.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
+STORY_RUNS = "storyruns"
+STEP_RUNS = "stepruns"
+STORIES = "stories"
+"""The plurals of the three kinds, as their API paths name them."""
 
 RUN_LABEL = "runctl.dev/storyrun"
 """On every StepRun, workload and pod of a run: the run's name. The operator watches by it."""
@@ -74,33 +81,69 @@ def merge_patch(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[s
 # -- StoryRun spec ---------------------------------------------------------------------------
 
 
-def run_spec(spec: Mapping[str, Any]) -> m.RunSpec:
-    """The core's view of a StoryRun spec, every default taken from the API models."""
+def run_spec(spec: Mapping[str, Any], executes: Mapping[str, Any] | None = None) -> m.RunSpec:
+    """The core's view of a StoryRun spec, every default taken from the API models. `executes`
+    is the definition a run of a Story executes (its `status.resolved.spec`, a Story's spec);
+    an inline run executes its own spec. References and conditions imply needs."""
     typed = StoryRunSpec.model_validate(spec)
+    shape: RunShape = typed if executes is None else StorySpec.model_validate(executes)
+    steps = typed.steps if executes is None else StorySpec.model_validate(executes).steps
     no_retry = RetryPolicy()
     return m.RunSpec(
-        steps=tuple(
-            m.StepSpec(
-                name=s.name,
-                needs=tuple(s.needs),
-                timeout_seconds=s.timeout_seconds,
-                retry=m.RetryPolicy(
-                    limit=(s.retry or no_retry).limit,
-                    backoff_seconds=(s.retry or no_retry).backoff_seconds,
-                    transient_exit_codes=tuple((s.retry or no_retry).transient_exit_codes)),
-                heartbeat_timeout_seconds=s.heartbeat_timeout_seconds,
-            )
-            for s in typed.steps
-        ),
-        mode=typed.mode,
-        on_failure=typed.on_failure,
-        timeout_seconds=typed.timeout_seconds,
+        steps=tuple(_step(s.to_api(), s.retry or no_retry) for s in steps or ()),
+        mode=shape.mode,
+        on_failure=shape.on_failure,
+        timeout_seconds=shape.timeout_seconds,
         cancel_requested=typed.cancel_requested,
-        grace_period_seconds=typed.shutdown.grace_period_seconds,
-        drain_timeout_seconds=(typed.transport.lifecycle.drain_timeout_seconds
-                               if typed.transport and typed.transport.lifecycle else None),
-        ttl_seconds_after_finished=typed.ttl_seconds_after_finished,
+        grace_period_seconds=shape.shutdown.grace_period_seconds,
+        drain_timeout_seconds=(shape.transport.lifecycle.drain_timeout_seconds
+                               if shape.transport and shape.transport.lifecycle else None),
+        ttl_seconds_after_finished=shape.ttl_seconds_after_finished,
     )
+
+
+def _step(step: Mapping[str, Any], retry: RetryPolicy) -> m.StepSpec:
+    return m.StepSpec(
+        name=step["name"],
+        needs=definition.needs(step),
+        timeout_seconds=step.get("timeoutSeconds"),
+        retry=m.RetryPolicy(limit=retry.limit, backoff_seconds=retry.backoff_seconds,
+                            transient_exit_codes=tuple(retry.transient_exit_codes)),
+        heartbeat_timeout_seconds=step.get("heartbeatTimeoutSeconds"),
+        outputs=tuple(m.OutputSpec(o["name"], "default" in o)
+                      for o in step.get("outputs") or ()),
+        consumes=definition.consumes(step),
+        conditional=bool(step.get("when")),
+    )
+
+
+# -- a run of a Story ------------------------------------------------------------------------
+
+
+def story_ref(spec: Mapping[str, Any]) -> str | None:
+    """The name of the Story a run executes (None: its steps are inline)."""
+    return (spec.get("storyRef") or {}).get("name")
+
+
+def digest(spec: Mapping[str, Any]) -> str:
+    """`sha256:` of a Story's spec as canonical JSON: which version of it a run executes."""
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def record(story: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """What a run of `story` records of it, once (`status.story` and `status.resolved`)."""
+    meta = story["metadata"]
+    return {"story": {"name": meta["name"], "uid": meta["uid"],
+                      "generation": meta.get("generation", 1), "digest": digest(story["spec"])},
+            "resolved": {"params": dict(params), "spec": story["spec"]}}
+
+
+def recorded(status: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The record a run's status holds (empty before it resolved its Story): a status write
+    carries it over unchanged, since the core knows nothing of it."""
+    status = status or {}
+    return {k: status[k] for k in ("story", "resolved") if k in status}
 
 
 def cancel_requested_at(body: Mapping[str, Any]) -> dt.datetime | None:
@@ -242,11 +285,11 @@ def parse_steprun_status(status: Mapping[str, Any] | None) -> m.StepRunStatus | 
     )
 
 
-def new_steprun(run: Mapping[str, Any], step: str, name: str,
-                deadline: dt.datetime | None) -> dict[str, Any]:
-    """A StepRun for `step`: the step's definition plus where it belongs and its deadline."""
-    meta, spec = run["metadata"], run["spec"]
-    step_spec = next(s for s in spec["steps"] if s["name"] == step)
+def new_steprun(run: Mapping[str, Any], step_spec: Mapping[str, Any], mode: str | None,
+                name: str, deadline: dt.datetime | None) -> dict[str, Any]:
+    """A StepRun for a step: its definition as it runs (references rendered), plus where it
+    belongs, the run's mode and its deadline."""
+    meta, step = run["metadata"], step_spec["name"]
     return {
         "apiVersion": API_VERSION, "kind": "StepRun",
         "metadata": {
@@ -260,7 +303,7 @@ def new_steprun(run: Mapping[str, Any], step: str, name: str,
         },
         "spec": _drop_none({
             **step_spec,
-            "storyRun": meta["name"], "step": step, "mode": spec.get("mode") or _DEFAULT_MODE,
+            "storyRun": meta["name"], "step": step, "mode": mode or _DEFAULT_MODE,
             "deadline": fmt_time(deadline),
         }),
     }

@@ -23,7 +23,7 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-from runctl.api.resources import parse_story_run
+from runctl.api.resources import executed_steps, parse_story_run
 from runctl.api.wire import ATTEMPT_LABEL, CONTAINER, RUN_LABEL, STEP_LABEL
 from runctl.cli.session import (
     REQUEST_TIMEOUT,
@@ -133,7 +133,7 @@ def _follow(session: Session, run: str, selector: str, order: dict[str, int],
 def _logs(args: argparse.Namespace) -> int:
     session = connect(args)
     story = session.get_run(args.run)
-    steps = [s for s, _, _ in tree_order(parse_story_run(story).spec.steps)]
+    steps = [s for s, _, _ in tree_order(executed_steps(parse_story_run(story)))]
     names = [s.name for s in steps]
     if args.step and args.step not in names:
         raise Failed(f"storyrun {args.run} has no step {args.step} (its steps: "

@@ -39,9 +39,9 @@ def _operator(args: argparse.Namespace) -> int:
         webhook_cert_dir=Path(args.webhook_cert_dir),
     )
     if args.webhook_port:
-        from runctl.operator import webhook
+        from runctl.operator import handlers, webhook
 
-        webhook.register()
+        webhook.register(lambda ns, name: handlers.context().cache.get("Story", ns, name))
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

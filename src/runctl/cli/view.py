@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from runctl.api.resources import StepRun, StoryRun, parse_step_run, parse_story_run
+from runctl.api.resources import StepRun, StoryRun, executed_steps, parse_step_run, parse_story_run
 from runctl.api.spec import StepSpec
 from runctl.api.status import StepRunStatus, StepState
 from runctl.machine.durations import go_duration
@@ -160,7 +160,7 @@ def run_view(storyrun: Mapping[str, Any], stepruns: Iterable[Mapping[str, Any]],
     by_step = {sr.spec.step: sr for sr in map(parse_step_run, stepruns) if _owned(sr, uid)}
     recorded = (status.step_states if status is not None else None) or {}
     lines = tuple(_line(spec, branch, also, recorded.get(spec.name), by_step.get(spec.name), now)
-                  for spec, branch, also in tree_order(run.spec.steps))
+                  for spec, branch, also in tree_order(executed_steps(run)))
     started = status.started_at if status is not None else None
     phase = status.phase if status is not None else None
     terminal = phase in RUN_TERMINAL

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from runctl.machine.model import RunSpec, StepSpec
-from runctl.machine.phases import Mode, StepPhase
+from runctl.machine.model import RunSpec, StepSpec, StepState
+from runctl.machine.phases import Mode, Reason, StepPhase
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +90,15 @@ def ready_phase(mode: Mode) -> StepPhase:
     return StepPhase.RUNNING if mode is Mode.REALTIME else StepPhase.SUCCEEDED
 
 
-def is_ready(step: StepSpec, phases: Mapping[str, StepPhase], mode: Mode) -> bool:
+PASSED = frozenset({Reason.CONDITION_FALSE, Reason.UPSTREAM_OUTPUT_MISSING})
+"""Reasons of a Skipped step that did not fail: a condition is not a failure, so the steps
+needing it still run (unless they read an output of it that has no default)."""
+
+
+def passed(state: StepState) -> bool:
+    return state.phase is StepPhase.SKIPPED and state.reason in PASSED
+
+
+def is_ready(step: StepSpec, states: Mapping[str, StepState], mode: Mode) -> bool:
     want = ready_phase(mode)
-    return all(phases[need] is want for need in step.needs)
+    return all(states[need].phase is want or passed(states[need]) for need in step.needs)

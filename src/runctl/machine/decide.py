@@ -4,8 +4,9 @@ A ladder, first rung that holds wins:
 
 1. the run is terminal: its status stands; only upkeep is left (stop what still runs, let
    StepRuns go once their final state is recorded, delete them at the TTL);
-2. the spec is invalid: the run fails `InvalidSpec` naming the field, nothing starts;
-3. otherwise each step is read from its StepRun and workload (`steps`), then the run-level
+2. the run's Story was not found: it waits Pending, then fails `StoryNotFound`;
+3. the spec is invalid: the run fails `InvalidSpec` naming the field, nothing starts;
+4. otherwise each step is read from its StepRun and workload (`steps`), then the run-level
    ladder (`plan`) says what governs the run now.
 
 Whatever the rung, the actions follow from comparing what will be true with what was observed
@@ -33,12 +34,21 @@ from runctl.machine.model import (
     StepRunObservation,
     StepState,
     StopState,
+    StoryWait,
     WorkloadState,
     lookup,
     step_state,
     step_states_from,
 )
-from runctl.machine.phases import RUN_TERMINAL, STEP_TERMINAL, Mode, Reason, RunPhase, StepPhase
+from runctl.machine.phases import (
+    RUN_TERMINAL,
+    STEP_TERMINAL,
+    Mode,
+    Reason,
+    RunPhase,
+    StepPhase,
+    StopTrigger,
+)
 from runctl.machine.plan import Clock, Plan, plan
 from runctl.machine.status import events, late_report_events, run_status
 from runctl.machine.steps import StepContext, Track, needs_stop, observe_step, timers
@@ -57,7 +67,9 @@ def decide(observed: Observed, now: dt.datetime) -> Decision:
     """The next status of the run and what to do for it, from a snapshot taken at `now`."""
     if observed.status.phase in RUN_TERMINAL:
         return _finished(observed, now)
-    problems = validate(observed.spec)
+    if observed.story_wait is not None:
+        return _story_missing(observed, observed.story_wait, now)
+    problems = (*(Problem(f, why) for f, why in observed.problems), *validate(observed.spec))
     if problems:
         return _invalid(observed, problems, now)
     return _progress(observed, now)
@@ -78,7 +90,32 @@ def _finished(observed: Observed, now: dt.datetime) -> Decision:
                     ttl if ttl is not None and ttl > now else None)
 
 
-# -- rung 2: an invalid spec -----------------------------------------------------------------
+# -- rung 2: a run of a Story not found (yet) ------------------------------------------------
+
+
+def _story_missing(observed: Observed, wait: StoryWait, now: dt.datetime) -> Decision:
+    """The run has no definition: it waits Pending for its Story until `give_up_at`, then
+    fails; a stop ends it at once. Nothing of it has started, so nothing needs stopping."""
+    stop = _stop(observed, now)
+    if stop is not None:
+        p = Plan({}, RunPhase.CANCELED, Reason.CANCELED,
+                 f"stopped on request before Story {wait.story} was found",
+                 StopTrigger.ALL_STEPS_TERMINAL)
+    elif now >= wait.give_up_at:
+        p = Plan({}, RunPhase.FAILED, Reason.STORY_NOT_FOUND,
+                 f"Story {wait.story} was not found by {fmt(wait.give_up_at)}")
+    else:
+        p = Plan({}, RunPhase.PENDING, Reason.STORY_NOT_FOUND,
+                 f"waiting for Story {wait.story}, not found; the run fails if it is still "
+                 f"missing at {fmt(wait.give_up_at)}")
+    return _conclude(observed, p, stop, Clock(now, wait.give_up_at, None), now)
+
+
+def fmt(when: dt.datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- rung 3: an invalid spec -----------------------------------------------------------------
 
 
 def _invalid(observed: Observed, problems: tuple[Problem, ...], now: dt.datetime) -> Decision:
@@ -91,7 +128,7 @@ def _invalid(observed: Observed, problems: tuple[Problem, ...], now: dt.datetime
                      _stop(observed, now), Clock(now, None, None), now)
 
 
-# -- rung 3: a run going on ------------------------------------------------------------------
+# -- rung 4: a run going on ------------------------------------------------------------------
 
 
 def _stop(observed: Observed, now: dt.datetime) -> StopState | None:

@@ -54,12 +54,30 @@ NO_RETRY = RetryPolicy(limit=0, backoff_seconds=0, transient_exit_codes=())
 
 
 @dataclass(frozen=True, slots=True)
+class OutputSpec:
+    name: str
+    has_default: bool = False
+    """A declared output without a default is required."""
+
+
+@dataclass(frozen=True, slots=True)
 class StepSpec:
     name: str
     needs: tuple[str, ...] = ()
+    """Named needs and the producers of the outputs it reads (references imply needs)."""
     timeout_seconds: int | None = None
     retry: RetryPolicy = NO_RETRY
     heartbeat_timeout_seconds: int | None = None
+    outputs: tuple[OutputSpec, ...] = ()
+    consumes: tuple[tuple[str, str], ...] = ()
+    """(producer, output) pairs its references and condition read."""
+    conditional: bool = False
+    """It has a `when`: it starts only once the shell's gate for it says the condition holds."""
+
+    @property
+    def gated(self) -> bool:
+        """Does it wait for a gate (a condition to evaluate, or outputs to render)?"""
+        return self.conditional or bool(self.consumes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +219,11 @@ class AttemptObservation:
     finished_at: dt.datetime | None = None
     stopping: bool = False
     """A stop was already sent (deletion under way or scaled to zero): no need to send another."""
+    output_problem: tuple[str, str] | None = None
+    """(reason, message) when a success's outputs fail the step's declarations (the shell
+    checks them with `runctl.flow.outputs`); `outputs` then holds nothing."""
+    defaulted: tuple[str, ...] = ()
+    """Declared outputs the step left out, which took their defaults."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +239,25 @@ class StepRunObservation:
 
 
 StepRuns = tuple[tuple[str, StepRunObservation], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """The shell's verdict on a gated step whose inputs are recorded: its condition evaluated
+    and its references rendered (`runctl.flow`). No gate yet: the step waits."""
+
+    holds: bool
+    reason: str | None = None
+    """Why the step cannot run at all (ConditionError, InvalidSpec): it fails."""
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoryWait:
+    """A run of a Story that does not exist (yet)."""
+
+    story: str
+    give_up_at: dt.datetime
 
 
 def frozen_step_runs(items: Iterable[tuple[str, StepRunObservation]]) -> StepRuns:
@@ -236,3 +278,10 @@ class Observed:
     cancel_requested_at: dt.datetime | None = None
     """When spec.cancelRequested was set, if the API says; else the stop counts from its
     observation."""
+    gates: tuple[tuple[str, Gate], ...] = ()
+    """Step name -> the shell's gate for it (only for gated steps whose inputs are recorded)."""
+    story_wait: StoryWait | None = None
+    """Set while the run's Story was not found: the run has no definition yet."""
+    problems: tuple[tuple[str, str], ...] = ()
+    """(field, message) of what the shell found wrong with what the run executes (its params,
+    references, conditions: `runctl.flow`); the run fails InvalidSpec as for a bad graph."""

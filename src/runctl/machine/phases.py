@@ -69,6 +69,16 @@ class Reason(StrEnum):
     HEARTBEAT_EXPIRED = "HeartbeatExpired"
     WORKLOAD_DELETED = "WorkloadDeleted"
     INVALID_SPEC = "InvalidSpec"
+    STORY_NOT_FOUND = "StoryNotFound"
+    """The run's Story did not appear within the time the operator waits for it."""
+    OUTPUT_MISSING = "OutputMissing"
+    OUTPUT_INVALID = "OutputInvalid"
+    CONDITION_FALSE = "ConditionFalse"
+    """Skipped: its `when` was false. Not a failure: its dependents still run."""
+    CONDITION_ERROR = "ConditionError"
+    UPSTREAM_OUTPUT_MISSING = "UpstreamOutputMissing"
+    """Skipped: an output it references was never made (its producer was skipped) and has no
+    default."""
 
 
 class StopTrigger(StrEnum):

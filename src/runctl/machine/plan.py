@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from runctl.machine import dag
 from runctl.machine.actions import CreateStepRun, StartAttempt
-from runctl.machine.model import Observed, StepState, WorkloadState
+from runctl.machine.model import Gate, Observed, StepState, WorkloadState, lookup
 from runctl.machine.naming import step_run_name, workload_ref
 from runctl.machine.phases import (
     STEP_FAILURES,
@@ -157,26 +157,67 @@ def _stopped(tracks: Tracks, now: dt.datetime, grace_until: dt.datetime, grace: 
 
 
 def _blocked(mode: Mode, need: StepState) -> bool:
-    """Can a step needing this one never start? (batch: it will not succeed; realtime: it
-    will not be Running again)."""
+    """Can a step needing this one never start? (batch: it will not succeed, and was not
+    merely skipped by a condition; realtime: it will not be Running again)."""
     if mode is Mode.REALTIME:
         return need.phase in STEP_TERMINAL
-    return need.phase in STEP_FAILURES or need.phase is StepPhase.SKIPPED
+    return need.phase in STEP_FAILURES or (need.phase is StepPhase.SKIPPED
+                                           and not dag.passed(need))
+
+
+def _missing(tracks: Tracks, t: Track) -> list[str]:
+    """The outputs the step reads that will never exist: their producer was skipped and they
+    have no default."""
+    out = []
+    for producer, name in t.spec.consumes:
+        p = tracks[producer]
+        declared = next((o for o in p.spec.outputs if o.name == name), None)
+        if p.state.phase is StepPhase.SKIPPED and not (declared and declared.has_default):
+            out.append(f"steps.{producer}.outputs.{name}")
+    return out
+
+
+def _skip(tracks: Tracks, t: Track, mode: Mode, now: dt.datetime) -> Track:
+    """A step with no StepRun yet that never can have one: needing a failed or skipped step
+    (Skipped/UpstreamFailed), or reading an output that will never exist
+    (Skipped/UpstreamOutputMissing). Anything else is returned as it is."""
+    if t.terminal or t.observation is not None:
+        return t
+    failed = [n for n in t.spec.needs if _blocked(mode, tracks[n].state)]
+    if failed:
+        return end(t, StepPhase.SKIPPED, Reason.UPSTREAM_FAILED,
+                   f"needs {', '.join(failed)}, which did not succeed", now)
+    missing = _missing(tracks, t)
+    if missing:
+        return end(t, StepPhase.SKIPPED, Reason.UPSTREAM_OUTPUT_MISSING,
+                   f"reads {', '.join(missing)}, which was never made (its step was "
+                   "skipped) and has no default", now)
+    return t
 
 
 def _skip_blocked(tracks: Tracks, order: tuple[str, ...], mode: Mode,
                   now: dt.datetime) -> dict[str, Track]:
-    """Steps that need a failed or skipped step and have no StepRun yet: Skipped/UpstreamFailed,
-    in dependency order so a skip travels down the graph."""
+    """Every step `_skip` ends, in dependency order so a skip travels down the graph."""
     out = dict(tracks)
     for name in order:
-        t = out[name]
-        if t.terminal or t.observation is not None:
+        out[name] = _skip(out, out[name], mode, now)
+    return out
+
+
+def _gate_failures(observed: Observed, tracks: Tracks, now: dt.datetime) -> dict[str, Track]:
+    """Gated steps whose gate says they cannot run at all (their condition failed to evaluate,
+    their references would not render) fail before the failure policy is applied, so the run
+    reacts to them in the same decision."""
+    out = dict(tracks)
+    mode = observed.spec.mode
+    for t in _going(tracks):
+        if not t.spec.gated or t.state.step_run is not None or t.observation is not None:
             continue
-        failed = [n for n in t.spec.needs if _blocked(mode, out[n].state)]
-        if failed:
-            out[name] = end(t, StepPhase.SKIPPED, Reason.UPSTREAM_FAILED,
-                            f"needs {', '.join(failed)}, which did not succeed", now)
+        states = {n: tracks[n].state for n in t.spec.needs}
+        gate = _gate(observed, t, states) if dag.is_ready(t.spec, states, mode) else None
+        if gate is not None and gate.reason is not None:
+            out[t.name] = end(t, StepPhase.FAILED, gate.reason, gate.message or gate.reason,
+                              now)
     return out
 
 
@@ -196,7 +237,20 @@ def _fail_fast(tracks: Tracks, failed: Track, order: tuple[str, ...], mode: Mode
                 failed.state.message)
 
 
-def _start(observed: Observed, t: Track, phases: Mapping[str, StepPhase], clock: Clock
+def _gate(observed: Observed, t: Track, states: Mapping[str, StepState]) -> Gate | None:
+    """The shell's gate for a gated step, once every producer it reads has its outputs
+    recorded on its StepRun (or was skipped, its defaults standing in): no step starts before
+    the outputs it reads are recorded."""
+    for producer in {p for p, _ in t.spec.consumes}:
+        obs = lookup(observed.step_runs, producer)
+        recorded = obs is not None and obs.status is not None and (
+            obs.status.phase is StepPhase.SUCCEEDED)
+        if not (recorded or states[producer].phase is StepPhase.SKIPPED):
+            return None
+    return lookup(observed.gates, t.name)
+
+
+def _start(observed: Observed, t: Track, states: Mapping[str, StepState], clock: Clock
            ) -> tuple[Track, CreateStepRun | None, StartAttempt | None]:
     """What starts for one going step, first rule that holds: the next attempt once its
     backoff is over; the current attempt again if its workload was never seen (creating it is
@@ -219,8 +273,15 @@ def _start(observed: Observed, t: Track, phases: Mapping[str, StepPhase], clock:
         status = recreated_status(t.state, spec.mode, now)
         return (start(t, status, step_run), CreateStepRun(t.name, step_run, clock.deadline),
                 StartAttempt(t.name, status.attempts))
-    if t.state.step_run is not None or not dag.is_ready(t.spec, phases, spec.mode):
+    if t.state.step_run is not None or not dag.is_ready(t.spec, states, spec.mode):
         return t, None, None
+    if t.spec.gated:
+        gate = _gate(observed, t, states)
+        if gate is None:
+            return t, None, None
+        if not gate.holds:
+            return end(t, StepPhase.SKIPPED, Reason.CONDITION_FALSE,
+                       gate.message or "its condition is false", now), None, None
     name = step_run_name(observed.run_name, t.name)
     status = first_status(t.spec, spec.mode, name, None, now)
     return (start(t, status, name), CreateStepRun(t.name, name, clock.deadline),
@@ -229,14 +290,16 @@ def _start(observed: Observed, t: Track, phases: Mapping[str, StepPhase], clock:
 
 def _go_on(observed: Observed, tracks: Tracks, order: tuple[str, ...], clock: Clock) -> Plan:
     """Nothing stops the run: skip what cannot run, start what may, and see if all is done."""
-    out = _skip_blocked(tracks, order, observed.spec.mode, clock.now)
+    out = dict(tracks)
     creates: list[CreateStepRun] = []
     starts: list[StartAttempt] = []
     for name in order:
+        # Skipped in order, as it goes: a condition false just now skips its readers now.
+        out[name] = _skip(out, out[name], observed.spec.mode, clock.now)
         if out[name].terminal:
             continue
-        phases = {n: out[n].state.phase for n in out[name].spec.needs}
-        out[name], create, attempt = _start(observed, out[name], phases, clock)
+        states = {n: out[n].state for n in out[name].spec.needs}
+        out[name], create, attempt = _start(observed, out[name], states, clock)
         creates += [create] if create else []
         starts += [attempt] if attempt else []
     if _going(out):
@@ -256,6 +319,7 @@ def plan(observed: Observed, tracks: Tracks, clock: Clock, topology_over: bool) 
         return _timed_out(tracks, spec.timeout_seconds, now)
     if clock.grace_until is not None:
         return _stopped(tracks, now, clock.grace_until, spec.grace_period_seconds)
+    tracks = _gate_failures(observed, tracks, now)
     failed = first_failure(tracks)
     if failed is not None and spec.on_failure is OnFailure.STOP:
         return _fail_fast(tracks, failed, order, spec.mode, now)

@@ -177,6 +177,20 @@ def timers(spec: StepSpec, status: StepRunStatus,
                              _attempt_due(spec, status)) if t is not None)
 
 
+def _succeeded(status: StepRunStatus, attempt: AttemptObservation,
+               now: dt.datetime) -> StepRunStatus:
+    """A success, if its outputs meet the step's declarations; else a Permanent failure (the
+    same program would report the same outputs again)."""
+    if attempt.output_problem is not None:
+        reason, why = attempt.output_problem
+        return replace(_ended(status, StepPhase.FAILED, reason, why, now),
+                       failure_class=FailureClass.PERMANENT)
+    note = (f"outputs {', '.join(attempt.defaulted)} took their defaults"
+            if attempt.defaulted else None)
+    return replace(_ended(status, StepPhase.SUCCEEDED, Reason.COMPLETED, note, now),
+                   outputs=attempt.outputs, failure_class=None)
+
+
 def propose(spec: StepSpec, status: StepRunStatus, obs: StepRunObservation,
             attempt: AttemptObservation | None, ctx: StepContext) -> StepRunStatus:
     """The StepRun's next status from its workload, first matching rule wins."""
@@ -185,8 +199,7 @@ def propose(spec: StepSpec, status: StepRunStatus, obs: StepRunObservation,
     if ctx.topology_over and (obs.deleting or state is WorkloadState.GONE):
         return status
     if attempt is not None and state is WorkloadState.SUCCEEDED:
-        return replace(_ended(status, StepPhase.SUCCEEDED, Reason.COMPLETED, None, now),
-                       outputs=attempt.outputs, failure_class=None)
+        return _succeeded(status, attempt, now)
     if obs.deleting:
         return _ended(status, *_deletion(ctx, "StepRun"), now)
     if in_backoff(status):
@@ -256,8 +269,13 @@ def observe_step(spec: StepSpec, recorded: StepState | None, obs: StepRunObserva
     else:
         state = state_of(status, obs.name)
     reporter = track.attempt
-    late = (reporter is not None and not reporter.stopping
-            and proposed.phase is StepPhase.SUCCEEDED and state.phase is not StepPhase.SUCCEEDED)
+    # A success reported (its outputs may still fail their declarations) for a step that had
+    # already ended otherwise.
+    reported = proposed.phase is StepPhase.SUCCEEDED or (
+        reporter is not None and reporter.output_problem is not None
+        and proposed.reason == reporter.output_problem[0])
+    late = (reporter is not None and not reporter.stopping and reported
+            and state.phase is not proposed.phase)
     return Track(spec, recorded, obs, state, status, late_report=late)
 
 

@@ -22,8 +22,9 @@ from typing import Any
 from kubernetes import client
 
 from runctl.api import wire
-from runctl.api.wire import API_VERSION, FINALIZER, GROUP, STEP_LABEL, VERSION
+from runctl.api.wire import API_VERSION, FINALIZER, GROUP, STEP_LABEL, STORY_RUNS, VERSION
 from runctl.machine import actions as act
+from runctl.machine import model as m
 from runctl.machine.decide import Decision
 from runctl.operator import kube
 from runctl.operator.cache import (
@@ -33,6 +34,7 @@ from runctl.operator.cache import (
 )
 from runctl.operator.context import Context
 from runctl.operator.events import event_for
+from runctl.operator.resolve import Definition, produced, recorded, rendered
 from runctl.workloads import build
 
 log = logging.getLogger(__name__)
@@ -54,8 +56,29 @@ class Applied:
     notes: list[str] = field(default_factory=list)
 
 
+async def write_record(ctx: Context, key: RunKey, run: Mapping[str, Any],
+                       record: Mapping[str, Any]) -> Applied:
+    """Write a run's record of the Story it executes (`status.story`, `status.resolved`), once,
+    before anything of it starts: conditional on the run's resourceVersion, so two writers
+    never record two versions; the API server refuses any change to it afterwards."""
+    result = Applied()
+    patch = {"metadata": {"resourceVersion": run["metadata"]["resourceVersion"]},
+             "status": dict(record)}
+    res = await kube.call("patch", "storyruns/status",
+                          ctx.custom.patch_namespaced_custom_object_status,
+                          GROUP, VERSION, key[0], STORY_RUNS, key[1], patch)
+    if res.outcome is kube.Outcome.OK:
+        if resource_version(res.body) > resource_version(ctx.cache.runs.get(key)):
+            ctx.cache.put_run(res.body)
+    elif res.outcome is not kube.Outcome.GONE:
+        result.retry_soon = True
+        result.notes.append(f"the run's record was not written ({res.outcome}: "
+                            f"{res.message}); resolving again")
+    return result
+
+
 async def apply(ctx: Context, key: RunKey, run: Mapping[str, Any], decision: Decision,
-                now: dt.datetime) -> Applied:
+                now: dt.datetime, definition: Definition) -> Applied:
     ns, name = key
     result = Applied()
     run_uid = run["metadata"].get("uid")
@@ -70,7 +93,13 @@ async def apply(ctx: Context, key: RunKey, run: Mapping[str, Any], decision: Dec
                 if sr is not None:
                     await write_steprun_status(ctx, sr, wire.steprun_status(status), result)
             case act.CreateStepRun(step=step, name=sr_name, deadline=deadline):
-                body = wire.new_steprun(run, step, sr_name, deadline)
+                outputs = produced(run, definition, recorded(
+                    {s: wire.parse_steprun_status(sr.get("status"))
+                     for s, sr in step_runs.items()}),
+                    dict(m.step_state_items(decision.status)))
+                step_spec = rendered(definition.step(run, step), definition.params, outputs)
+                body = wire.new_steprun(run, step_spec, definition.mode(run), sr_name,
+                                        deadline)
                 res = await kube.call("create", "stepruns",
                                       ctx.custom.create_namespaced_custom_object,
                                       GROUP, VERSION, ns, "stepruns", body)
@@ -113,7 +142,8 @@ async def apply(ctx: Context, key: RunKey, run: Mapping[str, Any], decision: Dec
             case act.EmitEvent():
                 events.append(action)
 
-    changes = wire.merge_patch(run.get("status"), wire.run_status(decision.status))
+    changes = wire.merge_patch(run.get("status"), {**wire.run_status(decision.status),
+                                                   **wire.recorded(run.get("status"))})
     if changes and _refused_before(ctx, "StoryRun", run, changes):
         result.notes.append("the same status write was refused before; not sent again")
         return result

@@ -90,6 +90,9 @@ class Context:
             self.queue.add(self.cache.drop_run(body) if type_ == "DELETED"
                            else self.cache.put_run(body))
             return
+        if kind == "Story":
+            self.story(type_, body)
+            return
         run = self.cache.drop(kind, body) if type_ == "DELETED" else self.cache.put(kind, body)
         if run is None:
             return
@@ -97,6 +100,21 @@ class Context:
             self.queue.add(run)
         else:
             self.queue.add_after(run, BATCH_SECONDS)
+
+    def story(self, type_: str | None, body: dict[str, Any]) -> None:
+        """A Story seen: kept for the runs that resolve it; the runs waiting for it (no record
+        yet) are woken, so one that appears starts them at once. A run that recorded it is
+        never woken by it: nothing of a Story changes a run after its record."""
+        if type_ == "DELETED":
+            self.cache.drop("Story", body)
+            return
+        self.cache.put("Story", body)
+        meta = body["metadata"]
+        for key, run in list(self.cache.runs.items()):
+            if (key[0] == meta["namespace"] and "resolved" not in (run.get("status") or {})
+                    and ((run.get("spec") or {}).get("storyRef") or {}).get("name")
+                    == meta["name"]):
+                self.queue.add(key)
 
     def _stopping(self, key: RunKey) -> bool:
         run = self.cache.runs.get(key)

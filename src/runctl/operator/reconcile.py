@@ -15,7 +15,7 @@ from typing import Any
 from runctl.machine.decide import decide
 from runctl.machine.phases import RUN_TERMINAL
 from runctl.operator import apply as applying
-from runctl.operator import metrics
+from runctl.operator import metrics, resolve
 from runctl.operator.cache import RunKey, owned_by
 from runctl.operator.context import Context
 from runctl.operator.snapshot import snapshot
@@ -50,10 +50,19 @@ async def reconcile_run(ctx: Context, key: RunKey) -> None:
         return
     started = time.perf_counter()
     now = _now()
-    observed = snapshot(ctx.cache, key, run)
+    definition = resolve.definition(ctx.cache, run, now)
+    if definition.record is not None:
+        # Resolved just now: recorded before anything starts, then run from the record only.
+        written = await applying.write_record(ctx, key, run, definition.record)
+        if written.retry_soon:
+            ctx.queue.add_after(key, applying.CONFLICT_REQUEUE_SECONDS)
+            return
+        run = ctx.cache.runs.get(key) or run
+        definition = resolve.definition(ctx.cache, run, now)
+    observed = snapshot(ctx.cache, key, run, definition)
     decision = decide(observed, now)
     was_terminal = observed.status.phase in RUN_TERMINAL
-    result = await applying.apply(ctx, key, run, decision, now)
+    result = await applying.apply(ctx, key, run, decision, now, definition)
     metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
     for note in result.notes:
         log.warning("%s/%s: %s", *key, note)

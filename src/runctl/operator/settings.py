@@ -27,6 +27,10 @@ RESYNC_SECONDS = float(os.environ.get("RUNCTL_RESYNC_SECONDS", "60"))
 resumes a broken watch with a fresh list but never reports what was deleted meanwhile; a relist
 marks what vanished as deleted."""
 
+STORY_WAIT_SECONDS = float(os.environ.get("RUNCTL_STORY_WAIT_SECONDS", "300"))
+"""How long a run waits for a Story that does not exist (yet) before it fails StoryNotFound:
+a directory applied in alphabetical order creates runs before their stories."""
+
 
 @dataclass(frozen=True)
 class Lease:

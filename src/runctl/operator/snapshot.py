@@ -7,16 +7,20 @@ and only a deletion the cache saw (a tombstone) counts as gone.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from runctl.api import wire
 from runctl.api.wire import ATTEMPT_LABEL, STEP_LABEL, STEPRUN_UID_LABEL
+from runctl.flow import definition as flow_definition
+from runctl.flow import outputs as flow_outputs
 from runctl.machine import model as m
 from runctl.machine.naming import step_run_name, workload_ref
 from runctl.machine.phases import FailureClass, Mode
+from runctl.operator import resolve
 from runctl.operator.cache import ObjectCache, RunKey, owned_by
+from runctl.operator.memo import PerGeneration
 from runctl.timefmt import parse_time
 from runctl.workloads import observe as reading
 
@@ -30,30 +34,27 @@ def mine(workload: dict[str, Any] | None, steprun_uid: str) -> dict[str, Any] | 
     return workload if owned_by(workload, steprun_uid) else None
 
 
-_SPECS: OrderedDict[tuple[str, int], m.RunSpec] = OrderedDict()
-SPECS_KEPT = 10_000
+_SPECS: PerGeneration[m.RunSpec] = PerGeneration()
 
 
-def _spec(run: Obj) -> m.RunSpec:
-    """The run's spec as the core sees it, read once per generation: a StoryRun's spec changes
-    only with its generation (cancelRequested included), and a reconcile happens far more often."""
-    meta = run["metadata"]
-    if not meta.get("uid"):
-        return wire.run_spec(run["spec"])
-    key = (str(meta["uid"]), int(meta.get("generation", 0)))
-    spec = _SPECS.get(key)
-    if spec is None:
-        spec = _SPECS[key] = wire.run_spec(run["spec"])
-        while len(_SPECS) > SPECS_KEPT:
-            _SPECS.popitem(last=False)
-    return spec
+def _spec(run: Obj, definition: resolve.Definition) -> m.RunSpec:
+    """The spec the core decides on, read through the API models once per generation while
+    the run executes its own spec or its record (both fixed); a run of a Story not recorded yet
+    is read afresh."""
+    if wire.story_ref(run["spec"]) is not None and "resolved" not in (run.get("status") or {}):
+        return wire.run_spec(run["spec"], definition.spec)
+    return _SPECS.get(run, lambda: wire.run_spec(run["spec"], definition.spec))
 
 
-def snapshot(cache: ObjectCache, key: RunKey, run: Obj) -> m.Observed:
-    """Everything the core needs to know about one run: its spec and status, and for each step
-    its StepRun and the workload of the attempt that StepRun's status names."""
+def snapshot(cache: ObjectCache, key: RunKey, run: Obj,
+             definition: resolve.Definition) -> m.Observed:
+    """Everything the core needs to know about one run: its spec (what it executes) and status,
+    for each step its StepRun and the workload of the attempt that StepRun's status names (a
+    success's outputs checked against the step's declarations), and the gates of the steps
+    whose inputs are there."""
     ns, name = key
-    spec = _spec(run)
+    spec = _spec(run, definition)
+    declared = {s["name"]: s.get("outputs") for s in definition.steps(run)}
     status = wire.parse_run_status(run.get("status"))
     run_uid = run["metadata"].get("uid")
     pods_by_steprun: dict[str, list[Obj]] = {}
@@ -71,8 +72,9 @@ def snapshot(cache: ObjectCache, key: RunKey, run: Obj) -> m.Observed:
             status=sr_status,
             deleting=bool(sr["metadata"].get("deletionTimestamp")),
             gone=False,
-            attempt=_attempt(cache, ns, spec.mode, sr, sr_status,
-                             pods_by_steprun.get(sr["metadata"]["uid"], [])),
+            attempt=_checked(_attempt(cache, ns, spec.mode, sr, sr_status,
+                                      pods_by_steprun.get(sr["metadata"]["uid"], [])),
+                             declared.get(sr["metadata"]["labels"].get(STEP_LABEL, ""))),
         )
     for step, state in m.step_state_items(status):
         if step in step_runs or not state.step_run:
@@ -100,7 +102,37 @@ def snapshot(cache: ObjectCache, key: RunKey, run: Obj) -> m.Observed:
                                 and c.get("status") == "True" for c in conditions),
         cancel_requested_at=wire.cancel_requested_at(run) if spec.cancel_requested
         else None,
+        gates=_gates(run, definition, step_runs, dict(m.step_state_items(status))),
+        story_wait=definition.wait,
+        problems=definition.problems,
     )
+
+
+def _checked(attempt: m.AttemptObservation, declared: Sequence[Obj] | None
+             ) -> m.AttemptObservation:
+    """A success's outputs as its declarations make them (`runctl.flow.outputs`): checked,
+    defaults filled in, or the problem that fails the step."""
+    if attempt.state is not m.WorkloadState.SUCCEEDED or not declared:
+        return attempt
+    checked = flow_outputs.check(attempt.message, declared)
+    if checked.reason is not None:
+        return replace(attempt, outputs=(), output_problem=(checked.reason,
+                                                            checked.message or checked.reason))
+    return replace(attempt, outputs=checked.outputs, defaulted=checked.defaulted)
+
+
+def _gates(run: Obj, definition: resolve.Definition,
+           step_runs: Mapping[str, m.StepRunObservation],
+           states: Mapping[str, m.StepState]) -> tuple[tuple[str, m.Gate], ...]:
+    """The gate of every gated step not started yet whose inputs are all there."""
+    waiting = [s for s in definition.steps(run)
+               if (s.get("when") or flow_definition.consumes(s)) and s["name"] not in step_runs]
+    if not waiting:
+        return ()
+    outputs = resolve.produced(run, definition, resolve.recorded(
+        {step: obs.status for step, obs in step_runs.items()}), states)
+    gates = ((s["name"], resolve.gate(s, definition.params, outputs)) for s in waiting)
+    return tuple(sorted(((n, g) for n, g in gates if g is not None), key=lambda ng: ng[0]))
 
 
 def _attempt(cache: ObjectCache, ns: str, mode: Mode, sr: Obj,

@@ -1,4 +1,5 @@
-"""The kinds the operator watches: StoryRuns, and the children that carry the run label.
+"""The kinds the operator watches: StoryRuns, the Stories they name, and the children that carry
+the run label.
 
 One table, read by the kopf handlers (what to watch, which label the API server filters on) and
 by the relist (what to list, at which path), so the two can never watch different things.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runctl.api.wire import GROUP, RUN_LABEL, VERSION
+from runctl.api.wire import GROUP, RUN_LABEL, STEP_RUNS, STORIES, STORY_RUNS, VERSION
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,9 @@ class Watched:
 
 
 WATCHED = (
-    Watched("StoryRun", GROUP, VERSION, "storyruns", None),
-    Watched("StepRun", GROUP, VERSION, "stepruns", RUN_LABEL),
+    Watched("StoryRun", GROUP, VERSION, STORY_RUNS, None),
+    Watched("Story", GROUP, VERSION, STORIES, None),
+    Watched("StepRun", GROUP, VERSION, STEP_RUNS, RUN_LABEL),
     Watched("Job", "batch", "v1", "jobs", RUN_LABEL),
     Watched("Deployment", "apps", "v1", "deployments", RUN_LABEL),
     Watched("Pod", "", "v1", "pods", RUN_LABEL),

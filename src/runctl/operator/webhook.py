@@ -1,9 +1,12 @@
 """The validating admission webhook: refuses at `kubectl apply` what the CRD schema cannot state.
 
 CEL rules in the CRD already refuse duplicate names, unknown `needs` and self-dependencies; a
-cycle through several steps needs a graph walk, which is done here with the same validation the
-core applies on every reconcile (so a run that slips past a webhook that is down still ends
-`Failed/InvalidSpec` having started nothing).
+cycle through several steps needs a graph walk, and params, references and conditions need
+`runctl.flow`. Both are done here with the same checks the operator makes before a run starts
+(so a run that slips past a webhook that is down still ends `Failed/InvalidSpec` having started
+nothing). A Story is checked as a run's inline steps are; a run of a Story has its params
+checked against the Story the operator has seen (a Story not seen yet is checked when the run
+resolves it).
 
 The serving certificate is made with `cryptography` (kopf's self-signed helper shells out to an
 openssl that is not everywhere). kopf registers the ValidatingWebhookConfiguration itself, with
@@ -13,6 +16,7 @@ openssl that is not everywhere). kopf registers the ValidatingWebhookConfigurati
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +24,9 @@ import kopf
 
 from runctl import pki
 from runctl.api import wire
-from runctl.machine.dag import validate
+from runctl.api.wire import GROUP, STORIES, STORY_RUNS, VERSION
+from runctl.flow import definition, params
+from runctl.machine.dag import Problem, validate
 
 CONFIGURATION_NAME = "runctl.dev"
 
@@ -50,12 +56,41 @@ def configure(settings: kopf.OperatorSettings, *, host: str, port: int, cert_dir
     settings.admission.managed = CONFIGURATION_NAME
 
 
-def register() -> None:
-    """Register the StoryRun validation handler (only when the webhook is served)."""
+def story_problems(spec: dict[str, Any]) -> list[Problem]:
+    """What is wrong with a Story's spec: its graph, params, references and conditions."""
+    return [*definition.check(spec), *validate(wire.run_spec({}, spec))]
 
-    @kopf.on.validate("runctl.dev", "v1alpha1", "storyruns", operations=["CREATE", "UPDATE"],
-                      ignore_failures=True, id="storyrun-dag")
-    def validate_storyrun(spec: kopf.Spec, **_: Any) -> None:
-        problems = validate(wire.run_spec(spec))
-        if problems:
-            raise kopf.AdmissionError("; ".join(str(p) for p in problems), code=422)
+
+Stories = Callable[[str, str], dict[str, Any] | None]
+"""The Story of this namespace and name, as the operator has seen it (None: not seen)."""
+
+
+def run_problems(spec: dict[str, Any], namespace: str, stories: Stories) -> list[Problem]:
+    """What is wrong with a StoryRun's spec: inline, as a Story's; of a Story, its params
+    against the Story's declarations, if the Story has been seen."""
+    name = wire.story_ref(spec)
+    if name is None:
+        return [*definition.check(spec), *validate(wire.run_spec(spec))]
+    story = stories(namespace, name)
+    if story is None:
+        return []
+    return params.resolve(params.declared(story["spec"].get("params")), spec.get("params"))[1]
+
+
+def _refuse(problems: list[Problem]) -> None:
+    if problems:
+        raise kopf.AdmissionError("; ".join(str(p) for p in problems), code=422)
+
+
+def register(stories: Stories) -> None:
+    """Register the Story and StoryRun validation handlers (only when the webhook is served)."""
+
+    @kopf.on.validate(GROUP, VERSION, STORY_RUNS, operations=["CREATE"],
+                      ignore_failures=True, id="storyrun-spec")
+    def validate_storyrun(spec: kopf.Spec, namespace: str | None, **_: Any) -> None:
+        _refuse(run_problems(dict(spec), namespace or "", stories))
+
+    @kopf.on.validate(GROUP, VERSION, STORIES, operations=["CREATE", "UPDATE"],
+                      ignore_failures=True, id="story-spec")
+    def validate_story(spec: kopf.Spec, **_: Any) -> None:
+        _refuse(story_problems(dict(spec)))

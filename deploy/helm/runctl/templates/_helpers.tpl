@@ -53,7 +53,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 What the operator does in a namespace it watches, verb by verb (and nothing else):
-- reads StoryRuns, StepRuns, Jobs, Deployments and Pods (kopf watches; one list each at start-up);
+- reads StoryRuns, Stories, StepRuns, Jobs, Deployments and Pods (kopf watches; one list each at
+  start-up);
 - writes StoryRun status only (never the spec, never deletes a StoryRun);
 - creates, patches (finalizers) and deletes StepRuns, and writes their status;
 - creates and deletes a step's Job or Deployment, creates its Service (the StepRun owns it, so
@@ -64,7 +65,7 @@ What the operator does in a namespace it watches, verb by verb (and nothing else
 */}}
 {{- define "runctl.operatorRules" -}}
 - apiGroups: [runctl.dev]
-  resources: [storyruns]
+  resources: [storyruns, stories]
   verbs: [get, list, watch]
 - apiGroups: [runctl.dev]
   resources: [storyruns/status]

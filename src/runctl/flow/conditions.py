@@ -1,0 +1,132 @@
+"""`when:` conditions in CEL, checked at apply and evaluated on typed values.
+
+CEL is the language Kubernetes users already write in CRD validation rules and
+ValidatingAdmissionPolicy. The implementation is `common-expression-language` (bindings to the
+Rust `cel` interpreter) rather than the pure-Python `cel-python`: on the expressions a user
+writes (`params.dryRun == false`, `int(steps.count.outputs.rows) > 0`, `'x' in params.list`,
+quotes inside string literals) both agree, except that `cel-python` refuses comparing an int
+with a double (`params.n > 2.5`), which cel-go (and so Kubernetes) allows; and it compiles about
+8 times and evaluates about 20 times faster. Neither ships a type checker, so checking at apply
+is done here: references are read from the expression's text (outside string literals), unknown
+variables come from the compiled program, and the result type is found by evaluating the
+expression once on values of the declared types (a param's default, or its enum's first value,
+or its type's zero; "0" for an output).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cel
+
+from runctl.flow.params import Param
+from runctl.flow.references import IDENT, Ref
+
+_STRING = re.compile("|".join([
+    r"[rRbB]*'''.*?'''",
+    r'[rRbB]*""".*?"""',
+    r"[rRbB]*'(?:\\.|[^'\\])*'",
+    r'[rRbB]*"(?:\\.|[^"\\])*"',
+]), re.S)
+_KEY = r"""(?:\.\s*({ident})|\[\s*(?:'([^'\\]*)'|"([^"\\]*)")\s*\])"""
+_OUTPUT = re.compile(r"(?<![\w.])steps\s*" + _KEY.format(ident=r"[A-Za-z_][\w]*")
+                     + r"\s*\.\s*outputs\s*" + _KEY.format(ident=IDENT))
+_PARAM = re.compile(r"(?<![\w.])params\s*" + _KEY.format(ident=IDENT))
+_STEPS = re.compile(r"(?<![\w.])steps\b")
+_BOUND = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
+_ZERO: dict[str, Any] = {"string": "", "number": 0, "boolean": False, "array": [], "object": {}}
+
+
+class Invalid(ValueError):
+    """A condition that cannot be accepted, with why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluated:
+    holds: bool
+    error: str | None = None
+    """Why evaluating failed at run time (then `holds` is False)."""
+
+
+def _code(expr: str) -> str:
+    """The expression with string literals blanked out (their length kept), so names inside
+    quotes are never taken for references."""
+    return _STRING.sub(lambda m: m.group(0)[0] + " " * (len(m.group(0)) - 2) + m.group(0)[-1],
+                       expr)
+
+
+def _key(m: re.Match[str], first: int) -> str:
+    return next(g for g in m.groups()[first:first + 3] if g is not None)
+
+
+def _literals(expr: str) -> list[tuple[int, int]]:
+    return [m.span() for m in _STRING.finditer(expr)]
+
+
+def references(expr: str) -> tuple[Ref, ...]:
+    """The params and step outputs an expression names, in order of appearance (names inside
+    string literals are not references; `steps['a-b']` is)."""
+    spans = _literals(expr)
+
+    def code(m: re.Match[str]) -> bool:
+        return not any(a <= m.start() < b for a, b in spans)
+
+    refs = [(m.start(), Ref(_key(m, 3), _key(m, 0))) for m in _OUTPUT.finditer(expr) if code(m)]
+    refs += [(m.start(), Ref(_key(m, 0))) for m in _PARAM.finditer(expr) if code(m)]
+    return tuple(ref for _, ref in sorted(refs, key=lambda r: r[0]))
+
+
+@functools.lru_cache(maxsize=1024)
+def _program(expr: str) -> Any:
+    try:
+        return cel.compile(expr)
+    except ValueError as e:
+        raise Invalid(f"not valid CEL: {str(e).splitlines()[0]}") from None
+
+
+def check(expr: str, params: Mapping[str, Param], outputs: Mapping[str, frozenset[str]]) -> None:
+    """Refuse (Invalid) a condition that does not compile, names a variable other than `params`
+    and `steps`, a param not declared, a step not in `outputs` or an output that step does not
+    declare, or whose result is not a boolean."""
+    program = _program(expr)
+    bound = set(_BOUND.findall(_code(expr)))
+    unknown = sorted(set(program.variables()) - {"params", "steps"} - bound)
+    if unknown:
+        raise Invalid(f"unknown variable {unknown[0]} (use params.NAME or "
+                      "steps.STEP.outputs.NAME)")
+    refs = references(expr)
+    code = _code(expr)
+    if len(_STEPS.findall(code)) != sum(1 for r in refs if r.step is not None):
+        raise Invalid("steps may only be used as steps.STEP.outputs.NAME")
+    for ref in refs:
+        if ref.step is None and ref.name not in params:
+            raise Invalid(f'unknown param "{ref.name}"')
+        if ref.step is not None and ref.step not in outputs:
+            raise Invalid(f'unknown step "{ref.step}"')
+        if ref.step is not None and ref.name not in outputs[ref.step]:
+            raise Invalid(f'step "{ref.step}" declares no output "{ref.name}"')
+    probe = {p.name: p.default if p.has_default else (p.enum or (_ZERO[p.type],))[0]
+             for p in params.values()}
+    result = evaluate(expr, probe, {s: dict.fromkeys(names, "0") for s, names in outputs.items()})
+    if result.error is not None and ("overload" in result.error or _NOT_BOOL in result.error):
+        raise Invalid(result.error)
+
+
+_NOT_BOOL = "not a boolean"
+
+
+def evaluate(expr: str, params: Mapping[str, Any],
+             outputs: Mapping[str, Mapping[str, str]]) -> Evaluated:
+    """The condition's value over these params and outputs; an error instead of raising."""
+    steps = {s: {"outputs": dict(o)} for s, o in outputs.items()}
+    try:
+        value = _program(expr).execute({"params": dict(params), "steps": steps})
+    except Exception as e:  # the interpreter raises builtin types for CEL errors
+        return Evaluated(False, f"{type(e).__name__}: {e}")
+    if not isinstance(value, bool):
+        return Evaluated(False, f"the condition gives {type(value).__name__}, {_NOT_BOOL}")
+    return Evaluated(value)

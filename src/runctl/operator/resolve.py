@@ -1,0 +1,155 @@
+"""What a run executes, and what its steps read: from the run, its record and the cache alone.
+
+A run with inline steps executes its own spec. A run of a Story executes its record
+(`status.resolved`) once it has one; before that, the Story as the cache holds it is resolved
+here: its params applied to the run's values and every check of `runctl.flow` made. A
+definition that passes is handed back as a record to write (once, before anything starts);
+one that fails is handed to the core as problems (the run ends `InvalidSpec`), and a Story
+not seen makes the run wait for it (`StoryNotFound`). Stories are watched, so one that appears
+wakes the runs waiting for it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from runctl.api import wire
+from runctl.flow import conditions, params, references
+from runctl.flow import definition as flow
+from runctl.machine import model as m
+from runctl.machine.dag import Problem
+from runctl.machine.phases import RUN_TERMINAL, Reason, StepPhase
+from runctl.operator.cache import ObjectCache
+from runctl.operator.memo import PerGeneration
+from runctl.operator.settings import STORY_WAIT_SECONDS
+from runctl.timefmt import parse_time
+
+Obj = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Definition:
+    spec: Obj | None
+    """What the run executes when not its own spec: its record, or the Story being resolved
+    (None: inline steps, or a Story not found)."""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    record: dict[str, Any] | None = None
+    """`status.story` and `status.resolved`, to be written before anything else (resolved
+    just now)."""
+    problems: tuple[tuple[str, str], ...] = ()
+    """(field, message) of what makes the definition unusable."""
+    wait: m.StoryWait | None = None
+
+    def steps(self, run: Obj) -> list[Obj]:
+        return list((self.spec or run["spec"]).get("steps") or ())
+
+    def step(self, run: Obj, name: str) -> Obj:
+        return next(s for s in self.steps(run) if s["name"] == name)
+
+    def mode(self, run: Obj) -> str | None:
+        mode: str | None = (self.spec or run["spec"]).get("mode")
+        return mode
+
+
+_INLINE: PerGeneration[Definition] = PerGeneration()
+"""An inline run's definition is its own spec: checked once per generation."""
+
+
+def definition(cache: ObjectCache, run: Obj, now: dt.datetime) -> Definition:
+    spec, status = run["spec"], run.get("status") or {}
+    if "resolved" in status:
+        resolved = status["resolved"]
+        return Definition(resolved["spec"], resolved.get("params") or {})
+    name = wire.story_ref(spec)
+    if name is not None and status.get("phase") in RUN_TERMINAL:
+        return Definition(None)  # ended before it resolved a Story: nothing to resolve now
+    if name is None:
+        return _INLINE.get(run, lambda: Definition(None, problems=_pairs(flow.check(spec))))
+    story = cache.get("Story", run["metadata"]["namespace"], name)
+    if story is None:
+        created = parse_time(run["metadata"].get("creationTimestamp")) or now
+        return Definition(None, wait=m.StoryWait(
+            name, created + dt.timedelta(seconds=STORY_WAIT_SECONDS)))
+    values, problems = params.resolve(params.declared(story["spec"].get("params")),
+                                      spec.get("params"))
+    problems += flow.check(story["spec"], f"Story {name}: spec")
+    if not problems:
+        problems += _trial_render(story["spec"], values, f"Story {name}: spec")
+    if problems:
+        return Definition(story["spec"], values, problems=_pairs(problems))
+    return Definition(story["spec"], values, record=wire.record(story, values))
+
+
+def _pairs(problems: list[Problem]) -> tuple[tuple[str, str], ...]:
+    return tuple((p.field, p.message) for p in problems)
+
+
+def _trial_render(spec: Obj, values: Mapping[str, Any], here: str) -> list[Problem]:
+    """Fields that read params only, rendered now: a value that would make them unusable
+    (spelling `${{` with the text around it) fails the run before anything starts."""
+    problems: list[Problem] = []
+    for i, step in enumerate(spec.get("steps") or ()):
+        for where, text in references.fields(step):
+            refs = references.find(text)
+            if refs and all(r.step is None for r in refs):
+                try:
+                    references.render(text, values, {})
+                except references.Malformed as e:
+                    problems.append(Problem(f"{here}.steps[{i}].{where}", str(e)))
+    return problems
+
+
+# -- what a step reads -----------------------------------------------------------------------
+
+
+def recorded(step_runs: Mapping[str, m.StepRunStatus | None]) -> dict[str, dict[str, str]]:
+    """The outputs recorded on the StepRuns that succeeded, by step."""
+    return {step: dict(status.outputs) for step, status in step_runs.items()
+            if status is not None and status.phase is StepPhase.SUCCEEDED}
+
+
+def produced(run: Obj, d: Definition, recorded: Mapping[str, Mapping[str, str]],
+             states: Mapping[str, m.StepState]) -> dict[str, dict[str, str]]:
+    """The outputs every finished step offers its readers: a success's recorded outputs (see
+    `recorded`); a skipped step's declared defaults."""
+    out: dict[str, dict[str, str]] = {}
+    for step in d.steps(run):
+        name = step["name"]
+        if name in recorded:
+            out[name] = dict(recorded[name])
+        elif (state := states.get(name)) is not None and state.phase is StepPhase.SKIPPED:
+            out[name] = {o["name"]: o["default"] for o in step.get("outputs") or ()
+                         if "default" in o}
+    return out
+
+
+def gate(step: Obj, values: Mapping[str, Any], outputs: Mapping[str, Mapping[str, str]]
+         ) -> m.Gate | None:
+    """The verdict on a gated step whose inputs are there: its condition evaluated on typed
+    values, then its references rendered. None: an input is missing (the core waits, or skips
+    the step for an output never made)."""
+    when = step.get("when")
+    if when:
+        evaluated = conditions.evaluate(when, values, outputs)
+        if evaluated.error is not None:
+            return m.Gate(False, Reason.CONDITION_ERROR,
+                          f"when {when!r} could not be evaluated: {evaluated.error}")
+        if not evaluated.holds:
+            return m.Gate(False, message=f"when {when!r} is false")
+    try:
+        references.render_step(step, values, outputs)
+    except KeyError:
+        return None
+    except references.Malformed as e:
+        return m.Gate(False, Reason.INVALID_SPEC, str(e))
+    return m.Gate(True)
+
+
+def rendered(step: Obj, values: Mapping[str, Any], outputs: Mapping[str, Mapping[str, str]]
+             ) -> dict[str, Any]:
+    """The step as its StepRun carries it: every reference rendered (its gate said they
+    render)."""
+    return references.render_step(step, values, outputs)
