@@ -94,6 +94,18 @@ def test_watch_prints_transitions_and_exits_0_when_the_run_succeeds(
     assert finished.index("extract") < finished.index("join")
 
 
+def test_watch_of_a_run_already_over_exits_with_its_code_every_time(
+        cluster: ControlPlane, operator: OperatorProcess, namespace: str) -> None:
+    """The command ends while its watch threads still read their streams (it used to abort
+    with SIGABRT now and then at that moment)."""
+    apply(cluster, namespace, diamond("done"))
+    assert runctl(cluster, "watch", "done", "-n", namespace).returncode == 0
+    for _ in range(5):
+        again = runctl(cluster, "watch", "done", "-n", namespace)
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.splitlines()[-1].split()[1:5] == ["✔", "run", "done", "Succeeded"]
+
+
 @pytest.mark.parametrize(("spec", "phase", "code"), [
     pytest.param({"steps": [step("bad", exit_code=3)]}, "Failed", 3, id="Failed"),
     pytest.param({"steps": [step("slow", duration="60s")], "timeoutSeconds": 2}, "TimedOut", 5,

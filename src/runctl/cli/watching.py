@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
@@ -138,8 +140,17 @@ def show_until_done(session: Session, name: str) -> int:
     return EXIT_CODES[last.phase]
 
 
+def _leave(code: int) -> NoReturn:
+    """End the process at once with `code`. The watch threads are blocked reading open
+    streams; letting the interpreter finalize under them could abort it (SIGABRT, seen when the
+    run had already ended as the command started), and they hold nothing to clean up."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _watch_command(args: argparse.Namespace) -> int:
-    return show_until_done(connect(args), args.run)
+    _leave(show_until_done(connect(args), args.run))
 
 
 def _stop(args: argparse.Namespace) -> int:
@@ -157,7 +168,9 @@ def _stop(args: argparse.Namespace) -> int:
         except ApiException as exc:
             raise session.refused(exc, f"storyrun {args.run}") from exc
         print(f"storyrun {args.run} stop requested")
-    return show_until_done(session, args.run) if args.watch else 0
+    if args.watch:
+        _leave(show_until_done(session, args.run))
+    return 0
 
 
 def register(sub: Any) -> None:
