@@ -104,13 +104,23 @@ class Bench:
         stop_process(self.op)
         self.op = None
 
-    def start_controller(self, name: str, argv: Sequence[str],
-                         env: Mapping[str, str]) -> subprocess.Popen[bytes]:
-        """Another controller as a process of its own, its output in the cluster's logs; the
-        caller ends it with `stop_process`."""
-        log = (self.cluster.logs / f"{name}.log").open("ab")
-        return subprocess.Popen(list(argv), env=dict(env), stdout=log, stderr=subprocess.STDOUT,
+    def start_controller(self, name: str, argv: Sequence[str], env: Mapping[str, str],
+                         ready: bytes, what: str) -> subprocess.Popen[bytes]:
+        """Another controller as a process of its own, its output in the cluster's logs,
+        returned once its log says `ready` (within 60 s); the caller ends it with
+        `stop_process`."""
+        path = self.cluster.logs / f"{name}.log"
+        since = path.stat().st_size if path.exists() else 0
+        log = path.open("ab")
+        proc = subprocess.Popen(list(argv), env=dict(env), stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while ready not in path.read_bytes()[since:]:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                stop_process(proc)
+                raise RuntimeError(f"{what} did not start; see {path}")
+            time.sleep(0.2)
+        return proc
 
     # -- what the figures are read from ------------------------------------------------------
 

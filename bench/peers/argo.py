@@ -17,7 +17,6 @@ server listens on :6060, every address, and cannot be moved: nothing connects to
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -105,16 +104,10 @@ class Argo:
         if self.tuned:
             settings["DEFAULT_REQUEUE_TIME"] = "1s"
             argv += [f"--qps={TUNED_QPS}", f"--burst={TUNED_BURST}"]
-        log = self.b.cluster.logs / "workflow-controller.log"
-        since = log.stat().st_size if log.exists() else 0
-        self.proc = self.b.start_controller("workflow-controller", argv, plain_env(**settings))
-        deadline = time.monotonic() + 60
         # Logged once its informers have synced, when its workers start.
-        while b"Starting CronWorkflow controller" not in log.read_bytes()[since:]:
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                stop_process(self.proc)
-                raise RuntimeError(f"workflow-controller did not start; see {log}")
-            time.sleep(0.2)
+        self.proc = self.b.start_controller("workflow-controller", argv, plain_env(**settings),
+                                            b"Starting CronWorkflow controller",
+                                            "workflow-controller")
         return self
 
     def __exit__(self, *_: object) -> None:
