@@ -19,25 +19,9 @@ BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwo
 
 log() { printf '[controlplane] %s\n' "$*" >&2; }
 
-complete() {
-  for b in "${BINARIES[@]}"; do [ -x "$BIN/$b" ] || return 1; done
-}
-
-if complete; then
-  echo "$BIN"
-  exit 0
-fi
-
-command -v go >/dev/null || { log "go is required to build the control plane"; exit 1; }
-mkdir -p "$BIN" "$OUT/src"
-# One build at a time per cache entry: a second caller waits, then finds the binaries built.
-exec 9>"$OUT/build.lock"
-flock 9
-if complete; then
-  echo "$BIN"
-  exit 0
-fi
-export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=${GOTOOLCHAIN:-auto}
+# shellcheck source=lib/go-cache.sh
+source "$(dirname "$0")/lib/go-cache.sh"
+enter_cache "the control plane"
 STAGING_VERSION="v0.${K8S_VERSION#v1.}"
 started=$(date +%s)
 step=0

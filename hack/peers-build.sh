@@ -17,25 +17,9 @@ BINARIES=(workflow-controller tekton-pipelines-controller)
 
 log() { printf '[peers] %s\n' "$*" >&2; }
 
-complete() {
-  for b in "${BINARIES[@]}"; do [ -x "$BIN/$b" ] || return 1; done
-}
-
-if complete; then
-  echo "$BIN"
-  exit 0
-fi
-
-command -v go >/dev/null || { log "go is required to build the peers"; exit 1; }
-mkdir -p "$BIN" "$OUT/src"
-# One build at a time per cache entry: a second caller waits, then finds the binaries built.
-exec 9>"$OUT/build.lock"
-flock 9
-if complete; then
-  echo "$BIN"
-  exit 0
-fi
-export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=${GOTOOLCHAIN:-auto}
+# shellcheck source=lib/go-cache.sh
+source "$(dirname "$0")/lib/go-cache.sh"
+enter_cache "the peers"
 started=$(date +%s)
 
 build() { # binary module version command ldflags
