@@ -88,7 +88,7 @@ STEP_RUN: dict[str, Any] = {
         "phase": "Succeeded", "reason": "Completed", "message": "done", "attempts": 1,
         "startedAt": "2026-11-22T10:00:00Z", "finishedAt": "2026-11-22T10:00:03Z",
         "heartbeatAt": "2026-11-22T10:00:02Z", "outputs": {"rows": "1200"},
-        "failureClass": "Transient", "workload": {"kind": "Job", "name": "nightly-extract"},
+        "failureClass": "Transient", "workload": {"kind": "Pod", "name": "nightly-extract-1"},
         "nextAttemptAt": "2026-11-22T10:00:01Z",
     },
 }

@@ -14,6 +14,7 @@ from runctl.api.spec import RetryPolicy, ShutdownSpec
 from runctl.api.wire import merge_patch
 from runctl.machine import model as m
 from runctl.machine.phases import Mode, OnFailure, RunPhase, StepPhase, StopTrigger
+from runctl.timefmt import parse_time
 from tests.recorded import load, names
 
 UTC = dt.UTC
@@ -52,9 +53,9 @@ def test_a_recorded_run_status_reads_as_the_core_s_values() -> None:
     status = wire.parse_run_status(load("storyrun-live-canceled")["status"])
     assert status.phase is RunPhase.CANCELED
     assert status.stop == m.StopState(
-        requested_at=dt.datetime(2026, 11, 25, 21, 41, 35, tzinfo=UTC),
-        observed_at=dt.datetime(2026, 11, 25, 21, 41, 35, tzinfo=UTC),
-        completed_at=dt.datetime(2026, 11, 25, 21, 41, 35, tzinfo=UTC),
+        requested_at=dt.datetime(2026, 11, 26, 0, 25, 15, tzinfo=UTC),
+        observed_at=dt.datetime(2026, 11, 26, 0, 25, 15, tzinfo=UTC),
+        completed_at=dt.datetime(2026, 11, 26, 0, 25, 15, tzinfo=UTC),
         trigger=StopTrigger.TOPOLOGY_TERMINATED)
     hub = m.step_state(status, "hub")
     assert hub is not None
@@ -63,8 +64,12 @@ def test_a_recorded_run_status_reads_as_the_core_s_values() -> None:
 
 def test_a_stop_is_dated_from_the_managed_fields_of_the_patch_that_set_it() -> None:
     live = load("storyrun-live-canceled")
-    assert wire.cancel_requested_at(live) == dt.datetime(2026, 11, 25, 21, 41, 35, tzinfo=UTC)
-    assert wire.cancel_requested_at(load("storyrun-ok-running")) is None
+    assert wire.cancel_requested_at(live) == dt.datetime(2026, 11, 26, 0, 25, 15, tzinfo=UTC)
+    # A create records the defaulted field too: the time is read only once a stop is requested,
+    # and a run created stopped was stopped when it was created.
+    running = load("storyrun-ok-running")
+    assert wire.cancel_requested_at(running) == parse_time(
+        running["metadata"]["creationTimestamp"])
 
 
 def _step(run: dict[str, Any], name: str) -> dict[str, Any]:

@@ -148,9 +148,10 @@ def test_a_run_author_who_may_create_pods_is_allowed(
 
 def test_the_operator_account_cannot_create_a_run_to_bypass_it(
         policy: ControlPlane, helm: Helm, namespace: str, tmp_path: Path) -> None:
-    """The chart grants the operator no `create` on StoryRuns (RBAC refuses it first); and were
-    an admin to grant it, the policy would still refuse: the operator's account may create
-    Jobs but not pods, and the policy makes no exception for any account."""
+    """The chart grants the operator no `create` on StoryRuns: RBAC refuses it before the
+    policy is asked. (The account may create pods, since it runs batch attempts as pods, so a
+    run could give it nothing it does not already hold; what keeps runs bounded is that the
+    operator acts only for runs that people created.)"""
     docs = [*rendered(helm, "serviceaccount.yaml", namespace),
             *rendered(helm, "rbac.yaml", namespace, "--set", f"watchNamespaces={{{namespace}}}",
                       "--set", "leaderElection.enabled=false")]
@@ -163,15 +164,8 @@ def test_the_operator_account_cannot_create_a_run_to_bypass_it(
         assert refused.returncode != 0
         assert (f'User "{account}" cannot create resource "storyruns" in API group '
                 '"runctl.dev"' in refused.stderr), refused.stderr
-
-        sa = {"kind": "ServiceAccount", "name": RELEASE, "namespace": namespace}
-        grant(policy, namespace, "widened", [RUNS_RULE], sa)
-        wait_for("the widened grant", lambda: as_user(
-            policy, config, "auth", "can-i", "create", "storyruns.runctl.dev", "-n", namespace,
-        ).stdout.strip() == "yes")
-        out = create_run(policy, config, namespace, run_body("by-operator"))
-        assert out.returncode != 0
-        assert f"{account} may not create pods in namespace {namespace}" in out.stderr, \
-            out.stderr
+        for verb in ("create", "update", "patch"):
+            assert as_user(policy, config, "auth", "can-i", verb, "storyruns.runctl.dev",
+                           "-n", namespace).stdout.strip() == "no", verb
     finally:
         policy.kubectl("delete", "-f", "-", "--ignore-not-found", input=manifest)

@@ -72,7 +72,7 @@ def test_get_shows_the_run_as_a_tree_and_as_json_and_yaml(
     assert table[3].endswith("Completed (also needs enrich)")
 
     wide = runctl(cluster, "get", "etl", "-n", namespace, "-o", "wide")
-    assert "Job/etl-extract-1" in wide.stdout
+    assert "Pod/etl-extract-1" in wide.stdout
 
     as_json = json.loads(runctl(cluster, "get", "etl", "-n", namespace, "-o", "json").stdout)
     assert [i["kind"] for i in as_json["items"]] == ["StoryRun"] + ["StepRun"] * 4

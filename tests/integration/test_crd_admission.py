@@ -67,7 +67,7 @@ BAD = [
                  ["spec.shutdown.gracePeriodSeconds", "greater than or equal to 0"],
                  id="negative-grace-period"),
     pytest.param([], {}, ["spec.steps", "should have at least 1 items"], id="no-steps"),
-    # Its Job would be refused: without this, the run waited for its deadline (or forever).
+    # Its pod would be refused: without this, the run waited for its deadline (or forever).
     pytest.param([step("a", pod={"annotations": {"bad key!": "v"}})], {},
                  ["spec.steps[0].pod.annotations", "qualified name", "not so: bad key!"],
                  id="pod-annotation-key"),

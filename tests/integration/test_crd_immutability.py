@@ -133,11 +133,11 @@ def lost_step_run(cluster: ControlPlane, namespace: str, name: str = "nightly-ex
         "spec": {**step("extract"), "storyRun": "nightly", "step": "extract", "mode": "batch"}})
     write(cluster, namespace, "stepruns", name, {
         "phase": "Running", "attempts": 1, "startedAt": T0, "heartbeatAt": T0,
-        "workload": {"kind": "Job", "name": name}})
+        "workload": {"kind": "Pod", "name": name}})
     final = {"phase": phase, "reason": "WorkloadDeleted",
-             "message": "the step's Job was deleted while it ran", "attempts": 1,
+             "message": "the step's pod was deleted while it ran", "attempts": 1,
              "startedAt": T0, "finishedAt": T1, "failureClass": "Permanent",
-             "workload": {"kind": "Job", "name": name}, **fields}
+             "workload": {"kind": "Pod", "name": name}, **fields}
     write(cluster, namespace, "stepruns", name, final)
     status: Status = get(cluster, namespace, "stepruns", name)["status"]
     return status

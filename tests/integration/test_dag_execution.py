@@ -1,6 +1,6 @@
 """StoryRuns run for real: the operator against the real API server, pods simulated by kwok.
 
-Each test asserts what a user would see with kubectl: phases, stepStates, StepRuns, Jobs, Events.
+Each test asserts what a user would see with kubectl: phases, stepStates, StepRuns, pods, Events.
 """
 
 from __future__ import annotations
@@ -61,14 +61,15 @@ def test_diamond_dag_succeeds_in_order(cluster: ControlPlane, operator: Operator
     assert clean[0] < enrich[1]
     assert enrich[0] < clean[1]
 
-    # One StepRun per step, one Job per attempt, outputs carried from the termination message.
+    # One StepRun per step, one pod per attempt, outputs carried from the termination message.
     stepruns = items(cluster, namespace, "stepruns", "runctl.dev/storyrun=diamond")
     assert sorted(s["spec"]["step"] for s in stepruns) == sorted([*needs, "extract"])
     extract = next(s for s in stepruns if s["spec"]["step"] == "extract")
     assert extract["status"]["outputs"] == {"rows": "1200"}
     assert extract["metadata"]["ownerReferences"][0]["kind"] == "StoryRun"
-    jobs = items(cluster, namespace, "jobs", "runctl.dev/storyrun=diamond")
-    assert len(jobs) == 5
+    pods = items(cluster, namespace, "pods", "runctl.dev/storyrun=diamond")
+    assert sorted(p["metadata"]["name"] for p in pods) == sorted(
+        f"diamond-{s}-1" for s in [*needs, "extract"])
     reasons = [e["reason"] for e in events(cluster, namespace, "diamond")]
     assert "Succeeded" in reasons
 
@@ -145,11 +146,11 @@ def test_transient_failures_are_retried_and_permanent_ones_are_not(
     assert states["broken"]["attempts"] == 1
     broken = next(s for s in items(cluster, namespace, "stepruns", "runctl.dev/step=broken"))
     assert broken["status"]["failureClass"] == "Permanent"
-    jobs = items(cluster, namespace, "jobs", "runctl.dev/storyrun=retries")
+    pods = items(cluster, namespace, "pods", "runctl.dev/storyrun=retries")
     per_step: dict[str, int] = {}
-    for job in jobs:
-        per_step[job["metadata"]["labels"]["runctl.dev/step"]] = per_step.get(
-            job["metadata"]["labels"]["runctl.dev/step"], 0) + 1
+    for pod in pods:
+        per_step[pod["metadata"]["labels"]["runctl.dev/step"]] = per_step.get(
+            pod["metadata"]["labels"]["runctl.dev/step"], 0) + 1
     assert per_step == {"flaky": 2, "killed": 3, "broken": 1}
     flaky = next(s for s in items(cluster, namespace, "stepruns", "runctl.dev/step=flaky"))
     assert any(e["reason"] == "Retrying" for e in events(cluster, namespace,
@@ -199,8 +200,8 @@ def test_ttl_deletes_children_and_keeps_every_step_state(
     wait_for("the StepRuns to be deleted",
              lambda: not items(cluster, namespace, "stepruns", "runctl.dev/storyrun=ttl"),
              timeout=60)
-    wait_for("the Jobs to be deleted",
-             lambda: not items(cluster, namespace, "jobs", "runctl.dev/storyrun=ttl"), timeout=60)
+    wait_for("the pods to be deleted",
+             lambda: not items(cluster, namespace, "pods", "runctl.dev/storyrun=ttl"), timeout=60)
     run = get_run(cluster, namespace, "ttl")
     assert run["status"]["phase"] == "Succeeded"
     assert {s: v["phase"] for s, v in step_states(run).items()} == {"a": "Succeeded",
@@ -221,8 +222,8 @@ def test_steprun_deleted_mid_run_is_recorded_terminal(
         assert state["reason"] == "WorkloadDeleted"
     wait_for("the StepRun to be gone", lambda: not items(
         cluster, namespace, "stepruns", "runctl.dev/storyrun=deleted"), timeout=60)
-    wait_for("its Job to be gone", lambda: not items(
-        cluster, namespace, "jobs", "runctl.dev/storyrun=deleted"), timeout=60)
+    wait_for("its pod to be gone", lambda: not items(
+        cluster, namespace, "pods", "runctl.dev/storyrun=deleted"), timeout=60)
 
 
 def test_operator_killed_mid_run_resumes_without_duplicates(
@@ -242,7 +243,7 @@ def test_operator_killed_mid_run_resumes_without_duplicates(
     run = wait_terminal(cluster, namespace, "restart", timeout=90)
     assert run["status"]["phase"] == "Succeeded"
     assert len(items(cluster, namespace, "stepruns", "runctl.dev/storyrun=restart")) == 3
-    assert len(items(cluster, namespace, "jobs", "runctl.dev/storyrun=restart")) == 3
+    assert len(items(cluster, namespace, "pods", "runctl.dev/storyrun=restart")) == 3
 
 
 def test_a_run_deleted_and_created_again_under_its_name_starts_afresh(
@@ -264,13 +265,13 @@ def test_a_run_deleted_and_created_again_under_its_name_starts_afresh(
     assert run["status"]["phase"] == "Succeeded"
     assert {s: (v["phase"], v["attempts"]) for s, v in step_states(run).items()} == {
         "one": ("Succeeded", 1), "two": ("Succeeded", 1)}
-    # What is left belongs to the new run only: the old StepRuns and Jobs were let go.
+    # What is left belongs to the new run only: the old StepRuns and pods were let go.
     wait_for("only the new run's StepRuns", lambda: all(
         o["uid"] == run["metadata"]["uid"]
         for s in items(cluster, namespace, "stepruns", "runctl.dev/storyrun=again")
         for o in s["metadata"]["ownerReferences"]), timeout=60)
     new = {s["metadata"]["uid"] for s in items(cluster, namespace, "stepruns",
                                                  "runctl.dev/storyrun=again")}
-    wait_for("the old run's Job to be collected", lambda: all(
-        o["uid"] in new for j in items(cluster, namespace, "jobs", "runctl.dev/storyrun=again")
+    wait_for("the old run's pods to be collected", lambda: all(
+        o["uid"] in new for j in items(cluster, namespace, "pods", "runctl.dev/storyrun=again")
         for o in j["metadata"]["ownerReferences"]), timeout=60)

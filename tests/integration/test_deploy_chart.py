@@ -50,10 +50,9 @@ OPERATOR_RULES: dict[tuple[str, str], set[str]] = {
     # Only so owner references may set blockOwnerDeletion where that is enforced.
     ("runctl.dev", "storyruns/finalizers"): {"update"},
     ("runctl.dev", "stepruns/finalizers"): {"update"},
-    ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "delete"},
     ("", "services"): {"create"},
-    ("", "pods"): {"get", "list", "watch", "delete"},
+    ("", "pods"): {"get", "list", "watch", "create", "delete"},
     ("", "events"): {"create"},
 }
 # What kopf needs cluster-wide to discover resources (and namespaces, for a list of them).
@@ -394,13 +393,14 @@ def test_a_token_of_the_chart_account_is_refused_outside_its_role(
     reads: list[tuple[str, ...]] = [
         ("get", "storyruns", "-A"), ("get", "stories", "-A"),
         ("get", "stepruns", "-A", "-l", RUN_LABEL),
-        ("get", "jobs,deployments,pods", "-A", "-l", RUN_LABEL),
+        ("get", "deployments,pods", "-A", "-l", RUN_LABEL),
         ("get", "lease", "runctl-leader", "-n", SYSTEM)]
     for args in reads:
         result = as_operator(*args)
         assert result.returncode == 0, f"{args}: {result.stderr}"
     writes: list[tuple[str, ...]] = [
         ("get", "secrets", "-n", SYSTEM), ("get", "configmaps", "-A"),
+        ("get", "jobs", "-A"),
         ("delete", "storyrun", "any", "-n", "default"),
         ("create", "namespace", f"x-{uuid.uuid4().hex[:6]}")]
     for args in writes:
@@ -517,7 +517,8 @@ def test_a_namespace_list_confines_the_operator_to_those_namespaces(
         assert not refused(cluster, user, inside)
         outside = [_access("runctl.dev", "stepruns", verb, ns)
                    for verb in ("list", "watch", "create", "delete") for ns in (namespace, None)]
-        outside += [_access("batch", "jobs", "create", namespace),
+        outside += [_access("", "pods", "create", namespace),
+                    _access("batch", "jobs", "create", team_a),
                     _access("runctl.dev", "storyruns", "list")]
         assert not allowed(cluster, user, outside)
     finally:

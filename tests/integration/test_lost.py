@@ -41,14 +41,13 @@ def _running_steprun(cluster: ControlPlane, namespace: str, run: str) -> dict:
     return found[0]
 
 
-def test_deleting_a_running_steps_job_and_pod_makes_it_lost(
+def test_deleting_a_running_steps_pod_makes_it_lost(
         cluster: ControlPlane, operator: OperatorProcess, namespace: str) -> None:
     apply(cluster, namespace, storyrun("vanish", [
         step("long", duration="120s"), step("after", "long")]))
     sr = _running_steprun(cluster, namespace, "vanish")
-    job = sr["status"]["workload"]["name"]
-    cluster.kubectl("delete", "job", job, "-n", namespace, "--cascade=orphan", "--wait=false")
-    cluster.kubectl("delete", "pods", "-n", namespace, "-l", f"job-name={job}", "--wait=false")
+    assert sr["status"]["workload"] == {"kind": "Pod", "name": "vanish-long-1"}
+    cluster.kubectl("delete", "pod", "vanish-long-1", "-n", namespace, "--wait=false")
 
     run = wait_terminal(cluster, namespace, "vanish", timeout=60)
     states = step_states(run)
@@ -58,19 +57,21 @@ def test_deleting_a_running_steps_job_and_pod_makes_it_lost(
     assert states["after"]["phase"] == "Skipped"  # it needs the lost step
     assert states["after"]["reason"] == "UpstreamFailed"
     assert len(items(cluster, namespace, "stepruns", "runctl.dev/storyrun=vanish")) == 1
+    assert len(items(cluster, namespace, "pods", "runctl.dev/storyrun=vanish")) == 0
 
 
 def test_an_orphaned_pod_of_a_lost_step_is_stopped(
         cluster: ControlPlane, operator: OperatorProcess, namespace: str) -> None:
-    """The Job deleted but its pod left running: the step is Lost and no worker outlives it."""
+    """The StepRun deleted but its pod left running: the step is Lost and no worker outlives
+    it."""
     apply(cluster, namespace, storyrun("orphan", [step("long", duration="120s")]))
     sr = _running_steprun(cluster, namespace, "orphan")
-    job = sr["status"]["workload"]["name"]
-    cluster.kubectl("delete", "job", job, "-n", namespace, "--cascade=orphan", "--wait=false")
+    cluster.kubectl("delete", "steprun", sr["metadata"]["name"], "-n", namespace,
+                    "--cascade=orphan", "--wait=false")
     run = wait_terminal(cluster, namespace, "orphan", timeout=60)
     assert step_states(run)["long"]["phase"] == "Lost"
     wait_for("the orphaned pod to be gone", lambda: not items(
-        cluster, namespace, "pods", f"job-name={job}"), timeout=60)
+        cluster, namespace, "pods", "runctl.dev/storyrun=orphan"), timeout=60)
 
 
 def test_a_late_success_for_a_lost_step_is_rejected(
@@ -87,10 +88,10 @@ def test_a_late_success_for_a_lost_step_is_rejected(
                            "message": "its workload vanished"}}
         cluster.kubectl("patch", "steprun", name, "-n", namespace, "--subresource=status",
                         "--type=merge", "-p", json.dumps(lost))
-        job = sr["status"]["workload"]["name"]
-        wait_for("the pod to succeed", lambda: [
-            p for p in items(cluster, namespace, "pods", f"job-name={job}")
-            if p["status"].get("phase") == "Succeeded"], timeout=60)
+        pod = sr["status"]["workload"]["name"]
+        wait_for("the pod to succeed", lambda: kubectl_json(
+            cluster, "get", "pod", pod, "-n", namespace)["status"].get("phase") == "Succeeded",
+            timeout=60)
 
         # A writer reporting the success is refused by the API server itself.
         won = {"status": {"phase": "Succeeded", "reason": "Completed"}}
@@ -193,7 +194,7 @@ def test_a_cycle_that_slipped_past_admission_fails_the_run_and_creates_nothing(
     assert "spec.steps" in run["status"]["message"]
     assert "cycle" in run["status"]["message"]
     assert items(cluster, namespace, "stepruns", "runctl.dev/storyrun=cycle") == []
-    assert items(cluster, namespace, "jobs", "runctl.dev/storyrun=cycle") == []
+    assert items(cluster, namespace, "pods", "runctl.dev/storyrun=cycle") == []
     assert {s["phase"] for s in step_states(run).values()} <= {"Canceled", "Skipped", "Failed"}
 
 

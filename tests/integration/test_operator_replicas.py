@@ -61,8 +61,8 @@ def test_the_operator_under_the_chart_account_runs_and_stops_runs(
         run = wait_terminal(cluster, namespace, "halt", timeout=60)
         assert run["status"]["phase"] == "Canceled"
         assert step_states(run)["after"]["reason"] == "StoppedBeforeStart"
-        wait_for("the Job to be gone", lambda: not items(
-            cluster, namespace, "jobs", "runctl.dev/storyrun=halt"), timeout=60)
+        wait_for("the pod to be gone", lambda: not items(
+            cluster, namespace, "pods", "runctl.dev/storyrun=halt"), timeout=60)
         # Nothing it did was refused for lack of permission.
         assert f'User "{OPERATOR}" cannot' not in op.log.read_text()
     finally:
@@ -105,8 +105,8 @@ def test_two_replicas_act_once_and_hand_over_when_the_leader_dies(
         assert run["status"]["phase"] == "Succeeded"
         stepruns = items(cluster, namespace, "stepruns", "runctl.dev/storyrun=chain")
         assert sorted(s["spec"]["step"] for s in stepruns) == ["one", "three", "two"]
-        jobs = items(cluster, namespace, "jobs", "runctl.dev/storyrun=chain")
-        assert len(jobs) == 3, [j["metadata"]["name"] for j in jobs]
+        pods = items(cluster, namespace, "pods", "runctl.dev/storyrun=chain")
+        assert len(pods) == 3, [p["metadata"]["name"] for p in pods]
         assert all(s["attempts"] == 1 for s in step_states(run).values())
         assert get_run(cluster, namespace, "chain")["status"]["phase"] == "Succeeded"
     finally:

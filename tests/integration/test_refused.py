@@ -40,7 +40,7 @@ def _quota(cluster: ControlPlane, namespace: str, resource: str) -> None:
 
 @pytest.mark.parametrize(("resource", "kind", "target"), [
     ("stepruns.runctl.dev", "StepRun", "capped"),
-    ("jobs.batch", "Job", "capped-a"),
+    ("pods", "Pod", "capped-a"),
 ])
 def test_a_run_over_a_quota_waits_says_why_and_goes_on_once_it_is_lifted(
         cluster: ControlPlane, operator: OperatorProcess, namespace: str, resource: str,

@@ -174,7 +174,7 @@ def test_stop_under_continue_never_starts_pending_siblings(
     assert get_run(cluster, namespace, "siblings")["status"]["phase"] == run["status"]["phase"]
 
 
-def test_batch_stop_mid_step_cancels_and_removes_the_job(
+def test_batch_stop_mid_step_cancels_and_removes_the_pod(
         cluster: ControlPlane, operator: OperatorProcess, namespace: str) -> None:
     apply(cluster, namespace, storyrun("batch-stop", [
         step("long", duration="120s"), step("after", "long"),
@@ -189,10 +189,8 @@ def test_batch_stop_mid_step_cancels_and_removes_the_job(
     assert states["long"]["phase"] == "Canceled"
     assert states["after"]["phase"] == "Canceled"
     assert states["after"]["reason"] == "StoppedBeforeStart"
-    wait_for("the Job to be gone", lambda: not items(
-        cluster, namespace, "jobs", "runctl.dev/storyrun=batch-stop"), timeout=30)
-    wait_for("the pods to be gone",
-             lambda: not _live_pods(cluster, namespace, "batch-stop"), timeout=30)
+    wait_for("the pod to be gone", lambda: not items(
+        cluster, namespace, "pods", "runctl.dev/storyrun=batch-stop"), timeout=30)
 
 
 def test_stop_before_the_operator_sees_the_run_starts_nothing(

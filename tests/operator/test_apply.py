@@ -26,7 +26,7 @@ from runctl.operator.queue import WorkQueue
 from runctl.operator.snapshot import snapshot
 from tests.recorded import load
 
-NOW = dt.datetime(2026, 11, 25, 21, 41, 30, tzinfo=dt.UTC)
+NOW = dt.datetime(2026, 11, 26, 0, 25, 13, tzinfo=dt.UTC)
 KEY = ("rec", "ok")
 
 
@@ -113,14 +113,14 @@ def methods(ctx: FakeContext) -> list[str]:
     return [name for name, _ in ctx.fake.calls]
 
 
-def test_a_first_reconcile_creates_the_steprun_its_status_its_job_then_the_run_status() -> None:
+def test_a_first_reconcile_creates_the_steprun_its_status_its_pod_then_the_run_status() -> None:
     ctx = context(run := fresh_run())
     result = reconcile(ctx, run)
     assert (result.retry_soon, result.notes) == (False, [])
     assert methods(ctx) == [
         "create_namespaced_custom_object",        # StepRun ok-extract
         "patch_namespaced_custom_object_status",  # its status: attempt 1, Pending
-        "create_namespaced_job",                  # ok-extract-1
+        "create_namespaced_pod",                  # ok-extract-1
         "patch_namespaced_custom_object_status",  # the run: Running, extract Pending
         "create_namespaced_event",                # Started
     ]
@@ -205,7 +205,7 @@ def test_a_recorded_steprun_never_seen_is_created_again() -> None:
     result = reconcile(ctx, run)
     assert methods(ctx)[:3] == ["create_namespaced_custom_object",
                                 "patch_namespaced_custom_object_status",
-                                "create_namespaced_job"]
+                                "create_namespaced_pod"]
     assert ctx.fake.calls[0][1][-1]["metadata"]["name"] == "ok-load"
     assert ctx.fake.calls[2][1][-1]["metadata"]["name"] == "ok-load-1"
     assert not result.retry_soon
@@ -231,7 +231,7 @@ def test_a_conflicting_status_write_posts_no_event_and_looks_again() -> None:
 
 def test_a_refused_status_write_is_reported_once_and_never_sent_again() -> None:
     ctx = context(run := load("storyrun-ok-running"), load("steprun-ok-extract"),
-                  load("steprun-ok-load"), load("job-ok-extract-1"), load("job-ok-load-1"),
+                  load("steprun-ok-load"),
                   load("pod-ok-extract-1"), load("pod-ok-load-1"))
     ctx.cache.put("Pod", _finished(load("pod-ok-load-1")))
     ctx.fake.answers["patch_namespaced_custom_object_status"] = [
@@ -253,14 +253,14 @@ def _finished(pod: dict[str, Any]) -> dict[str, Any]:
     pod["metadata"]["resourceVersion"] = str(int(pod["metadata"]["resourceVersion"]) + 1000)
     pod["status"]["phase"] = "Succeeded"
     pod["status"]["containerStatuses"][0]["state"] = {"terminated": {
-        "exitCode": 0, "startedAt": "2026-11-25T21:41:28Z",
-        "finishedAt": "2026-11-25T21:41:29Z"}}
+        "exitCode": 0, "startedAt": "2026-11-26T00:25:12Z",
+        "finishedAt": "2026-11-26T00:25:13Z"}}
     return pod
 
 
 def test_a_snapshot_of_recorded_objects_is_what_the_core_needs() -> None:
     ctx = context(run := load("storyrun-ok-running"), load("steprun-ok-extract"),
-                  load("steprun-ok-load"), load("job-ok-extract-1"), load("job-ok-load-1"),
+                  load("steprun-ok-load"),
                   load("pod-ok-extract-1"), load("pod-ok-load-1"))
     observed = snapshot(ctx.cache, KEY, run, resolve.definition(ctx.cache, run, NOW))
     assert observed.run_name == "ok"
@@ -281,11 +281,10 @@ def test_a_snapshot_of_recorded_objects_is_what_the_core_needs() -> None:
 
 def test_a_pod_of_an_earlier_steprun_of_the_same_name_never_counts() -> None:
     stale = load("pod-ok-load-1")
-    stale["metadata"]["labels"]["runctl.dev/steprun-uid"] = "an-earlier-steprun"
-    ctx = context(run := load("storyrun-ok-running"), load("steprun-ok-load"),
-                  load("job-ok-load-1"), stale)
+    stale["metadata"]["ownerReferences"][0]["uid"] = "an-earlier-steprun"
+    ctx = context(run := load("storyrun-ok-running"), load("steprun-ok-load"), stale)
     observed = snapshot(ctx.cache, KEY, run, resolve.definition(ctx.cache, run, NOW))
     obs = m.lookup(observed.step_runs, "load")
     assert obs is not None
     assert obs.attempt is not None
-    assert obs.attempt.live_pods == 0
+    assert (obs.attempt.state, obs.attempt.live_pods) == (WorkloadState.ABSENT, 0)

@@ -16,21 +16,21 @@ def obj(name: str, rv: int, run: str = "r", ns: str = "ns") -> dict[str, Any]:
 
 def test_a_deletion_the_watch_missed_becomes_a_tombstone() -> None:
     cache = ObjectCache()
-    cache.put("Job", obj("j1", 10))
-    assert cache.sync("Job", [], list_rv=20) == 1
-    assert cache.get("Job", "ns", "j1") is None
-    assert cache.was_deleted("Job", "ns", "j1")
-    assert cache.was_deleted("Job", "ns", "j1", owner="u-r")
-    assert not cache.was_deleted("Job", "ns", "j1", owner="u-other")
-    assert cache.children("Job", ("ns", "r")) == []
+    cache.put("Deployment", obj("j1", 10))
+    assert cache.sync("Deployment", [], list_rv=20) == 1
+    assert cache.get("Deployment", "ns", "j1") is None
+    assert cache.was_deleted("Deployment", "ns", "j1")
+    assert cache.was_deleted("Deployment", "ns", "j1", owner="u-r")
+    assert not cache.was_deleted("Deployment", "ns", "j1", owner="u-other")
+    assert cache.children("Deployment", ("ns", "r")) == []
 
 
 def test_an_object_newer_than_the_list_is_kept() -> None:
     cache = ObjectCache()
-    cache.put("Job", obj("j1", 30))
-    assert cache.sync("Job", [], list_rv=20) == 0
-    assert cache.get("Job", "ns", "j1") is not None
-    assert not cache.was_deleted("Job", "ns", "j1")
+    cache.put("Deployment", obj("j1", 30))
+    assert cache.sync("Deployment", [], list_rv=20) == 0
+    assert cache.get("Deployment", "ns", "j1") is not None
+    assert not cache.was_deleted("Deployment", "ns", "j1")
 
 
 def test_missed_creations_and_updates_are_taken_and_older_copies_ignored() -> None:
@@ -56,11 +56,11 @@ def test_runs_are_synced_too() -> None:
 
 def test_a_list_of_one_namespace_deletes_nothing_in_another() -> None:
     cache = ObjectCache()
-    cache.put("Job", obj("j1", 10, ns="a"))
-    cache.put("Job", obj("j2", 10, ns="b"))
-    assert cache.sync("Job", [], list_rv=20, namespace="a") == 1
-    assert cache.get("Job", "a", "j1") is None
-    assert cache.get("Job", "b", "j2") is not None
+    cache.put("Deployment", obj("j1", 10, ns="a"))
+    cache.put("Deployment", obj("j2", 10, ns="b"))
+    assert cache.sync("Deployment", [], list_rv=20, namespace="a") == 1
+    assert cache.get("Deployment", "a", "j1") is None
+    assert cache.get("Deployment", "b", "j2") is not None
 
 
 def test_an_event_older_than_the_cached_copy_does_not_take_it_back() -> None:
@@ -81,16 +81,16 @@ def test_children_are_stored_without_what_no_reconcile_reads() -> None:
     pod["spec"] = {"containers": [{"name": "step", "image": "x"}]}
     pod["status"] = {"phase": "Running", "conditions": [{"type": "Ready"}],
                      "containerStatuses": [{"name": "step", "ready": True}]}
-    job = obj("j1", 4)
-    job["spec"] = {"template": {"spec": {}}, "backoffLimit": 0}
+    deployment = obj("j1", 4)
+    deployment["spec"] = {"template": {"spec": {}}, "replicas": 1}
     run = obj("run", 5)
     run["metadata"]["managedFields"] = [{"manager": "kubectl"}]
     cache.put("Pod", pod)
-    cache.put("Job", job)
+    cache.put("Deployment", deployment)
     cache.put_run(run)
     assert cache.get("Pod", "ns", "p1") == {
         "metadata": obj("p1", 3)["metadata"],
         "status": {"phase": "Running", "containerStatuses": [{"name": "step", "ready": True}]}}
-    assert cache.get("Job", "ns", "j1")["spec"] == {"backoffLimit": 0}
+    assert cache.get("Deployment", "ns", "j1")["spec"] == {"replicas": 1}
     # A run keeps its managedFields: they tell when a stop was requested.
     assert cache.runs[("ns", "run")]["metadata"]["managedFields"] == [{"manager": "kubectl"}]

@@ -30,7 +30,7 @@ def test_a_run_is_woken_at_once_and_its_children_after_the_window() -> None:
         assert await ctx.queue.get() == ("ns", "r")
         ctx.queue.done(("ns", "r"))
 
-        for rv, kind in enumerate(("StepRun", "Job", "Pod"), start=2):
+        for rv, kind in enumerate(("StepRun", "Deployment", "Pod"), start=2):
             ctx.event(kind, "MODIFIED", body(f"{kind.lower()}-1", rv, run="r"))
         assert len(ctx.queue) == 0  # all three wait on one timer
         assert ctx.queue.timers == 1
@@ -45,9 +45,9 @@ def test_a_run_is_woken_at_once_and_its_children_after_the_window() -> None:
 def test_a_deleted_child_wakes_its_run_and_leaves_a_tombstone() -> None:
     async def main() -> None:
         ctx = Context(cache=ObjectCache(), queue=WorkQueue(), api=client.ApiClient())
-        ctx.event("Job", "ADDED", body("j", 1, run="r"))
-        ctx.event("Job", "DELETED", body("j", 2, run="r"))
-        assert ctx.cache.was_deleted("Job", "ns", "j")
+        ctx.event("Pod", "ADDED", body("p", 1, run="r"))
+        ctx.event("Pod", "DELETED", body("p", 2, run="r"))
+        assert ctx.cache.was_deleted("Pod", "ns", "p")
         assert await asyncio.wait_for(ctx.queue.get(), settings.BATCH_SECONDS + 5) == ("ns", "r")
 
     asyncio.run(main())

@@ -32,10 +32,10 @@ class Recorder:
 
 def test_paths_of_core_and_group_kinds() -> None:
     pods = next(w for w in WATCHED if w.kind == "Pod")
-    jobs = next(w for w in WATCHED if w.kind == "Job")
+    deployments = next(w for w in WATCHED if w.kind == "Deployment")
     assert pods.path(None) == "/api/v1/pods"
     assert pods.path("a") == "/api/v1/namespaces/a/pods"
-    assert jobs.path("a") == "/apis/batch/v1/namespaces/a/jobs"
+    assert deployments.path("a") == "/apis/apps/v1/namespaces/a/deployments"
     assert {w.kind for w in WATCHED if w.label_selector is None} == {"StoryRun", "Story"}
 
 

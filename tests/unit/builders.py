@@ -1,5 +1,5 @@
 """Named, reusable pieces of observed state for table tests: one run "r", times in seconds
-from T0, StepRuns named `r-<step>` with Jobs `r-<step>-<attempt>`."""
+from T0, StepRuns named `r-<step>` with pods `r-<step>-<attempt>`."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def spec(*steps: m.StepSpec, **kw: Any) -> m.RunSpec:
 def ref(name: str, attempt: int = 1, mode: Mode = Mode.BATCH) -> m.WorkloadRef:
     if mode is Mode.REALTIME:
         return m.WorkloadRef("Deployment", f"{RUN}-{name}")
-    return m.WorkloadRef("Job", f"{RUN}-{name}-{attempt}")
+    return m.WorkloadRef("Pod", f"{RUN}-{name}-{attempt}")
 
 
 def sr_status(name: str, phase: StepPhase = StepPhase.RUNNING, *, attempts: int = 1,

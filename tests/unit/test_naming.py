@@ -34,5 +34,5 @@ def test_long_names_that_share_a_prefix_differ() -> None:
 
 
 def test_workloads() -> None:
-    assert workload_ref(Mode.BATCH, "r-a", 2) == WorkloadRef("Job", "r-a-2")
+    assert workload_ref(Mode.BATCH, "r-a", 2) == WorkloadRef("Pod", "r-a-2")
     assert workload_ref(Mode.REALTIME, "r-a", 1) == WorkloadRef("Deployment", "r-a")

@@ -1,4 +1,4 @@
-"""Reading workloads back, on Jobs, Deployments and pods as the API server stored them: each
+"""Reading workloads back, on pods and Deployments as the API server stored them: each
 recorded case (and variations of it a cluster produces) reads as one whole AttemptObservation."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ UTC = dt.UTC
 
 
 def at(second: int) -> dt.datetime:
-    return dt.datetime(2026, 11, 25, 21, 41, second, tzinfo=UTC)
+    return dt.datetime(2026, 11, 26, 0, 25, second, tzinfo=UTC)
 
 
 def attempt(state: m.WorkloadState, **kw: Any) -> m.AttemptObservation:
@@ -43,73 +43,83 @@ def waiting(pod: dict[str, Any], reason: str) -> dict[str, Any]:
     return pod
 
 
-JOBS = [
-    pytest.param("job-ok-extract-1", ["pod-ok-extract-1"], False, attempt(
+PODS = [
+    pytest.param("pod-ok-extract-1", False, attempt(
         W.SUCCEEDED, exit_code=0, message='{"rows": "1200", "table": "events"}',
-        outputs=(("rows", "1200"), ("table", "events")), started_at=at(25),
-        finished_at=at(27)), id="succeeded-with-outputs"),
-    pytest.param("job-ok-load-1", ["pod-ok-load-1"], False, attempt(
-        W.RUNNING, live_pods=1, started_at=at(28)), id="running"),
-    pytest.param("job-bad-check-1", ["pod-bad-check-1"], False, attempt(
-        W.FAILED, exit_code=3, reason="Error", message="schema mismatch", started_at=at(25),
-        finished_at=at(26)), id="failed-permanent-exit"),
-    pytest.param("job-flaky-fetch-1", ["pod-flaky-fetch-1"], False, attempt(
-        W.FAILED, exit_code=75, reason="Error", started_at=at(25), finished_at=at(26)),
+        outputs=(("rows", "1200"), ("table", "events")), started_at=at(10),
+        finished_at=at(12)), id="succeeded-with-outputs"),
+    pytest.param("pod-ok-load-1", False, attempt(
+        W.RUNNING, live_pods=1, started_at=at(12)), id="running"),
+    pytest.param("pod-bad-check-1", False, attempt(
+        W.FAILED, exit_code=3, reason="Error", message="schema mismatch", started_at=at(10),
+        finished_at=at(11)), id="failed-permanent-exit"),
+    pytest.param("pod-flaky-fetch-1", False, attempt(
+        W.FAILED, exit_code=75, reason="Error", started_at=at(10), finished_at=at(11)),
         id="failed-transient-exit"),
-    pytest.param(None, [], False, attempt(W.ABSENT), id="not-seen-is-absent"),
-    pytest.param(None, [], True, attempt(W.GONE, stopping=True), id="deletion-seen-is-gone"),
-    pytest.param(None, ["pod-ok-load-1"], True, attempt(W.GONE, live_pods=1),
-                 id="job-gone-orphan-pod-still-runs"),
-    pytest.param(None, ["pod-ok-extract-1"], True, attempt(
-        W.SUCCEEDED, exit_code=0, message='{"rows": "1200", "table": "events"}',
-        outputs=(("rows", "1200"), ("table", "events")), started_at=at(25),
-        finished_at=at(27), stopping=True), id="job-gone-its-pod-had-succeeded"),
-    pytest.param("job-ok-load-1", [], False, attempt(W.PENDING), id="no-pod-yet"),
+    pytest.param(None, False, attempt(W.ABSENT), id="not-seen-is-absent"),
+    pytest.param(None, True, attempt(W.GONE, stopping=True), id="deletion-seen-is-gone"),
 ]
 
 
-@pytest.mark.parametrize(("job", "pods", "deleted", "expected"), JOBS)
-def test_a_batch_attempt_reads_from_its_job_and_pod(
-        job: str | None, pods: list[str], deleted: bool, expected: m.AttemptObservation) -> None:
-    assert observe.observe_job(1, load(job) if job else None, [load(p) for p in pods],
-                               deleted) == expected
+@pytest.mark.parametrize(("pod", "deleted", "expected"), PODS)
+def test_a_batch_attempt_reads_from_its_pod(pod: str | None, deleted: bool,
+                                            expected: m.AttemptObservation) -> None:
+    assert observe.observe_pod(1, load(pod) if pod else None, deleted) == expected
 
 
-def test_a_job_being_deleted_with_no_pod_left_is_gone_and_stopping() -> None:
-    job = deleting(load("job-ok-load-1"))
-    pod = deleting(load("pod-ok-load-1"))
-    assert observe.observe_job(1, job, [pod], False) == attempt(
+def test_a_pod_deleted_before_it_ended_is_gone_and_stopping() -> None:
+    """Its work goes with it (the step is Lost unless a stop explains it), and no second stop
+    is sent."""
+    assert observe.observe_pod(1, deleting(load("pod-ok-load-1")), False) == attempt(
         W.GONE, stopping=True)
+
+
+def test_a_pod_that_ended_says_how_even_while_being_deleted() -> None:
+    assert observe.observe_pod(1, deleting(load("pod-ok-extract-1")), False) == attempt(
+        W.SUCCEEDED, exit_code=0, message='{"rows": "1200", "table": "events"}',
+        outputs=(("rows", "1200"), ("table", "events")), started_at=at(10),
+        finished_at=at(12), stopping=True)
+
+
+def test_a_pod_not_scheduled_yet_is_pending() -> None:
+    pod = copy.deepcopy(load("pod-ok-load-1"))
+    pod["status"] = {"phase": "Pending"}
+    assert observe.observe_pod(1, pod, False) == attempt(W.PENDING, live_pods=1)
 
 
 @pytest.mark.parametrize("reason", ["ImagePullBackOff", "InvalidImageName",
                                     "CreateContainerConfigError"])
 def test_a_pod_that_cannot_start_fails_its_attempt(reason: str) -> None:
     pod = waiting(load("pod-ok-load-1"), reason)
-    assert observe.observe_job(1, load("job-ok-load-1"), [pod], False) == attempt(
+    assert observe.observe_pod(1, pod, False) == attempt(
         W.FAILED, reason=reason, message=f"{reason}: example.invalid", live_pods=1)
 
 
 def test_a_first_image_pull_error_is_still_pending() -> None:
     """ErrImagePull comes before the back-off: the kubelet is still trying."""
     pod = waiting(load("pod-ok-load-1"), "ErrImagePull")
-    assert observe.observe_job(1, load("job-ok-load-1"), [pod], False) == attempt(
-        W.PENDING, live_pods=1, started_at=at(28))  # the pod's startTime
+    assert observe.observe_pod(1, pod, False) == attempt(
+        W.PENDING, live_pods=1, started_at=at(12))  # the pod's startTime
 
 
-def test_a_job_failed_by_its_deadline_reads_from_the_job_condition() -> None:
-    job = copy.deepcopy(load("job-ok-load-1"))
-    job["status"]["conditions"] = [{"type": "Failed", "status": "True",
-                                    "reason": "DeadlineExceeded",
-                                    "message": "Job was active longer than specified"}]
-    assert observe.observe_job(1, job, [], False) == attempt(
-        W.FAILED, reason="DeadlineExceeded", message="Job was active longer than specified")
+def test_a_pod_past_its_deadline_failed_with_the_kubelet_s_reason() -> None:
+    """What a kubelet writes when `activeDeadlineSeconds` runs out."""
+    pod = copy.deepcopy(load("pod-ok-load-1"))
+    pod["status"].update(phase="Failed", reason="DeadlineExceeded",
+                         message="Pod was active on the node longer than the specified deadline")
+    pod["status"]["containerStatuses"][0]["state"] = {"terminated": {
+        "exitCode": 137, "reason": "Error", "startedAt": "2026-11-26T00:25:12Z",
+        "finishedAt": "2026-11-26T00:25:15Z"}}
+    assert observe.observe_pod(1, pod, False) == attempt(
+        W.FAILED, exit_code=137, reason="DeadlineExceeded",
+        message="Pod was active on the node longer than the specified deadline",
+        started_at=at(12), finished_at=at(15))
 
 
 def test_a_realtime_step_reads_from_its_deployment_and_ready_pod() -> None:
     assert observe.observe_deployment(
         load("deployment-live-hub"), [load("pod-live-hub")], False) == attempt(
-        W.RUNNING, live_pods=1, started_at=at(25))
+        W.RUNNING, live_pods=1, started_at=at(10))
 
 
 def test_a_deployment_scaled_to_zero_is_being_stopped() -> None:

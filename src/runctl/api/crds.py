@@ -132,7 +132,7 @@ STORY_RUN = Kind(
                 "Users create it; the runctl operator records its progress in status.",
     spec=StoryRunSpec, status=StoryRunStatus,
     root_rules=[*rules.STORY_RUN_ROOT_RULES, rules.name_rule(
-        "StoryRun", MAX_RUN_NAME, "it labels every StepRun, Job and pod of the run")],
+        "StoryRun", MAX_RUN_NAME, "it labels every StepRun, workload and pod of the run")],
     columns=[
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase",
          "description": "The run's phase."},

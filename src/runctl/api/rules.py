@@ -200,7 +200,7 @@ POD_RULES: list[Rule] = [
               f"self.annotations.filter(k, {_BAD_KEY})[0]"),
           field_path=".annotations", reason="FieldValueInvalid"),
 ]
-"""On a step's pod: keys and values its Job or Deployment would be refused for are refused at
+"""On a step's pod: keys and values its pod or Deployment would be refused for are refused at
 apply instead (a run whose workload can never be created would wait for its deadline)."""
 
 _NAMES = "self.map(t, t.name)"

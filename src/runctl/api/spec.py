@@ -29,7 +29,7 @@ MAX_NEEDS = 50
 
 MAX_RUN_NAME = 63
 """The longest StoryRun name: it is the value of the runctl.dev/storyrun label on every StepRun,
-Job and pod of the run, and a label value is at most 63 characters."""
+workload and pod of the run, and a label value is at most 63 characters."""
 
 MAX_TEXT = 4096
 """The longest command or args item."""
@@ -93,7 +93,7 @@ class PodTemplate(ApiModel):
 
     labels: dict[str, LabelValue] | None = Field(
         default=None, max_length=MAX_POD_METADATA,
-        description="Labels added to the step's pods (and its Job or Deployment template). "
+        description="Labels added to the step's pods (and a Deployment's pod template). "
                     "runctl's own labels (runctl.dev/*) take precedence. At most "
                     f"{MAX_POD_METADATA}, values at most 63 characters.")
     annotations: dict[str, AnnotationValue] | None = Field(
@@ -239,9 +239,9 @@ class RunShape(ApiModel):
 
     mode: Mode = Field(
         default=Mode.BATCH,
-        description="batch (default): every step runs to completion as a Job. realtime: "
-                    "steps are long-lived Deployments forming a live topology; a step starts "
-                    "once the steps it needs are Running.")
+        description="batch (default): every step runs to completion, each attempt as a "
+                    "pod. realtime: steps are long-lived Deployments forming a live "
+                    "topology; a step starts once the steps it needs are Running.")
     on_failure: OnFailure = Field(
         default=OnFailure.STOP,
         description="stop (default): fail fast, pending steps are not started and running "
@@ -345,7 +345,8 @@ class StepRunSpec(StepSpec):
     step: StepName = Field(description="Name of the step in the StoryRun's spec.steps.")
     mode: Mode = Field(
         default=Mode.BATCH,
-        description="The run's mode: batch (a Job) or realtime (a Deployment). Default batch.")
+        description="The run's mode: batch (a pod per attempt) or realtime (a Deployment). "
+                    "Default batch.")
     deadline: Timestamp | None = Field(
         default=None,
         description="Absolute time (RFC 3339) by which the step must be done: the earlier of "

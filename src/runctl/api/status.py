@@ -163,7 +163,7 @@ class WorkloadRef(ApiModel):
 
     kind: str = Field(
         min_length=1, max_length=63,
-        description="Kind of the workload: Job (batch) or Deployment (realtime).")
+        description="Kind of the workload: Pod (a batch attempt) or Deployment (realtime).")
     name: str = Field(
         min_length=1, max_length=253, pattern=DNS_SUBDOMAIN,
         description="Name of the workload, in the StepRun's namespace.")
@@ -202,7 +202,7 @@ class StepRunStatus(ApiModel):
         default=None,
         description="Transient (retried, within retry.limit) or Permanent (fails at once).")
     workload: WorkloadRef | None = Field(
-        default=None, description="The Job or Deployment running the current attempt.")
+        default=None, description="The pod or Deployment running the current attempt.")
     next_attempt_at: Timestamp | None = Field(
         default=None,
         description="When the next attempt starts, while waiting out retry.backoffSeconds "

@@ -40,7 +40,7 @@ RUN_LABEL = "runctl.dev/storyrun"
 STEP_LABEL = "runctl.dev/step"
 """On every StepRun, workload and pod: the step's name."""
 ATTEMPT_LABEL = "runctl.dev/attempt"
-"""On a batch attempt's Job and pods: the attempt's number."""
+"""On a batch attempt's pod: the attempt's number."""
 STEPRUN_UID_LABEL = "runctl.dev/steprun-uid"
 """Which StepRun a workload and its pods belong to: a run deleted and created again under the
 same name has StepRuns of the same names, and the old ones' pods must never count for the new."""

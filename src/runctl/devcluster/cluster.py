@@ -40,10 +40,11 @@ NODE_IP = "127.0.0.1"
 POD_CIDR = "127.64.0.0/16"
 SIMULATED_LOG_LINE = ("no container ran: this pod is simulated by kwok on runctl's local control "
                       "plane, so it has no output of its own")
-# Controllers a run needs: garbage collection (owner references), namespaces, Jobs, Deployments
-# and their ReplicaSets, service accounts and their tokens, endpoints for Services, pod GC
-# (pods on a vanished node), and resource quotas (a namespace's limits hold as on a real
-# cluster). Node lifecycle is left out: kwok nodes send no heartbeats.
+# Controllers a run needs: garbage collection (owner references), namespaces, Deployments and
+# their ReplicaSets, service accounts and their tokens, endpoints for Services, pod GC (pods on a
+# vanished node), and resource quotas (a namespace's limits hold as on a real cluster); Jobs and
+# their TTL for everything else a cluster runs (the benchmark's peers). Node lifecycle is left
+# out: kwok nodes send no heartbeats.
 CONTROLLERS = ",".join(
     f"{name}-controller"
     for name in (
@@ -161,8 +162,8 @@ class ControlPlane:
                 "--concurrent-job-syncs=10", "--concurrent-deployment-syncs=10",
                 "--concurrent-gc-syncs=20",
                 # The default client limit (20 requests/s) lets the Job controller finish only
-                # about four Jobs a second, whoever creates them; the local API server takes far
-                # more, and the benchmarks should measure runctl, not this limit.
+                # about four Jobs a second; the local API server takes far more, and the
+                # benchmarks should measure the systems they compare, not this limit.
                 "--kube-api-qps=300", "--kube-api-burst=400",
             ])
             self._start("kube-scheduler", [

@@ -39,7 +39,7 @@ class CreateStepRun:
 
 @dataclass(frozen=True, slots=True)
 class StartAttempt:
-    """Create the workload of attempt `attempt` (a Job per attempt, or the Deployment)."""
+    """Create the workload of attempt `attempt` (a pod per attempt, or the Deployment)."""
 
     step: str
     attempt: int

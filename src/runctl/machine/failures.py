@@ -12,7 +12,7 @@ from runctl.machine.model import AttemptObservation, RetryPolicy
 from runctl.machine.phases import FailureClass
 
 DISRUPTIONS = frozenset({"Evicted", "Preempted", "NodeLost"})
-"""Pod or Job reasons meaning the pod was taken away from a healthy step."""
+"""Pod reasons meaning the pod was taken away from a healthy step."""
 IMAGE_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
 """Waiting reasons after which the image will not be pulled without someone changing it."""
 SIGNAL_EXITS = range(128 + 1, 128 + 64 + 1)

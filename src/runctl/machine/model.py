@@ -167,7 +167,7 @@ def step_state(status: RunStatus, step: str) -> StepState | None:
 
 @dataclass(frozen=True, slots=True)
 class WorkloadRef:
-    kind: Literal["Job", "Deployment"]
+    kind: Literal["Pod", "Deployment"]
     name: str
 
 

@@ -9,7 +9,7 @@ from runctl.machine.model import WorkloadRef
 from runctl.machine.phases import Mode
 
 MAX_STEP_RUN_NAME = 60
-"""63 (a label value: Job names end up in pod labels) less room for `-<attempt>` up to -11."""
+"""63 (a label value and a pod's hostname) less room for `-<attempt>` up to -11."""
 _HASH = 8
 
 
@@ -25,8 +25,8 @@ def step_run_name(run: str, step: str) -> str:
 
 
 def workload_ref(mode: Mode, step_run: str, attempt: int) -> WorkloadRef:
-    """A batch attempt is the Job `<steprun>-<attempt>`; a realtime step is the Deployment
+    """A batch attempt is the pod `<steprun>-<attempt>`; a realtime step is the Deployment
     named like its StepRun (Kubernetes restarts its pods; the core does not retry it)."""
     if mode is Mode.REALTIME:
         return WorkloadRef(kind="Deployment", name=step_run)
-    return WorkloadRef(kind="Job", name=f"{step_run}-{attempt}")
+    return WorkloadRef(kind="Pod", name=f"{step_run}-{attempt}")

@@ -244,8 +244,8 @@ async def _start_attempt(ctx: Context, sr: Mapping[str, Any], attempt: int, now:
         if service is not None:
             await kube.call("create", "services", ctx.core.create_namespaced_service, ns, service)
     else:
-        kind, workload = "Job", build.build_job(sr, attempt, now)
-        res = await kube.call("create", "jobs", ctx.batch.create_namespaced_job, ns, workload)
+        kind, workload = "Pod", build.build_pod(sr, attempt, now)
+        res = await kube.call("create", "pods", ctx.core.create_namespaced_pod, ns, workload)
     if res.outcome is kube.Outcome.OK:
         ctx.cache.put(kind, ctx.api.sanitize_for_serialization(res.body))
     elif not res.ok:
@@ -282,18 +282,14 @@ async def _stop_workloads(ctx: Context, ns: str, run: str, step: str, grace: int
     not for their sum."""
     key = (ns, run)
     deletes: list[tuple[str, Mapping[str, Any], Awaitable[kube.Result]]] = []
-    for kind, plural, delete in (
-        ("Job", "jobs", ctx.batch.delete_namespaced_job),
-        ("Deployment", "deployments", ctx.apps.delete_namespaced_deployment),
-    ):
-        for obj in ctx.cache.children(kind, key):
-            meta = obj["metadata"]
-            if meta.get("labels", {}).get(STEP_LABEL) != step or meta.get("deletionTimestamp"):
-                continue
-            deletes.append((kind, obj, kube.call(
-                "delete", plural, delete, meta["name"], ns,
-                body=client.V1DeleteOptions(propagation_policy="Background",
-                                            grace_period_seconds=grace))))
+    for obj in ctx.cache.children("Deployment", key):
+        meta = obj["metadata"]
+        if meta.get("labels", {}).get(STEP_LABEL) != step or meta.get("deletionTimestamp"):
+            continue
+        deletes.append(("Deployment", obj, kube.call(
+            "delete", "deployments", ctx.apps.delete_namespaced_deployment, meta["name"], ns,
+            body=client.V1DeleteOptions(propagation_policy="Background",
+                                        grace_period_seconds=grace))))
     for pod in ctx.cache.children("Pod", key):
         meta = pod["metadata"]
         if (meta.get("labels", {}).get(STEP_LABEL) != step or meta.get("deletionTimestamp")

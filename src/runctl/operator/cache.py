@@ -3,7 +3,7 @@
 A reconcile reads the cache instead of listing, so it costs no API calls. The cache also remembers
 deletions it saw (tombstones): "deleted" must be a fact observed (a watch's DELETED event, or an
 object missing from a fresh list taken after its cached copy), never inferred from absence from
-the cache, because watch streams of different kinds lag each other (a Job created a moment ago may
+the cache, because watch streams of different kinds lag each other (a pod created a moment ago may
 simply not have arrived yet).
 """
 
@@ -43,7 +43,7 @@ def run_key_of(body: Body) -> RunKey | None:
 
 
 class ObjectCache:
-    """Runs, and their children (StepRun, Job, Deployment, Pod) by kind, grouped by run."""
+    """Runs, and their children (StepRun, Deployment, Pod) by kind, grouped by run."""
 
     def __init__(self) -> None:
         self._kinds: dict[str, _Kind] = defaultdict(_Kind)
@@ -198,6 +198,6 @@ def slim(kind: str, body: dict[str, Any]) -> dict[str, Any]:
     if kind == "Pod":
         body.pop("spec", None)
         (body.get("status") or {}).pop("conditions", None)
-    elif kind in ("Job", "Deployment"):
+    elif kind == "Deployment":
         (body.get("spec") or {}).pop("template", None)
     return body

@@ -54,10 +54,6 @@ class Context:
         return client.CoreV1Api(self.api)
 
     @cached_property
-    def batch(self) -> client.BatchV1Api:
-        return client.BatchV1Api(self.api)
-
-    @cached_property
     def apps(self) -> client.AppsV1Api:
         return client.AppsV1Api(self.api)
 

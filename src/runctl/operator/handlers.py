@@ -130,7 +130,6 @@ def _resource(kind: str) -> _Resource:
 observe_storyruns = kopf.on.event(**_resource("StoryRun"))(_observer("StoryRun"))
 observe_stories = kopf.on.event(**_resource("Story"))(_observer("Story"))
 observe_stepruns = kopf.on.event(**_resource("StepRun"))(_observer("StepRun"))
-observe_jobs = kopf.on.event(**_resource("Job"))(_observer("Job"))
 observe_deployments = kopf.on.event(**_resource("Deployment"))(_observer("Deployment"))
 observe_pods = kopf.on.event(**_resource("Pod"))(_observer("Pod"))
 

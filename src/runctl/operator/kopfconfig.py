@@ -6,7 +6,7 @@ switched off or made free:
 
 - no diff base and no handler progress are kept: with only on.event handlers kopf never reads
   them, yet its default storages deep-copy every body to build them (`NoDiffBase`, `NoProgress`);
-- children are filtered by the run label on the API server, so unlabelled pods, Jobs and
+- children are filtered by the run label on the API server, so unlabelled pods and
   Deployments are never sent at all (kopf's `labels=` filters would run after its per-event work);
 - no limit on kopf's per-object workers: with a limit, a new object waits for an idle worker of
   another object to time out, which throttles a burst of new pods;

@@ -18,8 +18,8 @@ API_THREADS = 32
 default executor would allow only a few on a small machine, and every worker waits on them."""
 ERROR_REQUEUE_SECONDS = 2.0
 BATCH_SECONDS = float(os.environ.get("RUNCTL_BATCH_SECONDS", "0.25"))
-"""How long a child's event waits before it wakes its run, so that one reconcile sees the Job,
-pod and StepRun changes that come together and writes one status instead of several (`make bench`
+"""How long a child's event waits before it wakes its run, so that one reconcile sees the pod
+and StepRun changes that come together and writes one status instead of several (`make bench`
 counts the writes a run; results in bench/results). A change to the run itself, such as a stop
 request, or to a child of a run being stopped, wakes it at once."""
 RESYNC_SECONDS = float(os.environ.get("RUNCTL_RESYNC_SECONDS", "60"))

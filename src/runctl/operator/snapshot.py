@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from runctl.api import wire
-from runctl.api.wire import ATTEMPT_LABEL, STEP_LABEL, STEPRUN_UID_LABEL
+from runctl.api.wire import STEP_LABEL, STEPRUN_UID_LABEL
 from runctl.flow import definition as flow_definition
 from runctl.flow import outputs as flow_outputs
 from runctl.machine import model as m
@@ -57,8 +57,8 @@ def snapshot(cache: ObjectCache, key: RunKey, run: Obj,
     declared = {s["name"]: s.get("outputs") for s in definition.steps(run)}
     status = wire.parse_run_status(run.get("status"))
     run_uid = run["metadata"].get("uid")
-    pods_by_steprun: dict[str, list[Obj]] = {}
-    for pod in cache.children("Pod", key):
+    pods_by_steprun: dict[str, list[Obj]] = {}  # a Deployment's pods (a batch pod is named)
+    for pod in cache.children("Pod", key) if spec.mode is Mode.REALTIME else ():
         uid = pod["metadata"]["labels"].get(STEPRUN_UID_LABEL, "")
         pods_by_steprun.setdefault(uid, []).append(pod)
 
@@ -137,8 +137,8 @@ def _gates(run: Obj, definition: resolve.Definition,
 
 def _attempt(cache: ObjectCache, ns: str, mode: Mode, sr: Obj,
              sr_status: m.StepRunStatus | None, pods: Sequence[Obj]) -> m.AttemptObservation:
-    """The workload of a StepRun's current attempt: its Deployment (realtime) or the Job of the
-    attempt its status counts (batch), with the pods of that attempt."""
+    """The workload of a StepRun's current attempt: its Deployment with its pods (realtime), or
+    the pod of the attempt its status counts (batch)."""
     sr_name, sr_uid = sr["metadata"]["name"], sr["metadata"]["uid"]
     if mode is Mode.REALTIME:
         live = reading.observe_deployment(
@@ -147,12 +147,10 @@ def _attempt(cache: ObjectCache, ns: str, mode: Mode, sr: Obj,
         why = cache.refusal("Deployment", ns, sr_name, sr_uid)
         return refused(1, why) if live.state is m.WorkloadState.ABSENT and why else live
     number = max(1, sr_status.attempts if sr_status else 1)
-    job = workload_ref(Mode.BATCH, sr_name, number).name
-    seen = reading.observe_job(
-        number, mine(cache.get("Job", ns, job), sr_uid),
-        [p for p in pods if p["metadata"]["labels"].get(ATTEMPT_LABEL) == str(number)],
-        cache.was_deleted("Job", ns, job, sr_uid))
-    why = cache.refusal("Job", ns, job, sr_uid)
+    pod = workload_ref(Mode.BATCH, sr_name, number).name
+    seen = reading.observe_pod(number, mine(cache.get("Pod", ns, pod), sr_uid),
+                               cache.was_deleted("Pod", ns, pod, sr_uid))
+    why = cache.refusal("Pod", ns, pod, sr_uid)
     return refused(number, why) if seen.state is m.WorkloadState.ABSENT and why else seen
 
 

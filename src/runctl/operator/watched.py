@@ -34,7 +34,6 @@ WATCHED = (
     Watched("StoryRun", GROUP, VERSION, STORY_RUNS, None),
     Watched("Story", GROUP, VERSION, STORIES, None),
     Watched("StepRun", GROUP, VERSION, STEP_RUNS, RUN_LABEL),
-    Watched("Job", "batch", "v1", "jobs", RUN_LABEL),
     Watched("Deployment", "apps", "v1", "deployments", RUN_LABEL),
     Watched("Pod", "", "v1", "pods", RUN_LABEL),
 )

@@ -1,2 +1,2 @@
-"""How steps become Kubernetes workloads (Jobs, Deployments, Services), and how those are read
+"""How steps become Kubernetes workloads (pods, Deployments, Services), and how those are read
 back."""

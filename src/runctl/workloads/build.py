@@ -1,8 +1,8 @@
-"""How a step becomes a workload: a `batch/v1` Job per attempt, or a Deployment (and a Service).
+"""How a step becomes a workload: a pod per attempt, or a Deployment (and a Service).
 
 The builders are pure: they take the StepRun object as read from the API and return manifests.
-Names are deterministic (`<steprun>-<attempt>` for Jobs, the StepRun's name for a Deployment), so
-creating twice is harmless: the second create is refused as AlreadyExists.
+Names are deterministic (`<steprun>-<attempt>` for a batch attempt's pod, the StepRun's name for a
+Deployment), so creating twice is harmless: the second create is refused as AlreadyExists.
 """
 
 from __future__ import annotations
@@ -40,8 +40,10 @@ def _labels(steprun: Mapping[str, Any]) -> dict[str, str]:
             STEPRUN_UID_LABEL: steprun["metadata"]["uid"]}
 
 
-def _pod_template(spec: Mapping[str, Any], restart_policy: str,
-                  extra_labels: Mapping[str, str]) -> dict[str, Any]:
+def _pod_parts(spec: Mapping[str, Any], restart_policy: str,
+               extra_labels: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A step's pod: its metadata (the step's labels and annotations, then runctl's labels) and
+    its spec."""
     pod = spec.get("pod") or {}
     container: dict[str, Any] = {
         "name": CONTAINER,
@@ -61,13 +63,11 @@ def _pod_template(spec: Mapping[str, Any], restart_policy: str,
     else:
         # A step that names no service account gets no API credentials at all.
         pod_spec["automountServiceAccountToken"] = False
-    return {
-        "metadata": {
-            "labels": {**(pod.get("labels") or {}), **extra_labels},
-            "annotations": dict(pod.get("annotations") or {}),
-        },
-        "spec": pod_spec,
+    metadata = {
+        "labels": {**(pod.get("labels") or {}), **extra_labels},
+        "annotations": dict(pod.get("annotations") or {}),
     }
+    return metadata, pod_spec
 
 
 def _seconds_until(deadline: str | None, now: dt.datetime) -> int | None:
@@ -77,29 +77,27 @@ def _seconds_until(deadline: str | None, now: dt.datetime) -> int | None:
     return max(1, math.ceil((when - now).total_seconds()))
 
 
-def build_job(steprun: Mapping[str, Any], attempt: int, now: dt.datetime) -> Manifest:
-    """One attempt of a batch step. runctl owns retries (so it can classify failures): the Job
-    itself never retries (`backoffLimit: 0`), and its deadline is the attempt's timeout, capped
-    by the run's deadline."""
+def build_pod(steprun: Mapping[str, Any], attempt: int, now: dt.datetime) -> Manifest:
+    """One attempt of a batch step: a pod that runs once (`restartPolicy: Never`; runctl owns
+    retries, so it can classify failures), owned by its StepRun. Its `activeDeadlineSeconds` is
+    the attempt's timeout capped by the run's deadline, so the kubelet ends it on time even while
+    no operator is there to."""
     spec = steprun["spec"]
     labels = {**_labels(steprun), ATTEMPT_LABEL: str(attempt)}
+    metadata, pod_spec = _pod_parts(spec, "Never", labels)
     limits = [s for s in (spec.get("timeoutSeconds"), _seconds_until(spec.get("deadline"), now))
               if s]
-    job_spec: dict[str, Any] = {
-        "backoffLimit": 0,
-        "template": _pod_template(spec, "Never", labels),
-    }
     if limits:
-        job_spec["activeDeadlineSeconds"] = min(limits)
+        pod_spec["activeDeadlineSeconds"] = min(limits)
     return {
-        "apiVersion": "batch/v1", "kind": "Job",
+        "apiVersion": "v1", "kind": "Pod",
         "metadata": {
+            **metadata,
             "name": workload_ref(Mode.BATCH, steprun["metadata"]["name"], attempt).name,
             "namespace": steprun["metadata"]["namespace"],
-            "labels": labels,
             "ownerReferences": _owner(steprun),
         },
-        "spec": job_spec,
+        "spec": pod_spec,
     }
 
 
@@ -107,6 +105,7 @@ def build_deployment(steprun: Mapping[str, Any]) -> Manifest:
     """A realtime step: one long-lived replica, kept running until the run's topology ends."""
     spec = steprun["spec"]
     labels = _labels(steprun)
+    metadata, pod_spec = _pod_parts(spec, "Always", labels)
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {
@@ -119,7 +118,7 @@ def build_deployment(steprun: Mapping[str, Any]) -> Manifest:
             "replicas": 1,
             "selector": {"matchLabels": labels},
             "strategy": {"type": "Recreate"},
-            "template": _pod_template(spec, "Always", labels),
+            "template": {"metadata": metadata, "spec": pod_spec},
         },
     }
 

@@ -1,7 +1,7 @@
-"""Reading a step's workload back: from a Job (and its pod) or a Deployment (and its pods) to the
-core's `AttemptObservation`.
+"""Reading a step's workload back: from a batch attempt's pod or a Deployment (and its pods) to
+the core's `AttemptObservation`.
 
-This is where Kubernetes' vocabulary (pod phases, container states, Job conditions, eviction
+This is where Kubernetes' vocabulary (pod phases, container states, eviction and deadline
 reasons) is translated into the few states the core reasons about. "Gone" is reported only when
 the deletion was observed: absence alone means "not seen yet".
 """
@@ -108,51 +108,20 @@ def _live(pods: Sequence[Obj]) -> int:
                and p.get("status", {}).get("phase") not in ("Succeeded", "Failed"))
 
 
-def observe_job(attempt: int, job: Obj | None, pods: Sequence[Obj],
-                deleted: bool) -> m.AttemptObservation:
-    """One batch attempt, and whether a stop of it is already under way: the Job is being
-    deleted, or is gone with no pod of it left running (so nothing is sent twice, and a late
-    success is reported once)."""
-    obs = _job_state(attempt, job, pods, deleted)
-    if job is not None:
-        stopping = bool(job["metadata"].get("deletionTimestamp"))
-    else:
-        stopping = deleted and obs.live_pods == 0
-    return replace(obs, stopping=stopping)
+def observe_pod(attempt: int, pod: Obj | None, deleted: bool) -> m.AttemptObservation:
+    """One batch attempt, from its pod, and whether a stop of it is already under way (the pod
+    is being deleted, or is gone), so nothing is sent twice and a late success is reported once.
 
-
-def _job_state(attempt: int, job: Obj | None, pods: Sequence[Obj],
-               deleted: bool) -> m.AttemptObservation:
-    """A Job that failed without a pod left to explain it (deadline) is read from the Job's own
-    condition."""
-    live = _live(pods)
-    if job is None:
-        if not deleted:
-            return _empty(attempt, m.WorkloadState.ABSENT)
-        # The Job is gone, but a pod it left behind (deleted with --cascade=orphan) may still
-        # run, which must be stopped, or may have ended, which is still what the attempt did.
-        pod = _latest(pods)
-        if pod is not None:
-            obs = _pod_observation(attempt, pod, live)
-            if obs.state in (m.WorkloadState.SUCCEEDED, m.WorkloadState.FAILED):
-                return obs
-        return _empty(attempt, m.WorkloadState.GONE, live_pods=live)
-    pod = _latest(pods)
-    if pod is not None:
-        obs = _pod_observation(attempt, pod, live)
-        if obs.state in (m.WorkloadState.SUCCEEDED, m.WorkloadState.FAILED):
-            return obs
-    for cond in job.get("status", {}).get("conditions") or ():
-        if cond.get("status") != "True":
-            continue
-        if cond.get("type") == "Failed":
-            return _empty(attempt, m.WorkloadState.FAILED, cond.get("reason"),
-                          cond.get("message"), live)
-    if job["metadata"].get("deletionTimestamp") and live == 0:
-        return _empty(attempt, m.WorkloadState.GONE)
+    How a pod ended wins over its deletion; a pod deleted or being deleted before it ended is
+    `Gone` (its work with it: the step is Lost, unless a stop of the run explains it)."""
     if pod is None:
-        return _empty(attempt, m.WorkloadState.PENDING)
-    return _pod_observation(attempt, pod, live)
+        return replace(_empty(attempt, m.WorkloadState.GONE if deleted
+                              else m.WorkloadState.ABSENT), stopping=deleted)
+    stopping = bool(pod["metadata"].get("deletionTimestamp"))
+    obs = _pod_observation(attempt, pod, _live([pod]))
+    if stopping and obs.state not in (m.WorkloadState.SUCCEEDED, m.WorkloadState.FAILED):
+        obs = _empty(attempt, m.WorkloadState.GONE)
+    return replace(obs, stopping=stopping)
 
 
 def observe_deployment(deployment: Obj | None, pods: Sequence[Obj],

@@ -53,12 +53,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 What the operator does in a namespace it watches, verb by verb (and nothing else):
-- reads StoryRuns, Stories, StepRuns, Jobs, Deployments and Pods (kopf watches; one list each at
+- reads StoryRuns, Stories, StepRuns, Deployments and Pods (kopf watches; one list each at
   start-up);
 - writes StoryRun status only (never the spec, never deletes a StoryRun);
 - creates, patches (finalizers) and deletes StepRuns, and writes their status;
-- creates and deletes a step's Job or Deployment, creates its Service (the StepRun owns it, so
-  the garbage collector deletes it), deletes a workload's pods when a stop must be forced;
+- creates and deletes a batch attempt's pod or a realtime step's Deployment, creates its Service
+  (the StepRun owns each, so the garbage collector deletes them), deletes a Deployment's pods
+  when a stop must be forced;
 - creates Events (kopf's own event posting is off);
 - `update` on the `finalizers` subresources only lets it set blockOwnerDeletion on the owner
   references of what it creates (enforced where OwnerReferencesPermissionEnforcement is on).
@@ -79,9 +80,6 @@ What the operator does in a namespace it watches, verb by verb (and nothing else
 - apiGroups: [runctl.dev]
   resources: [storyruns/finalizers, stepruns/finalizers]
   verbs: [update]
-- apiGroups: [batch]
-  resources: [jobs]
-  verbs: [get, list, watch, create, delete]
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, delete]
@@ -90,7 +88,7 @@ What the operator does in a namespace it watches, verb by verb (and nothing else
   verbs: [create]
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch, delete]
+  verbs: [get, list, watch, create, delete]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
