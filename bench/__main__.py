@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         b.start_operator()
         busy = scenarios.memory(b, out, MEMORY_SIZES[size])
         if peers_bin is not None:
-            # Its pods would end, and their Jobs be written, while the peers are measured.
+            # Its pods would end, and their StepRuns be written, while the peers are measured.
             b.drop_namespace(busy)
             b.stop_operator()  # idle from here on: the peers have the machine to themselves
             for peer, install in ((Argo, peers.argo.install), (Tekton, peers.tekton.install)):

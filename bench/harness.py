@@ -153,7 +153,7 @@ class Bench:
 
     def drop_namespace(self, name: str) -> None:
         """Delete a scenario's namespace and wait until it is gone, so its clean-up (StepRuns let
-        go, Jobs and pods deleted) is not counted against the next scenario."""
+        go, pods deleted) is not counted against the next scenario."""
         self.core.delete_namespace(name)
 
         def gone() -> bool:

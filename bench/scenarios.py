@@ -155,11 +155,11 @@ def api_ceiling(b: Bench, out: Report, seconds: float) -> float:
     return rate
 
 
-# The fewest writes a diamond run can be recorded with: per step, its StepRun, its Job, and two
+# The fewest writes a diamond run can be recorded with: per step, its StepRun, its pod, and two
 # StepRun status writes (started, ended); for the run, one status write per wave of the DAG
 # (extract; clean+enrich; join; publish) plus the final one; and two Events (Started, the end).
 # (StepRun finalizers are let go only when StepRuns are deleted, outside a run's own life.)
-MINIMUM = {("create", "stepruns", ""): 5, ("create", "jobs", ""): 5,
+MINIMUM = {("create", "stepruns", ""): 5, ("create", "pods", ""): 5,
            ("patch", "stepruns", "status"): 10, ("patch", "storyruns", "status"): 5,
            ("create", "events", ""): 2}
 
@@ -176,7 +176,7 @@ def throughput(b: Bench, out: Report, in_flight: int, ceiling: float, itemize: b
     after_ops = b.operator_requests()
     # The ceiling allows ceiling*60/writes such runs a minute if every write were a status patch:
     # counting runctl's own minimum writes only (strict), and counting every write the API server
-    # took for the runs from any client (the Job controller, the scheduler, kwok as the kubelet).
+    # took for the runs from any client (the scheduler, kwok as the kubelet, the controllers).
     allowed = ceiling * 60 / sum(MINIMUM.values())
     out.record(f"throughput, 5-step diamond runs, {in_flight} in flight", per_min, "runs/min",
                f">= {allowed / 2:.0f} (half the ceiling's {allowed:.0f} for runctl's "
@@ -230,8 +230,8 @@ def requests_per_run(out: Report, before: Counter[tuple[str, str, str]],
         minimum = MINIMUM.get((verb, resource.partition("/")[0], sub), 0)
         out.record(f"writes per run: {verb} {resource}", writes.get((verb, resource), 0.0), "",
                    f"minimum {minimum}")
-    # Everything the API server wrote for these runs, whoever asked (the Job controller, the
-    # scheduler, kwok as the kubelet): where the rest of a run's cost in the cluster goes; its
+    # Everything the API server wrote for these runs, whoever asked (the scheduler, kwok as the
+    # kubelet, the controllers): where the rest of a run's cost in the cluster goes; its
     # status patches of StoryRuns and StepRuns, which only runctl makes, cross-check runctl's own.
     for verb, resource, sub in sorted(k for k in after if k[0] in MUTATING):
         seen = (after[(verb, resource, sub)] - before[(verb, resource, sub)]) / runs

@@ -22,7 +22,15 @@ from typing import Any
 from kubernetes import client
 
 from runctl.api import wire
-from runctl.api.wire import API_VERSION, FINALIZER, GROUP, STEP_LABEL, STORY_RUNS, VERSION
+from runctl.api.wire import (
+    API_VERSION,
+    ATTEMPT_LABEL,
+    FINALIZER,
+    GROUP,
+    STEP_LABEL,
+    STORY_RUNS,
+    VERSION,
+)
 from runctl.machine import actions as act
 from runctl.machine import model as m
 from runctl.machine.decide import Decision
@@ -276,7 +284,8 @@ async def _not_created(ctx: Context, parent: Mapping[str, Any], kind: str, name:
 
 
 async def _stop_workloads(ctx: Context, ns: str, run: str, step: str, grace: int) -> None:
-    """Delete the step's workloads and their pods, giving the pods `grace` seconds to exit.
+    """Delete the step's workloads (a Deployment, or a batch attempt's pod) and their pods,
+    giving the pods `grace` seconds to exit.
 
     The deletes are independent of each other and sent at once: a stop waits for the slowest,
     not for their sum."""
@@ -292,8 +301,14 @@ async def _stop_workloads(ctx: Context, ns: str, run: str, step: str, grace: int
                                         grace_period_seconds=grace))))
     for pod in ctx.cache.children("Pod", key):
         meta = pod["metadata"]
-        if (meta.get("labels", {}).get(STEP_LABEL) != step or meta.get("deletionTimestamp")
-                or pod.get("status", {}).get("phase") in ("Succeeded", "Failed")):
+        labels = meta.get("labels", {})
+        if labels.get(STEP_LABEL) != step or meta.get("deletionTimestamp"):
+            continue
+        # A batch attempt's pod is the workload itself: deleted even once it ended, so the stop
+        # is seen under way (a late report is then reported once). A Deployment's ended pods
+        # go with their ReplicaSet.
+        ended = pod.get("status", {}).get("phase") in ("Succeeded", "Failed")
+        if ended and ATTEMPT_LABEL not in labels:
             continue
         deletes.append(("Pod", pod, kube.call("delete", "pods", ctx.core.delete_namespaced_pod,
                                               meta["name"], ns, grace_period_seconds=grace)))
