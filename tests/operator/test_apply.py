@@ -77,10 +77,6 @@ class FakeContext(Context):
         return self.fake
 
     @property
-    def batch(self) -> Any:
-        return self.fake
-
-    @property
     def apps(self) -> Any:
         return self.fake
 
@@ -256,6 +252,27 @@ def _finished(pod: dict[str, Any]) -> dict[str, Any]:
         "exitCode": 0, "startedAt": "2026-11-26T00:25:12Z",
         "finishedAt": "2026-11-26T00:25:13Z"}}
     return pod
+
+
+def test_a_late_success_of_a_lost_step_deletes_its_ended_pod_and_is_reported_once() -> None:
+    """The batch attempt's pod is the workload: the stop that follows a late report deletes it
+    although it ended, and the next reconcile sees that stop under way."""
+    lost = load("steprun-ok-load")
+    lost["status"].update(phase="Lost", reason="WorkloadDeleted", message="its pod vanished",
+                          finishedAt="2026-11-26T00:25:13Z")
+    ctx = context(run := load("storyrun-ok-running"), load("steprun-ok-extract"), lost,
+                  load("pod-ok-extract-1"), _finished(load("pod-ok-load-1")))
+    def sent() -> tuple[list[str], int]:
+        deletes = [c[1][0] for c in ctx.fake.calls if c[0] == "delete_namespaced_pod"]
+        late = [c for c in ctx.fake.calls if c[0] == "create_namespaced_event"
+                and c[1][-1]["reason"] == "LateReportRejected"]
+        ctx.fake.calls.clear()
+        return deletes, len(late)
+
+    reconcile(ctx, run)
+    assert sent() == (["ok-load-1"], 1)
+    reconcile(ctx, run)
+    assert sent() == ([], 0)
 
 
 def test_a_snapshot_of_recorded_objects_is_what_the_core_needs() -> None:
