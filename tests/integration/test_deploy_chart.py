@@ -51,6 +51,7 @@ OPERATOR_RULES: dict[tuple[str, str], set[str]] = {
     ("runctl.dev", "storyruns/finalizers"): {"update"},
     ("runctl.dev", "stepruns/finalizers"): {"update"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "delete"},
+    ("apps", "replicasets"): {"delete"},
     ("", "services"): {"create"},
     ("", "pods"): {"get", "list", "watch", "create", "delete"},
     ("", "events"): {"create"},

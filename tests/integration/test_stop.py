@@ -107,6 +107,16 @@ def test_realtime_stop_tears_down_the_topology_and_ends_when_pods_are_gone(
     assert all(s["phase"] in STEP_TERMINAL for s in step_states(run).values())
     assert elapsed < 20, "the stop must finish within gracePeriodSeconds"
     assert not _live_pods(cluster, namespace, "live")
+    # Nothing started after the stop: every ReplicaSet of the run created exactly one pod (a
+    # ReplicaSet left standing while its pod was deleted would have made a replacement).
+    time.sleep(2)  # the ReplicaSet controller's events of a replacement would be posted by now
+    created = [e for e in items(cluster, namespace, "events")
+               if e["involvedObject"]["kind"] == "ReplicaSet"
+               and e["involvedObject"]["name"].startswith("live-")
+               and e["reason"] == "SuccessfulCreate"]
+    assert created
+    assert all(e.get("count", 1) == 1 for e in created), created
+    assert len({e["involvedObject"]["name"] for e in created}) == len(created), created
 
 
 def test_stale_running_steps_cannot_survive_steprun_deletion(

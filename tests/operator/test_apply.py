@@ -275,6 +275,23 @@ def test_a_late_success_of_a_lost_step_deletes_its_ended_pod_and_is_reported_onc
     assert sent() == ([], 0)
 
 
+def test_a_realtime_stop_deletes_the_deployment_then_its_replicaset_then_its_pods() -> None:
+    """Each wave lands before the next is sent: a ReplicaSet still there when its pod is
+    deleted would start a replacement after the stop."""
+    pod = load("pod-live-hub")
+    ctx = context(load("storyrun-live-canceled"), load("deployment-live-hub"), pod)
+    asyncio.run(applying._stop_workloads(ctx, "rec", "live", "hub", 30))
+    replicaset = next(o["name"] for o in pod["metadata"]["ownerReferences"]
+                      if o["kind"] == "ReplicaSet")
+    assert [(c[0], c[1][0]) for c in ctx.fake.calls] == [
+        ("delete_namespaced_deployment", "live-hub"),
+        ("delete_namespaced_replica_set", replicaset),
+        ("delete_namespaced_pod", pod["metadata"]["name"])]
+    ctx.fake.calls.clear()
+    asyncio.run(applying._stop_workloads(ctx, "rec", "live", "hub", 30))
+    assert ctx.fake.calls == []  # the Deployment and the pod are seen being deleted
+
+
 def test_a_snapshot_of_recorded_objects_is_what_the_core_needs() -> None:
     ctx = context(run := load("storyrun-ok-running"), load("steprun-ok-extract"),
                   load("steprun-ok-load"),

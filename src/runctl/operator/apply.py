@@ -287,31 +287,40 @@ async def _stop_workloads(ctx: Context, ns: str, run: str, step: str, grace: int
     """Delete the step's workloads (a Deployment, or a batch attempt's pod) and their pods,
     giving the pods `grace` seconds to exit.
 
-    The deletes are independent of each other and sent at once: a stop waits for the slowest,
-    not for their sum."""
+    A Deployment is stopped in three waves, each sent at once: the Deployment (so its controller
+    makes no new ReplicaSet), then the ReplicaSets that own the step's pods (so none replaces a
+    pod deleted under it: a replacement would start after the stop), then the pods."""
     key = (ns, run)
-    deletes: list[tuple[str, Mapping[str, Any], Awaitable[kube.Result]]] = []
-    for obj in ctx.cache.children("Deployment", key):
-        meta = obj["metadata"]
-        if meta.get("labels", {}).get(STEP_LABEL) != step or meta.get("deletionTimestamp"):
-            continue
-        deletes.append(("Deployment", obj, kube.call(
-            "delete", "deployments", ctx.apps.delete_namespaced_deployment, meta["name"], ns,
-            body=client.V1DeleteOptions(propagation_policy="Background",
-                                        grace_period_seconds=grace))))
-    for pod in ctx.cache.children("Pod", key):
-        meta = pod["metadata"]
-        labels = meta.get("labels", {})
-        if labels.get(STEP_LABEL) != step or meta.get("deletionTimestamp"):
-            continue
-        # A batch attempt's pod is the workload itself: deleted even once it ended, so the stop
-        # is seen under way (a late report is then reported once). A Deployment's ended pods
-        # go with their ReplicaSet.
-        ended = pod.get("status", {}).get("phase") in ("Succeeded", "Failed")
-        if ended and ATTEMPT_LABEL not in labels:
-            continue
-        deletes.append(("Pod", pod, kube.call("delete", "pods", ctx.core.delete_namespaced_pod,
-                                              meta["name"], ns, grace_period_seconds=grace)))
+    options = client.V1DeleteOptions(propagation_policy="Background", grace_period_seconds=grace)
+    deployments = [d for d in ctx.cache.children("Deployment", key) if _stoppable(d, step)]
+    await _delete_all(ctx, [("Deployment", d, kube.call(
+        "delete", "deployments", ctx.apps.delete_namespaced_deployment, d["metadata"]["name"],
+        ns, body=options)) for d in deployments])
+    pods = [p for p in ctx.cache.children("Pod", key) if _stoppable(p, step)]
+    owners = sorted({o["name"] for p in pods for o in p["metadata"].get("ownerReferences") or ()
+                     if o.get("kind") == "ReplicaSet"})
+    await asyncio.gather(*(kube.call(
+        "delete", "replicasets", ctx.apps.delete_namespaced_replica_set, name, ns, body=options)
+        for name in owners))
+    await _delete_all(ctx, [("Pod", p, kube.call(
+        "delete", "pods", ctx.core.delete_namespaced_pod, p["metadata"]["name"], ns,
+        grace_period_seconds=grace)) for p in pods])
+
+
+def _stoppable(obj: Mapping[str, Any], step: str) -> bool:
+    """A workload or pod of `step` that no delete has reached yet. A batch attempt's pod is the
+    workload itself: deleted even once it ended, so the stop is seen under way (a late report
+    is then reported once); a Deployment's ended pods go with their ReplicaSet."""
+    meta = obj["metadata"]
+    labels = meta.get("labels", {})
+    if labels.get(STEP_LABEL) != step or meta.get("deletionTimestamp"):
+        return False
+    ended = obj.get("status", {}).get("phase") in ("Succeeded", "Failed")
+    return not ended or ATTEMPT_LABEL in labels
+
+
+async def _delete_all(ctx: Context, deletes: list[tuple[str, Mapping[str, Any],
+                                                         Awaitable[kube.Result]]]) -> None:
     results = await asyncio.gather(*(call for _, _, call in deletes))
     for (kind, target, _), res in zip(deletes, results, strict=True):
         _deleting(ctx, kind, target, res)

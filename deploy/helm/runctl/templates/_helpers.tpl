@@ -58,8 +58,8 @@ What the operator does in a namespace it watches, verb by verb (and nothing else
 - writes StoryRun status only (never the spec, never deletes a StoryRun);
 - creates, patches (finalizers) and deletes StepRuns, and writes their status;
 - creates and deletes a batch attempt's pod or a realtime step's Deployment, creates its Service
-  (the StepRun owns each, so the garbage collector deletes them), deletes a Deployment's pods
-  when a stop must be forced;
+  (the StepRun owns each, so the garbage collector deletes them); a realtime stop also deletes
+  the Deployment's ReplicaSets and pods at once, so no replacement pod starts after it;
 - creates Events (kopf's own event posting is off);
 - `update` on the `finalizers` subresources only lets it set blockOwnerDeletion on the owner
   references of what it creates (enforced where OwnerReferencesPermissionEnforcement is on).
@@ -83,6 +83,9 @@ What the operator does in a namespace it watches, verb by verb (and nothing else
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, delete]
+- apiGroups: [apps]
+  resources: [replicasets]
+  verbs: [delete]
 - apiGroups: [""]
   resources: [services]
   verbs: [create]
