@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runctl.api.wire import RUN_LABEL
+from runctl.api.wire import RUN_LABEL, STEPRUN_UID_LABEL
 from runctl.timefmt import fmt_time
 
 TOMBSTONE_TTL = 3600.0
@@ -32,7 +32,8 @@ class _Kind:
     by_run: dict[RunKey, set[tuple[str, str]]] = field(default_factory=lambda: defaultdict(set))
     tombstones: dict[tuple[str, str], tuple[float, frozenset[str]]] = field(
         default_factory=dict)
-    """Deleted object -> (when the deletion was seen, the uids of its owners)."""
+    """Deleted object -> (when the deletion was seen, the uids of its owners, and of the StepRun
+    its label names)."""
 
 
 def run_key_of(body: Body) -> RunKey | None:
@@ -105,7 +106,8 @@ class ObjectCache:
         ident = (meta.get("namespace", ""), meta["name"])
         store = self._kinds[kind]
         store.objects.pop(ident, None)
-        owners = frozenset(o.get("uid", "") for o in meta.get("ownerReferences") or ())
+        owners = frozenset(o.get("uid", "") for o in meta.get("ownerReferences") or ()) | {
+            (meta.get("labels") or {}).get(STEPRUN_UID_LABEL, "")}
         store.tombstones[ident] = (time.monotonic(), owners)
         if run:
             store.by_run[run].discard(ident)

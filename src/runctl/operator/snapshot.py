@@ -28,10 +28,13 @@ Obj = Mapping[str, Any]
 
 
 def mine(workload: dict[str, Any] | None, steprun_uid: str) -> dict[str, Any] | None:
-    """The workload if it belongs to this StepRun (not to an earlier one of the same name)."""
+    """The workload if it belongs to this StepRun (not to an earlier one of the same name): it
+    names the StepRun as its owner, or carries its uid label (which outlives an owner
+    reference the garbage collector removed when the StepRun was deleted orphaning it)."""
     if workload is None:
         return None
-    return workload if owned_by(workload, steprun_uid) else None
+    labelled = workload["metadata"].get("labels", {}).get(STEPRUN_UID_LABEL) == steprun_uid
+    return workload if labelled or owned_by(workload, steprun_uid) else None
 
 
 _SPECS: PerGeneration[m.RunSpec] = PerGeneration()
