@@ -10,10 +10,18 @@ from typing import Any
 import pytest
 
 from runctl.api import wire
-from runctl.api.spec import RetryPolicy, ShutdownSpec
+from runctl.api.spec import FINALLY_TIMEOUT_SECONDS, RetryPolicy, ShutdownSpec
 from runctl.api.wire import merge_patch
 from runctl.machine import model as m
-from runctl.machine.phases import Mode, OnFailure, RunPhase, StepPhase, StopTrigger
+from runctl.machine.phases import (
+    FinallyPolicy,
+    Mode,
+    OnFailure,
+    RunPhase,
+    ShutdownMode,
+    StepPhase,
+    StopTrigger,
+)
 from tests.recorded import load, names
 
 UTC = dt.UTC
@@ -38,7 +46,9 @@ def test_a_recorded_spec_reads_whole_with_the_models_defaults() -> None:
                m.StepSpec("load", needs=("extract",),
                           retry=m.RetryPolicy(0, no_retry.backoff_seconds, ()))),
         mode=Mode.BATCH, on_failure=OnFailure.STOP,
-        grace_period_seconds=ShutdownSpec().grace_period_seconds)
+        grace_period_seconds=ShutdownSpec().grace_period_seconds,
+        shutdown_mode=ShutdownMode.CANCEL, shutdown_finally=FinallyPolicy.RUN,
+        finally_timeout_seconds=FINALLY_TIMEOUT_SECONDS)
 
 
 def test_a_retry_policy_reads_as_stored_and_its_defaults_as_the_models_say() -> None:

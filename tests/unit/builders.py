@@ -111,8 +111,10 @@ def running_run(run_spec: m.RunSpec, steps: dict[str, tuple[m.StepRunStatus | No
 def expect(before: m.Observed, phase: RunPhase, changes: dict[str, m.StepState] | None = None,
            *, reason: str | None = None, message: str | None = None, now: float = 0,
            duration: str | None = None, stop: m.StopState | None = None,
-           condition: m.Condition | None = None) -> m.RunStatus:
-    """The status `before` becomes: its entries with `changes`, the rest spelled out."""
+           condition: m.Condition | None = None, outcome: m.Outcome | None = None
+           ) -> m.RunStatus:
+    """The status `before` becomes: its entries with `changes`, the rest spelled out (a
+    terminal run with no outcome given records its end as its outcome)."""
     states = dict(before.status.step_states) | (changes or {})
     terminal = phase in {RunPhase.SUCCEEDED, RunPhase.FAILED, RunPhase.CANCELED,
                          RunPhase.TIMED_OUT}
@@ -129,4 +131,6 @@ def expect(before: m.Observed, phase: RunPhase, changes: dict[str, m.StepState] 
                        finished_at=at(now) if terminal else None, duration=duration,
                        step_states=m.step_states_from(states.items()), stop=stop,
                        conditions=(condition, *others), observed_generation=1,
-                       progress=f"{done}/{len(states)}")
+                       progress=f"{done}/{len(states)}",
+                       outcome=outcome or before.status.outcome or (
+                           m.Outcome(phase, reason, message, at(now)) if terminal else None))
