@@ -94,7 +94,8 @@ def running_run(run_spec: m.RunSpec, steps: dict[str, tuple[m.StepRunStatus | No
                 **kw: Any) -> m.Observed:
     """A run reconciled before: its recorded entries mirror the StepRuns given; every other
     step is a Pending entry (or as `extra` says)."""
-    entries: dict[str, m.StepState] = {s.name: pending() for s in run_spec.steps}
+    entries: dict[str, m.StepState] = {s.name: pending()
+                                       for s in (*run_spec.steps, *run_spec.finally_steps)}
     runs: dict[str, m.StepRunObservation] = {}
     for name, (status, attempt) in steps.items():
         if status is not None:

@@ -82,7 +82,8 @@ def references(expr: str) -> tuple[Ref, ...]:
     refs += [(m.start(), Ref(_key(m, 0))) for m in _PARAM.finditer(expr) if code(m)]
     refs += [(m.start(), Ref("phase", _key(m, 0), fact=True))
              for m in _PHASE.finditer(expr) if code(m)]
-    refs += [(m.start(), Ref(_key(m, 0), fact=True)) for m in _RUN.finditer(expr) if code(m)]
+    refs += [(m.start(), Ref(_key(m, 0), fact=True)) for m in _RUN.finditer(expr)
+             if code(m) and _key(m, 0) in RUN_FACTS]
     return tuple(ref for _, ref in sorted(refs, key=lambda r: r[0]))
 
 

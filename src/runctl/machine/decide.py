@@ -202,7 +202,7 @@ def _progress(observed: Observed, now: dt.datetime) -> Decision:
                 and now < grace_until)
     halting = stop is not None and not draining
     topology_over = _topology_over(observed)
-    ctx = StepContext(spec.mode, now, halting, deadline, topology_over)
+    ctx = StepContext(spec.mode, now, halting, deadline, topology_over, draining)
     clock = Clock(now, deadline, grace_until)
     p = plan(observed, _tracks(observed, ctx), clock, topology_over)
     if p.phase not in RUN_TERMINAL:
