@@ -29,7 +29,7 @@ def test_facts_are_references(text: str, refs: tuple[Ref, ...]) -> None:
 
 
 def test_an_unknown_fact_is_malformed() -> None:
-    with pytest.raises(Malformed, match="run.outcome"):
+    with pytest.raises(Malformed, match=r"run\.outcome"):
         references.find("${{ run.status }}")
 
 

@@ -212,22 +212,41 @@ _MUTUAL = f"has(s.needs) && self.exists(t, {_NEEDS_BACK})"
 _MUTUAL_STEPS = (f"self.map(s, {_MUTUAL}, s.name + ' needs ' + "
                  f"self.map(t, {_NEEDS_BACK}, t.name)[0] + ' which needs ' + s.name)")
 
-STEPS_RULES: list[Rule] = [
-    _rule(f"!self.exists(s, {_UNKNOWN})",
-          "spec.steps: needs must name steps of this run",
-          message_expression=(
-              "'spec.steps: needs must name steps of this run, but ' + "
-              f"{_UNKNOWN_STEPS}[0] + ', which is not a step of this run'"),
-          reason="FieldValueInvalid"),
-    _rule(f"!self.exists(s, {_MUTUAL})",
-          "spec.steps: needs must form a DAG; two steps need each other",
-          message_expression=(
-              "'spec.steps: needs must form a DAG, but step ' + "
-              f"{_MUTUAL_STEPS}[0] + ' (a cycle)'"),
-          reason="FieldValueInvalid"),
-]
-"""On StoryRun spec.steps. Uniqueness by name is the list-map's own check; a cycle of two steps
-is cheap to state, longer ones are left to the admission webhook."""
+def steps_rules(field: str = "spec.steps", what: str = "steps of this run",
+                one: str = "a step of this run") -> list[Rule]:
+    """On a list of steps (`field`): needs name `what` (the list's own steps) and no two of
+    them need each other. Uniqueness by name is the list-map's own check; a cycle of two steps
+    is cheap to state, longer ones are left to the admission webhook."""
+    return [
+        _rule(f"!self.exists(s, {_UNKNOWN})",
+              f"{field}: needs must name {what}",
+              message_expression=(
+                  f"'{field}: needs must name {what}, but ' + "
+                  f"{_UNKNOWN_STEPS}[0] + ', which is not {one}'"),
+              reason="FieldValueInvalid"),
+        _rule(f"!self.exists(s, {_MUTUAL})",
+              f"{field}: needs must form a DAG; two steps need each other",
+              message_expression=(
+                  f"'{field}: needs must form a DAG, but step ' + "
+                  f"{_MUTUAL_STEPS}[0] + ' (a cycle)'"),
+              reason="FieldValueInvalid"),
+    ]
+
+
+STEPS_RULES = steps_rules()
+"""On StoryRun spec.steps."""
+
+FINALLY_RULES = steps_rules("spec.finally", "finally steps (never a step of spec.steps)",
+                            "a finally step")
+"""On spec.finally: a finally step needs only finally steps."""
+
+BOTH_LISTS = _rule(
+    "!has(self.finally) || !has(self.steps) || "
+    "!self.finally.exists(f, self.steps.exists(s, s.name == f.name))",
+    "spec.finally: a step name is unique across steps and finally",
+    field_path=".finally", reason="FieldValueInvalid")
+"""On a spec with both lists (a StoryRun's or a Story's). No messageExpression naming the step:
+the API server prices one over both lists far past its budget (the webhook names it)."""
 
 
 def _text(has: str, expr: str) -> str:
@@ -307,18 +326,18 @@ STEP_RUN_SPEC_RULES: list[Rule] = [
           reason="FieldValueForbidden"),
 ]
 
-def _recorded(field: str) -> Rule:
+def _recorded(field: str, what: str = "the run's record of what it executes") -> Rule:
     return _rule(f"!has(oldSelf.{field}) || (has(self.{field}) && self.{field} == "
                  f"oldSelf.{field})",
-                 f"status.{field} is the run's record of what it executes: once set it never "
-                 "changes", field_path=f".{field}", reason="FieldValueForbidden")
+                 f"status.{field} is {what}: once set it never changes",
+                 field_path=f".{field}", reason="FieldValueForbidden")
 
 
 STORY_RUN_STATUS_RULES: list[Rule] = [
     phase_transition("StoryRun", RUN_TRANSITIONS, RUN_TERMINAL_CEL),
     _recorded("story"),
     _recorded("resolved"),
-    _recorded("outcome"),
+    _recorded("outcome", "what the main steps ended as"),
     terminal_fields("StoryRun", RUN_TERMINAL_CEL, ["reason", "message", "finishedAt"]),
     TERMINAL_STEP_STATES,
 ]

@@ -253,7 +253,7 @@ _FINALLY_DESCRIPTION = (
 
 
 def _finally() -> Any:
-    extra = rules.schema_extra([*rules.STEPS_RULES, rules.run_text_rule(
+    extra = rules.schema_extra([*rules.FINALLY_RULES, rules.run_text_rule(
         MAX_FINALLY_TEXT, "spec.finally")], **{"x-kubernetes-list-type": "map",
                                                "x-kubernetes-list-map-keys": ["name"]})
     return Field(default=None, alias="finally", max_length=MAX_FINALLY,
@@ -334,6 +334,8 @@ class ParamSpec(ApiModel):
 class StorySpec(RunShape):
     """A reusable run definition: typed params and the steps a run of it executes."""
 
+    model_config = ConfigDict(json_schema_extra=rules.schema_extra([rules.BOTH_LISTS]))
+
     params: list[ParamSpec] | None = Field(
         default=None, max_length=MAX_PARAMS,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
@@ -406,4 +408,5 @@ def _spec_rules(schema: dict[str, Any], cls: type[ApiModel]) -> None:
     fields.insert(fields.index("transport"), "shutdown.gracePeriodSeconds")
     defaults = {"mode": f"'{Mode.BATCH.value}'", "onFailure": f"'{OnFailure.STOP.value}'",
                 "shutdown.gracePeriodSeconds": str(ShutdownSpec().grace_period_seconds)}
-    schema.update(rules.schema_extra(rules.story_run_spec_rules(fields, defaults)))
+    schema.update(rules.schema_extra([*rules.story_run_spec_rules(fields, defaults),
+                                      rules.BOTH_LISTS]))
