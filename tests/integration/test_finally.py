@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +29,8 @@ from tests.support import (
 )
 
 pytestmark = pytest.mark.integration
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "finally.yaml"
 
 # Runs only when the main steps failed; says which, and how each step ended.
 NOTIFY = step("notify", when="run.outcome == 'Failed'",
@@ -238,3 +241,15 @@ def test_a_realtime_stop_is_as_fast_with_a_finally_step(
     assert step_run_spec(cluster, namespace, "call", "upload")["mode"] == "batch"
     assert not items(cluster, namespace, "deployments",
                      "runctl.dev/storyrun=call,runctl.dev/step=upload")
+
+
+def test_the_finally_example_runs_as_its_comment_says(
+        cluster: ControlPlane, operator: OperatorProcess, namespace: str) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
+    run = wait_terminal(cluster, namespace, "nightly-lock")
+    assert (run["status"]["phase"], run["status"]["reason"]) == ("Failed", "StepFailed")
+    assert phases(run)["notify"] == ("Succeeded", "Completed")
+    assert phases(run)["unlock"] == ("Succeeded", "Completed")
+    args = step_run_spec(cluster, namespace, "nightly-lock", "notify")["args"]
+    assert args == ["--channel", "data-oncall", "--failed", '["load"]', "--reason", "StepFailed",
+                    "--load", "Failed"]

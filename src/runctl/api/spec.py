@@ -362,8 +362,10 @@ class StoryRunSpec(RunShape):
     cancel_requested: bool = Field(
         default=False,
         description="Set to true to stop the run: pending steps are canceled, running ones "
-                    "get shutdown.gracePeriodSeconds to end. It can only go from false to "
-                    "true, never back. Default false.")
+                    "are stopped (shutdown.mode Cancel) or left to finish (Drain) within "
+                    "shutdown.gracePeriodSeconds; finally steps then run unless "
+                    "shutdown.finally is Skip. It can only go from false to true, never back. "
+                    "Default false.")
     steps: list[StepSpec] | None = _steps(required=False)
     finally_: list[StepSpec] | None = _finally()
     story_ref: StoryRef | None = Field(
