@@ -15,6 +15,7 @@ import pytest
 from runctl.devcluster import ControlPlane
 from runctl.timefmt import parse_time
 from tests.conftest import OperatorProcess
+from tests.integration.test_cli import runctl
 from tests.support import (
     STEP_TERMINAL,
     apply,
@@ -159,7 +160,9 @@ def test_a_drain_stop_lets_the_running_step_finish_and_starts_nothing(
         "drain", [step("load", duration="6s"), step("publish", "load")], [step("clean")],
         shutdown={"gracePeriodSeconds": 60}))
     wait_step(cluster, namespace, "drain", "load", "Running")
-    patch(cluster, namespace, "drain", {"cancelRequested": True, "shutdown": {"mode": "Drain"}})
+    stopped = runctl(cluster, "stop", "drain", "-n", namespace, "--drain")
+    assert stopped.returncode == 0, stopped
+    assert get_run(cluster, namespace, "drain")["spec"]["shutdown"]["mode"] == "Drain"
     run = wait_terminal(cluster, namespace, "drain")
     assert run["status"]["phase"] == "Canceled"
     assert run["status"]["stop"]["trigger"] == "AllStepsTerminal"
@@ -181,7 +184,8 @@ def test_a_stop_during_finally_stops_them_only_when_skipped(
     table = cluster.kubectl("get", "sr", "keep", "-n", namespace).stdout
     assert "RunningFinally" in table, table
     patch(cluster, namespace, "keep", {"cancelRequested": True})
-    patch(cluster, namespace, "cut", {"cancelRequested": True, "shutdown": {"finally": "Skip"}})
+    cut_off = runctl(cluster, "stop", "cut", "-n", namespace, "--skip-finally")
+    assert cut_off.returncode == 0, cut_off
 
     kept = wait_terminal(cluster, namespace, "keep")
     assert (kept["status"]["phase"], kept["status"]["reason"]) == ("Succeeded", "Completed")
