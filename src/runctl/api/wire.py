@@ -271,9 +271,11 @@ def parse_run_status(status: Mapping[str, Any] | None) -> m.RunStatus:
 
 
 def _outcome(d: Mapping[str, Any] | None) -> m.Outcome | None:
-    when = parse_time((d or {}).get("decidedAt"))
-    if not d or when is None:
+    """The outcome as recorded; the core always writes decidedAt with it."""
+    if not d:
         return None
+    when = parse_time(d["decidedAt"])
+    assert when is not None
     return m.Outcome(RunPhase(d["phase"]), d.get("reason"), d.get("message"), when)
 
 

@@ -71,7 +71,7 @@ _INLINE: PerGeneration[Definition] = PerGeneration()
 def definition(cache: ObjectCache, run: Obj, now: dt.datetime) -> Definition:
     d = _definition(cache, run, now)
     outcome = (run.get("status") or {}).get("outcome")
-    if outcome is None or (d.spec is None and wire.story_ref(run["spec"]) is not None):
+    if outcome is None:
         return d
     return replace(d, facts=facts(d.main(run), outcome,
                                   wire.parse_run_status(run.get("status"))))
