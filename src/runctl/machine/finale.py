@@ -13,6 +13,7 @@ import datetime as dt
 from dataclasses import replace
 
 from runctl.machine import dag
+from runctl.machine.failures import MAX_MESSAGE
 from runctl.machine.model import Observed, Outcome
 from runctl.machine.phases import Mode, Reason, RunPhase, StopTrigger, Waiting
 from runctl.machine.plan import (
@@ -54,13 +55,13 @@ def plan_finally(observed: Observed, main: Tracks, finals: Tracks, clock: Clock,
 def _running(finals: Tracks, tracks: Tracks, outcome: Outcome) -> str:
     going = sum(1 for name in finals if not tracks[name].terminal)
     return (f"running finally steps ({going} of {len(finals)} not done); the main steps "
-            f"ended {outcome.phase} ({outcome.reason}): {outcome.message}")
+            f"ended {outcome.phase} ({outcome.reason}): {outcome.message}")[:MAX_MESSAGE]
 
 
 def _verdict(tracks: Tracks, finals: Tracks, outcome: Outcome, skip: bool,
              trigger: StopTrigger | None) -> Plan:
-    """Every finally step is terminal: the run ends as its outcome says, but a failed finally
-    step fails an outcome of Succeeded, and so does a stop that skipped them cancel it."""
+    """Every finally step is terminal: the run ends as its outcome says, except an outcome of
+    Succeeded, which a stop that skipped them turns Canceled and a failed one Failed."""
     failed = first_failure({name: tracks[name] for name in finals})
     phase, reason, message = outcome.phase, outcome.reason, outcome.message
     if outcome.phase is RunPhase.SUCCEEDED and skip:
@@ -69,7 +70,7 @@ def _verdict(tracks: Tracks, finals: Tracks, outcome: Outcome, skip: bool,
     elif outcome.phase is RunPhase.SUCCEEDED and failed is not None:
         phase, reason = RunPhase.FAILED, Reason.FINALLY_FAILED
         message = (f"finally step {failed.name} ended {failed.state.phase} "
-                   f"({failed.state.reason}): {failed.state.message}")
+                   f"({failed.state.reason}): {failed.state.message}")[:MAX_MESSAGE]
     return Plan(tracks, phase, reason, message, trigger or StopTrigger.ALL_STEPS_TERMINAL)
 
 
