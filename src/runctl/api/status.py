@@ -57,7 +57,10 @@ class StopState(ApiModel):
     observed_at: Timestamp | None = Field(
         default=None, description="When the operator observed the request (RFC 3339).")
     completed_at: Timestamp | None = Field(
-        default=None, description="When the stop completed: no work left running (RFC 3339).")
+        default=None,
+        description="When the stop completed: no main step (or realtime workload) left "
+                    "running; finally steps do not delay it. A stop that arrives while finally "
+                    "steps run completes when the run ends (RFC 3339).")
     trigger: StopTrigger | None = Field(
         default=None,
         description="What completed the stop: AllStepsTerminal, TopologyTerminated (the "
