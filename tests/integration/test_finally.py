@@ -257,3 +257,30 @@ def test_the_finally_example_runs_as_its_comment_says(
     args = step_run_spec(cluster, namespace, "nightly-lock", "notify")["args"]
     assert args == ["--channel", "data-oncall", "--failed", '["load"]', "--reason", "StepFailed",
                     "--load", "Failed"]
+
+
+def test_a_story_s_finally_steps_run_from_the_record_and_a_run_skips_them_on_stop(
+        cluster: ControlPlane, operator: OperatorProcess, namespace: str) -> None:
+    apply(cluster, namespace, {
+        "apiVersion": "runctl.dev/v1alpha1", "kind": "Story", "metadata": {"name": "nightly"},
+        "spec": {"params": [{"name": "channel", "type": "string", "default": "oncall"}],
+                 "steps": [step("load", duration="5s", exit_code=1)],
+                 "finally": [step("notify", when="size(run.failures) > 0",
+                                  args=["${{ params.channel }}", "${{ run.failures }}"])]}})
+    apply(cluster, namespace, {
+        "apiVersion": "runctl.dev/v1alpha1", "kind": "StoryRun", "metadata": {"name": "n1"},
+        "spec": {"storyRef": {"name": "nightly"}, "params": {"channel": "data"}}})
+    run = wait_terminal(cluster, namespace, "n1")
+    assert [s["name"] for s in run["status"]["resolved"]["spec"]["finally"]] == ["notify"]
+    assert (run["status"]["phase"], run["status"]["reason"]) == ("Failed", "StepFailed")
+    assert phases(run)["notify"] == ("Succeeded", "Completed")
+    assert step_run_spec(cluster, namespace, "n1", "notify")["args"] == ["data", '["load"]']
+    # A run of the Story chooses, in its stop, to skip them.
+    apply(cluster, namespace, {
+        "apiVersion": "runctl.dev/v1alpha1", "kind": "StoryRun", "metadata": {"name": "n2"},
+        "spec": {"storyRef": {"name": "nightly"}}})
+    wait_step(cluster, namespace, "n2", "load", "Running")
+    patch(cluster, namespace, "n2", {"cancelRequested": True, "shutdown": {"finally": "Skip"}})
+    skipped = wait_terminal(cluster, namespace, "n2")
+    assert skipped["status"]["phase"] == "Canceled"
+    assert phases(skipped)["notify"] == ("Canceled", "StoppedBeforeStart")
