@@ -396,7 +396,7 @@ def test_realtime_finally_is_a_job() -> None:
     assert CreateStepRun("clean", "r-clean", at(65)) in d.actions
     clean = next(x for x in d.actions
                  if isinstance(x, WriteStepRunStatus) and x.step == "clean")
-    assert clean.status.workload == m.WorkloadRef("Job", "r-clean-1")
+    assert clean.status.workload == m.WorkloadRef("Pod", "r-clean-1")
     assert d.status.outcome is not None
     assert d.status.outcome.reason == Reason.TOPOLOGY_TERMINATED
 
