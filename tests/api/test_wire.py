@@ -10,10 +10,18 @@ from typing import Any
 import pytest
 
 from runctl.api import wire
-from runctl.api.spec import RetryPolicy, ShutdownSpec
+from runctl.api.spec import FINALLY_TIMEOUT_SECONDS, RetryPolicy, ShutdownSpec
 from runctl.api.wire import merge_patch
 from runctl.machine import model as m
-from runctl.machine.phases import Mode, OnFailure, RunPhase, StepPhase, StopTrigger
+from runctl.machine.phases import (
+    FinallyPolicy,
+    Mode,
+    OnFailure,
+    RunPhase,
+    ShutdownMode,
+    StepPhase,
+    StopTrigger,
+)
 from runctl.timefmt import parse_time
 from tests.recorded import load, names
 
@@ -39,7 +47,9 @@ def test_a_recorded_spec_reads_whole_with_the_models_defaults() -> None:
                m.StepSpec("load", needs=("extract",),
                           retry=m.RetryPolicy(0, no_retry.backoff_seconds, ()))),
         mode=Mode.BATCH, on_failure=OnFailure.STOP,
-        grace_period_seconds=ShutdownSpec().grace_period_seconds)
+        grace_period_seconds=ShutdownSpec().grace_period_seconds,
+        shutdown_mode=ShutdownMode.CANCEL, shutdown_finally=FinallyPolicy.RUN,
+        finally_timeout_seconds=FINALLY_TIMEOUT_SECONDS)
 
 
 def test_a_retry_policy_reads_as_stored_and_its_defaults_as_the_models_say() -> None:
@@ -135,3 +145,34 @@ def test_applying_the_patch_gives_the_new_value() -> None:
     old = {"a": 1, "b": {"c": 2, "d": 3}, "e": [1], "f": "x"}
     new = {"a": 1, "b": {"c": 4}, "e": [1, 2], "g": {"h": 5}}
     assert apply(old, merge_patch(old, new)) == new
+
+
+def test_an_outcome_round_trips() -> None:
+    outcome = m.Outcome(RunPhase.FAILED, "StepFailed", "exit 1",
+                        dt.datetime(2026, 11, 22, 12, 0, 5, tzinfo=dt.UTC))
+    status = m.RunStatus(phase=RunPhase.RUNNING, reason="RunningFinally", outcome=outcome)
+    stored = wire.run_status(status)
+    assert stored["outcome"] == {"phase": "Failed", "reason": "StepFailed", "message": "exit 1",
+                                 "decidedAt": "2026-11-22T12:00:05Z"}
+    assert wire.parse_run_status(stored).outcome == outcome
+
+
+STORY_SPEC: dict[str, Any] = {
+    "steps": [{"name": "load", "image": "x"}],
+    "finally": [{"name": "clean", "image": "x"}],
+    "finallyTimeoutSeconds": 90, "shutdown": {"mode": "Drain"},
+}
+
+
+@pytest.mark.parametrize(("run_shutdown", "mode", "policy"), [
+    pytest.param({}, ShutdownMode.DRAIN, FinallyPolicy.RUN, id="the-story-s"),
+    pytest.param({"mode": "Cancel", "finally": "Skip"}, ShutdownMode.CANCEL, FinallyPolicy.SKIP,
+                 id="the-run-s-over-the-story-s"),
+])
+def test_a_run_of_a_story_chooses_how_its_stop_acts(run_shutdown: dict[str, Any],
+                                                    mode: ShutdownMode,
+                                                    policy: FinallyPolicy) -> None:
+    spec = wire.run_spec({"storyRef": {"name": "s"}, "shutdown": run_shutdown}, STORY_SPEC)
+    assert (spec.shutdown_mode, spec.shutdown_finally) == (mode, policy)
+    assert [s.name for s in spec.finally_steps] == ["clean"]
+    assert spec.finally_timeout_seconds == 90

@@ -57,3 +57,22 @@ def test_inline_steps_are_checked_as_a_story_s() -> None:
     got = texts(run_problems(spec, "ns", seen))
     assert 'spec.steps[1].args[0]: unknown param "p"' in got
     assert any("cycle" in t for t in got)
+
+
+def test_bad_finally_steps_are_refused_naming_the_field() -> None:
+    bad = {"steps": [{"name": "a", "image": "x", "when": "run.outcome == 'Failed'"}],
+           "finally": [{"name": "a", "image": "x"},
+                       {"name": "b", "image": "x", "needs": ["c"]},
+                       {"name": "c", "image": "x", "needs": ["b"]},
+                       {"name": "d", "image": "x", "needs": ["a"]}]}
+    assert texts(run_problems(bad, "ns", seen)) == [
+        "spec.steps[0].when: unknown variable run (use params.NAME or "
+        "steps.STEP.outputs.NAME) (run only in a finally step)",
+        'spec.finally[0].name: duplicate step "a" (also spec.steps[0])',
+        'spec.finally[3].needs: a finally step cannot need main step "a": finally steps '
+        "start once every main step is terminal",
+    ]
+    cycle = {"steps": [{"name": "a", "image": "x"}],
+             "finally": [{"name": "b", "image": "x", "needs": ["c"]},
+                         {"name": "c", "image": "x", "needs": ["b"]}]}
+    assert texts(story_problems(cycle)) == ["spec.finally: cycle b -> c -> b"]

@@ -94,7 +94,8 @@ def running_run(run_spec: m.RunSpec, steps: dict[str, tuple[m.StepRunStatus | No
                 **kw: Any) -> m.Observed:
     """A run reconciled before: its recorded entries mirror the StepRuns given; every other
     step is a Pending entry (or as `extra` says)."""
-    entries: dict[str, m.StepState] = {s.name: pending() for s in run_spec.steps}
+    entries: dict[str, m.StepState] = {s.name: pending()
+                                       for s in (*run_spec.steps, *run_spec.finally_steps)}
     runs: dict[str, m.StepRunObservation] = {}
     for name, (status, attempt) in steps.items():
         if status is not None:
@@ -111,8 +112,10 @@ def running_run(run_spec: m.RunSpec, steps: dict[str, tuple[m.StepRunStatus | No
 def expect(before: m.Observed, phase: RunPhase, changes: dict[str, m.StepState] | None = None,
            *, reason: str | None = None, message: str | None = None, now: float = 0,
            duration: str | None = None, stop: m.StopState | None = None,
-           condition: m.Condition | None = None) -> m.RunStatus:
-    """The status `before` becomes: its entries with `changes`, the rest spelled out."""
+           condition: m.Condition | None = None, outcome: m.Outcome | None = None
+           ) -> m.RunStatus:
+    """The status `before` becomes: its entries with `changes`, the rest spelled out (a
+    terminal run with no outcome given records its end as its outcome)."""
     states = dict(before.status.step_states) | (changes or {})
     terminal = phase in {RunPhase.SUCCEEDED, RunPhase.FAILED, RunPhase.CANCELED,
                          RunPhase.TIMED_OUT}
@@ -129,4 +132,6 @@ def expect(before: m.Observed, phase: RunPhase, changes: dict[str, m.StepState] 
                        finished_at=at(now) if terminal else None, duration=duration,
                        step_states=m.step_states_from(states.items()), stop=stop,
                        conditions=(condition, *others), observed_generation=1,
-                       progress=f"{done}/{len(states)}")
+                       progress=f"{done}/{len(states)}",
+                       outcome=outcome or before.status.outcome or (
+                           m.Outcome(phase, reason, message, at(now)) if terminal else None))

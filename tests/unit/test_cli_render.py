@@ -104,3 +104,16 @@ def test_age_uses_kubectls_units(seconds: int, shown: str) -> None:
     now = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
     created = (now - dt.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert age(created, now) == shown
+
+
+def test_finally_steps_are_drawn_after_the_main_steps_and_marked() -> None:
+    data = recorded("diamond-succeeded")
+    spec = data["storyrun"]["spec"]
+    spec["finally"] = [{"name": "notify", "image": "x"},
+                       {"name": "unlock", "image": "x", "needs": ["notify"]}]
+    view = run_view(data["storyrun"], data["stepruns"], parse_time(data["now"]))
+    main = [s["name"] for s in spec["steps"]]
+    assert [s.name for s in view.steps[:len(main)]] == [s.name for s in view_of(
+        "diamond-succeeded").steps]
+    assert [(s.branch, s.name, s.phase) for s in view.steps[len(main):]] == [
+        ("finally: ", "notify", "Pending"), ("         └─ ", "unlock", "Pending")]

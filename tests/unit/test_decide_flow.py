@@ -177,8 +177,8 @@ def output_of_a_skipped_step() -> tuple[m.Observed, dt.datetime, Decision]:
     skipped = _skipped(Reason.CONDITION_FALSE, "no", 1)
     before = running_run(run, {}, extra={"count": skipped})
     load = _skipped(Reason.UPSTREAM_OUTPUT_MISSING,
-                    "reads steps.count.outputs.rows, which was never made (its step was "
-                    "skipped) and has no default", 9)
+                    "reads steps.count.outputs.rows, which was never made (its step did not "
+                    "succeed) and has no default", 9)
     status = expect(before, RunPhase.RUNNING, {"load": load})
     # `last` needs a step skipped for a missing output: not a failure, so it runs.
     c = created("last", 9)

@@ -22,10 +22,12 @@ from runctl.machine.phases import (
     STEP_FAILURES,
     STEP_TERMINAL,
     FailureClass,
+    FinallyPolicy,
     Mode,
     OnFailure,
     Reason,
     RunPhase,
+    ShutdownMode,
     StepPhase,
 )
 from tests.unit.builders import spec as spec_of
@@ -61,6 +63,26 @@ def steps(draw: st.DrawFn, max_steps: int = 30) -> tuple[m.StepSpec, ...]:
 
 
 @st.composite
+def finally_steps(draw: st.DrawFn, main: tuple[m.StepSpec, ...], realtime: bool
+                  ) -> tuple[m.StepSpec, ...]:
+    """0 to 4 finally steps: each may need finally steps made before it, read outputs of main
+    steps (never needing them), read the run's facts and have a condition."""
+    out = []
+    for i in range(draw(st.integers(0, 4))):
+        needs = draw(st.sets(st.integers(0, i - 1), max_size=2)) if i else set()
+        reads = [] if realtime else draw(st.lists(st.sampled_from(main), max_size=2))
+        out.append(m.StepSpec(
+            name=f"f{i}", needs=tuple(f"f{j}" for j in sorted(needs)),
+            consumes=tuple(sorted({(p.name, "o0") for p in reads})),
+            conditional=draw(st.integers(0, 3)) == 0,
+            reads_facts=draw(st.booleans()),
+            timeout_seconds=draw(rarely(st.integers(5, 400))),
+            retry=m.RetryPolicy(limit=draw(st.integers(0, 2)), backoff_seconds=draw(
+                st.integers(0, 30)), transient_exit_codes=(75,))))
+    return tuple(draw(st.permutations(out)))
+
+
+@st.composite
 def run_specs(draw: st.DrawFn) -> m.RunSpec:
     mode = draw(st.sampled_from(Mode))
     drawn = draw(steps())
@@ -70,11 +92,15 @@ def run_specs(draw: st.DrawFn) -> m.RunSpec:
         drawn = tuple(replace(s, outputs=(), consumes=(), conditional=False) for s in drawn)
     return m.RunSpec(
         steps=drawn,
+        finally_steps=draw(finally_steps(drawn, mode is Mode.REALTIME)),
         mode=mode,
         on_failure=draw(st.sampled_from(OnFailure)),
         timeout_seconds=draw(rarely(st.integers(50, 2000))),
+        finally_timeout_seconds=draw(st.integers(30, 900)),
         cancel_requested=draw(st.sampled_from((False,) * 9 + (True,))),
         grace_period_seconds=draw(st.integers(0, 60)),
+        shutdown_mode=draw(st.sampled_from(ShutdownMode)),
+        shutdown_finally=draw(st.sampled_from((FinallyPolicy.RUN,) * 3 + (FinallyPolicy.SKIP,))),
         drain_timeout_seconds=draw(st.none() | st.integers(0, 600)),
         ttl_seconds_after_finished=draw(st.none() | st.integers(0, 100)),
     )
@@ -102,22 +128,70 @@ def _no_live_pod_left(observed: m.Observed) -> bool:
 
 
 def _first_failure(status: m.RunStatus, spec: m.RunSpec) -> m.StepState:
+    """The first failed main step (finally steps never give the run their words but as
+    FinallyFailed)."""
     order = {s.name: i for i, s in enumerate(spec.steps)}
     failed = [(s.finished_at, order[n], s) for n, s in status.step_states
-              if s.phase in STEP_FAILURES]
+              if s.phase in STEP_FAILURES and n in order]
     return min(failed, key=lambda f: (f[0], f[1]))[2]
+
+
+def _spec_of(spec: m.RunSpec, step: str) -> m.StepSpec:
+    return next(s for s in (*spec.steps, *spec.finally_steps) if s.name == step)
+
+
+def check_finally(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
+    """Finally steps start at most once each, never before every main step is terminal (and
+    the outcome recorded), never after a stop that skips them; the outcome, once recorded,
+    never changes; the run's end follows from it."""
+    spec, old, new = observed.spec, observed.status, d.status
+    finals = {s.name for s in spec.finally_steps}
+    entries = dict(new.step_states)
+    if old.outcome is not None:
+        assert new.outcome == old.outcome, "F: the outcome changed"
+    if new.outcome is not None:
+        assert all(entries[s.name].phase in STEP_TERMINAL for s in spec.steps), \
+            "F: an outcome with a main step going"
+    for a in d.actions:
+        if not isinstance(a, act.CreateStepRun | act.StartAttempt) or a.step not in finals:
+            continue
+        assert new.outcome is not None, f"F: {a.step} started before the main steps ended"
+        if isinstance(a, act.CreateStepRun):
+            assert m.lookup(observed.step_runs, a.step) is None, f"F: {a.step} started twice"
+        skip = spec.shutdown_finally is FinallyPolicy.SKIP and _stop_seen(observed)
+        assert not skip, f"F: {a.step} started after a stop that skips finally steps"
+    if new.phase in RUN_TERMINAL and new.outcome is not None and old.phase not in RUN_TERMINAL:
+        o = new.outcome
+        if new.reason == Reason.FINALLY_FAILED:
+            assert o.phase is RunPhase.SUCCEEDED, "F: FinallyFailed on a failed outcome"
+            assert any(entries[n].phase in STEP_FAILURES for n in finals), "F: FinallyFailed"
+        elif o.phase is RunPhase.SUCCEEDED and new.phase is RunPhase.CANCELED:
+            assert spec.shutdown_finally is FinallyPolicy.SKIP, "F: Succeeded became Canceled"
+        else:
+            assert (new.phase, new.reason, new.message) == (o.phase, o.reason, o.message), \
+                "F: the run did not end with its outcome"
+    # Drain: running main steps are not stopped before the grace period's end.
+    stop = old.stop
+    if (spec.shutdown_mode is ShutdownMode.DRAIN and stop is not None
+            and stop.observed_at is not None and old.outcome is None
+            and now < stop.observed_at + dt.timedelta(seconds=spec.grace_period_seconds)):
+        for a in d.actions:
+            if isinstance(a, act.StopWorkload) and a.step not in finals:
+                assert entries[a.step].phase in STEP_TERMINAL, f"Drain: {a.step} stopped"
 
 
 def check(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
     spec, old, new = observed.spec, observed.status, d.status
     names = [s.name for s in spec.steps]
-    kinds = {type(a) for a in d.actions}
+    finals = {s.name for s in spec.finally_steps}
+    kinds = {type(a) for a in d.actions if getattr(a, "step", None) not in finals}
     entries = dict(new.step_states)
     old_entries = dict(old.step_states)
+    check_finally(observed, d, now)
 
-    # 1: a terminal run has a terminal entry for every step.
+    # 1: a terminal run has a terminal entry for every step, finally steps included.
     if new.phase in RUN_TERMINAL:
-        assert sorted(entries) == sorted(names), "G1: an entry per step"
+        assert sorted(entries) == sorted([*names, *finals]), "G1: an entry per step"
         assert all(s.phase in STEP_TERMINAL for s in entries.values()), "G1: terminal entries"
     # A finalizer goes only once the recorded status holds the step's final state.
     for a in d.actions:
@@ -131,7 +205,8 @@ def check(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
         if state.phase in STEP_TERMINAL:
             assert entries[step] == state, f"G2: terminal entry {step} changed"
 
-    # 3: after a stop is observed nothing starts; steps not started are canceled before start.
+    # 3: after a stop is observed no main step starts; main steps not started are canceled
+    # before start (finally steps: `check_finally`).
     if _stop_seen(observed) and old.phase not in RUN_TERMINAL:
         assert not kinds & {act.CreateStepRun, act.StartAttempt}, "G3: a start after the stop"
         assert new.phase in {RunPhase.STOPPING, *RUN_TERMINAL}, "G3: not Stopping"
@@ -154,17 +229,21 @@ def check(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
     drain = 7200 if spec.drain_timeout_seconds is None else None
     other = replace(observed, spec=replace(spec, drain_timeout_seconds=drain))
     assert decide(other, now) == d, "G4: the drain timeout changed a decision"
-    if spec.mode is Mode.REALTIME and _stop_seen(observed) and old.stop is not None:
+    if (spec.mode is Mode.REALTIME and _stop_seen(observed) and old.stop is not None
+            and old.outcome is None):
         assert old.stop.observed_at is not None
         grace_end = old.stop.observed_at + dt.timedelta(seconds=spec.grace_period_seconds)
         if now >= grace_end or observed.topology_terminated or _no_live_pod_left(observed):
-            assert new.phase in RUN_TERMINAL, "G4: a realtime stop outlived its bound"
+            # Finally steps may still run, but the stop is complete: they never delay it.
+            assert new.stop is not None
+            assert new.stop.completed_at is not None, "G4: a realtime stop outlived its bound"
+            assert new.outcome is not None, "G4: the main steps outlived the stop's bound"
 
     # 5: continue keeps independent branches; skips only below a failure; the run's words are
     # its first failure's.
     for step, state in entries.items():
         if state.reason == Reason.UPSTREAM_FAILED and old_entries.get(step) != state:
-            needs = next(s.needs for s in spec.steps if s.name == step)
+            needs = _spec_of(spec, step).needs
             assert any(entries[n].phase in (*STEP_FAILURES, StepPhase.SKIPPED)
                        or (spec.mode is Mode.REALTIME and entries[n].phase in STEP_TERMINAL)
                        for n in needs), f"G5: {step} skipped with no failed need"
@@ -173,7 +252,7 @@ def check(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
         assert not any(s.phase is StepPhase.CANCELED and s.reason == Reason.CANCELED
                        for s in entries.values()), "G5: continue canceled a running step"
     if new.phase is RunPhase.FAILED and old.phase is not RunPhase.FAILED and (
-            new.reason != Reason.INVALID_SPEC):
+            new.reason not in (Reason.INVALID_SPEC, Reason.FINALLY_FAILED)):
         first = _first_failure(new, spec)
         assert (new.reason, new.message) == (first.reason, first.message), "G5: first failure"
 
@@ -182,7 +261,7 @@ def check(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
     for a in d.actions:
         if isinstance(a, act.CreateStepRun) and (old_entries.get(a.step) is None
                                                  or old_entries[a.step].step_run is None):
-            reader = next(s for s in spec.steps if s.name == a.step)
+            reader = _spec_of(spec, a.step)
             for producer, _ in reader.consumes:
                 obs = m.lookup(observed.step_runs, producer)
                 assert (obs is not None and obs.status is not None
@@ -212,11 +291,11 @@ def check(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
             assert obs.status is not None
             if obs.status.attempts == a.attempt and a.step not in written:
                 continue  # the recorded attempt's workload, never seen, created again
-            limit = next(s.retry.limit for s in spec.steps if s.name == a.step)
+            limit = _spec_of(spec, a.step).retry.limit
             assert written[a.step].failure_class is FailureClass.TRANSIENT, "G7: not Transient"
             assert obs.status.attempts == a.attempt - 1, "G7: an attempt skipped"
             assert a.attempt <= limit + 1, "G7: over the retry limit"
-            assert spec.mode is Mode.BATCH, "G7: realtime retried"
+            assert spec.mode is Mode.BATCH or a.step in finals, "G7: realtime retried"
 
     # 8: once terminal, only stopping, letting go, TTL deletion (and rejecting late reports).
     if old.phase in RUN_TERMINAL:
@@ -275,13 +354,13 @@ def finish(world: World, rounds: int, stubborn: bool) -> None:
         faults = world.outage + world.lost_creates + world.lost_status
         if world.status.phase in RUN_TERMINAL and not faults:
             return
-        for sr in world.runs.values():
+        for step, sr in world.runs.items():
             for w in sr.workloads.values():
                 if w.stopping and not stubborn:
                     w.state, w.live_pods = W.GONE, 0
                 elif w.state is W.PENDING:
                     w.state = W.RUNNING
-                elif w.state is W.RUNNING and world.spec.mode is Mode.BATCH:
+                elif w.state is W.RUNNING and world.batch(step):
                     w.state, w.live_pods = W.SUCCEEDED, 0
         if d.requeue_at is not None:
             world.now = max(world.now, d.requeue_at)
@@ -292,7 +371,7 @@ def finish(world: World, rounds: int, stubborn: bool) -> None:
 def test_guarantees_hold_whatever_happens(spec: m.RunSpec, script: list[tuple[str, int, int]],
                                           stubborn: bool) -> None:
     world = World(spec)
-    names = [s.name for s in spec.steps]
+    names = [s.name for s in (*spec.steps, *spec.finally_steps)]
     for kind, index, param in script:
         cycle(world)
         # Events go mostly to steps that have a StepRun: that is where things happen.
@@ -303,6 +382,12 @@ def test_guarantees_hold_whatever_happens(spec: m.RunSpec, script: list[tuple[st
     event(f"steps: {len(names) // 10 * 10}+")
     for _, state in world.status.step_states:
         event(f"a step ended {state.phase}/{state.reason}")
+    check_finally_ran(world)
+    finals = [m.step_state(world.status, s.name) for s in spec.finally_steps]
+    if any(f is not None and f.step_run is not None for f in finals):
+        event("a finally step started")
+    if world.status.stop is not None:
+        event(f"stopped: {spec.shutdown_mode}, finally {world.spec.shutdown_finally}")
     if any(e.reason == "LateReportRejected" for e in world.emitted):
         event("a late report was rejected")
     if any(e.reason == "Retrying" for e in world.emitted):
@@ -316,6 +401,29 @@ def test_guarantees_hold_whatever_happens(spec: m.RunSpec, script: list[tuple[st
     assert world.status == final
     if spec.ttl_seconds_after_finished is not None:
         assert all(sr.gone for sr in world.runs.values()), "TTL: StepRuns left"
+
+
+def check_finally_ran(world: World) -> None:
+    """Finally steps always run unless skipped: at the end each one started, or has a reason
+    it could not (its condition, a need or an output it reads, its deadline, a stop that
+    skips them, an invalid spec)."""
+    spec, status = world.spec, world.status
+    stopped = status.stop is not None
+    deadline = (status.outcome.decided_at + dt.timedelta(seconds=spec.finally_timeout_seconds)
+                if status.outcome is not None else None)
+    for s in spec.finally_steps:
+        state = m.step_state(status, s.name)
+        assert state is not None
+        assert state.phase in STEP_TERMINAL
+        if state.step_run is not None or state.reason in (
+                Reason.CONDITION_FALSE, Reason.CONDITION_ERROR, Reason.UPSTREAM_FAILED,
+                Reason.UPSTREAM_OUTPUT_MISSING, Reason.INVALID_SPEC):
+            continue
+        assert state.reason == Reason.STOPPED_BEFORE_START, f"F: {s.name} {state}"
+        skipped = stopped and spec.shutdown_finally is FinallyPolicy.SKIP
+        late = deadline is not None and state.finished_at is not None and (
+            state.finished_at >= deadline)
+        assert skipped or late, f"F: {s.name} never ran: {state}"
 
 
 failures = st.lists(st.tuples(st.sampled_from((None, 1, 3, 75, 137, 143)),

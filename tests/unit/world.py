@@ -19,6 +19,7 @@ from runctl.machine.phases import (
     RUN_TERMINAL,
     STEP_TERMINAL,
     FailureClass,
+    FinallyPolicy,
     Mode,
     Reason,
     StepPhase,
@@ -71,9 +72,16 @@ class World:
 
     # -- what the shell would observe ----------------------------------------------------
 
-    def current(self, sr: StepRun) -> tuple[int, Workload | None]:
+    def all_steps(self) -> tuple[m.StepSpec, ...]:
+        return (*self.spec.steps, *self.spec.finally_steps)
+
+    def batch(self, step: str) -> bool:
+        """Does the step run as a batch step (every step of a batch run, and finally steps)?"""
+        return self.spec.mode is Mode.BATCH or step in {s.name for s in self.spec.finally_steps}
+
+    def current(self, sr: StepRun, step: str) -> tuple[int, Workload | None]:
         n = max(1, sr.status.attempts if sr.status else 1)
-        if self.spec.mode is Mode.REALTIME:
+        if not self.batch(step):
             n = 1
         return n, sr.workloads.get(n)
 
@@ -85,7 +93,7 @@ class World:
                 if recorded is not None and recorded.step_run:
                     runs[step] = m.StepRunObservation(sr.name, None, True, True, None)
                 continue
-            n, w = self.current(sr)
+            n, w = self.current(sr, step)
             attempt = (m.AttemptObservation(n, W.ABSENT) if w is None else m.AttemptObservation(
                 n, w.state, w.exit_code, w.reason, None, w.outputs, w.hint, w.live_pods,
                 w.started_at, None, w.stopping, *self.checked(step, w)))
@@ -98,10 +106,11 @@ class World:
         outputs recorded on its StepRun (or is recorded Skipped). Whether its condition holds
         is a fixed function of its name, as a condition is of its inputs."""
         out = []
-        for s in self.spec.steps:
+        for s in self.all_steps():
             if not s.gated:
                 continue
-            ready = True
+            # The run's facts exist once its outcome is recorded.
+            ready = not s.reads_facts or self.status.outcome is not None
             for producer, _ in s.consumes:
                 sr = self.runs.get(producer)
                 state = m.step_state(self.status, producer)
@@ -116,7 +125,7 @@ class World:
 
     def checked(self, step: str, w: Workload) -> tuple[tuple[str, str] | None, tuple[str, ...]]:
         """A success's outputs checked against the step's declarations, as the shell does."""
-        declared = next(s.outputs for s in self.spec.steps if s.name == step)
+        declared = next(s.outputs for s in self.all_steps() if s.name == step)
         if w.state is not W.SUCCEEDED or not declared:
             return None, ()
         names = {k for k, _ in w.outputs}
@@ -202,7 +211,7 @@ class World:
         sr = self.runs.get(step)
         if sr is None or sr.gone:
             return None
-        return self.current(sr)[1]
+        return self.current(sr, step)[1]
 
     def all_workloads(self) -> list[Workload]:
         return [w for sr in self.runs.values() if not sr.gone for w in sr.workloads.values()]
@@ -250,6 +259,12 @@ def happen(world: World, kind: str, step: str, param: int) -> None:
         case "stop":
             world.spec = replace(world.spec, cancel_requested=True)
             world.cancel_at = world.now - dt.timedelta(seconds=param % 5)
+        case "skip_finally":
+            # shutdown.finally set to Skip (it may change until the run is terminal), mostly
+            # in the patch that stops the run.
+            world.spec = replace(world.spec, shutdown_finally=FinallyPolicy.SKIP,
+                                 cancel_requested=world.spec.cancel_requested or param % 3 > 0)
+            world.cancel_at = world.cancel_at or world.now
         case "topology":
             world.topology_terminated = True
         case "pods_gone":
@@ -270,5 +285,6 @@ def happen(world: World, kind: str, step: str, param: int) -> None:
 
 
 KINDS = ("run", "run", "run", "succeed", "succeed", "fail", "fail", "late_success", "heartbeat",
-         "delete_workload", "terminate", "delete_steprun", "stop", "topology", "pods_gone",
+         "delete_workload", "terminate", "delete_steprun", "stop", "skip_finally", "topology",
+         "pods_gone",
          "tick", "tick", "jump", "jump", "outage", "lost_creates", "lost_status")

@@ -55,11 +55,21 @@ def parse_step_run(body: Mapping[str, Any]) -> StepRun:
     return StepRun.model_validate({**body, "status": _status(body)})
 
 
-def executed_steps(run: StoryRun) -> list[StepSpec]:
-    """The steps a run executes: its own, or those of the Story it recorded (none yet while
-    it waits for its Story)."""
+def executed_finally(run: StoryRun) -> list[StepSpec]:
+    """The finally steps a run executes (its own, or those of the Story it recorded)."""
     if run.spec.steps is not None:
-        return list(run.spec.steps)
+        return list(run.spec.finally_ or ())
     if run.status is not None and run.status.resolved is not None:
-        return list(run.status.resolved.spec.steps)
+        return list(run.status.resolved.spec.finally_ or ())
+    return []
+
+
+def executed_steps(run: StoryRun) -> list[StepSpec]:
+    """The steps a run executes, its finally steps last: its own, or those of the Story it
+    recorded (none yet while it waits for its Story)."""
+    if run.spec.steps is not None:
+        return [*run.spec.steps, *(run.spec.finally_ or ())]
+    if run.status is not None and run.status.resolved is not None:
+        spec = run.status.resolved.spec
+        return [*spec.steps, *(spec.finally_ or ())]
     return []

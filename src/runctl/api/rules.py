@@ -212,22 +212,41 @@ _MUTUAL = f"has(s.needs) && self.exists(t, {_NEEDS_BACK})"
 _MUTUAL_STEPS = (f"self.map(s, {_MUTUAL}, s.name + ' needs ' + "
                  f"self.map(t, {_NEEDS_BACK}, t.name)[0] + ' which needs ' + s.name)")
 
-STEPS_RULES: list[Rule] = [
-    _rule(f"!self.exists(s, {_UNKNOWN})",
-          "spec.steps: needs must name steps of this run",
-          message_expression=(
-              "'spec.steps: needs must name steps of this run, but ' + "
-              f"{_UNKNOWN_STEPS}[0] + ', which is not a step of this run'"),
-          reason="FieldValueInvalid"),
-    _rule(f"!self.exists(s, {_MUTUAL})",
-          "spec.steps: needs must form a DAG; two steps need each other",
-          message_expression=(
-              "'spec.steps: needs must form a DAG, but step ' + "
-              f"{_MUTUAL_STEPS}[0] + ' (a cycle)'"),
-          reason="FieldValueInvalid"),
-]
-"""On StoryRun spec.steps. Uniqueness by name is the list-map's own check; a cycle of two steps
-is cheap to state, longer ones are left to the admission webhook."""
+def steps_rules(field: str = "spec.steps", what: str = "steps of this run",
+                one: str = "a step of this run") -> list[Rule]:
+    """On a list of steps (`field`): needs name `what` (the list's own steps) and no two of
+    them need each other. Uniqueness by name is the list-map's own check; a cycle of two steps
+    is cheap to state, longer ones are left to the admission webhook."""
+    return [
+        _rule(f"!self.exists(s, {_UNKNOWN})",
+              f"{field}: needs must name {what}",
+              message_expression=(
+                  f"'{field}: needs must name {what}, but ' + "
+                  f"{_UNKNOWN_STEPS}[0] + ', which is not {one}'"),
+              reason="FieldValueInvalid"),
+        _rule(f"!self.exists(s, {_MUTUAL})",
+              f"{field}: needs must form a DAG; two steps need each other",
+              message_expression=(
+                  f"'{field}: needs must form a DAG, but step ' + "
+                  f"{_MUTUAL_STEPS}[0] + ' (a cycle)'"),
+              reason="FieldValueInvalid"),
+    ]
+
+
+STEPS_RULES = steps_rules()
+"""On StoryRun spec.steps."""
+
+FINALLY_RULES = steps_rules("spec.finally", "finally steps (never a step of spec.steps)",
+                            "a finally step")
+"""On spec.finally: a finally step needs only finally steps."""
+
+BOTH_LISTS = _rule(
+    "!has(self.finally) || !has(self.steps) || "
+    "!self.finally.exists(f, self.steps.exists(s, s.name == f.name))",
+    "spec.finally: a step name is unique across steps and finally",
+    field_path=".finally", reason="FieldValueInvalid")
+"""On a spec with both lists (a StoryRun's or a Story's). No messageExpression naming the step:
+the API server prices one over both lists far past its budget (the webhook names it)."""
 
 
 def _text(has: str, expr: str) -> str:
@@ -247,17 +266,19 @@ _STEP_TEXT = " + ".join([
 ])
 
 
-def run_text_rule(limit: int) -> Rule:
-    """On StoryRun spec.steps: the free text of all steps together is at most `limit`
-    characters, so a run at every other bound at once still fits in one stored object."""
+def run_text_rule(limit: int, field: str = "spec.steps") -> Rule:
+    """On a StoryRun's list of steps (`field`): the free text of all its steps together is at
+    most `limit` characters, so a run at every other bound at once still fits in one stored
+    object."""
     return _rule(
         f"self.map(s, {_STEP_TEXT}).sum() <= {limit}",
-        f"spec.steps: together the steps' images, command, args, env and pod labels and "
+        f"{field}: together the steps' images, command, args, env and pod labels and "
         f"annotations are at most {limit} characters",
         reason="FieldValueInvalid")
 
 
-STORY_REF_ONLY = ("timeoutSeconds", "transport", "ttlSecondsAfterFinished")
+STORY_REF_ONLY = ("timeoutSeconds", "finallyTimeoutSeconds", "transport",
+                  "ttlSecondsAfterFinished", "finally")
 """Run-shaping fields with no default that a run of a Story cannot set (the Story's apply)."""
 
 
@@ -265,7 +286,8 @@ def story_run_spec_rules(fields: list[str], defaults: Mapping[str, str]) -> list
     """On StoryRun spec: exactly one of steps and storyRef, params only with storyRef, no
     run-shaping field beside storyRef (those the API server defaults, `defaults` as CEL
     literals by path, must keep their defaults); `fields` (every spec field but
-    cancelRequested) are immutable."""
+    cancelRequested and shutdown's mode and finally, which the root rule `SHUTDOWN_UNTIL_
+    TERMINAL` lets change until the run is terminal) are immutable."""
     beside = " || ".join(f"has(self.{f})" for f in STORY_REF_ONLY)
     kept = " && ".join(f"self.{path} == {value}" for path, value in defaults.items())
     return [
@@ -283,9 +305,11 @@ def story_run_spec_rules(fields: list[str], defaults: Mapping[str, str]) -> list
               f"{', '.join([*STORY_REF_ONLY, *defaults])} cannot be set beside storyRef",
               reason="FieldValueForbidden"),
         _rule(" && ".join(same(f) for f in fields),
-              "spec is immutable after creation, except cancelRequested (false to true)",
+              "spec is immutable after creation, except cancelRequested (false to true) and "
+              "shutdown.mode and shutdown.finally",
               message_expression=(
-                  "'spec is immutable after creation, except cancelRequested (false to true); "
+                  "'spec is immutable after creation, except cancelRequested (false to true) "
+                  "and shutdown.mode and shutdown.finally; "
                   f"this update changes' + {changed_text(fields, prefix='spec.')}"),
               reason="FieldValueForbidden"),
         _rule("!has(oldSelf.cancelRequested) || !oldSelf.cancelRequested || "
@@ -302,17 +326,18 @@ STEP_RUN_SPEC_RULES: list[Rule] = [
           reason="FieldValueForbidden"),
 ]
 
-def _recorded(field: str) -> Rule:
+def _recorded(field: str, what: str = "the run's record of what it executes") -> Rule:
     return _rule(f"!has(oldSelf.{field}) || (has(self.{field}) && self.{field} == "
                  f"oldSelf.{field})",
-                 f"status.{field} is the run's record of what it executes: once set it never "
-                 "changes", field_path=f".{field}", reason="FieldValueForbidden")
+                 f"status.{field} is {what}: once set it never changes",
+                 field_path=f".{field}", reason="FieldValueForbidden")
 
 
 STORY_RUN_STATUS_RULES: list[Rule] = [
     phase_transition("StoryRun", RUN_TRANSITIONS, RUN_TERMINAL_CEL),
     _recorded("story"),
     _recorded("resolved"),
+    _recorded("outcome", "what the main steps ended as"),
     terminal_fields("StoryRun", RUN_TERMINAL_CEL, ["reason", "message", "finishedAt"]),
     TERMINAL_STEP_STATES,
 ]
@@ -339,19 +364,37 @@ def name_rule(kind: str, limit: int, why: str) -> Rule:
                  reason="FieldValueInvalid")
 
 
+
+def _terminal_entries(steps: str) -> Rule:
+    return _rule(
+        f"!has(self.status) || !has(self.status.phase) || "
+        f"!(self.status.phase in {RUN_TERMINAL_CEL}) || "
+        f"!has(self.{steps}) || !self.{steps}.exists(s, {_MISSING_STEP})",
+        f"status: a terminal StoryRun needs a terminal status.stepStates entry for every "
+        f"step of {steps}",
+        message_expression=(
+            "'status: a terminal StoryRun (' + self.status.phase + ') needs a terminal "
+            f"status.stepStates entry for every step of {steps}; missing or not "
+            "terminal: ' + "
+            + first_of(f"self.{steps}.map(s, {_MISSING_STEP}, s.name)")),
+        field_path=".status.stepStates")
+
+
+_TERMINAL_BEFORE = (f"has(oldSelf.status) && has(oldSelf.status.phase) && "
+                    f"oldSelf.status.phase in {RUN_TERMINAL_CEL}")
+
+SHUTDOWN_UNTIL_TERMINAL = _rule(
+    f"!({_TERMINAL_BEFORE}) || {same('spec.shutdown')}",
+    "spec.shutdown cannot change once the run is terminal",
+    field_path=".spec.shutdown", reason="FieldValueForbidden")
+"""On the root (it reads the status): shutdown.mode and shutdown.finally may change until the
+run is terminal (the spec rule keeps gracePeriodSeconds and the rest immutable throughout)."""
+
 STORY_RUN_ROOT_RULES: list[Rule] = [
     STATUS_KEPT,
-    _rule(f"!has(self.status) || !has(self.status.phase) || "
-          f"!(self.status.phase in {RUN_TERMINAL_CEL}) || "
-          f"!has(self.spec.steps) || !self.spec.steps.exists(s, {_MISSING_STEP})",
-          "status: a terminal StoryRun needs a terminal status.stepStates entry for every "
-          "step of spec.steps",
-          message_expression=(
-              "'status: a terminal StoryRun (' + self.status.phase + ') needs a terminal "
-              "status.stepStates entry for every step of spec.steps; missing or not "
-              "terminal: ' + "
-              + first_of(f"self.spec.steps.map(s, {_MISSING_STEP}, s.name)")),
-          field_path=".status.stepStates"),
+    _terminal_entries("spec.steps"),
+    _terminal_entries("spec.finally"),
+    SHUTDOWN_UNTIL_TERMINAL,
 ]
 
 STEP_RUN_ROOT_RULES: list[Rule] = [STATUS_KEPT]

@@ -19,7 +19,7 @@ from pydantic import ConfigDict, Field, StringConstraints
 
 from runctl.api import rules
 from runctl.api.base import DNS_LABEL, DNS_SUBDOMAIN, ApiModel, Timestamp
-from runctl.machine.phases import Mode, OnFailure
+from runctl.machine.phases import FinallyPolicy, Mode, OnFailure, ShutdownMode
 
 MAX_STEPS = 100
 """The most steps a StoryRun may have."""
@@ -48,6 +48,15 @@ AnnotationValue = Annotated[str, StringConstraints(max_length=16384)]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=63,
                                               pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
 """A param's or an output's name: a CEL identifier, so `when` can write params.NAME."""
+
+MAX_FINALLY = 20
+"""The most finally steps a run may have."""
+
+MAX_FINALLY_TEXT = 32768
+"""The most characters of free text its finally steps carry together (counted as MAX_RUN_TEXT)."""
+
+FINALLY_TIMEOUT_SECONDS = 600
+"""The finally steps' budget when finallyTimeoutSeconds is not set."""
 
 MAX_PARAMS = 64
 """The most params a Story may declare (and a run may give)."""
@@ -198,7 +207,18 @@ class ShutdownSpec(ApiModel):
     grace_period_seconds: int = Field(
         default=30, ge=0, le=86400,
         description="The longest a stop waits for running work to end before forcing it, in "
-                    "seconds (0 to 86400; default 30).")
+                    "seconds (0 to 86400; default 30). Immutable.")
+    mode: ShutdownMode | None = Field(
+        default=None,
+        description="How a stop treats running main steps. Cancel (default): they are "
+                    "stopped at once. Drain: they may finish within gracePeriodSeconds, then "
+                    "are stopped (GracePeriodExpired); nothing new starts in either mode. May "
+                    "change until the run is terminal.")
+    finally_: FinallyPolicy | None = Field(
+        default=None, alias="finally",
+        description="Whether finally steps run after a stop. Run (default): they do. Skip: "
+                    "none starts and running ones are stopped. May change until the run is "
+                    "terminal (set it in the patch that sets cancelRequested).")
 
 
 class LifecycleSpec(ApiModel):
@@ -221,6 +241,23 @@ _STEPS_DESCRIPTION = (f"The steps, 1 to {MAX_STEPS}, unique by name; their needs
                       "outputs they read) form a DAG. Together their images, command, args, env "
                       "names and values and pod label and annotation keys and values are at "
                       f"most {MAX_RUN_TEXT} characters.")
+
+
+_FINALLY_DESCRIPTION = (
+    f"Steps that run once every step of steps is terminal, whatever the outcome (at most "
+    f"{MAX_FINALLY}; the same schema as steps, names unique across both lists). They may need "
+    "each other, never a step of steps, and may read run.outcome, run.reason, run.failures and "
+    "steps.STEP.phase in references and when. A failed finally step turns a run that would "
+    f"have Succeeded into Failed (FinallyFailed). Their text is at most {MAX_FINALLY_TEXT} "
+    "characters together. Default: none.")
+
+
+def _finally() -> Any:
+    extra = rules.schema_extra([*rules.FINALLY_RULES, rules.run_text_rule(
+        MAX_FINALLY_TEXT, "spec.finally")], **{"x-kubernetes-list-type": "map",
+                                               "x-kubernetes-list-map-keys": ["name"]})
+    return Field(default=None, alias="finally", max_length=MAX_FINALLY,
+                 json_schema_extra=extra, description=_FINALLY_DESCRIPTION)
 
 
 def _steps(required: bool) -> Any:
@@ -249,12 +286,18 @@ class RunShape(ApiModel):
                     "going; those that need it are Skipped.")
     timeout_seconds: int | None = Field(
         default=None, ge=1,
-        description="Deadline of the whole run in seconds from its start (at least 1). When "
-                    "it passes the run is stopped and ends TimedOut. Default: none.")
+        description="Deadline of the main steps in seconds from the run's start (at least 1). "
+                    "When it passes they are stopped and the run's outcome is TimedOut; "
+                    "finally steps still run, on their own budget. Default: none.")
+    finally_timeout_seconds: int | None = Field(
+        default=None, ge=1, le=86400,
+        description="Deadline of the finally steps in seconds from when they start (1 to "
+                    f"86400; default {FINALLY_TIMEOUT_SECONDS}). A main timeout never eats it.")
     shutdown: ShutdownSpec = Field(
         default_factory=ShutdownSpec,
         json_schema_extra={"default": {}},
-        description="The stop contract: how long a stop waits for running work.")
+        description="The stop contract: how long a stop waits for running work, whether "
+                    "running steps are stopped or drained, whether finally steps run.")
     transport: TransportSpec | None = Field(
         default=None,
         description="Realtime transport settings; they never delay a stop.")
@@ -291,12 +334,15 @@ class ParamSpec(ApiModel):
 class StorySpec(RunShape):
     """A reusable run definition: typed params and the steps a run of it executes."""
 
+    model_config = ConfigDict(json_schema_extra=rules.schema_extra([rules.BOTH_LISTS]))
+
     params: list[ParamSpec] | None = Field(
         default=None, max_length=MAX_PARAMS,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
         description=f"The params a run sets (at most {MAX_PARAMS}), unique by name. Default: "
                     "none.")
     steps: list[StepSpec] = _steps(required=True)
+    finally_: list[StepSpec] | None = _finally()
 
 
 class StoryRef(ApiModel):
@@ -308,16 +354,20 @@ class StoryRef(ApiModel):
 
 
 class StoryRunSpec(RunShape):
-    """What the run executes and how. Immutable after creation, except cancelRequested."""
+    """What the run executes and how. Immutable after creation, except cancelRequested and,
+    until the run is terminal, shutdown.mode and shutdown.finally."""
 
     model_config = ConfigDict(json_schema_extra=lambda schema, cls: _spec_rules(schema, cls))
 
     cancel_requested: bool = Field(
         default=False,
         description="Set to true to stop the run: pending steps are canceled, running ones "
-                    "get shutdown.gracePeriodSeconds to end. It can only go from false to "
-                    "true, never back. Default false.")
+                    "are stopped (shutdown.mode Cancel) or left to finish (Drain) within "
+                    "shutdown.gracePeriodSeconds; finally steps then run unless "
+                    "shutdown.finally is Skip. It can only go from false to true, never back. "
+                    "Default false.")
     steps: list[StepSpec] | None = _steps(required=False)
+    finally_: list[StepSpec] | None = _finally()
     story_ref: StoryRef | None = Field(
         default=None,
         description="Run this Story instead of inline steps: its definition (with params "
@@ -355,9 +405,11 @@ class StepRunSpec(StepSpec):
 
 def _spec_rules(schema: dict[str, Any], cls: type[ApiModel]) -> None:
     """StoryRun spec rules: exactly one of steps and storyRef; every field but cancelRequested
-    is immutable."""
+    and shutdown's mode and finally is immutable."""
     fields = [f.alias or name for name, f in cls.model_fields.items()
-              if name != "cancel_requested"]
+              if name not in ("cancel_requested", "shutdown")]
+    fields.insert(fields.index("transport"), "shutdown.gracePeriodSeconds")
     defaults = {"mode": f"'{Mode.BATCH.value}'", "onFailure": f"'{OnFailure.STOP.value}'",
                 "shutdown.gracePeriodSeconds": str(ShutdownSpec().grace_period_seconds)}
-    schema.update(rules.schema_extra(rules.story_run_spec_rules(fields, defaults)))
+    schema.update(rules.schema_extra([*rules.story_run_spec_rules(fields, defaults),
+                                      rules.BOTH_LISTS]))

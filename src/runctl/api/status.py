@@ -12,7 +12,7 @@ from pydantic import ConfigDict, Field, StringConstraints
 
 from runctl.api import rules
 from runctl.api.base import DNS_SUBDOMAIN, MAX_MESSAGE, MAX_REASON, ApiModel, Timestamp
-from runctl.api.spec import MAX_PARAMS, MAX_STEPS, StorySpec
+from runctl.api.spec import MAX_FINALLY, MAX_PARAMS, MAX_STEPS, StorySpec
 from runctl.machine.phases import FailureClass, RunPhase, StepPhase, StopTrigger
 
 MAX_OUTPUTS = 64
@@ -57,12 +57,30 @@ class StopState(ApiModel):
     observed_at: Timestamp | None = Field(
         default=None, description="When the operator observed the request (RFC 3339).")
     completed_at: Timestamp | None = Field(
-        default=None, description="When the stop completed: no work left running (RFC 3339).")
+        default=None,
+        description="When the stop completed: no main step (or realtime workload) left "
+                    "running; finally steps do not delay it. A stop that arrives while finally "
+                    "steps run completes when the run ends (RFC 3339).")
     trigger: StopTrigger | None = Field(
         default=None,
         description="What completed the stop: AllStepsTerminal, TopologyTerminated (the "
                     "realtime topology was observed gone) or GracePeriodExpired "
                     "(shutdown.gracePeriodSeconds passed and the rest was forced).")
+
+
+class Outcome(ApiModel):
+    """What the main steps ended as: the run's end without its finally steps."""
+
+    phase: RunPhase = Field(
+        description="Succeeded, Failed, Canceled or TimedOut (finally steps read it as "
+                    "run.outcome).")
+    reason: str | None = _reason("the outcome (finally steps read it as run.reason)")
+    message: str | None = Field(
+        default=None, max_length=MAX_MESSAGE, description="A sentence for people about it.")
+    decided_at: Timestamp | None = Field(
+        default=None,
+        description="When the last main step became terminal: the finally steps' budget "
+                    "(finallyTimeoutSeconds) counts from it (RFC 3339).")
 
 
 class Condition(ApiModel):
@@ -130,9 +148,15 @@ class StoryRunStatus(ApiModel):
         description="How long the run took (or has taken so far), as Go-style text, e.g. "
                     "2m13s.")
     step_states: dict[str, StepState] | None = Field(
-        default=None, max_length=MAX_STEPS,
-        description="The state of every step in spec.steps, by step name; always present "
-                    "for every step, and kept after the StepRuns are deleted.")
+        default=None, max_length=MAX_STEPS + MAX_FINALLY,
+        description="The state of every step in spec.steps and spec.finally, by step name; "
+                    "always present for every step, and kept after the StepRuns are deleted.")
+    outcome: Outcome | None = Field(
+        default=None,
+        description="What the main steps ended as, recorded once when the last of them "
+                    "became terminal (before any finally step starts); the API server "
+                    "refuses any change to it. The run ends with it unless a finally step "
+                    "fails a Succeeded outcome (then Failed, FinallyFailed).")
     stop: StopState | None = Field(
         default=None, description="The course of a stop, once one was requested.")
     conditions: list[Condition] | None = Field(

@@ -16,12 +16,20 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from runctl.api.spec import RetryPolicy, RunShape, StoryRunSpec, StorySpec
+from runctl.api.spec import (
+    FINALLY_TIMEOUT_SECONDS,
+    RetryPolicy,
+    RunShape,
+    StoryRunSpec,
+    StorySpec,
+)
 from runctl.flow import definition
 from runctl.machine import model as m
 from runctl.machine.phases import (
     FailureClass,
+    FinallyPolicy,
     RunPhase,
+    ShutdownMode,
     StepPhase,
     StopTrigger,
 )
@@ -86,26 +94,38 @@ def run_spec(spec: Mapping[str, Any], executes: Mapping[str, Any] | None = None)
     is the definition a run of a Story executes (its `status.resolved.spec`, a Story's spec);
     an inline run executes its own spec. References and conditions imply needs."""
     typed = StoryRunSpec.model_validate(spec)
-    shape: RunShape = typed if executes is None else StorySpec.model_validate(executes)
-    steps = typed.steps if executes is None else StorySpec.model_validate(executes).steps
+    story = None if executes is None else StorySpec.model_validate(executes)
+    shape: RunShape = typed if story is None else story
+    steps = typed.steps if story is None else story.steps
+    finals = typed.finally_ if story is None else story.finally_
+    main = [s.name for s in steps or ()]
     no_retry = RetryPolicy()
     return m.RunSpec(
         steps=tuple(_step(s.to_api(), s.retry or no_retry) for s in steps or ()),
+        finally_steps=tuple(_step(s.to_api(), s.retry or no_retry, main)
+                            for s in finals or ()),
         mode=shape.mode,
         on_failure=shape.on_failure,
         timeout_seconds=shape.timeout_seconds,
+        finally_timeout_seconds=shape.finally_timeout_seconds or FINALLY_TIMEOUT_SECONDS,
         cancel_requested=typed.cancel_requested,
         grace_period_seconds=shape.shutdown.grace_period_seconds,
+        # A run may choose how its stop acts, over its Story's choice.
+        shutdown_mode=typed.shutdown.mode or shape.shutdown.mode or ShutdownMode.CANCEL,
+        shutdown_finally=(typed.shutdown.finally_ or shape.shutdown.finally_
+                          or FinallyPolicy.RUN),
         drain_timeout_seconds=(shape.transport.lifecycle.drain_timeout_seconds
                                if shape.transport and shape.transport.lifecycle else None),
         ttl_seconds_after_finished=shape.ttl_seconds_after_finished,
     )
 
 
-def _step(step: Mapping[str, Any], retry: RetryPolicy) -> m.StepSpec:
+def _step(step: Mapping[str, Any], retry: RetryPolicy, main: list[str] | None = None
+          ) -> m.StepSpec:
+    """`main`: the main steps' names, for a finally step (it reads them, never needs them)."""
     return m.StepSpec(
         name=step["name"],
-        needs=definition.needs(step),
+        needs=definition.needs(step, main or ()),
         timeout_seconds=step.get("timeoutSeconds"),
         retry=m.RetryPolicy(limit=retry.limit, backoff_seconds=retry.backoff_seconds,
                             transient_exit_codes=tuple(retry.transient_exit_codes)),
@@ -114,6 +134,7 @@ def _step(step: Mapping[str, Any], retry: RetryPolicy) -> m.StepSpec:
                       for o in step.get("outputs") or ()),
         consumes=definition.consumes(step),
         conditional=bool(step.get("when")),
+        reads_facts=definition.reads_facts(step),
     )
 
 
@@ -201,6 +222,11 @@ def run_status(status: m.RunStatus) -> dict[str, Any]:
             })
             for name, s in m.step_state_items(status)
         },
+        "outcome": None if status.outcome is None else _drop_none({
+            "phase": status.outcome.phase.value, "reason": status.outcome.reason,
+            "message": status.outcome.message,
+            "decidedAt": fmt_time(status.outcome.decided_at),
+        }),
         "stop": None if stop is None else _drop_none({
             "requestedAt": fmt_time(stop.requested_at),
             "observedAt": fmt_time(stop.observed_at),
@@ -240,7 +266,17 @@ def parse_run_status(status: Mapping[str, Any] | None) -> m.RunStatus:
         conditions=tuple(_condition(c) for c in status.get("conditions") or ()),
         observed_generation=status.get("observedGeneration"),
         progress=status.get("progress") or "",
+        outcome=_outcome(status.get("outcome")),
     )
+
+
+def _outcome(d: Mapping[str, Any] | None) -> m.Outcome | None:
+    """The outcome as recorded; the core always writes decidedAt with it."""
+    if not d:
+        return None
+    when = parse_time(d["decidedAt"])
+    assert when is not None
+    return m.Outcome(RunPhase(d["phase"]), d.get("reason"), d.get("message"), when)
 
 
 

@@ -15,7 +15,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from runctl.api.resources import StepRun, StoryRun, executed_steps, parse_step_run, parse_story_run
+from runctl.api.resources import (
+    StepRun,
+    StoryRun,
+    executed_finally,
+    executed_steps,
+    parse_step_run,
+    parse_story_run,
+)
 from runctl.api.spec import StepSpec
 from runctl.api.status import StepRunStatus, StepState
 from runctl.machine.durations import go_duration
@@ -133,6 +140,10 @@ def tree_order(steps: Iterable[StepSpec]) -> list[tuple[StepSpec, str, list[str]
     return out
 
 
+_FINALLY = "finally: "
+"""Drawn before each finally step that needs no other: they run once every step above ends."""
+
+
 def _owned(step_run: StepRun, uid: str | None) -> bool:
     """Whether a StepRun belongs to this run, not to an earlier one of the same name."""
     refs = step_run.metadata.get("ownerReferences") or []
@@ -159,8 +170,13 @@ def run_view(storyrun: Mapping[str, Any], stepruns: Iterable[Mapping[str, Any]],
     uid = run.metadata.get("uid")
     by_step = {sr.spec.step: sr for sr in map(parse_step_run, stepruns) if _owned(sr, uid)}
     recorded = (status.step_states if status is not None else None) or {}
+    finals = executed_finally(run)
+    named = {s.name for s in finals}
+    drawn = [*tree_order(s for s in executed_steps(run) if s.name not in named),
+             *((spec, _FINALLY + branch if not branch else " " * len(_FINALLY) + branch, also)
+               for spec, branch, also in tree_order(finals))]
     lines = tuple(_line(spec, branch, also, recorded.get(spec.name), by_step.get(spec.name), now)
-                  for spec, branch, also in tree_order(executed_steps(run)))
+                  for spec, branch, also in drawn)
     started = status.started_at if status is not None else None
     phase = status.phase if status is not None else None
     terminal = phase in RUN_TERMINAL

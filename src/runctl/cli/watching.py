@@ -28,7 +28,7 @@ from runctl.api.wire import GROUP, RUN_LABEL, VERSION
 from runctl.cli import output, render
 from runctl.cli.session import Failed, Session, add_login_flags, connect
 from runctl.cli.view import RunView, run_view
-from runctl.machine.phases import RUN_TERMINAL
+from runctl.machine.phases import RUN_TERMINAL, FinallyPolicy, ShutdownMode
 
 EXIT_CODES = {"Succeeded": 0, "Failed": 3, "Canceled": 4, "TimedOut": 5}
 """How `watch` exits once the run is terminal; 1 is any error, 2 a usage error (argparse)."""
@@ -153,6 +153,14 @@ def _watch_command(args: argparse.Namespace) -> int:
     _leave(show_until_done(connect(args), args.run))
 
 
+def stop_patch(drain: bool, skip_finally: bool) -> dict[str, Any]:
+    """The one merge patch that stops a run and says how (so the operator never sees the stop
+    without its mode)."""
+    shutdown = {**({"mode": ShutdownMode.DRAIN.value} if drain else {}),
+                **({"finally": FinallyPolicy.SKIP.value} if skip_finally else {})}
+    return {"spec": {"cancelRequested": True, **({"shutdown": shutdown} if shutdown else {})}}
+
+
 def _stop(args: argparse.Namespace) -> int:
     session = connect(args)
     run = session.get_run(args.run)
@@ -163,7 +171,7 @@ def _stop(args: argparse.Namespace) -> int:
         try:
             session.custom.patch_namespaced_custom_object(
                 GROUP, VERSION, session.namespace, "storyruns", args.run,
-                {"spec": {"cancelRequested": True}},
+                stop_patch(args.drain, args.skip_finally),
                 _content_type="application/merge-patch+json")
         except ApiException as exc:
             raise session.refused(exc, f"storyrun {args.run}") from exc
@@ -185,10 +193,16 @@ def register(sub: Any) -> None:
 
     stop = sub.add_parser(
         "stop", help="stop a run (sets spec.cancelRequested)",
-        description="Request a stop: nothing starts after it, running steps are stopped "
-                    "within spec.shutdown.gracePeriodSeconds, and the run ends Canceled.",
+        description="Request a stop: no main step starts after it, running steps are "
+                    "stopped (or, with --drain, left to finish) within "
+                    "spec.shutdown.gracePeriodSeconds, finally steps run (unless "
+                    "--skip-finally), and the run ends Canceled.",
         epilog="with --watch, " + EXIT_HELP)
     stop.add_argument("run", help="the StoryRun's name")
+    stop.add_argument("--drain", action="store_true",
+                      help="let running steps finish (spec.shutdown.mode: Drain)")
+    stop.add_argument("--skip-finally", action="store_true",
+                      help="do not run the finally steps (spec.shutdown.finally: Skip)")
     stop.add_argument("--watch", action="store_true", help="then watch the run until it ends")
     add_login_flags(stop)
     stop.set_defaults(func=_stop)

@@ -24,7 +24,7 @@ from typing import Any
 import cel
 
 from runctl.flow.params import Param
-from runctl.flow.references import IDENT, Ref
+from runctl.flow.references import IDENT, RUN_FACTS, Facts, Ref
 
 _STRING = re.compile("|".join([
     r"[rRbB]*'''.*?'''",
@@ -35,6 +35,9 @@ _STRING = re.compile("|".join([
 _KEY = r"""(?:\.\s*({ident})|\[\s*(?:'([^'\\]*)'|"([^"\\]*)")\s*\])"""
 _OUTPUT = re.compile(r"(?<![\w.])steps\s*" + _KEY.format(ident=r"[A-Za-z_][\w]*")
                      + r"\s*\.\s*outputs\s*" + _KEY.format(ident=IDENT))
+_PHASE = re.compile(r"(?<![\w.])steps\s*" + _KEY.format(ident=r"[A-Za-z_][\w]*")
+                    + r"\s*\.\s*phase\b")
+_RUN = re.compile(r"(?<![\w.])run\s*" + _KEY.format(ident=IDENT))
 _PARAM = re.compile(r"(?<![\w.])params\s*" + _KEY.format(ident=IDENT))
 _STEPS = re.compile(r"(?<![\w.])steps\b")
 _BOUND = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
@@ -77,6 +80,10 @@ def references(expr: str) -> tuple[Ref, ...]:
 
     refs = [(m.start(), Ref(_key(m, 3), _key(m, 0))) for m in _OUTPUT.finditer(expr) if code(m)]
     refs += [(m.start(), Ref(_key(m, 0))) for m in _PARAM.finditer(expr) if code(m)]
+    refs += [(m.start(), Ref("phase", _key(m, 0), fact=True))
+             for m in _PHASE.finditer(expr) if code(m)]
+    refs += [(m.start(), Ref(_key(m, 0), fact=True)) for m in _RUN.finditer(expr)
+             if code(m) and _key(m, 0) in RUN_FACTS]
     return tuple(ref for _, ref in sorted(refs, key=lambda r: r[0]))
 
 
@@ -88,43 +95,73 @@ def _program(expr: str) -> Any:
         raise Invalid(f"not valid CEL: {str(e).splitlines()[0]}") from None
 
 
-def check(expr: str, params: Mapping[str, Param], outputs: Mapping[str, frozenset[str]]) -> None:
+def check(expr: str, params: Mapping[str, Param], outputs: Mapping[str, frozenset[str]],
+          main: frozenset[str] | None = None) -> None:
     """Refuse (Invalid) a condition that does not compile, names a variable other than `params`
-    and `steps`, a param not declared, a step not in `outputs` or an output that step does not
-    declare, or whose result is not a boolean."""
+    and `steps` (and `run`, for a finally step: `main` holds the main steps' names), a param not
+    declared, a step not in `outputs` or an output that step does not declare, a phase of a step
+    that is not a main step, or whose result is not a boolean."""
     program = _program(expr)
     bound = set(_BOUND.findall(_code(expr)))
-    unknown = sorted(set(program.variables()) - {"params", "steps"} - bound)
+    known = {"params", "steps"} | ({"run"} if main is not None else set())
+    unknown = sorted(set(program.variables()) - known - bound)
     if unknown:
+        extra = " (run only in a finally step)" if unknown[0] == "run" else ""
         raise Invalid(f"unknown variable {unknown[0]} (use params.NAME or "
-                      "steps.STEP.outputs.NAME)")
+                      f"steps.STEP.outputs.NAME){extra}")
     refs = references(expr)
     code = _code(expr)
     if len(_STEPS.findall(code)) != sum(1 for r in refs if r.step is not None):
-        raise Invalid("steps may only be used as steps.STEP.outputs.NAME")
+        raise Invalid("steps may only be used as steps.STEP.outputs.NAME"
+                      + (" or steps.STEP.phase" if main is not None else ""))
+    if len(_RUN_WORD.findall(code)) != sum(1 for r in refs if r.fact and r.step is None):
+        raise Invalid(f"run may only be used as run.{', run.'.join(RUN_FACTS)}")
     for ref in refs:
-        if ref.step is None and ref.name not in params:
-            raise Invalid(f'unknown param "{ref.name}"')
-        if ref.step is not None and ref.step not in outputs:
-            raise Invalid(f'unknown step "{ref.step}"')
-        if ref.step is not None and ref.name not in outputs[ref.step]:
-            raise Invalid(f'step "{ref.step}" declares no output "{ref.name}"')
+        _check_ref(ref, params, outputs, main)
     probe = {p.name: p.default if p.has_default else (p.enum or (_ZERO[p.type],))[0]
              for p in params.values()}
-    result = evaluate(expr, probe, {s: dict.fromkeys(names, "0") for s, names in outputs.items()})
+    facts = None if main is None else Facts("Succeeded", "Completed", (),
+                                            dict.fromkeys(main, "Succeeded"))
+    result = evaluate(expr, probe, {s: dict.fromkeys(names, "0") for s, names in outputs.items()},
+                      facts)
     if result.error is not None and ("overload" in result.error or _NOT_BOOL in result.error):
         raise Invalid(result.error)
+
+
+_RUN_WORD = re.compile(r"(?<![\w.])run\b")
+
+
+def _check_ref(ref: Ref, params: Mapping[str, Param], outputs: Mapping[str, frozenset[str]],
+               main: frozenset[str] | None) -> None:
+    if ref.fact:
+        if main is None:
+            raise Invalid(f"{ref} is for finally steps only")
+        if ref.step is not None and ref.step not in main:
+            raise Invalid(f'{ref}: "{ref.step}" is not a step of spec.steps')
+        return
+    if ref.step is None and ref.name not in params:
+        raise Invalid(f'unknown param "{ref.name}"')
+    if ref.step is not None and ref.step not in outputs:
+        raise Invalid(f'unknown step "{ref.step}"')
+    if ref.step is not None and ref.name not in outputs[ref.step]:
+        raise Invalid(f'step "{ref.step}" declares no output "{ref.name}"')
 
 
 _NOT_BOOL = "not a boolean"
 
 
-def evaluate(expr: str, params: Mapping[str, Any],
-             outputs: Mapping[str, Mapping[str, str]]) -> Evaluated:
-    """The condition's value over these params and outputs; an error instead of raising."""
-    steps = {s: {"outputs": dict(o)} for s, o in outputs.items()}
+def evaluate(expr: str, params: Mapping[str, Any], outputs: Mapping[str, Mapping[str, str]],
+             facts: Facts | None = None) -> Evaluated:
+    """The condition's value over these params, outputs and (for a finally step) the run's
+    facts; an error instead of raising."""
+    steps: dict[str, dict[str, Any]] = {s: {"outputs": dict(o)} for s, o in outputs.items()}
+    env: dict[str, Any] = {"params": dict(params), "steps": steps}
+    if facts is not None:
+        for step, phase in facts.phases.items():
+            steps.setdefault(step, {"outputs": {}})["phase"] = phase
+        env["run"] = facts.run()
     try:
-        value = _program(expr).execute({"params": dict(params), "steps": steps})
+        value = _program(expr).execute(env)
     except Exception as e:  # the interpreter raises builtin types for CEL errors
         return Evaluated(False, f"{type(e).__name__}: {e}")
     if not isinstance(value, bool):

@@ -9,7 +9,7 @@ was off ends `InvalidSpec` with the same words).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from runctl.flow import conditions, params, references
@@ -35,19 +35,28 @@ def step_refs(step: Step) -> list[tuple[str, Ref]]:
 
 def consumes(step: Step) -> tuple[tuple[str, str], ...]:
     """(producer, output) pairs the step reads, sorted, each once."""
-    return tuple(sorted({(r.step, r.name) for _, r in step_refs(step) if r.step is not None}))
+    return tuple(sorted({(r.step, r.name) for _, r in step_refs(step)
+                         if r.output and r.step is not None}))
 
 
-def needs(step: Step) -> tuple[str, ...]:
-    """The step's needs: those it names, then the producers it reads that it does not name."""
+def reads_facts(step: Step) -> bool:
+    """Does the step read the run's outcome or a main step's phase (a finally step)?"""
+    return any(r.fact for _, r in step_refs(step))
+
+
+def needs(step: Step, main: Collection[str] = ()) -> tuple[str, ...]:
+    """The step's needs: those it names, then the producers it reads that it does not name.
+    A finally step reads main steps' outputs without needing them (`main`: their names): they
+    are all terminal before it starts, and an output one did not make skips it."""
     named = list(step.get("needs") or ())
-    return (*named, *sorted({p for p, _ in consumes(step)} - set(named)))
+    return (*named, *sorted({p for p, _ in consumes(step)} - set(named) - set(main)))
 
 
-def _upstream(steps: Sequence[Step]) -> dict[str, set[str]]:
+def _upstream(steps: Sequence[Step], main: Collection[str]) -> dict[str, set[str]]:
     """Every step's transitive needs, implied ones included (a cycle leaves a step upstream of
-    itself)."""
-    direct = {s["name"]: set(needs(s)) for s in steps}
+    itself); every main step is upstream of every finally step."""
+    direct = {s["name"]: set(needs(s)) | (set(main) if s["name"] not in main else set())
+              for s in steps}
     out: dict[str, set[str]] = {}
     for name in direct:
         found: set[str] = set()
@@ -63,7 +72,8 @@ def _upstream(steps: Sequence[Step]) -> dict[str, set[str]]:
 
 def _step_problems(step: Step, here: str, decls: Mapping[str, params.Param],
                    declared: Mapping[str, frozenset[str]], upstream: Mapping[str, set[str]],
-                   realtime: bool) -> list[Problem]:
+                   realtime: bool, main: frozenset[str] | None) -> list[Problem]:
+    """`main`: the main steps' names when `step` is a finally step (None for a main step)."""
     problems: list[Problem] = []
     seen: set[str] = set()
     for j, out in enumerate(step.get("outputs") or ()):
@@ -81,25 +91,31 @@ def _step_problems(step: Step, here: str, decls: Mapping[str, params.Param],
             continue
         problems += [Problem(f"{here}.{where}", why) for r in refs
                      if (why := _ref_problem(r, step["name"], decls, declared, upstream,
-                                             realtime))]
+                                             realtime, main))]
     when = step.get("when")
-    if when and realtime:
+    if when and realtime and main is None:
         problems.append(Problem(f"{here}.when", "conditions are for batch runs"))
     elif when:
         try:
-            conditions.check(when, decls, declared)
+            conditions.check(when, decls, declared, main)
         except conditions.Invalid as e:
             problems.append(Problem(f"{here}.when", str(e)))
         else:
             problems += [Problem(f"{here}.when", why) for r in conditions.references(when)
                          if (why := _ref_problem(r, step["name"], decls, declared, upstream,
-                                                 realtime))]
+                                                 realtime, main))]
     return problems
 
 
 def _ref_problem(ref: Ref, consumer: str, decls: Mapping[str, params.Param],
                  declared: Mapping[str, frozenset[str]], upstream: Mapping[str, set[str]],
-                 realtime: bool) -> str | None:
+                 realtime: bool, main: frozenset[str] | None) -> str | None:
+    if ref.fact:
+        if main is None:
+            return f"{ref}: only finally steps read the run's outcome and its steps' phases"
+        if ref.step is not None and ref.step not in main:
+            return f'{ref}: "{ref.step}" is not a step of spec.steps'
+        return None
     if ref.step is None:
         return None if ref.name in decls else f'unknown param "{ref.name}"'
     if realtime:
@@ -118,13 +134,18 @@ def check(spec: Mapping[str, Any], field: str = "spec") -> list[Problem]:
     """Every problem of a definition's params, outputs, references and conditions (the DAG's
     own shape is `runctl.machine.dag.validate`'s)."""
     steps = list(spec.get("steps") or ())
+    finals = list(spec.get("finally") or ())
+    main = frozenset(s["name"] for s in steps)
     problems = params.check_declarations(spec.get("params"), f"{field}.params")
     decls = params.declared(spec.get("params"))
     declared = {s["name"]: frozenset(o["name"] for o in s.get("outputs") or ())
-                for s in steps}
-    upstream = _upstream(steps)
+                for s in [*finals, *steps]}
+    upstream = _upstream([*steps, *finals], main)
     realtime = spec.get("mode") == "realtime"
     for i, step in enumerate(steps):
         problems += _step_problems(step, f"{field}.steps[{i}]", decls, declared, upstream,
-                                   realtime)
+                                   realtime, None)
+    for i, step in enumerate(finals):
+        problems += _step_problems(step, f"{field}.finally[{i}]", decls, declared, upstream,
+                                   realtime, main)
     return problems

@@ -1,4 +1,6 @@
-"""`${{ params.NAME }}` and `${{ steps.STEP.outputs.NAME }}`: found, checked and rendered.
+"""`${{ params.NAME }}` and `${{ steps.STEP.outputs.NAME }}` (and, for finally steps, the run's
+facts `${{ run.outcome|reason|failures }}` and `${{ steps.STEP.phase }}`): found, checked and
+rendered.
 
 A reference is the whole of `${{ ... }}`; anything else that opens with `${{` is malformed and
 refused at apply, so a text that passed the check renders with no `${{` left in it (values
@@ -21,19 +23,53 @@ STEP = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
 _REF = re.compile(r"\$\{\{(.*?)\}\}", re.S)
 _PARAM = re.compile(rf"params\.({IDENT})")
 _OUTPUT = re.compile(rf"steps\.({STEP})\.outputs\.({IDENT})")
+RUN_FACTS = ("outcome", "reason", "failures")
+"""What `run.` offers a finally step: its outcome's phase and reason, the failed main steps."""
+_RUN = re.compile(rf"run\.({'|'.join(RUN_FACTS)})")
+_PHASE = re.compile(rf"steps\.({STEP})\.phase")
 
 
 @dataclass(frozen=True, slots=True)
 class Ref:
-    """A param (`step` None) or an output of a step."""
+    """A param (`step` None), an output of a step, or a fact of the run (`fact`): `run.NAME`
+    (`step` None) or `steps.STEP.phase` (`name` "phase")."""
 
     name: str
     step: str | None = None
+    fact: bool = False
+
+    @property
+    def param(self) -> bool:
+        return self.step is None and not self.fact
+
+    @property
+    def output(self) -> bool:
+        return self.step is not None and not self.fact
 
     def __str__(self) -> str:
+        if self.fact:
+            return f"run.{self.name}" if self.step is None else f"steps.{self.step}.phase"
         if self.step is None:
             return f"params.{self.name}"
         return f"steps.{self.step}.outputs.{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the main steps ended as, as finally steps read it."""
+
+    outcome: str
+    reason: str
+    failures: tuple[str, ...]
+    """The failed main steps, in spec order."""
+    phases: Mapping[str, str]
+    """Every main step's phase."""
+
+    def run(self) -> dict[str, Any]:
+        return {"outcome": self.outcome, "reason": self.reason, "failures": list(self.failures)}
+
+    def value(self, ref: Ref) -> Any:
+        return self.run()[ref.name] if ref.step is None else self.phases[ref.step]
 
 
 class Malformed(ValueError):
@@ -46,8 +82,13 @@ def _parse(inner: str) -> Ref:
         return Ref(m.group(1))
     if m := _OUTPUT.fullmatch(body):
         return Ref(m.group(2), m.group(1))
+    if m := _RUN.fullmatch(body):
+        return Ref(m.group(1), fact=True)
+    if m := _PHASE.fullmatch(body):
+        return Ref("phase", m.group(1), fact=True)
     raise Malformed(f"malformed reference ${{{{{inner}}}}}: write ${{{{ params.NAME }}}} or "
-                    "${{ steps.STEP.outputs.NAME }}")
+                    "${{ steps.STEP.outputs.NAME }} (finally steps also ${{ run.outcome }}, "
+                    "${{ run.reason }}, ${{ run.failures }}, ${{ steps.STEP.phase }})")
 
 
 def _pieces(text: str) -> Iterator[str | Ref]:
@@ -79,15 +120,20 @@ def rendered_value(value: Any) -> str:
 
 
 def render(text: str, params: Mapping[str, Any],
-           outputs: Mapping[str, Mapping[str, str]]) -> str:
+           outputs: Mapping[str, Mapping[str, str]], facts: Facts | None = None) -> str:
     """The text with every reference replaced by its value. Raises KeyError for a value that
-    is not there (the core starts a step only once all of them are), and Malformed for a text
+    is not there (the core starts a step only once all of them are; facts are there once the
+    run's outcome is recorded), and Malformed for a text
     that is not well formed or whose values, put together with it, spell `${{` (a literal `$`
     before a value opening with `{{`): such a text is never handed to a workload."""
     out = []
     for piece in _pieces(text):
         if isinstance(piece, str):
             out.append(piece)
+        elif piece.fact:
+            if facts is None:
+                raise KeyError(str(piece))
+            out.append(rendered_value(facts.value(piece)))
         elif piece.step is None:
             out.append(rendered_value(params[piece.name]))
         else:
@@ -111,12 +157,13 @@ def fields(step: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
 
 
 def render_step(step: Mapping[str, Any], params: Mapping[str, Any],
-                outputs: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+                outputs: Mapping[str, Mapping[str, str]], facts: Facts | None = None
+                ) -> dict[str, Any]:
     """A copy of the step with every reference in its fields rendered."""
     out = dict(step)
 
     def r(text: str) -> str:
-        return render(text, params, outputs)
+        return render(text, params, outputs, facts)
 
     for key in ("command", "args"):
         if step.get(key) is not None:

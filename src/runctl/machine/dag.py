@@ -24,29 +24,54 @@ class Problem:
 
 
 def validate(spec: RunSpec) -> tuple[Problem, ...]:
-    """Every problem of the step graph, in spec order: empty, duplicates, self-needs, unknown
-    needs, then the first cycle (only looked for once the names are sound)."""
+    """Every problem of the step graph, in spec order: empty, duplicates (across steps and
+    finally), self-needs, unknown needs, a finally step needing a main step, then the first
+    cycle of each list (only looked for once the names are sound)."""
     if not spec.steps:
         return (Problem("spec.steps", "a run needs at least one step"),)
-    problems: list[Problem] = []
-    first: dict[str, int] = {}
-    for i, step in enumerate(spec.steps):
-        if step.name in first:
-            problems.append(Problem(f"spec.steps[{i}].name",
-                                    f'duplicate step "{step.name}" (also spec.steps'
-                                    f"[{first[step.name]}])"))
-        first.setdefault(step.name, i)
-    for i, step in enumerate(spec.steps):
-        for need in step.needs:
-            if need == step.name:
-                problems.append(Problem(f"spec.steps[{i}].needs",
-                                        f'step "{step.name}" cannot need itself'))
-            elif need not in first:
-                problems.append(Problem(f"spec.steps[{i}].needs", f'unknown step "{need}"'))
+    main = {s.name: f"spec.steps[{i}]" for i, s in enumerate(spec.steps)}
+    finals = {s.name: f"spec.finally[{i}]" for i, s in enumerate(spec.finally_steps)}
+    problems = [*_duplicates(spec.steps, "spec.steps", {}),
+                *_duplicates(spec.finally_steps, "spec.finally", main),
+                *_needs(spec.steps, "spec.steps", main, {}),
+                *_needs(spec.finally_steps, "spec.finally", finals, main)]
     if problems:
         return tuple(problems)
-    cycle = find_cycle(spec.steps)
-    return (Problem("spec.steps", "cycle " + " -> ".join(cycle)),) if cycle else ()
+    return tuple(Problem(field, "cycle " + " -> ".join(cycle))
+                 for field, steps in (("spec.steps", spec.steps),
+                                      ("spec.finally", spec.finally_steps))
+                 if (cycle := find_cycle(steps)))
+
+
+def _duplicates(steps: tuple[StepSpec, ...], field: str, taken: Mapping[str, str]
+                ) -> list[Problem]:
+    first = dict(taken)
+    problems = []
+    for i, step in enumerate(steps):
+        if step.name in first:
+            problems.append(Problem(f"{field}[{i}].name",
+                                    f'duplicate step "{step.name}" (also {first[step.name]})'))
+        first.setdefault(step.name, f"{field}[{i}]")
+    return problems
+
+
+def _needs(steps: tuple[StepSpec, ...], field: str, known: Mapping[str, str],
+           main: Mapping[str, str]) -> list[Problem]:
+    """`known`: the names a step of this list may need; `main`: the main steps, when the list
+    is the finally steps (which never need one: all are terminal before any finally step)."""
+    problems = []
+    for i, step in enumerate(steps):
+        for need in step.needs:
+            if need == step.name:
+                problems.append(Problem(f"{field}[{i}].needs",
+                                        f'step "{step.name}" cannot need itself'))
+            elif need in main:
+                problems.append(Problem(f"{field}[{i}].needs",
+                                        f'a finally step cannot need main step "{need}": '
+                                        "finally steps start once every main step is terminal"))
+            elif need not in known:
+                problems.append(Problem(f"{field}[{i}].needs", f'unknown step "{need}"'))
+    return problems
 
 
 def find_cycle(steps: tuple[StepSpec, ...]) -> tuple[str, ...]:

@@ -7,7 +7,9 @@ A ladder, first rung that holds wins:
 2. the run's Story was not found: it waits Pending, then fails `StoryNotFound`;
 3. the spec is invalid: the run fails `InvalidSpec` naming the field, nothing starts;
 4. otherwise each step is read from its StepRun and workload (`steps`), then the run-level
-   ladder (`plan`) says what governs the run now.
+   ladder (`plan`) says what governs the main steps now; once they are all terminal their
+   end is recorded as the run's outcome, and the finally steps' ladder (`finale`) governs the
+   run until they are terminal too.
 
 Whatever the rung, the actions follow from comparing what will be true with what was observed
 (`_effects`), so deciding again on the result of applying them asks for nothing more.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from runctl.machine.actions import (
     Action,
@@ -28,8 +30,10 @@ from runctl.machine.actions import (
 )
 from runctl.machine.dag import Problem, validate
 from runctl.machine.failures import MAX_MESSAGE
+from runctl.machine.finale import finally_clock, plan_finally
 from runctl.machine.model import (
     Observed,
+    Outcome,
     RunStatus,
     StepRunObservation,
     StepState,
@@ -43,13 +47,15 @@ from runctl.machine.model import (
 from runctl.machine.phases import (
     RUN_TERMINAL,
     STEP_TERMINAL,
+    FinallyPolicy,
     Mode,
     Reason,
     RunPhase,
+    ShutdownMode,
     StepPhase,
     StopTrigger,
 )
-from runctl.machine.plan import Clock, Plan, plan
+from runctl.machine.plan import Clock, Plan, Tracks, plan
 from runctl.machine.status import events, late_report_events, run_status
 from runctl.machine.steps import StepContext, Track, needs_stop, observe_step, timers
 
@@ -82,7 +88,7 @@ def _finished(observed: Observed, now: dt.datetime) -> Decision:
     """Terminal is final: the status is kept whole (a stop on it changes nothing); whatever
     still runs is stopped, and a late success is rejected."""
     ctx = StepContext(observed.spec.mode, now, stopping=True, deadline=None)
-    tracks = _tracks(observed, ctx)
+    tracks = {**_tracks(observed, ctx), **_final_tracks(observed, ctx)}
     actions = [*_effects(observed, tracks, True, now),
                *(e for t in tracks.values() for e in late_report_events(t))]
     ttl = _ttl_at(observed.status, observed)
@@ -108,7 +114,7 @@ def _story_missing(observed: Observed, wait: StoryWait, now: dt.datetime) -> Dec
         p = Plan({}, RunPhase.PENDING, Reason.STORY_NOT_FOUND,
                  f"waiting for Story {wait.story}, not found; the run fails if it is still "
                  f"missing at {fmt(wait.give_up_at)}")
-    return _conclude(observed, p, stop, Clock(now, wait.give_up_at, None), now)
+    return _conclude(observed, p, stop, Clock(now, wait.give_up_at, None), now, True)
 
 
 def fmt(when: dt.datetime) -> str:
@@ -123,9 +129,9 @@ def _invalid(observed: Observed, problems: tuple[Problem, ...], now: dt.datetime
     skipped = StepState(StepPhase.SKIPPED, Reason.INVALID_SPEC,
                         "not run: the spec is invalid", finished_at=now)
     tracks = {s.name: Track(s, step_state(observed.status, s.name), None, skipped, None)
-              for s in observed.spec.steps}
+              for s in (*observed.spec.steps, *observed.spec.finally_steps)}
     return _conclude(observed, Plan(tracks, RunPhase.FAILED, Reason.INVALID_SPEC, message),
-                     _stop(observed, now), Clock(now, None, None), now)
+                     _stop(observed, now), Clock(now, None, None), now, True)
 
 
 # -- rung 4: a run going on ------------------------------------------------------------------
@@ -136,10 +142,11 @@ def _stop(observed: Observed, now: dt.datetime) -> StopState | None:
     old = observed.status.stop
     if old is None and not observed.spec.cancel_requested:
         return None
-    requested = old.requested_at if old is not None else None
-    seen = old.observed_at if old is not None else None
-    return StopState(requested_at=requested or observed.cancel_requested_at or now,
-                     observed_at=seen or now)
+    if old is None:
+        return StopState(requested_at=observed.cancel_requested_at or now, observed_at=now)
+    return StopState(requested_at=old.requested_at or observed.cancel_requested_at or now,
+                     observed_at=old.observed_at or now, completed_at=old.completed_at,
+                     trigger=old.trigger)
 
 
 def _topology_over(observed: Observed) -> bool:
@@ -170,31 +177,72 @@ def _tracks(observed: Observed, ctx: StepContext) -> dict[str, Track]:
             for s in observed.spec.steps}
 
 
+def _final_tracks(observed: Observed, ctx: StepContext) -> dict[str, Track]:
+    """The finally steps: batch steps whatever the run's mode."""
+    batch = replace(ctx, mode=Mode.BATCH, topology_over=False)
+    return {s.name: observe_step(s, step_state(observed.status, s.name),
+                                 lookup(observed.step_runs, s.name), batch)
+            for s in observed.spec.finally_steps}
+
+
 def _progress(observed: Observed, now: dt.datetime) -> Decision:
+    """The main steps until they are all terminal; then their end, recorded as the outcome,
+    and the finally steps."""
     spec = observed.spec
-    started = observed.status.started_at or now
-    deadline = (started + dt.timedelta(seconds=spec.timeout_seconds)
-                if spec.timeout_seconds is not None else None)
     stop = _stop(observed, now)
     grace_until = (stop.observed_at + dt.timedelta(seconds=spec.grace_period_seconds)
                    if stop is not None and stop.observed_at is not None else None)
+    if observed.status.outcome is not None:
+        return _finale(observed, observed.status.outcome, stop, grace_until, None, now)
+    started = observed.status.started_at or now
+    deadline = (started + dt.timedelta(seconds=spec.timeout_seconds)
+                if spec.timeout_seconds is not None else None)
+    # Drain: running main steps are left to finish until the grace period's end.
+    draining = (spec.shutdown_mode is ShutdownMode.DRAIN and grace_until is not None
+                and now < grace_until)
+    halting = stop is not None and not draining
     topology_over = _topology_over(observed)
-    ctx = StepContext(spec.mode, now, stop is not None, deadline, topology_over)
+    ctx = StepContext(spec.mode, now, halting, deadline, topology_over, draining)
     clock = Clock(now, deadline, grace_until)
-    return _conclude(observed, plan(observed, _tracks(observed, ctx), clock, topology_over),
-                     stop, clock, now)
+    p = plan(observed, _tracks(observed, ctx), clock, topology_over)
+    if p.phase not in RUN_TERMINAL:
+        waiting = _final_tracks(observed, ctx)
+        return _conclude(observed, replace(p, tracks={**p.tracks, **waiting}), stop, clock,
+                         now, halting)
+    outcome = Outcome(p.phase, p.reason, p.message, now)
+    if stop is not None:
+        # The stop is complete when the main steps (or the topology) have ended: finally
+        # steps do not delay it.
+        stop = replace(stop, completed_at=now, trigger=p.trigger)
+    if not spec.finally_steps:
+        return _conclude(observed, p, stop, clock, now, True, outcome)
+    return _finale(observed, outcome, stop, grace_until, p.tracks, now)
+
+
+def _finale(observed: Observed, outcome: Outcome, stop: StopState | None,
+            grace_until: dt.datetime | None, main: Tracks | None, now: dt.datetime
+            ) -> Decision:
+    """The finally steps, once the outcome is known (`main`: the main steps as this decision
+    ended them, or None to read them, all terminal, as recorded)."""
+    skip = stop is not None and observed.spec.shutdown_finally is FinallyPolicy.SKIP
+    clock = finally_clock(observed, outcome, now, grace_until, skip)
+    if main is None:
+        main = _tracks(observed, StepContext(observed.spec.mode, now, True, None))
+    finals = _final_tracks(observed, StepContext(Mode.BATCH, now, skip, clock.deadline))
+    p = plan_finally(observed, main, finals, clock, stop is not None, skip, outcome)
+    return _conclude(observed, p, stop, clock, now, skip, outcome)
 
 
 def _conclude(observed: Observed, p: Plan, stop: StopState | None, clock: Clock,
-              now: dt.datetime) -> Decision:
-    """The status the plan makes, the actions that make it true, and when to look again."""
+              now: dt.datetime, stopping: bool, outcome: Outcome | None = None) -> Decision:
+    """The status the plan makes, the actions that make it true, and when to look again.
+    `stopping`: workloads of steps still going are to be stopped now."""
     old = observed.status
     states = step_states_from((name, t.state) for name, t in p.tracks.items())
     status = run_status(old, p.phase, p.reason, p.message, states, stop, p.trigger,
-                        old.started_at or now, now, observed.generation)
-    stopping = stop is not None or p.phase in RUN_TERMINAL
+                        old.started_at or now, now, observed.generation, outcome)
     actions: list[Action] = [*p.creates]
-    actions += _effects(observed, p.tracks, stopping, now)
+    actions += _effects(observed, p.tracks, stopping or p.phase in RUN_TERMINAL, now)
     actions += p.starts
     actions += events(old, status, p.phase, p.tracks)
     return Decision(status, tuple(_ordered(actions)),
@@ -227,7 +275,8 @@ def _effects(observed: Observed, tracks: Mapping[str, Track], stopping: bool,
              now: dt.datetime) -> list[Action]:
     """StepRun writes, workload stops, finalizer removals and TTL deletions that follow from
     the next states. A finalizer goes only once the *recorded* run status has the step final."""
-    mode, grace = observed.spec.mode, observed.spec.grace_period_seconds
+    grace = observed.spec.grace_period_seconds
+    finals = {s.name for s in observed.spec.finally_steps}
     recorded_terminal = observed.status.phase in RUN_TERMINAL
     ttl_at = _ttl_at(observed.status, observed) if recorded_terminal else None
     ttl_due = ttl_at is not None and now >= ttl_at
@@ -236,6 +285,7 @@ def _effects(observed: Observed, tracks: Mapping[str, Track], stopping: bool,
         obs = t.observation
         if t.status is not None and (obs is None or obs.status != t.status):
             out.append(WriteStepRunStatus(name, t.status))
+        mode = Mode.BATCH if name in finals else observed.spec.mode
         if needs_stop(mode, t) and (t.terminal or stopping):
             out.append(StopWorkload(name, grace, t.state.reason or "StopRequested"))
         if obs is None or obs.gone:

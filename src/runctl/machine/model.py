@@ -14,7 +14,16 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, TypeVar
 
-from runctl.machine.phases import FailureClass, Mode, OnFailure, RunPhase, StepPhase, StopTrigger
+from runctl.machine.phases import (
+    FailureClass,
+    FinallyPolicy,
+    Mode,
+    OnFailure,
+    RunPhase,
+    ShutdownMode,
+    StepPhase,
+    StopTrigger,
+)
 
 V = TypeVar("V")
 
@@ -73,11 +82,14 @@ class StepSpec:
     """(producer, output) pairs its references and condition read."""
     conditional: bool = False
     """It has a `when`: it starts only once the shell's gate for it says the condition holds."""
+    reads_facts: bool = False
+    """A finally step reading the run's outcome or a main step's phase: rendered by the shell
+    once the outcome is recorded."""
 
     @property
     def gated(self) -> bool:
-        """Does it wait for a gate (a condition to evaluate, or outputs to render)?"""
-        return self.conditional or bool(self.consumes)
+        """Does it wait for a gate (a condition to evaluate, or values to render)?"""
+        return self.conditional or bool(self.consumes) or self.reads_facts
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +100,11 @@ class RunSpec:
     mode: Mode
     on_failure: OnFailure
     grace_period_seconds: int
+    shutdown_mode: ShutdownMode
+    shutdown_finally: FinallyPolicy
+    finally_timeout_seconds: int
+    finally_steps: tuple[StepSpec, ...] = ()
+    """Steps that run once every step of `steps` is terminal (always batch steps)."""
     timeout_seconds: int | None = None
     cancel_requested: bool = False
     drain_timeout_seconds: int | None = None
@@ -120,6 +137,16 @@ class StopState:
     trigger: StopTrigger | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the main steps ended as: the run's end without its finally steps. Recorded once."""
+
+    phase: RunPhase
+    reason: str | None
+    message: str | None
+    decided_at: dt.datetime
+
+
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 
@@ -148,6 +175,8 @@ class RunStatus:
     observed_generation: int | None = None
     progress: str = ""
     """Terminal steps over all steps, e.g. "3/5", for a printer column."""
+    outcome: Outcome | None = None
+    """Set once every main step is terminal, and never changed."""
 
 
 def step_states_from(items: Iterable[tuple[str, StepState]]) -> StepStates:

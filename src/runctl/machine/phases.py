@@ -19,6 +19,22 @@ class OnFailure(StrEnum):
     CONTINUE = "continue"
 
 
+class ShutdownMode(StrEnum):
+    """How a stop treats the main steps that are running."""
+
+    CANCEL = "Cancel"
+    """They are stopped at once (their pods get the grace period to exit)."""
+    DRAIN = "Drain"
+    """They may finish within the grace period; nothing new starts."""
+
+
+class FinallyPolicy(StrEnum):
+    """Whether finally steps run after a stop."""
+
+    RUN = "Run"
+    SKIP = "Skip"
+
+
 class RunPhase(StrEnum):
     PENDING = "Pending"
     RUNNING = "Running"
@@ -79,6 +95,8 @@ class Reason(StrEnum):
     UPSTREAM_OUTPUT_MISSING = "UpstreamOutputMissing"
     """Skipped: an output it references was never made (its producer was skipped) and has no
     default."""
+    FINALLY_FAILED = "FinallyFailed"
+    """A finally step failed a run whose main steps succeeded."""
 
 
 class StopTrigger(StrEnum):
@@ -99,6 +117,8 @@ class Waiting(StrEnum):
     """A Transient failure is waiting out retry.backoffSeconds before the next attempt."""
     STOP_REQUESTED = "StopRequested"
     """The run is Stopping: nothing starts, running work is given the grace period to end."""
+    RUNNING_FINALLY = "RunningFinally"
+    """The run's main steps are all terminal and its finally steps are running."""
 
 
 STEP_FAILURES: frozenset[StepPhase] = frozenset(

@@ -118,20 +118,21 @@ def _topology_terminated(tracks: Tracks, stopping: bool, now: dt.datetime) -> Pl
     return _verdict(ended, Reason.TOPOLOGY_TERMINATED, "the topology terminated")
 
 
-def _timed_out(tracks: Tracks, timeout: int | None, now: dt.datetime) -> Plan:
+def timed_out(tracks: Tracks, deadline: str, message: str, now: dt.datetime) -> Plan:
+    """`deadline` ("the run's deadline") passed: what runs times out, the rest never starts."""
     def rule(t: Track) -> tuple[StepPhase, str, str]:
         if t.started:
-            return StepPhase.TIMED_OUT, Reason.TIMED_OUT, "the run's deadline passed"
+            return StepPhase.TIMED_OUT, Reason.TIMED_OUT, f"{deadline} passed"
         return (StepPhase.CANCELED, Reason.STOPPED_BEFORE_START,
-                "not started: the run's deadline passed")
+                f"not started: {deadline} passed")
 
-    return Plan(_ending(tracks, rule, now), RunPhase.TIMED_OUT, Reason.TIMED_OUT,
-                f"the run did not finish within its timeout of {timeout}s")
+    return Plan(_ending(tracks, rule, now), RunPhase.TIMED_OUT, Reason.TIMED_OUT, message)
 
 
-def _stopped(tracks: Tracks, now: dt.datetime, grace_until: dt.datetime, grace: int) -> Plan:
+def stopped(tracks: Tracks, now: dt.datetime, grace_until: dt.datetime, grace: int) -> Plan:
     """A stop is in effect: nothing starts; what did not start is canceled at once; what runs
-    gets until the grace period's end to go, then is recorded canceled anyway."""
+    gets until the grace period's end to go (stopped at once, or drained: that is the shell's
+    StopWorkload, sent or not), then is recorded canceled anyway."""
     def rule(t: Track) -> tuple[StepPhase, str, str] | None:
         if not t.started:
             return (StepPhase.CANCELED, Reason.STOPPED_BEFORE_START,
@@ -166,13 +167,15 @@ def _blocked(mode: Mode, need: StepState) -> bool:
 
 
 def _missing(tracks: Tracks, t: Track) -> list[str]:
-    """The outputs the step reads that will never exist: their producer was skipped and they
-    have no default."""
+    """The outputs the step reads that will never exist: their producer ended without
+    succeeding (a finally step reads main steps it does not need), and they have no default
+    or the producer was not skipped (only a skip stands in with defaults)."""
     out = []
     for producer, name in t.spec.consumes:
         p = tracks[producer]
         declared = next((o for o in p.spec.outputs if o.name == name), None)
-        if p.state.phase is StepPhase.SKIPPED and not (declared and declared.has_default):
+        defaulted = p.state.phase is StepPhase.SKIPPED and declared and declared.has_default
+        if p.terminal and p.state.phase is not StepPhase.SUCCEEDED and not defaulted:
             out.append(f"steps.{producer}.outputs.{name}")
     return out
 
@@ -190,8 +193,8 @@ def _skip(tracks: Tracks, t: Track, mode: Mode, now: dt.datetime) -> Track:
     missing = _missing(tracks, t)
     if missing:
         return end(t, StepPhase.SKIPPED, Reason.UPSTREAM_OUTPUT_MISSING,
-                   f"reads {', '.join(missing)}, which was never made (its step was "
-                   "skipped) and has no default", now)
+                   f"reads {', '.join(missing)}, which was never made (its step did not "
+                   "succeed) and has no default", now)
     return t
 
 
@@ -204,16 +207,16 @@ def _skip_blocked(tracks: Tracks, order: tuple[str, ...], mode: Mode,
     return out
 
 
-def _gate_failures(observed: Observed, tracks: Tracks, now: dt.datetime) -> dict[str, Track]:
+def gate_failures(observed: Observed, tracks: Tracks, mode: Mode, now: dt.datetime
+                  ) -> dict[str, Track]:
     """Gated steps whose gate says they cannot run at all (their condition failed to evaluate,
     their references would not render) fail before the failure policy is applied, so the run
     reacts to them in the same decision."""
     out = dict(tracks)
-    mode = observed.spec.mode
     for t in _going(tracks):
         if not t.spec.gated or t.state.step_run is not None or t.observation is not None:
             continue
-        states = {n: tracks[n].state for n in t.spec.needs}
+        states = {n: tracks[n].state for n in {*t.spec.needs, *(p for p, _ in t.spec.consumes)}}
         gate = _gate(observed, t, states) if dag.is_ready(t.spec, states, mode) else None
         if gate is not None and gate.reason is not None:
             out[t.name] = end(t, StepPhase.FAILED, gate.reason, gate.message or gate.reason,
@@ -250,19 +253,19 @@ def _gate(observed: Observed, t: Track, states: Mapping[str, StepState]) -> Gate
     return lookup(observed.gates, t.name)
 
 
-def _start(observed: Observed, t: Track, states: Mapping[str, StepState], clock: Clock
-           ) -> tuple[Track, CreateStepRun | None, StartAttempt | None]:
+def _start(observed: Observed, t: Track, states: Mapping[str, StepState], clock: Clock,
+           mode: Mode) -> tuple[Track, CreateStepRun | None, StartAttempt | None]:
     """What starts for one going step, first rule that holds: the next attempt once its
     backoff is over; the current attempt again if its workload was never seen (creating it is
     idempotent); the recorded StepRun again if it was never seen either; a StepRun for a step
     whose needs are met."""
-    spec, now, step_run = observed.spec, clock.now, t.state.step_run or ""
+    now, step_run = clock.now, t.state.step_run or ""
     if t.status is not None and in_backoff(t.status):
         if now < (t.status.next_attempt_at or now):
             return t, None, None
         attempt = t.status.attempts + 1
         status = replace(t.status, attempts=attempt, reason=None, next_attempt_at=now,
-                         workload=workload_ref(spec.mode, step_run, attempt))
+                         workload=workload_ref(mode, step_run, attempt))
         return start(t, status, step_run), None, StartAttempt(t.name, attempt)
     if t.status is not None:
         unseen = t.attempt is None or t.attempt.state is WorkloadState.ABSENT
@@ -270,10 +273,10 @@ def _start(observed: Observed, t: Track, states: Mapping[str, StepState], clock:
     if t.state.step_run is not None and t.observation is None:
         # Recorded, yet neither observed nor seen deleted: its create may never have landed
         # (the API server went away). The name makes creating it again idempotent.
-        status = recreated_status(t.state, spec.mode, now)
+        status = recreated_status(t.state, mode, now)
         return (start(t, status, step_run), CreateStepRun(t.name, step_run, clock.deadline),
                 StartAttempt(t.name, status.attempts))
-    if t.state.step_run is not None or not dag.is_ready(t.spec, states, spec.mode):
+    if t.state.step_run is not None or not dag.is_ready(t.spec, states, mode):
         return t, None, None
     if t.spec.gated:
         gate = _gate(observed, t, states)
@@ -283,23 +286,27 @@ def _start(observed: Observed, t: Track, states: Mapping[str, StepState], clock:
             return end(t, StepPhase.SKIPPED, Reason.CONDITION_FALSE,
                        gate.message or "its condition is false", now), None, None
     name = step_run_name(observed.run_name, t.name)
-    status = first_status(t.spec, spec.mode, name, None, now)
+    status = first_status(t.spec, mode, name, None, now)
     return (start(t, status, name), CreateStepRun(t.name, name, clock.deadline),
             StartAttempt(t.name, 1))
 
 
-def _go_on(observed: Observed, tracks: Tracks, order: tuple[str, ...], clock: Clock) -> Plan:
-    """Nothing stops the run: skip what cannot run, start what may, and see if all is done."""
+def go_on(observed: Observed, tracks: Tracks, order: tuple[str, ...], clock: Clock,
+          mode: Mode) -> Plan:
+    """Nothing stops the steps in `order`: skip what cannot run, start what may, and see if
+    all is done. `tracks` may hold more steps (the main ones, for finally steps), which are
+    read, never started."""
     out = dict(tracks)
     creates: list[CreateStepRun] = []
     starts: list[StartAttempt] = []
     for name in order:
         # Skipped in order, as it goes: a condition false just now skips its readers now.
-        out[name] = _skip(out, out[name], observed.spec.mode, clock.now)
+        out[name] = _skip(out, out[name], mode, clock.now)
         if out[name].terminal:
             continue
-        states = {n: out[n].state for n in out[name].spec.needs}
-        out[name], create, attempt = _start(observed, out[name], states, clock)
+        states = {n: out[n].state for n in {*out[name].spec.needs,
+                                            *(p for p, _ in out[name].spec.consumes)}}
+        out[name], create, attempt = _start(observed, out[name], states, clock, mode)
         creates += [create] if create else []
         starts += [attempt] if attempt else []
     if _going(out):
@@ -316,11 +323,13 @@ def plan(observed: Observed, tracks: Tracks, clock: Clock, topology_over: bool) 
     if topology_over:
         return _topology_terminated(tracks, clock.grace_until is not None, now)
     if clock.deadline is not None and now >= clock.deadline:
-        return _timed_out(tracks, spec.timeout_seconds, now)
+        return timed_out(tracks, "the run's deadline",
+                         f"the run did not finish within its timeout of "
+                         f"{spec.timeout_seconds}s", now)
     if clock.grace_until is not None:
-        return _stopped(tracks, now, clock.grace_until, spec.grace_period_seconds)
-    tracks = _gate_failures(observed, tracks, now)
+        return stopped(tracks, now, clock.grace_until, spec.grace_period_seconds)
+    tracks = gate_failures(observed, tracks, spec.mode, now)
     failed = first_failure(tracks)
     if failed is not None and spec.on_failure is OnFailure.STOP:
         return _fail_fast(tracks, failed, order, spec.mode, now)
-    return _go_on(observed, tracks, order, clock)
+    return go_on(observed, tracks, order, clock, spec.mode)

@@ -16,6 +16,7 @@ from runctl.machine.durations import go_duration
 from runctl.machine.model import (
     Condition,
     ConditionStatus,
+    Outcome,
     RunStatus,
     StepState,
     StepStates,
@@ -64,17 +65,23 @@ def conditions(old: Iterable[Condition], phase: RunPhase, reason: str | None,
 
 def run_status(old: RunStatus, phase: RunPhase, reason: str | None, message: str | None,
                states: StepStates, stop: StopState | None, trigger: StopTrigger | None,
-               started_at: dt.datetime, now: dt.datetime, generation: int) -> RunStatus:
+               started_at: dt.datetime, now: dt.datetime, generation: int,
+               outcome: Outcome | None = None) -> RunStatus:
+    """The whole status. A stop completes when the run ends unless it already completed
+    (when the main steps ended, before the finally steps); a run that ends with no outcome
+    recorded records its end as its outcome."""
     finished = now if phase in RUN_TERMINAL else None
-    if stop is not None and finished is not None:
+    if stop is not None and finished is not None and stop.completed_at is None:
         stop = StopState(stop.requested_at, stop.observed_at, finished, trigger)
+    if outcome is None and finished is not None:
+        outcome = Outcome(phase, reason, message, finished)
     return RunStatus(
         phase=phase, reason=reason, message=message, started_at=started_at,
         finished_at=finished,
         duration=go_duration(finished - started_at) if finished is not None else None,
         step_states=states, stop=stop,
         conditions=conditions(old.conditions, phase, reason, message, now, generation),
-        observed_generation=generation, progress=progress(states))
+        observed_generation=generation, progress=progress(states), outcome=outcome)
 
 
 def _retried(state: StepState | None) -> int:

@@ -47,6 +47,9 @@ class StepContext:
     """The run's deadline: a retry that could not start before it is not made."""
     topology_over: bool = False
     """A realtime run's topology terminated: a deleted workload is its end, not a loss."""
+    draining: bool = False
+    """A Drain stop is in effect: what runs may finish with its own result, but nothing new
+    starts (no Pending step becomes Running, no retry)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +141,7 @@ def _on_failure(spec: StepSpec, status: StepRunStatus, attempt: AttemptObservati
     if ctx.stopping:
         return _ended(status, StepPhase.CANCELED, Reason.CANCELED, f"stopped: {text}", ctx.now)
     retry_at = ctx.now + dt.timedelta(seconds=spec.retry.backoff_seconds)
-    if (failure is FailureClass.TRANSIENT and ctx.mode is Mode.BATCH
+    if (failure is FailureClass.TRANSIENT and ctx.mode is Mode.BATCH and not ctx.draining
             and status.attempts <= spec.retry.limit
             and (ctx.deadline is None or retry_at < ctx.deadline)):
         return replace(status, reason=Waiting.RETRY_BACKOFF, failure_class=failure,
@@ -217,7 +220,8 @@ def propose(spec: StepSpec, status: StepRunStatus, obs: StepRunObservation,
         return _ended(status, StepPhase.TIMED_OUT, Reason.TIMED_OUT,
                       f"attempt {status.attempts} did not finish within "
                       f"{spec.timeout_seconds}s", now)
-    if state is WorkloadState.RUNNING and not (ctx.stopping and status.phase is StepPhase.PENDING):
+    if state is WorkloadState.RUNNING and not ((ctx.stopping or ctx.draining)
+                                               and status.phase is StepPhase.PENDING):
         return replace(status, phase=StepPhase.RUNNING)
     return status
 

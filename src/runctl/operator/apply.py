@@ -105,8 +105,9 @@ async def apply(ctx: Context, key: RunKey, run: Mapping[str, Any], decision: Dec
                     {s: wire.parse_steprun_status(sr.get("status"))
                      for s, sr in step_runs.items()}),
                     dict(m.step_state_items(decision.status)))
-                step_spec = rendered(definition.step(run, step), definition.params, outputs)
-                body = wire.new_steprun(run, step_spec, definition.mode(run), sr_name,
+                step_spec = rendered(definition.step(run, step), definition.params, outputs,
+                                     definition.facts)
+                body = wire.new_steprun(run, step_spec, definition.mode(run, step), sr_name,
                                         deadline)
                 res = await kube.call("create", "stepruns",
                                       ctx.custom.create_namespaced_custom_object,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runctl.api import wire
@@ -21,7 +21,7 @@ from runctl.flow import conditions, params, references
 from runctl.flow import definition as flow
 from runctl.machine import model as m
 from runctl.machine.dag import Problem
-from runctl.machine.phases import RUN_TERMINAL, Reason, StepPhase
+from runctl.machine.phases import RUN_TERMINAL, STEP_FAILURES, Mode, Reason, StepPhase
 from runctl.operator.cache import ObjectCache
 from runctl.operator.memo import PerGeneration
 from runctl.operator.settings import STORY_WAIT_SECONDS
@@ -42,14 +42,24 @@ class Definition:
     problems: tuple[tuple[str, str], ...] = ()
     """(field, message) of what makes the definition unusable."""
     wait: m.StoryWait | None = None
+    facts: references.Facts | None = None
+    """What the main steps ended as, once the run recorded it: finally steps read it."""
 
     def steps(self, run: Obj) -> list[Obj]:
-        return list((self.spec or run["spec"]).get("steps") or ())
+        """The main steps, then the finally steps."""
+        spec = self.spec or run["spec"]
+        return [*(spec.get("steps") or ()), *(spec.get("finally") or ())]
+
+    def main(self, run: Obj) -> list[str]:
+        return [s["name"] for s in (self.spec or run["spec"]).get("steps") or ()]
 
     def step(self, run: Obj, name: str) -> Obj:
         return next(s for s in self.steps(run) if s["name"] == name)
 
-    def mode(self, run: Obj) -> str | None:
+    def mode(self, run: Obj, step: str) -> str | None:
+        """The mode a step's StepRun runs in: the run's, but a finally step is batch."""
+        if step not in self.main(run):
+            return Mode.BATCH.value
         mode: str | None = (self.spec or run["spec"]).get("mode")
         return mode
 
@@ -59,6 +69,25 @@ _INLINE: PerGeneration[Definition] = PerGeneration()
 
 
 def definition(cache: ObjectCache, run: Obj, now: dt.datetime) -> Definition:
+    d = _definition(cache, run, now)
+    outcome = (run.get("status") or {}).get("outcome")
+    if outcome is None:
+        return d
+    return replace(d, facts=facts(d.main(run), outcome,
+                                  wire.parse_run_status(run.get("status"))))
+
+
+def facts(main: list[str], outcome: Obj, status: m.RunStatus) -> references.Facts:
+    """The run's facts as finally steps read them: the outcome recorded, the main steps'
+    phases, and which of them failed (in spec order)."""
+    phases = {name: s.phase for name, s in m.step_state_items(status) if name in main}
+    return references.Facts(
+        outcome=outcome["phase"], reason=outcome.get("reason") or "",
+        failures=tuple(n for n in main if phases.get(n) in STEP_FAILURES),
+        phases={n: phases[n].value for n in main if n in phases})
+
+
+def _definition(cache: ObjectCache, run: Obj, now: dt.datetime) -> Definition:
     spec, status = run["spec"], run.get("status") or {}
     if "resolved" in status:
         resolved = status["resolved"]
@@ -91,14 +120,15 @@ def _trial_render(spec: Obj, values: Mapping[str, Any], here: str) -> list[Probl
     """Fields that read params only, rendered now: a value that would make them unusable
     (spelling `${{` with the text around it) fails the run before anything starts."""
     problems: list[Problem] = []
-    for i, step in enumerate(spec.get("steps") or ()):
-        for where, text in references.fields(step):
-            refs = references.find(text)
-            if refs and all(r.step is None for r in refs):
-                try:
-                    references.render(text, values, {})
-                except references.Malformed as e:
-                    problems.append(Problem(f"{here}.steps[{i}].{where}", str(e)))
+    for key in ("steps", "finally"):
+        for i, step in enumerate(spec.get(key) or ()):
+            for where, text in references.fields(step):
+                refs = references.find(text)
+                if refs and all(r.param for r in refs):
+                    try:
+                        references.render(text, values, {})
+                    except references.Malformed as e:
+                        problems.append(Problem(f"{here}.{key}[{i}].{where}", str(e)))
     return problems
 
 
@@ -126,21 +156,24 @@ def produced(run: Obj, d: Definition, recorded: Mapping[str, Mapping[str, str]],
     return out
 
 
-def gate(step: Obj, values: Mapping[str, Any], outputs: Mapping[str, Mapping[str, str]]
-         ) -> m.Gate | None:
+def gate(step: Obj, values: Mapping[str, Any], outputs: Mapping[str, Mapping[str, str]],
+         facts: references.Facts | None = None) -> m.Gate | None:
     """The verdict on a gated step whose inputs are there: its condition evaluated on typed
     values, then its references rendered. None: an input is missing (the core waits, or skips
-    the step for an output never made)."""
+    the step for an output never made; a finally step reading the run's facts waits for the
+    outcome to be recorded)."""
+    if facts is None and flow.reads_facts(step):
+        return None
     when = step.get("when")
     if when:
-        evaluated = conditions.evaluate(when, values, outputs)
+        evaluated = conditions.evaluate(when, values, outputs, facts)
         if evaluated.error is not None:
             return m.Gate(False, Reason.CONDITION_ERROR,
                           f"when {when!r} could not be evaluated: {evaluated.error}")
         if not evaluated.holds:
             return m.Gate(False, message=f"when {when!r} is false")
     try:
-        references.render_step(step, values, outputs)
+        references.render_step(step, values, outputs, facts)
     except KeyError:
         return None
     except references.Malformed as e:
@@ -148,8 +181,8 @@ def gate(step: Obj, values: Mapping[str, Any], outputs: Mapping[str, Mapping[str
     return m.Gate(True)
 
 
-def rendered(step: Obj, values: Mapping[str, Any], outputs: Mapping[str, Mapping[str, str]]
-             ) -> dict[str, Any]:
+def rendered(step: Obj, values: Mapping[str, Any], outputs: Mapping[str, Mapping[str, str]],
+             facts: references.Facts | None = None) -> dict[str, Any]:
     """The step as its StepRun carries it: every reference rendered (its gate said they
     render)."""
-    return references.render_step(step, values, outputs)
+    return references.render_step(step, values, outputs, facts)

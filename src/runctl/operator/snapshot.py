@@ -75,7 +75,8 @@ def snapshot(cache: ObjectCache, key: RunKey, run: Obj,
             status=sr_status,
             deleting=bool(sr["metadata"].get("deletionTimestamp")),
             gone=False,
-            attempt=_checked(_attempt(cache, ns, spec.mode, sr, sr_status,
+            attempt=_checked(_attempt(cache, ns, Mode(sr["spec"].get("mode", spec.mode)),
+                                      sr, sr_status,
                                       pods_by_steprun.get(sr["metadata"]["uid"], [])),
                              declared.get(sr["metadata"]["labels"].get(STEP_LABEL, ""))),
         )
@@ -85,7 +86,7 @@ def snapshot(cache: ObjectCache, key: RunKey, run: Obj,
         if cache.was_deleted("StepRun", ns, state.step_run, run_uid):
             step_runs[step] = m.StepRunObservation(
                 name=state.step_run, status=None, deleting=True, gone=True, attempt=None)
-    for step_spec in spec.steps:
+    for step_spec in (*spec.steps, *spec.finally_steps):
         sr_name = step_run_name(name, step_spec.name)
         why = (None if step_spec.name in step_runs
                else cache.refusal("StepRun", ns, sr_name, run_uid))
@@ -129,12 +130,14 @@ def _gates(run: Obj, definition: resolve.Definition,
            states: Mapping[str, m.StepState]) -> tuple[tuple[str, m.Gate], ...]:
     """The gate of every gated step not started yet whose inputs are all there."""
     waiting = [s for s in definition.steps(run)
-               if (s.get("when") or flow_definition.consumes(s)) and s["name"] not in step_runs]
+               if (s.get("when") or flow_definition.consumes(s) or flow_definition.reads_facts(s))
+               and s["name"] not in step_runs]
     if not waiting:
         return ()
     outputs = resolve.produced(run, definition, resolve.recorded(
         {step: obs.status for step, obs in step_runs.items()}), states)
-    gates = ((s["name"], resolve.gate(s, definition.params, outputs)) for s in waiting)
+    gates = ((s["name"], resolve.gate(s, definition.params, outputs, definition.facts))
+             for s in waiting)
     return tuple(sorted(((n, g) for n, g in gates if g is not None), key=lambda ng: ng[0]))
 
 

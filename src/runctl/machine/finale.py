@@ -1,0 +1,80 @@
+"""The finally steps: what runs once every main step is terminal, and how the run then ends.
+
+The main steps' end is recorded once as the run's `Outcome` (`decide` does it); from then on
+the main steps are only read. Finally steps run as under `onFailure: continue`, on their own
+budget counted from the outcome, unaffected by a stop unless `shutdown.finally` is `Skip`. The
+run ends with its outcome, except that a failed finally step fails an outcome of `Succeeded`
+(`FinallyFailed`), and a stop that skipped them cancels it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+
+from runctl.machine import dag
+from runctl.machine.failures import MAX_MESSAGE
+from runctl.machine.model import Observed, Outcome
+from runctl.machine.phases import Mode, Reason, RunPhase, StopTrigger, Waiting
+from runctl.machine.plan import (
+    Clock,
+    Plan,
+    Tracks,
+    first_failure,
+    gate_failures,
+    go_on,
+    stopped,
+    timed_out,
+)
+
+
+def plan_finally(observed: Observed, main: Tracks, finals: Tracks, clock: Clock,
+                 stop: bool, skip: bool, outcome: Outcome) -> Plan:
+    """The finally ladder, first rule that holds: a stop that skips them; their deadline;
+    otherwise they go on. `clock.deadline` is theirs, `clock.grace_until` is set only when
+    they are skipped; `stop`: a stop is in effect (the run shows Stopping)."""
+    spec, now = observed.spec, clock.now
+    if skip and clock.grace_until is not None:
+        p = stopped(finals, now, clock.grace_until, spec.grace_period_seconds)
+    elif clock.deadline is not None and now >= clock.deadline:
+        p = timed_out(finals, "the finally steps' deadline",
+                      f"the finally steps did not finish within "
+                      f"{spec.finally_timeout_seconds}s", now)
+    else:
+        gated = gate_failures(observed, {**main, **finals}, Mode.BATCH, now)
+        p = go_on(observed, gated, dag.topological_order(spec.finally_steps), clock,
+                  Mode.BATCH)
+    tracks = {**main, **{name: p.tracks[name] for name in finals}}
+    if any(not tracks[name].terminal for name in finals):
+        phase = RunPhase.STOPPING if stop else RunPhase.RUNNING
+        return replace(p, tracks=tracks, phase=phase, reason=Waiting.RUNNING_FINALLY,
+                       message=_running(finals, tracks, outcome))
+    return _verdict(tracks, finals, outcome, skip, p.trigger)
+
+
+def _running(finals: Tracks, tracks: Tracks, outcome: Outcome) -> str:
+    going = sum(1 for name in finals if not tracks[name].terminal)
+    return (f"running finally steps ({going} of {len(finals)} not done); the main steps "
+            f"ended {outcome.phase} ({outcome.reason}): {outcome.message}")[:MAX_MESSAGE]
+
+
+def _verdict(tracks: Tracks, finals: Tracks, outcome: Outcome, skip: bool,
+             trigger: StopTrigger | None) -> Plan:
+    """Every finally step is terminal: the run ends as its outcome says, except an outcome of
+    Succeeded, which a stop that skipped them turns Canceled and a failed one Failed."""
+    failed = first_failure({name: tracks[name] for name in finals})
+    phase, reason, message = outcome.phase, outcome.reason, outcome.message
+    if outcome.phase is RunPhase.SUCCEEDED and skip:
+        phase, reason = RunPhase.CANCELED, Reason.CANCELED
+        message = "stopped on request while the finally steps ran"
+    elif outcome.phase is RunPhase.SUCCEEDED and failed is not None:
+        phase, reason = RunPhase.FAILED, Reason.FINALLY_FAILED
+        message = (f"finally step {failed.name} ended {failed.state.phase} "
+                   f"({failed.state.reason}): {failed.state.message}")[:MAX_MESSAGE]
+    return Plan(tracks, phase, reason, message, trigger or StopTrigger.ALL_STEPS_TERMINAL)
+
+
+def finally_clock(observed: Observed, outcome: Outcome, now: dt.datetime,
+                  grace_until: dt.datetime | None, skip: bool) -> Clock:
+    deadline = outcome.decided_at + dt.timedelta(seconds=observed.spec.finally_timeout_seconds)
+    return Clock(now, deadline, grace_until if skip else None)
