@@ -166,6 +166,7 @@ def _free_port() -> int:
         return port
 
 
+@pytest.mark.timeout(max(600, OBJECTS // 2))
 def test_hostile_storyruns_never_hurt_the_api_server_or_the_operator(
         crds: ControlPlane, namespace: str, tmp_path: Path) -> None:
     op = OperatorProcess(crds, crds.logs, label=f"fuzz-{namespace}", extra=(
