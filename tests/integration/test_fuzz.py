@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,7 +33,7 @@ from runctl.devcluster import ControlPlane
 from tests.conftest import OperatorProcess
 from tests.fuzz.inputs import DEADLINE, hostile_runs, hostile_stories
 from tests.fuzz.tally import MUST_BE_ZERO, Tally, markdown
-from tests.support import TERMINAL, storyrun, wait_for
+from tests.support import TERMINAL, free_port, storyrun, wait_for
 from tests.support import step as sim_step
 
 pytestmark = pytest.mark.integration
@@ -159,18 +158,11 @@ class Sender:
         assert not self.failures, self.failures
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.mark.timeout(max(600, OBJECTS // 2))
 def test_hostile_storyruns_never_hurt_the_api_server_or_the_operator(
         crds: ControlPlane, namespace: str, tmp_path: Path) -> None:
     op = OperatorProcess(crds, crds.logs, label=f"fuzz-{namespace}", extra=(
-        "-n", namespace, "--webhook-port", str(_free_port()), "--webhook-host", "127.0.0.1",
+        "-n", namespace, "--webhook-port", str(free_port()), "--webhook-host", "127.0.0.1",
         "--webhook-cert-dir", str(tmp_path)), env={"RUNCTL_STORY_WAIT_SECONDS": str(DEADLINE)})
     op.start()
     api = client.CustomObjectsApi(crds.api_client())
