@@ -52,7 +52,7 @@ def names_a_field(body: str) -> bool:
 
 
 MUST_BE_ZERO = ("server error (5xx)", "refused at apply, no field named", "operator crashed",
-                "not terminal within its bound")
+                "not terminal within its bound", "no answer read")
 ORDER = ("tried", "refused at apply, field named",
          "accepted, a Story (run by the StoryRun sent after it)", "accepted, terminal",
          "accepted, refused by the operator (InvalidSpec)",
