@@ -52,12 +52,12 @@ def names_a_field(body: str) -> bool:
 
 
 MUST_BE_ZERO = ("server error (5xx)", "refused at apply, no field named", "operator crashed",
-                "not terminal within its bound", "no answer read")
+                "not terminal within its bound", "never terminal (stuck)", "no answer read")
 ORDER = ("tried", "refused at apply, field named",
          "accepted, a Story (run by the StoryRun sent after it)", "accepted, terminal",
          "accepted, refused by the operator (InvalidSpec)",
          "refused before reading: body over 3 MiB (413)", "refused: name already taken (409)",
-         *MUST_BE_ZERO)
+         *MUST_BE_ZERO, "of those, terminal later")
 
 
 def markdown(tally: Tally, heading: str) -> str:

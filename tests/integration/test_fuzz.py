@@ -46,6 +46,9 @@ SENDERS = int(os.environ.get("FUZZ_SENDERS", "6"))
 """Threads sending at once; generation stays in one thread, in the seed's order."""
 BOUND_SLACK = 60
 """Seconds past its deadline an accepted run may take to be recorded terminal."""
+LAST_CHANCE = 180
+"""Seconds a run past its bound is still followed once everything is sent: ended by then, it
+was late; not, it is stuck."""
 IN_FLIGHT = 40
 """Accepted runs followed at once; sending waits while this many are still going."""
 MAX_HEADERS = 10_000
@@ -60,12 +63,14 @@ PLURALS = {"StoryRun": "storyruns", "Story": "stories"}
 class Follower:
     """Accepted runs, followed to their end: counted when terminal (then deleted with the
     Story sent with them, so the cluster stays small), or as not terminal once past their
-    bound. Senders add runs from their threads; one thread polls."""
+    bound, and then still followed to tell a late run from a stuck one. Senders add runs from
+    their threads; one thread polls."""
 
     def __init__(self, api: client.CustomObjectsApi, namespace: str, tally: Tally,
                  operator: OperatorProcess) -> None:
         self.api, self.namespace, self.tally, self.operator = api, namespace, tally, operator
         self.bounds: dict[str, tuple[float, str | None]] = {}
+        self.overdue: dict[str, tuple[float, str | None]] = {}
         self.lock = threading.Lock()
         self.latest = -float(BOUND_SLACK)
         """The most seconds past its deadline a run was seen terminal (seen: polled)."""
@@ -88,28 +93,50 @@ class Follower:
         for name, (bound, story) in followed:
             phase = status.get(name, {}).get("phase")
             if phase in TERMINAL:
-                late = time.monotonic() - bound + BOUND_SLACK
-                if late > self.latest:
-                    st = status[name]
-                    self.latest, self.slowest = late, (
-                        f"{name}: {st.get('phase')}/{st.get('reason')} ({st.get('message')}), "
-                        f"started {st.get('startedAt')}, finished {st.get('finishedAt')}")
+                self.seen_terminal(name, bound, status[name])
                 invalid = status[name].get("reason") == "InvalidSpec"
                 self.tally.add("accepted, refused by the operator (InvalidSpec)" if invalid
                                else "accepted, terminal")
-                self.api.delete_namespaced_custom_object(GROUP, VERSION, self.namespace,
-                                                         "storyruns", name)
-                if story:
-                    self.delete_story(story)
+                self.forget(name, story)
             elif time.monotonic() > bound:
                 self.tally.add("not terminal within its bound", f"{name}: {status.get(name)}")
+                self.overdue[name] = (bound, story)
             else:
                 continue
             with self.lock:
                 del self.bounds[name]
+        for name, (bound, story) in list(self.overdue.items()):
+            if status.get(name, {}).get("phase") in TERMINAL:
+                self.seen_terminal(name, bound, status[name])
+                self.tally.add("of those, terminal later")
+                self.forget(name, story)
+                del self.overdue[name]
         if self.operator.proc and self.operator.proc.poll() is not None:
             self.tally.add("operator crashed", self.operator.log.read_text()[-500:])
             self.operator.start()
+
+    def seen_terminal(self, name: str, bound: float, st: dict[str, Any]) -> None:
+        late = time.monotonic() - bound + BOUND_SLACK
+        if late > self.latest:
+            self.latest, self.slowest = late, (
+                f"{name}: {st.get('phase')}/{st.get('reason')} ({st.get('message')}), "
+                f"started {st.get('startedAt')}, finished {st.get('finishedAt')}, seen "
+                f"{time.strftime('%H:%M:%S', time.gmtime())}")
+
+    def forget(self, name: str, story: str | None) -> None:
+        self.api.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, "storyruns",
+                                                 name)
+        if story:
+            self.delete_story(story)
+
+    def stuck(self) -> None:
+        """Follow the runs past their bound a last while; count those that never end."""
+        deadline = time.monotonic() + LAST_CHANCE
+        while self.overdue and time.monotonic() < deadline:
+            time.sleep(1)
+            self.poll()
+        for name in self.overdue:
+            self.tally.add("never terminal (stuck)", name)
 
     def delete_story(self, name: str) -> None:
         try:
@@ -237,6 +264,7 @@ def test_hostile_storyruns_never_hurt_the_api_server_or_the_operator(
         sender.close()
         sent = time.monotonic() - started
         follower.wait(0)
+        follower.stuck()
     finally:
         sender.pool.shutdown(wait=True, cancel_futures=True)
         op.stop()
