@@ -7,7 +7,8 @@ demo:
 test:
 	bash hack/test.sh
 
-# Hostile StoryRuns against the local control plane, the operator and its webhook; figures to
+# Hostile StoryRuns and Stories against the local control plane, the operator and its webhook
+# (seeded: the same objects every run, sent by a pool of threads); figures to
 # tests/fuzz/results.md.
 fuzz:
 	FUZZ_OBJECTS=$${FUZZ_OBJECTS:-5000} FUZZ_RESULTS=tests/fuzz/results.md \

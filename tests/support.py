@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 from typing import Any
@@ -31,6 +32,14 @@ def wait_for(what: str, probe, timeout: float = 60, interval: float = 0.2):
             return last
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def free_port() -> int:
+    """A loopback port free right now (for an operator's webhook)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 TERMINAL = {"Succeeded", "Failed", "Canceled", "TimedOut"}

@@ -1,4 +1,5 @@
-"""Hostile StoryRuns, built by hypothesis: valid runs first, then mutated where it hurts.
+"""Hostile StoryRuns and Stories, built by hypothesis: valid ones first, then mutated where it
+hurts.
 
 A valid base run (1 to 5 steps forming a DAG, simulated pods that end quickly) gets one to three
 structure-aware mutations: a node replaced by a hostile value (a wrong type, a huge string or
@@ -6,8 +7,13 @@ list, unicode, deep nesting), a node removed, an unknown field added, references
 resolve (a typo, upper case, a look-alike letter, a cycle), duplicates, integers just past their
 bounds, and simulation annotations that almost parse.
 
+A valid Story (params, declared outputs, `${{ }}` references to params and upstream outputs,
+CEL `when` conditions) gets the same mutations, and is sent with a StoryRun of it whose params
+are valid or mutated (unknown, missing, mistyped, outside enum, hostile values).
+
 Every run keeps a deadline of at most DEADLINE seconds (set before it is sent whenever the spec
-still has room for one), so every run the API server accepts has a bound to end within.
+still has room for one), so every run the API server accepts has a bound to end within; a run
+whose Story was refused waits for it DEADLINE seconds (the operator is started so) and ends.
 """
 
 from __future__ import annotations
@@ -169,17 +175,149 @@ def _mutate(draw: st.DrawFn, obj: Obj) -> Obj:
     return obj
 
 
-@st.composite
-def hostile_runs(draw: st.DrawFn) -> Obj:
-    """A valid run mutated one to three times, its deadline kept at most DEADLINE."""
-    obj = draw(valid_runs())
-    for _ in range(draw(st.integers(1, 3))):
-        if not isinstance(obj.get("spec"), dict):
-            break
-        obj = draw(_mutate(obj))
+def _bounded(obj: Obj) -> Obj:
     spec = obj.get("spec")
     if isinstance(spec, dict):
         timeout = spec.get("timeoutSeconds")
         if timeout is None or (type(timeout) is int and timeout > DEADLINE):
             spec["timeoutSeconds"] = DEADLINE
     return obj
+
+
+@st.composite
+def _mutated(draw: st.DrawFn, obj: Obj) -> Obj:
+    """`obj` mutated one to three times, its deadline kept at most DEADLINE."""
+    for _ in range(draw(st.integers(1, 3))):
+        if not isinstance(obj.get("spec"), dict):
+            break
+        obj = draw(_mutate(obj))
+    return _bounded(obj)
+
+
+@st.composite
+def hostile_runs(draw: st.DrawFn) -> Obj:
+    """A valid run mutated one to three times, its deadline kept at most DEADLINE."""
+    return draw(_mutated(draw(valid_runs())))
+
+
+PARAMS: list[Obj] = [{"name": "table", "type": "string"},
+                     {"name": "dryRun", "type": "boolean", "default": False},
+                     {"name": "rows", "type": "number", "default": 1},
+                     {"name": "region", "type": "string", "enum": ["eu", "us"], "default": "eu"},
+                     {"name": "tags", "type": "array", "default": []}]
+OUTPUT_MESSAGES = ['{"rows": 3, "table": "t1"}', '{"rows": 0}', '{"table": "t2"}', "{}"]
+WHEN = ["params.dryRun == false", "params.rows > 0 && params.region == 'eu'",
+        "size(params.tags) == 0", "int(steps.{p}.outputs.rows) > 0",
+        "steps.{p}.outputs.table != 'none' || params.dryRun"]
+ALMOST_REFERENCES = ["${{ params.tabel }}", "${{ params.table", "${{}}", "${{ steps.{p} }}",
+                     "${{ steps.{p}.outputs.nope }}", "${{ steps.zz.outputs.rows }}",
+                     "${{ params.table }}${{", "$${{ params.table }}"]
+ALMOST_WHEN = ["params.dryRun ==", "params.rows", "params.nope == 1", "steps.zz.outputs.rows",
+               "int(params.table) + ", "params.region == 'eu' && 1", "'${{'"]
+
+
+@st.composite
+def valid_stories(draw: st.DrawFn) -> tuple[Obj, Obj]:
+    """A Story whose steps declare outputs, read params and upstream outputs through `${{ }}`
+    and may carry a `when`, and a StoryRun of it with valid params."""
+    base = draw(valid_runs())
+    spec = base["spec"]
+    spec["mode"] = "batch"  # references to outputs and conditions are for batch runs
+    steps = spec["steps"]
+    producers: list[str] = []
+    for i, step in enumerate(steps):
+        upstream = [p for p in producers if p in step["needs"]] or producers[:1]
+        annotations = step["pod"]["annotations"]
+        if draw(st.booleans()):
+            step["outputs"] = [{"name": "rows"}, {"name": "table", "default": "none"}]
+            annotations[SIM + "message"] = draw(st.sampled_from(OUTPUT_MESSAGES))
+        if draw(st.booleans()):
+            step["args"] = ["--table", "${{ params.table }}", "--region", "${{ params.region }}"]
+        if upstream and draw(st.booleans()):
+            producer = draw(st.sampled_from(upstream))
+            step["env"] = [{"name": "ROWS", "value": f"${{{{ steps.{producer}.outputs.rows }}}}"}]
+        if i and draw(st.booleans()):
+            when = draw(st.sampled_from(WHEN if upstream else WHEN[:3]))
+            step["when"] = when.format(p=upstream[0] if upstream else "")
+        if "outputs" in step:
+            producers.append(step["name"])
+    extra = draw(st.lists(st.sampled_from(PARAMS[1:]), unique_by=lambda p: str(p["name"])))
+    story = {"apiVersion": "runctl.dev/v1alpha1", "kind": "Story", "metadata": {"name": "x"},
+             "spec": {**spec, "params": copy.deepcopy([PARAMS[0], *extra])}}
+    declared = {p["name"] for p in story["spec"]["params"]}
+    for step in steps:  # read only the params the Story declares
+        text = repr(step)
+        if any(f"params.{p['name']}" in text and p["name"] not in declared for p in PARAMS):
+            step.pop("when", None)
+            step.pop("args", None)
+    values: dict[str, Any] = {"table": draw(st.text(max_size=20))}
+    if "dryRun" in declared and draw(st.booleans()):
+        values["dryRun"] = draw(st.booleans())
+    run = {"apiVersion": "runctl.dev/v1alpha1", "kind": "StoryRun", "metadata": {"name": "x"},
+           "spec": {"storyRef": {"name": "x"}, "params": values}}
+    return story, run
+
+
+@st.composite
+def _mutate_story(draw: st.DrawFn, story: Obj) -> Obj:
+    """A Story-specific mutation: a reference or a condition that almost parses, a param
+    declared twice or badly, an output declared twice."""
+    steps = _steps(story)
+    kind = draw(st.sampled_from(["reference", "when", "param", "output", "generic"]))
+    if kind == "generic" or not steps:
+        return draw(_mutate(story))
+    step = draw(st.sampled_from(steps))
+    other = str(draw(st.sampled_from(steps)).get("name"))
+    if kind == "reference":
+        field = draw(st.sampled_from(["args", "command", "env", "annotations"]))
+        value = draw(st.sampled_from(ALMOST_REFERENCES)).replace("{p}", other)
+        if field == "env":
+            step["env"] = [{"name": "V", "value": value}]
+        elif field == "annotations" and isinstance(step.get("pod"), dict):
+            step["pod"].setdefault("annotations", {})["note"] = value
+        else:
+            step[field] = [value]
+    elif kind == "when":
+        step["when"] = draw(st.one_of(st.sampled_from(ALMOST_WHEN), HOSTILE))
+    elif kind == "param":
+        params = story["spec"].setdefault("params", [])
+        if isinstance(params, list):
+            params.append(copy.deepcopy(draw(st.sampled_from([
+                {"name": "table", "type": "string"}, {"name": "n", "type": "number",
+                                                      "default": "one"},
+                {"name": "e", "type": "string", "enum": ["a"], "default": "b"},
+                {"name": "1bad", "type": "string"}, {"name": "t", "type": "date"},
+                {"name": "o", "type": "object", "default": [1]}]))))
+    else:
+        step["outputs"] = [{"name": "rows"}, {"name": "rows", "default": "0"}]
+    return story
+
+
+PARAM_VALUES = st.one_of(HOSTILE, st.sampled_from(["eu", "us", "mars", 1, True, [], {}]))
+
+
+@st.composite
+def hostile_stories(draw: st.DrawFn) -> tuple[Obj, Obj]:
+    """A Story and a StoryRun of it, either or both mutated (a valid pair now and then)."""
+    story, run = draw(valid_stories())
+    if draw(st.integers(0, 3)):
+        for _ in range(draw(st.integers(1, 2))):
+            if isinstance(story.get("spec"), dict):
+                story = draw(_mutate_story(story))
+    _bounded(story)
+    if not draw(st.integers(0, 2)):
+        params = run["spec"]["params"]
+        kind = draw(st.sampled_from(["unknown", "missing", "value", "whole", "steps", "timeout"]))
+        if kind == "unknown":
+            params[draw(st.text(min_size=1, max_size=12))] = draw(PARAM_VALUES)
+        elif kind == "missing":
+            del params["table"]
+        elif kind == "value":
+            params[draw(st.sampled_from([p["name"] for p in PARAMS]))] = draw(PARAM_VALUES)
+        elif kind == "whole":
+            run["spec"]["params"] = draw(HOSTILE)
+        elif kind == "steps":
+            run["spec"]["steps"] = draw(valid_runs())["spec"]["steps"]
+        else:
+            run["spec"]["timeoutSeconds"] = DEADLINE
+    return story, run

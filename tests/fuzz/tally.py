@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -14,15 +15,18 @@ field the API server's decoder names (`Go struct field ObjectMeta.name`)."""
 
 @dataclass
 class Tally:
-    """Counts by outcome, with a few examples of every outcome that must stay at zero."""
+    """Counts by outcome, with a few examples of every outcome that must stay at zero; added
+    to from several sender threads."""
 
     counts: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, outcome: str, example: str = "") -> None:
-        self.counts[outcome] += 1
-        if example and len(self.examples.setdefault(outcome, [])) < 3:
-            self.examples[outcome].append(example[:500])
+        with self.lock:
+            self.counts[outcome] += 1
+            if example and len(self.examples.setdefault(outcome, [])) < 3:
+                self.examples[outcome].append(example[:500])
 
     def refused(self, status: int, body: str) -> None:
         """Sort an API server refusal: by server error, size, or whether it names a field."""
@@ -48,11 +52,12 @@ def names_a_field(body: str) -> bool:
 
 
 MUST_BE_ZERO = ("server error (5xx)", "refused at apply, no field named", "operator crashed",
-                "not terminal within its bound")
-ORDER = ("tried", "refused at apply, field named", "accepted, terminal",
+                "not terminal within its bound", "never terminal (stuck)", "no answer read")
+ORDER = ("tried", "refused at apply, field named",
+         "accepted, a Story (run by the StoryRun sent after it)", "accepted, terminal",
          "accepted, refused by the operator (InvalidSpec)",
          "refused before reading: body over 3 MiB (413)", "refused: name already taken (409)",
-         *MUST_BE_ZERO)
+         *MUST_BE_ZERO, "of those, terminal later")
 
 
 def markdown(tally: Tally, heading: str) -> str:

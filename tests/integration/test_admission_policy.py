@@ -29,6 +29,8 @@ RELEASE = "runctl-policy"
 POLICY = f"{RELEASE}-author-may-run-pods"
 RUNS_RULE = {"apiGroups": ["runctl.dev"], "resources": ["storyruns"],
              "verbs": ["create", "get", "list"]}
+STORIES_RULE = {"apiGroups": ["runctl.dev"], "resources": ["stories"],
+                "verbs": ["create", "get", "list", "update", "patch"]}
 PODS_RULE = {"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]}
 
 
@@ -45,7 +47,7 @@ def as_user(cluster: ControlPlane, config: Path, *args: str,
         input=json.dumps(body) if body else None, capture_output=True, text=True, timeout=60)
 
 
-def create_run(cluster: ControlPlane, config: Path, namespace: str, body: dict[str, Any],
+def create(cluster: ControlPlane, config: Path, namespace: str, body: dict[str, Any],
                *extra: str) -> subprocess.CompletedProcess[str]:
     return as_user(cluster, config, "create", "-n", namespace, "-f", "-", *extra, body=body)
 
@@ -75,6 +77,14 @@ def run_body(name: str, service_account: str | None = None) -> dict[str, Any]:
     return storyrun(name, [{**sim_step("only"), **extra}])
 
 
+def story_body(name: str, service_account: str | None = None) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if service_account:
+        extra["pod"] = {"serviceAccountName": service_account}
+    return {"apiVersion": "runctl.dev/v1alpha1", "kind": "Story", "metadata": {"name": name},
+            "spec": {"steps": [sim_step("first"), {**sim_step("second", "first"), **extra}]}}
+
+
 @pytest.fixture(scope="module")
 def policy(crds: ControlPlane, helm: Helm, tmp_path_factory: pytest.TempPathFactory,
            ) -> Iterator[ControlPlane]:
@@ -91,7 +101,7 @@ def policy(crds: ControlPlane, helm: Helm, tmp_path_factory: pytest.TempPathFact
     grant(crds, "default", "policy-probe", [RUNS_RULE], user("policy-probe"))
 
     def enforced() -> bool:
-        out = create_run(crds, nobody, "default", run_body("probe"), "--dry-run=server")
+        out = create(crds, nobody, "default", run_body("probe"), "--dry-run=server")
         return out.returncode != 0 and POLICY in out.stderr
 
     wait_for("the admission policy to be enforced", enforced, timeout=60)
@@ -121,7 +131,7 @@ def test_a_run_author_who_may_not_create_pods_is_refused_naming_the_right(
     assert as_user(policy, config, "auth", "can-i", "create", "storyruns.runctl.dev",
                    "-n", namespace).stdout.strip() == "yes"
     for name, account in (("plain", None), ("with-account", "default")):
-        out = create_run(policy, config, namespace, run_body(name, account))
+        out = create(policy, config, namespace, run_body(name, account))
         assert out.returncode != 0
         assert (f"{alice} may not create pods in namespace {namespace}: creating a StoryRun "
                 "needs that right too") in out.stderr, out.stderr
@@ -140,7 +150,7 @@ def test_a_run_author_who_may_create_pods_is_allowed(
     policy.kubectl("create", "serviceaccount", "etl-runner", "-n", namespace)
     config = user_kubeconfig(policy, bob, tmp_path / "bob")
     for name, account in (("plain", None), ("with-account", "etl-runner")):
-        out = create_run(policy, config, namespace, run_body(name, account))
+        out = create(policy, config, namespace, run_body(name, account))
         assert out.returncode == 0, out.stderr
     assert as_user(policy, config, "get", "sr", "with-account", "-n", namespace, "-o",
                    "jsonpath={.spec.steps[0].pod.serviceAccountName}").stdout == "etl-runner"
@@ -160,7 +170,7 @@ def test_the_operator_account_cannot_create_a_run_to_bypass_it(
     try:
         config = service_account_kubeconfig(policy, namespace, RELEASE, tmp_path / "operator")
         account = f"system:serviceaccount:{namespace}:{RELEASE}"
-        refused = create_run(policy, config, namespace, run_body("by-operator"))
+        refused = create(policy, config, namespace, run_body("by-operator"))
         assert refused.returncode != 0
         assert (f'User "{account}" cannot create resource "storyruns" in API group '
                 '"runctl.dev"' in refused.stderr), refused.stderr
@@ -169,3 +179,52 @@ def test_the_operator_account_cannot_create_a_run_to_bypass_it(
                            "-n", namespace).stdout.strip() == "no", verb
     finally:
         policy.kubectl("delete", "-f", "-", "--ignore-not-found", input=manifest)
+
+
+def test_a_story_naming_a_service_account_needs_the_right_to_create_pods(
+        policy: ControlPlane, namespace: str, tmp_path: Path) -> None:
+    """Whoever writes a Story chooses the service accounts its runs' pods use: naming one, on
+    create or on update, takes the right to create pods. A Story naming none is not judged
+    (its runs are)."""
+    carol = f"carol-{namespace}"
+    grant(policy, namespace, "stories-only", [STORIES_RULE], user(carol))
+    config = user_kubeconfig(policy, carol, tmp_path / "carol")
+    refusal = (f"{carol} may not create pods in namespace {namespace}: writing a Story whose "
+               "steps name service accounts needs that right too")
+    out = create(policy, config, namespace, story_body("named", "default"))
+    assert out.returncode != 0
+    assert refusal in out.stderr, out.stderr
+    assert (f'stories.runctl.dev "named" is forbidden: ValidatingAdmissionPolicy '
+            f"'{POLICY}' with binding '{POLICY}' denied request") in out.stderr
+    assert policy.kubectl("get", "story", "named", "-n", namespace, check=False).returncode != 0
+
+    plain = create(policy, config, namespace, story_body("plain"))
+    assert plain.returncode == 0, plain.stderr
+    patch = json.dumps([{"op": "add", "path": "/spec/steps/1/pod/serviceAccountName",
+                         "value": "default"}])
+    edit = as_user(policy, config, "patch", "story", "plain", "-n", namespace, "--type=json",
+                   "-p", patch)
+    assert edit.returncode != 0
+    assert refusal in edit.stderr, edit.stderr
+    stored = policy.kubectl("get", "story", "plain", "-n", namespace, "-o",
+                            "jsonpath={.spec.steps[1].pod}").stdout
+    assert "serviceAccountName" not in stored
+    # An edit that names no service account is not the policy's business.
+    relabel = as_user(policy, config, "label", "story", "plain", "-n", namespace, "team=a")
+    assert relabel.returncode == 0, relabel.stderr
+
+
+def test_a_story_author_who_may_create_pods_may_name_service_accounts(
+        policy: ControlPlane, namespace: str, tmp_path: Path) -> None:
+    dave = f"dave-{namespace}"
+    grant(policy, namespace, "stories-and-pods", [STORIES_RULE, PODS_RULE], user(dave))
+    config = user_kubeconfig(policy, dave, tmp_path / "dave")
+    out = create(policy, config, namespace, story_body("named", "etl-runner"))
+    assert out.returncode == 0, out.stderr
+    patch = json.dumps([{"op": "replace", "path": "/spec/steps/1/pod/serviceAccountName",
+                         "value": "default"}])
+    edit = as_user(policy, config, "patch", "story", "named", "-n", namespace, "--type=json",
+                   "-p", patch)
+    assert edit.returncode == 0, edit.stderr
+    assert as_user(policy, config, "get", "story", "named", "-n", namespace, "-o",
+                   "jsonpath={.spec.steps[1].pod.serviceAccountName}").stdout == "default"

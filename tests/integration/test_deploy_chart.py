@@ -248,7 +248,9 @@ def test_the_author_rights_policy_ships_by_default_and_can_be_turned_off(helm: H
                                "validationActions": ["Deny"]}
     [rule] = policy["spec"]["matchConstraints"]["resourceRules"]
     assert (rule["apiGroups"], rule["resources"], rule["operations"]) == (
-        ["runctl.dev"], ["storyruns"], ["CREATE"])
+        ["runctl.dev"], ["storyruns", "stories"], ["CREATE", "UPDATE"])
+    [condition] = policy["spec"]["matchConditions"]
+    assert "serviceAccountName" in condition["expression"]
     assert policy["spec"]["failurePolicy"] == "Fail"
     off = render(helm, "--set", "admissionPolicy.enabled=false")
     assert not find(off, "ValidatingAdmissionPolicy")

@@ -66,7 +66,8 @@ def etl(duration: str = "1s") -> dict[str, Any]:
              annotations={"note": "${{ params.table }} has ${{ steps.count.outputs.rows }}"}),
         step("report", "publish", args=["${{ params.dryRun }}"]),
     ], params=[{"name": "table", "type": "string"},
-               {"name": "dryRun", "type": "boolean", "default": False}])
+               {"name": "dryRun", "type": "boolean", "default": False},
+               {"name": "region", "type": "string", "enum": ["eu", "us"], "default": "eu"}])
 
 
 def steprun(cluster: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
@@ -88,7 +89,8 @@ def test_a_run_of_a_story_passes_outputs_downstream_and_records_what_it_ran(
     assert run["status"]["story"] == {
         "name": "etl", "uid": stored["metadata"]["uid"],
         "generation": stored["metadata"]["generation"], "digest": wire.digest(stored["spec"])}
-    assert run["status"]["resolved"]["params"] == {"table": "events", "dryRun": False}
+    assert run["status"]["resolved"]["params"] == {"table": "events", "dryRun": False,
+                                                   "region": "eu"}
     assert run["status"]["resolved"]["spec"] == stored["spec"]
     # What ran is visible on the cluster: the StepRuns carry the rendered values.
     count = steprun(cluster, namespace, "load-count")
@@ -196,6 +198,23 @@ def test_outputs_that_fail_their_declarations_fail_the_step_permanently(
     assert step_states(run)["load"]["phase"] == "Skipped"
 
 
+def test_a_default_used_is_recorded_as_such_and_read_downstream(
+        op: OperatorProcess, namespace: str) -> None:
+    cluster = op.cluster
+    apply(cluster, namespace, story("dflt", [
+        step("count", message='{"rows": 7}',
+             outputs=[{"name": "rows"}, {"name": "table", "default": "unknown"}]),
+        step("load", args=["${{ steps.count.outputs.table }}",
+                           "${{ steps.count.outputs.rows }}"])]))
+    apply(cluster, namespace, run_of("d", "dflt"))
+    run = wait_terminal(cluster, namespace, "d")
+    assert run["status"]["phase"] == "Succeeded", run["status"]
+    count = steprun(cluster, namespace, "d-count")
+    assert count["status"]["outputs"] == {"rows": "7", "table": "unknown"}
+    assert count["status"]["message"] == "outputs table took their defaults"
+    assert steprun(cluster, namespace, "d-load")["spec"]["args"] == ["unknown", "7"]
+
+
 def test_a_reader_of_an_output_never_made_is_skipped_not_hung(
         op: OperatorProcess, namespace: str) -> None:
     cluster = op.cluster
@@ -220,6 +239,8 @@ BAD_PARAMS = [
                  "number", id="mistyped"),
     pytest.param({"table": "t", "dryRun": "yes"}, "spec.params.dryRun: the value must be of "
                  "type boolean", id="mistyped-boolean"),
+    pytest.param({"table": "t", "region": "asia"}, 'spec.params.region: the value "asia" is '
+                 'not one of "eu", "us"', id="outside-enum"),
 ]
 
 

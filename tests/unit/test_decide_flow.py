@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from runctl.machine import model as m
-from runctl.machine.actions import EmitEvent, WriteStepRunStatus
+from runctl.machine.actions import EmitEvent, StopWorkload, WriteStepRunStatus
 from runctl.machine.decide import Decision, decide
 from runctl.machine.phases import FailureClass, OnFailure, Reason, RunPhase, StepPhase
 from tests.unit.builders import (
@@ -74,6 +74,25 @@ def outputs_defaulted() -> tuple[m.Observed, dt.datetime, Decision]:
                    message="outputs table took their defaults")
     status = expect(before, RunPhase.RUNNING, {"count": entry("count", done)})
     return before, at(5), Decision(status, (WriteStepRunStatus("count", done),), None)
+
+
+def late_report_with_bad_outputs_rejected() -> tuple[m.Observed, dt.datetime, Decision]:
+    """A step recorded Lost whose pod then reports success with outputs failing their
+    declarations: still a late report (rejected, the step stays Lost, the work is stopped),
+    not a new failure of the step."""
+    lost = ended("count", sr_status("count"), StepPhase.LOST, Reason.WORKLOAD_DELETED, "gone",
+                 6)
+    run = spec(COUNT, step("other"), on_failure=OnFailure.CONTINUE)
+    before = running_run(run, {
+        "count": (lost, work(W.SUCCEEDED, output_problem=(
+            Reason.OUTPUT_MISSING, "required output rows missing from the termination "
+                                   "message"))),
+        "other": (sr_status("other"), work(W.RUNNING))})
+    late = EmitEvent("step", "count", "Warning", "LateReportRejected",
+                     "a success was reported for step count after it ended Lost "
+                     "(WorkloadDeleted); the report is rejected and the step stays Lost")
+    return before, at(9), Decision(before.status, (
+        StopWorkload("count", 30, Reason.WORKLOAD_DELETED), late), None)
 
 
 def reader_starts_once_outputs_recorded() -> tuple[m.Observed, dt.datetime, Decision]:
@@ -231,6 +250,7 @@ def story_missing_stopped() -> tuple[m.Observed, dt.datetime, Decision]:
 CASES = [
     pytest.param(*required_output_missing(), id="required-output-missing-fails-permanent"),
     pytest.param(*outputs_defaulted(), id="outputs-defaulted-are-said"),
+    pytest.param(*late_report_with_bad_outputs_rejected(), id="late-report-bad-outputs-rejected"),
     pytest.param(*reader_starts_once_outputs_recorded(), id="reader-starts-on-recorded-outputs"),
     pytest.param(*reader_waits_for_its_gate(), id="reader-waits-for-its-gate"),
     pytest.param(*render_refused_fails_the_reader(), id="render-refused-fails-the-reader"),

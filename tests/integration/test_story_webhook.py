@@ -1,0 +1,171 @@
+"""The operator's admission webhook, running against the real control plane, refuses bad Stories
+and StoryRuns at `kubectl apply` with the field named: references, conditions and params, the
+checks the CRD schema cannot make. Nothing refused is stored."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from runctl.devcluster import ControlPlane
+from tests.conftest import OperatorProcess
+from tests.support import apply, free_port, wait_for
+
+pytestmark = pytest.mark.integration
+
+API = "runctl.dev/v1alpha1"
+SPEC: dict[str, Any] = {
+    "params": [{"name": "table", "type": "string"},
+               {"name": "dryRun", "type": "boolean", "default": False},
+               {"name": "region", "type": "string", "enum": ["eu", "us"], "default": "eu"}],
+    "steps": [{"name": "count", "image": "example.invalid/count:1",
+               "args": ["${{ params.table }}"], "outputs": [{"name": "rows"}]},
+              {"name": "publish", "image": "example.invalid/publish:1", "needs": ["count"],
+               "env": [{"name": "ROWS", "value": "${{ steps.count.outputs.rows }}"}],
+               "outputs": [{"name": "url"}],
+               "when": "params.dryRun == false && int(steps.count.outputs.rows) > 0"}],
+}
+
+
+def story(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": API, "kind": "Story", "metadata": {"name": name}, "spec": spec}
+
+
+def run(name: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": API, "kind": "StoryRun", "metadata": {"name": name}, "spec": spec}
+
+
+def changed(step: int, **fields: Any) -> dict[str, Any]:
+    spec = copy.deepcopy(SPEC)
+    spec["steps"][step].update(fields)
+    return spec
+
+
+def refusal(cluster: ControlPlane, namespace: str, body: dict[str, Any], *extra: str) -> str:
+    """The API server's refusal of creating `body` (a real create unless `extra` says
+    otherwise), or ''."""
+    out = cluster.kubectl("create", "-n", namespace, "-f", "-", *extra, input=json.dumps(body),
+                          check=False)
+    return out.stderr if out.returncode != 0 else ""
+
+
+@pytest.fixture(scope="module")
+def webhook(crds: ControlPlane, tmp_path_factory: pytest.TempPathFactory,
+            ) -> Iterator[tuple[ControlPlane, str]]:
+    """An operator serving its webhook for a namespace of this module's, and the good Story
+    `etl` it has seen there."""
+    namespace = f"t-{uuid.uuid4().hex[:8]}"
+    crds.kubectl("create", "namespace", namespace)
+    op = OperatorProcess(crds, crds.logs, label=f"webhook-{namespace}", extra=(
+        "-n", namespace, "--webhook-port", str(free_port()), "--webhook-host", "127.0.0.1",
+        "--webhook-cert-dir", str(tmp_path_factory.mktemp("webhook"))))
+    op.start()
+    try:
+        wait_for("the webhook to serve", lambda: "spec.steps[0].args[0]" in refusal(
+            crds, namespace, story("probe", changed(0, args=["${{ params.nope }}"])),
+            "--dry-run=server"),
+                 timeout=60)
+        apply(crds, namespace, story("etl", SPEC))
+        # The webhook checks params against the Story as the operator has seen it.
+        wait_for("the operator to see Story etl", lambda: "spec.params.colour" in refusal(
+            crds, namespace, run("probe", storyRef={"name": "etl"},
+                                 params={"table": "t", "colour": 1}), "--dry-run=server"),
+            timeout=60)
+        yield crds, namespace
+    finally:
+        op.stop()
+        crds.kubectl("delete", "validatingwebhookconfiguration", "runctl.dev",
+                     "--ignore-not-found", check=False)
+        crds.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+BAD_STORIES = [
+    pytest.param(changed(0, args=["${{ params.nope }}"]),
+                 ['spec.steps[0].args[0]: unknown param "nope"'], id="unknown-param"),
+    pytest.param(changed(1, env=[{"name": "R", "value": "${{ steps.count.outputs.cols }}"}]),
+                 ['spec.steps[1].env[0].value: step "count" declares no output "cols"'],
+                 id="undeclared-output"),
+    pytest.param(changed(1, env=[{"name": "R", "value": "${{ steps.load.outputs.rows }}"}]),
+                 ['spec.steps[1].env[0].value: unknown step "load"'], id="unknown-step"),
+    pytest.param(changed(0, args=["${{ steps.publish.outputs.url }}"]),
+                 ['spec.steps[0].args[0]: steps.publish.outputs.url: step "publish" is not '
+                  'upstream of "count" (reading it would make a cycle)'],
+                 id="reference-makes-a-cycle"),
+    pytest.param(changed(0, command=["${{ params.table"]),
+                 ["spec.steps[0].command[0]: malformed reference: '${{' is not closed"],
+                 id="malformed-reference"),
+    pytest.param(changed(1, pod={"annotations": {"note": "${{ params.x }}"}}),
+                 ['spec.steps[1].pod.annotations[note]: unknown param "x"'],
+                 id="reference-in-annotation"),
+    pytest.param(changed(1, when="params.dryRun =="),
+                 ["spec.steps[1].when: not valid CEL"], id="cel-syntax"),
+    pytest.param(changed(1, when="params.table"),
+                 ["spec.steps[1].when: the condition gives str, not a boolean"],
+                 id="cel-not-boolean"),
+    pytest.param(changed(1, when="colour == 'red'"),
+                 ["spec.steps[1].when: unknown variable colour"], id="cel-unknown-variable"),
+]
+
+
+@pytest.mark.parametrize(("spec", "words"), BAD_STORIES)
+def test_a_bad_story_is_refused_by_the_webhook_naming_the_field(
+        webhook: tuple[ControlPlane, str], spec: dict[str, Any], words: list[str]) -> None:
+    cluster, namespace = webhook
+    message = refusal(cluster, namespace, story("bad", spec))
+    assert 'admission webhook "' in message, message
+    for word in words:
+        assert word in message, message
+    assert cluster.kubectl("get", "story", "bad", "-n", namespace, check=False).returncode != 0
+
+
+def test_inline_steps_are_refused_as_a_story_s(webhook: tuple[ControlPlane, str]) -> None:
+    cluster, namespace = webhook
+    steps = [{"name": "a", "image": "example.invalid/a:1", "outputs": [{"name": "n"}]},
+             {"name": "b", "image": "example.invalid/b:1",
+              "args": ["${{ steps.a.outputs.m }}", "${{ params.p }}"], "when": "1 + 1"}]
+    message = refusal(cluster, namespace, run("bad", steps=steps))
+    for words in ('spec.steps[1].args[0]: step "a" declares no output "m"',
+                  'spec.steps[1].args[1]: unknown param "p"',
+                  "spec.steps[1].when: the condition gives int, not a boolean"):
+        assert words in message, message
+    assert cluster.kubectl("get", "sr", "bad", "-n", namespace, check=False).returncode != 0
+
+
+BAD_PARAMS = [
+    pytest.param({"table": "t", "colour": 1},
+                 'spec.params.colour: unknown param "colour" (declared: table, dryRun, region)',
+                 id="unknown"),
+    pytest.param({}, "spec.params.table: required param missing (it has no default)",
+                 id="missing"),
+    pytest.param({"table": 3}, "spec.params.table: the value must be of type string, not number",
+                 id="mistyped"),
+    pytest.param({"table": "t", "dryRun": "yes"},
+                 "spec.params.dryRun: the value must be of type boolean, not string",
+                 id="mistyped-boolean"),
+    pytest.param({"table": "t", "region": "asia"},
+                 'spec.params.region: the value "asia" is not one of "eu", "us"',
+                 id="outside-enum"),
+]
+
+
+@pytest.mark.parametrize(("params", "words"), BAD_PARAMS)
+def test_a_run_with_bad_params_is_refused_by_the_webhook_naming_the_param(
+        webhook: tuple[ControlPlane, str], params: dict[str, Any], words: str) -> None:
+    cluster, namespace = webhook
+    message = refusal(cluster, namespace, run("bad", storyRef={"name": "etl"}, params=params))
+    assert 'admission webhook "' in message, message
+    assert words in message, message
+    assert cluster.kubectl("get", "sr", "bad", "-n", namespace, check=False).returncode != 0
+
+
+def test_sound_params_pass_the_same_webhook(webhook: tuple[ControlPlane, str]) -> None:
+    cluster, namespace = webhook
+    out = cluster.kubectl("create", "-n", namespace, "--dry-run=server", "-f", "-",
+                          input=json.dumps(run("good", storyRef={"name": "etl"},
+                                               params={"table": "t", "region": "us"})))
+    assert "created (server dry run)" in out.stdout
