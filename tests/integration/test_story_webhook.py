@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 
 from runctl.devcluster import ControlPlane
 from tests.conftest import OperatorProcess
+from tests.integration.test_cli import one_line_error, runctl
 from tests.support import apply, free_port, wait_for
 
 pytestmark = pytest.mark.integration
@@ -169,3 +171,39 @@ def test_sound_params_pass_the_same_webhook(webhook: tuple[ControlPlane, str]) -
                           input=json.dumps(run("good", storyRef={"name": "etl"},
                                                params={"table": "t", "region": "us"})))
     assert "created (server dry run)" in out.stdout
+
+
+def test_runctl_start_runs_a_story_and_params_that_do_not_fit_are_refused_by_name(
+        webhook: tuple[ControlPlane, str]) -> None:
+    """`runctl start` sends typed params (JSON for a boolean) and prints the generated name;
+    a param outside its enum is refused at apply with the webhook's message, and no run is
+    made."""
+    cluster, namespace = webhook
+    spec = {"params": [{"name": "table", "type": "string"},
+                       {"name": "dryRun", "type": "boolean", "default": False},
+                       {"name": "region", "type": "string", "enum": ["eu", "us"]}],
+            "steps": [{"name": "count", "image": "example.invalid/count:1",
+                       "args": ["${{ params.table }}", "${{ params.region }}"]}]}
+    apply(cluster, namespace, story("nightly", spec))
+    wait_for("the operator to see Story nightly", lambda: "spec.params.region" in refusal(
+        cluster, namespace, run("probe", storyRef={"name": "nightly"},
+                                params={"table": "t", "region": "mars"}), "--dry-run=server"),
+        timeout=60)
+
+    started = runctl(cluster, "start", "nightly", "-n", namespace, "-p", "table=events",
+                     "-p", "dryRun=true", "-p", "region=eu", "--watch")
+    assert started.returncode == 0, started.stderr
+    name = started.stdout.splitlines()[0]
+    assert re.fullmatch(r"nightly-[a-z0-9]{5}", name), started.stdout
+    created = json.loads(cluster.kubectl("get", "storyrun", name, "-n", namespace,
+                                         "-o", "json").stdout)
+    assert created["spec"]["params"] == {"table": "events", "dryRun": True, "region": "eu"}
+    assert created["status"]["phase"] == "Succeeded"
+
+    runs = cluster.kubectl("get", "storyruns", "-n", namespace, "-o", "name").stdout
+    refused = one_line_error(runctl(cluster, "start", "nightly", "-n", namespace,
+                                    "-p", "table=t", "-p", "region=mars"), "start")
+    assert "spec.params.region" in refused, refused
+    assert cluster.kubectl("get", "storyruns", "-n", namespace, "-o", "name").stdout == runs
+    assert one_line_error(runctl(cluster, "start", "nope", "-n", namespace), "start") == (
+        f"runctl start: story nope not found in namespace {namespace}")

@@ -140,7 +140,7 @@ def show_until_done(session: Session, name: str) -> int:
     return EXIT_CODES[last.phase]
 
 
-def _leave(code: int) -> NoReturn:
+def leave(code: int) -> NoReturn:
     """End the process at once with `code`. The watch threads are blocked reading open
     streams; letting the interpreter finalize under them could abort it (SIGABRT, seen when the
     run had already ended as the command started), and they hold nothing to clean up."""
@@ -150,7 +150,7 @@ def _leave(code: int) -> NoReturn:
 
 
 def _watch_command(args: argparse.Namespace) -> int:
-    _leave(show_until_done(connect(args), args.run))
+    leave(show_until_done(connect(args), args.run))
 
 
 def stop_patch(drain: bool, skip_finally: bool) -> dict[str, Any]:
@@ -177,7 +177,7 @@ def _stop(args: argparse.Namespace) -> int:
             raise session.refused(exc, f"storyrun {args.run}") from exc
         print(f"storyrun {args.run} stop requested")
     if args.watch:
-        _leave(show_until_done(session, args.run))
+        leave(show_until_done(session, args.run))
     return 0
 
 

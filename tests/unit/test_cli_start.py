@@ -1,0 +1,45 @@
+"""`runctl start`'s translation of NAME=VALUE pairs into a StoryRun of a Story."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from runctl.api.spec import MAX_RUN_NAME
+from runctl.cli.start import param, param_values, run_body
+
+DECLARED = {"table": "string", "dryRun": "boolean", "limit": "number", "tags": "array"}
+
+
+def test_a_value_is_text_for_a_string_param_and_json_for_any_other_type() -> None:
+    pairs = [("table", "42"), ("dryRun", "true"), ("limit", "2.5"), ("tags", '["a", "b"]')]
+    assert param_values(pairs, DECLARED) == {
+        "table": "42", "dryRun": True, "limit": 2.5, "tags": ["a", "b"]}
+
+
+def test_what_does_not_fit_is_sent_as_it_is_for_the_api_server_to_name() -> None:
+    assert param_values([("dryRun", "yes"), ("colour", "1")], DECLARED) == {
+        "dryRun": "yes", "colour": "1"}
+
+
+def test_a_later_value_of_the_same_param_wins_and_values_may_hold_equals_signs() -> None:
+    assert param("expr=a=b") == ("expr", "a=b")
+    assert param("empty=") == ("empty", "")
+    assert param_values([("table", "a"), ("table", "b")], DECLARED) == {"table": "b"}
+
+
+@pytest.mark.parametrize("text", ["table", "=x", ""])
+def test_a_pair_without_a_name_or_an_equals_sign_is_a_usage_error(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="NAME=VALUE"):
+        param(text)
+
+
+def test_the_run_is_named_from_the_story_within_the_run_name_limit() -> None:
+    body = run_body("etl", {"table": "t"})
+    assert body["metadata"] == {"generateName": "etl-"}
+    assert body["spec"] == {"storyRef": {"name": "etl"}, "params": {"table": "t"}}
+    assert "params" not in run_body("etl", {})["spec"]
+    long = run_body("a" * 100, {})["metadata"]["generateName"]
+    assert len(long) + 5 <= MAX_RUN_NAME
+    assert run_body("ab-" + "c" * 53 + ".x", {})["metadata"]["generateName"].endswith("c-")
