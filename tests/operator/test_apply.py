@@ -313,17 +313,23 @@ def test_a_snapshot_of_recorded_objects_is_what_the_core_needs() -> None:
     assert decide(observed, NOW).actions == ()  # nothing new: the run goes on
 
 
+def load_attempt(ctx: FakeContext, run: dict[str, Any]) -> m.AttemptObservation:
+    """What the snapshot of `run` says of step load's current attempt."""
+    observed = snapshot(ctx.cache, KEY, run, resolve.definition(ctx.cache, run, NOW))
+    obs = m.lookup(observed.step_runs, "load")
+    assert obs is not None
+    assert obs.attempt is not None
+    return obs.attempt
+
+
 def test_a_pod_orphaned_by_its_steprun_s_deletion_still_counts_as_its_own() -> None:
     """Deleting a StepRun with --cascade=orphan removes the pod's owner reference; its uid label
     still says whose it is, so the step's stop still reaches it."""
     orphan = load("pod-ok-load-1")
     orphan["metadata"]["ownerReferences"] = []
     ctx = context(run := load("storyrun-ok-running"), load("steprun-ok-load"), orphan)
-    observed = snapshot(ctx.cache, KEY, run, resolve.definition(ctx.cache, run, NOW))
-    obs = m.lookup(observed.step_runs, "load")
-    assert obs is not None
-    assert obs.attempt is not None
-    assert (obs.attempt.state, obs.attempt.live_pods) == (WorkloadState.RUNNING, 1)
+    attempt = load_attempt(ctx, run)
+    assert (attempt.state, attempt.live_pods) == (WorkloadState.RUNNING, 1)
 
 
 def test_a_pod_of_an_earlier_steprun_of_the_same_name_never_counts() -> None:
@@ -331,8 +337,5 @@ def test_a_pod_of_an_earlier_steprun_of_the_same_name_never_counts() -> None:
     stale["metadata"]["ownerReferences"][0]["uid"] = "an-earlier-steprun"
     stale["metadata"]["labels"]["runctl.dev/steprun-uid"] = "an-earlier-steprun"
     ctx = context(run := load("storyrun-ok-running"), load("steprun-ok-load"), stale)
-    observed = snapshot(ctx.cache, KEY, run, resolve.definition(ctx.cache, run, NOW))
-    obs = m.lookup(observed.step_runs, "load")
-    assert obs is not None
-    assert obs.attempt is not None
-    assert (obs.attempt.state, obs.attempt.live_pods) == (WorkloadState.ABSENT, 0)
+    attempt = load_attempt(ctx, run)
+    assert (attempt.state, attempt.live_pods) == (WorkloadState.ABSENT, 0)

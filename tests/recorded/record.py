@@ -14,12 +14,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from runctl.devcluster.cluster import ControlPlane, build_binaries
+from tests.support import kubectl_json, wait_for
 
 HERE = Path(__file__).parent
 REPO = HERE.parent.parent
@@ -59,8 +58,8 @@ def main() -> None:
         cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                         "crd/storyruns.runctl.dev", "crd/stepruns.runctl.dev")
         cluster.kubectl("create", "namespace", NS)
-        until("the default service account", lambda: cluster.kubectl(
-            "get", "serviceaccount", "default", "-n", NS, check=False).returncode == 0)
+        wait_for("the default service account", lambda: kubectl_json(
+            cluster, "get", "serviceaccount", "default", "-n", NS))
         runctl = Path(sys.executable).parent / "runctl"
         operator = subprocess.Popen(
             [str(runctl), "operator", "--metrics-port", "0", "--liveness", "", "-n", NS],
@@ -72,28 +71,27 @@ def main() -> None:
                     "spec": {k: v for k, v in run.items() if k != "name"}}
             cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
 
-        until("ok's load to run", lambda: phase(cluster, "steprun", "ok-load") == "Running")
+        wait_for("ok's load to run", lambda: phase(cluster, "steprun", "ok-load") == "Running")
         save(cluster, "storyrun", "ok", "storyrun-ok-running")
         for step in ("extract", "load"):
             save(cluster, "steprun", f"ok-{step}", f"steprun-ok-{step}")
             save(cluster, "pod", f"ok-{step}-1", f"pod-ok-{step}-1")
-        until("flaky to succeed", lambda: phase(cluster, "storyrun", "flaky") == "Succeeded")
+        wait_for("flaky to succeed", lambda: phase(cluster, "storyrun", "flaky") == "Succeeded")
         save(cluster, "steprun", "flaky-fetch", "steprun-flaky-fetch")
         for attempt in (1, 2):
             save(cluster, "pod", f"flaky-fetch-{attempt}", f"pod-flaky-fetch-{attempt}")
-        until("bad to fail", lambda: phase(cluster, "storyrun", "bad") == "Failed")
+        wait_for("bad to fail", lambda: phase(cluster, "storyrun", "bad") == "Failed")
         save(cluster, "storyrun", "bad", "storyrun-bad-failed")
         save(cluster, "steprun", "bad-check", "steprun-bad-check")
         save(cluster, "pod", "bad-check-1", "pod-bad-check-1")
-        until("the hub to serve", lambda: phase(cluster, "steprun", "live-hub") == "Running")
-        pods = json.loads(cluster.kubectl("get", "pods", "-n", NS, "-o", "json", "-l",
-                                          "runctl.dev/step=hub").stdout)["items"]
+        wait_for("the hub to serve", lambda: phase(cluster, "steprun", "live-hub") == "Running")
+        pods = kubectl_json(cluster, "get", "pods", "-n", NS, "-l", "runctl.dev/step=hub")["items"]
         write("pod-live-hub", pods[0])
         save(cluster, "deployment", "live-hub", "deployment-live-hub")
         save(cluster, "service", "live-hub", "service-live-hub")
         cluster.kubectl("patch", "storyrun", "live", "-n", NS, "--type", "merge",
                         "-p", '{"spec":{"cancelRequested":true}}')
-        until("live to be canceled", lambda: phase(cluster, "storyrun", "live") == "Canceled")
+        wait_for("live to be canceled", lambda: phase(cluster, "storyrun", "live") == "Canceled")
         save(cluster, "storyrun", "live", "storyrun-live-canceled")
         save(cluster, "steprun", "live-hub", "steprun-live-hub")
     finally:
@@ -103,30 +101,13 @@ def main() -> None:
         cluster.stop()
 
 
-def until(what: str, probe: Callable[[], bool], timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"record: timed out waiting for {what}")
-        time.sleep(0.2)
-
-
-def get(cluster: ControlPlane, kind: str, name: str) -> dict[str, Any] | None:
-    res = cluster.kubectl("get", kind, name, "-n", NS, "-o", "json", "--show-managed-fields",
-                          check=False)
-    return json.loads(res.stdout) if res.returncode == 0 else None
-
-
 def phase(cluster: ControlPlane, kind: str, name: str) -> str | None:
-    obj = get(cluster, kind, name)
-    return ((obj or {}).get("status") or {}).get("phase")
+    obj = kubectl_json(cluster, "get", kind, name, "-n", NS)
+    return (obj.get("status") or {}).get("phase")
 
 
 def save(cluster: ControlPlane, kind: str, name: str, file: str) -> None:
-    obj = get(cluster, kind, name)
-    if obj is None:
-        raise SystemExit(f"record: {kind} {name} not found")
-    write(file, obj)
+    write(file, kubectl_json(cluster, "get", kind, name, "-n", NS, "--show-managed-fields"))
 
 
 def write(file: str, obj: dict[str, Any]) -> None:

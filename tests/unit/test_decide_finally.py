@@ -43,6 +43,7 @@ from tests.unit.builders import (
     step,
     work,
 )
+from tests.unit.test_decide import ended
 
 W = m.WorkloadState
 S, F, C = StepPhase.SUCCEEDED, StepPhase.FAILED, StepPhase.CANCELED
@@ -56,8 +57,7 @@ RUN = spec(step("a"), finally_steps=(NOTIFY, UNLOCK), finally_timeout_seconds=60
 
 def done(name: str, phase: StepPhase, reason: str, message: str | None, now: float,
          started: float = 0) -> m.StepRunStatus:
-    return replace(sr_status(name, started=started), phase=phase, reason=reason,
-                   message=message, finished_at=at(now))
+    return ended(name, sr_status(name, started=started), phase, reason, message, now)
 
 
 def pending_status(name: str, now: float) -> m.StepRunStatus:

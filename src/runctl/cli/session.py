@@ -18,7 +18,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from runctl.api.wire import API_VERSION, GROUP, RUN_LABEL, VERSION
+from runctl.api.wire import API_VERSION, GROUP, RUN_LABEL, STORY_RUNS, VERSION
 from runctl.operator import login
 
 REQUEST_TIMEOUT = (5.0, 30.0)
@@ -43,16 +43,19 @@ class Session:
     def core(self) -> client.CoreV1Api:
         return client.CoreV1Api(self.api)
 
-    def get_run(self, name: str) -> dict[str, Any]:
-        """The StoryRun `name`, or `Failed` saying why it cannot be read."""
+    def get(self, kind: str, plural: str, name: str) -> dict[str, Any]:
+        """The runctl object `name` of `plural` (a `kind` to people), or `Failed` saying why
+        it cannot be read."""
         try:
-            run: Any = self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, "storyruns", name,
-                _request_timeout=REQUEST_TIMEOUT)
+            found: Any = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, plural, name, _request_timeout=REQUEST_TIMEOUT)
         except ApiException as exc:
-            raise self.refused(exc, f"storyrun {name}") from exc
-        result: dict[str, Any] = run
+            raise self.refused(exc, f"{kind} {name}") from exc
+        result: dict[str, Any] = found
         return result
+
+    def get_run(self, name: str) -> dict[str, Any]:
+        return self.get("storyrun", STORY_RUNS, name)
 
     def list_stepruns(self, run: str) -> list[dict[str, Any]]:
         try:

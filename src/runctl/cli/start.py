@@ -56,11 +56,7 @@ def run_body(story: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _declared(session: Session, story: str) -> dict[str, str]:
-    try:
-        found: Any = session.custom.get_namespaced_custom_object(
-            GROUP, VERSION, session.namespace, STORIES, story)
-    except ApiException as exc:
-        raise session.refused(exc, f"story {story}") from exc
+    found = session.get("story", STORIES, story)
     return {p["name"]: p.get("type", "string")
             for p in (found.get("spec") or {}).get("params") or ()}
 
