@@ -27,9 +27,10 @@ def wait_for(what: str, probe, timeout: float = 60, interval: float = 0.2):
         try:
             last = probe()
         except subprocess.CalledProcessError as exc:
-            last = exc.stderr
-        if last:
-            return last
+            last = exc.stderr  # not there yet: said if it never comes, never taken for success
+        else:
+            if last:
+                return last
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
