@@ -29,8 +29,10 @@ def validate(spec: RunSpec) -> tuple[Problem, ...]:
     cycle of each list (only looked for once the names are sound)."""
     if not spec.steps:
         return (Problem("spec.steps", "a run needs at least one step"),)
-    main = {s.name: f"spec.steps[{i}]" for i, s in enumerate(spec.steps)}
-    finals = {s.name: f"spec.finally[{i}]" for i, s in enumerate(spec.finally_steps)}
+    # Where each name is, as (list, index): spelled out only for a problem, since this runs
+    # at every decision.
+    main = {s.name: ("spec.steps", i) for i, s in enumerate(spec.steps)}
+    finals = {s.name: ("spec.finally", i) for i, s in enumerate(spec.finally_steps)}
     problems = [*_duplicates(spec.steps, "spec.steps", {}),
                 *_duplicates(spec.finally_steps, "spec.finally", main),
                 *_needs(spec.steps, "spec.steps", main, {}),
@@ -43,20 +45,21 @@ def validate(spec: RunSpec) -> tuple[Problem, ...]:
                  if (cycle := find_cycle(steps)))
 
 
-def _duplicates(steps: tuple[StepSpec, ...], field: str, taken: Mapping[str, str]
+def _duplicates(steps: tuple[StepSpec, ...], field: str, taken: Mapping[str, tuple[str, int]]
                 ) -> list[Problem]:
     first = dict(taken)
     problems = []
     for i, step in enumerate(steps):
         if step.name in first:
+            where, j = first[step.name]
             problems.append(Problem(f"{field}[{i}].name",
-                                    f'duplicate step "{step.name}" (also {first[step.name]})'))
-        first.setdefault(step.name, f"{field}[{i}]")
+                                    f'duplicate step "{step.name}" (also {where}[{j}])'))
+        first.setdefault(step.name, (field, i))
     return problems
 
 
-def _needs(steps: tuple[StepSpec, ...], field: str, known: Mapping[str, str],
-           main: Mapping[str, str]) -> list[Problem]:
+def _needs(steps: tuple[StepSpec, ...], field: str, known: Mapping[str, object],
+           main: Mapping[str, object]) -> list[Problem]:
     """`known`: the names a step of this list may need; `main`: the main steps, when the list
     is the finally steps (which never need one: all are terminal before any finally step)."""
     problems = []

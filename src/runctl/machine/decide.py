@@ -179,6 +179,8 @@ def _tracks(observed: Observed, ctx: StepContext) -> dict[str, Track]:
 
 def _final_tracks(observed: Observed, ctx: StepContext) -> dict[str, Track]:
     """The finally steps: batch steps whatever the run's mode."""
+    if not observed.spec.finally_steps:
+        return {}  # most runs have none: no context to make for them
     batch = replace(ctx, mode=Mode.BATCH, topology_over=False)
     return {s.name: observe_step(s, step_state(observed.status, s.name),
                                  lookup(observed.step_runs, s.name), batch)
@@ -207,8 +209,9 @@ def _progress(observed: Observed, now: dt.datetime) -> Decision:
     p = plan(observed, _tracks(observed, ctx), clock, topology_over)
     if p.phase not in RUN_TERMINAL:
         waiting = _final_tracks(observed, ctx)
-        return _conclude(observed, replace(p, tracks={**p.tracks, **waiting}), stop, clock,
-                         now, halting)
+        if waiting:
+            p = replace(p, tracks={**p.tracks, **waiting})
+        return _conclude(observed, p, stop, clock, now, halting)
     outcome = Outcome(p.phase, p.reason, p.message, now)
     if stop is not None:
         # The stop is complete when the main steps (or the topology) have ended: finally
