@@ -1,0 +1,97 @@
+"""Two checkouts' operators, stop latency measured in turns on one control plane.
+
+    python -m bench.compare BEFORE AFTER [--rounds 5] [--runs 100]
+
+BEFORE and AFTER are checkouts of runctl (a `git worktree` of each commit); the operator of each
+runs from its own `src`, started and stopped between turns, with this checkout's harness and
+CRDs. A round stops `--runs` realtime runs and 10 batch runs on each side; the sides take turns
+(ABBA ...), so a machine that gets busier or quieter during the comparison weighs on both alike.
+The figures are the percentiles of all rounds' stops pooled: a p99 of 500 stops says more than
+the second-worst of 100 in one `python -m bench` run each. Written to
+results/<date>-compare.md and .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import scenarios
+from bench.harness import Bench
+from bench.report import Report
+from bench.systems import Runctl, run_body, step
+
+CASES = (("realtime", None), ("batch", 10))
+"""Each round's stop cases: the mode, and how many runs (None: `--runs`)."""
+
+
+def _bodies(system: Runctl, mode: str, n: int) -> list[dict[str, object]]:
+    if mode == "realtime":
+        return [system.long_run(f"r{i}") for i in range(n)]
+    return [run_body(f"r{i}", [step("long", duration="600s")]) for i in range(n)]
+
+
+def _commit(checkout: Path) -> str:
+    done = subprocess.run(["git", "-C", str(checkout), "log", "-1", "--format=%h %s"],
+                          capture_output=True, text=True, check=False)
+    return done.stdout.strip()[:72] or "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("before", type=Path, help="checkout of the commit before")
+    parser.add_argument("after", type=Path, help="checkout of the commit after")
+    parser.add_argument("--rounds", type=int, default=5, help="turns of each side (5)")
+    parser.add_argument("--runs", type=int, default=100,
+                        help="realtime runs stopped at once in each turn (100)")
+    args = parser.parse_args(argv)
+    sides = {"before": args.before.resolve(), "after": args.after.resolve()}
+    for label, path in sides.items():
+        if not (path / "src" / "runctl").is_dir():
+            parser.error(f"{label}: {path} is not a runctl checkout (no src/runctl)")
+    samples: dict[tuple[str, str], tuple[list[float], list[float]]] = {
+        (side, mode): ([], []) for side in sides for mode, _ in CASES}
+    out = Report()
+    began = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="runctl-compare-") as tmp, Bench(Path(tmp)) as b:
+        for r in range(args.rounds):
+            order = list(sides) if r % 2 == 0 else list(reversed(sides))
+            for side in order:
+                os.environ["PYTHONPATH"] = str(sides[side] / "src")
+                b.start_operator()
+                system = Runctl(b)
+                for mode, size in CASES:
+                    n = size or args.runs
+                    ns = b.namespace(f"cmp-{side}-{mode}-{r}")
+                    to_terminal, pods_gone = scenarios.measure_stop(
+                        b, system, ns, _bodies(system, mode, n))
+                    samples[side, mode][0].extend(to_terminal)
+                    samples[side, mode][1].extend(pods_gone)
+                    print(f"[compare] round {r + 1} {side} {mode}: p99 "
+                          f"{scenarios.percentile(to_terminal, 99):.3f} s to terminal, "
+                          f"{scenarios.percentile(pods_gone, 99):.3f} s until pods gone",
+                          flush=True)
+                    b.drop_namespace(ns)
+                b.stop_operator()
+    for side, path in sides.items():
+        out.record(f"{side}: commit", _commit(path), "")
+    for (side, mode), (to_terminal, pods_gone) in samples.items():
+        n = args.runs if mode == "realtime" else 10
+        label = f"{side}: stop latency, {mode}, {n} concurrent, {args.rounds} rounds pooled"
+        for p in (50, 95, 99):
+            out.record(f"{label}, p{p}", scenarios.percentile(to_terminal, p), "s")
+        for p in (50, 99):
+            out.record(f"{label}, until pods gone, p{p}", scenarios.percentile(pods_gone, p),
+                       "s")
+    out.write("compare", time.monotonic() - began)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
