@@ -83,7 +83,10 @@ def decide(observed: Observed, now: dt.datetime) -> Decision:
         return _finished(observed, now)
     if observed.story_wait is not None:
         return _story_missing(observed, observed.story_wait, now)
-    problems = (*(Problem(f, why) for f, why in observed.problems), *validate(observed.spec))
+    found = tuple(Problem(f, why) for f, why in observed.problems)
+    # A run the shell found no definition for (its problems say why) has no steps to check.
+    problems = found if found and not observed.spec.steps else (
+        *found, *validate(observed.spec))
     if problems:
         return _invalid(observed, problems, now)
     return _progress(observed, now)
