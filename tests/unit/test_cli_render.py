@@ -129,7 +129,7 @@ def test_a_rerun_s_reused_steps_are_said_once_with_the_run_they_came_from() -> N
 10:00:00 ● load Running  attempt 1/1
 10:00:00 ● run nightly-1-zvstq Running  2/5 steps
 """
-    assert [line.plain.split()[1] for line in render.transitions(running, done, "t")] == [
+    assert [line.plain.split()[2] for line in render.transitions(running, done, "t")] == [
         "load", "publish", "notify", "run"]
 
 
