@@ -132,3 +132,12 @@ def test_the_step_after_a_reused_one_reads_its_recorded_outputs() -> None:
                                 "patch_namespaced_custom_object_status",
                                 "create_namespaced_pod"]
     assert ctx.fake.calls[0][1][-1]["spec"]["args"] == ["1200"]
+
+
+def test_what_a_rerun_records_is_what_a_real_api_server_stored() -> None:
+    """Recorded: run `part` (its first step succeeded, its second failed) and its re-run."""
+    again = load("storyrun-part-again-succeeded")
+    stored = again.pop("status")
+    ctx = context(load("storyrun-part-failed"), load("steprun-part-first"))
+    record = resolve.definition(ctx.cache, again, NOW).record
+    assert record == {k: stored[k] for k in ("story", "resolved", "rerun")}
