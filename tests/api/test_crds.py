@@ -88,7 +88,8 @@ def test_printer_columns() -> None:
     assert columns("storyruns.runctl.dev") == [
         ("Phase", ".status.phase", 0), ("Steps", ".status.progress", 0),
         ("Reason", ".status.reason", 0), ("Age", ".metadata.creationTimestamp", 0),
-        ("Mode", ".spec.mode", 1), ("Duration", ".status.duration", 1)]
+        ("Mode", ".spec.mode", 1), ("Duration", ".status.duration", 1),
+        ("Reused", ".status.rerun.reused", 1)]
     assert columns("stepruns.runctl.dev") == [
         ("Run", ".spec.storyRun", 0), ("Step", ".spec.step", 0), ("Phase", ".status.phase", 0),
         ("Attempts", ".status.attempts", 0), ("Reason", ".status.reason", 0),

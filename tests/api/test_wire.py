@@ -12,6 +12,7 @@ import pytest
 from runctl.api import wire
 from runctl.api.spec import FINALLY_TIMEOUT_SECONDS, RetryPolicy, ShutdownSpec
 from runctl.api.wire import merge_patch
+from runctl.flow import inputs, references
 from runctl.machine import model as m
 from runctl.machine.phases import (
     FinallyPolicy,
@@ -30,8 +31,9 @@ UTC = dt.UTC
 
 @pytest.mark.parametrize("name", names("storyrun-"))
 def test_a_recorded_run_status_reads_and_writes_back_unchanged(name: str) -> None:
+    """What the core knows of it, with the record (a Story's, a re-run's) carried over."""
     status = load(name)["status"]
-    assert wire.run_status(wire.parse_run_status(status)) == status
+    assert {**wire.run_status(wire.parse_run_status(status)), **wire.recorded(status)} == status
 
 
 @pytest.mark.parametrize("name", names("steprun-"))
@@ -176,3 +178,42 @@ def test_a_run_of_a_story_chooses_how_its_stop_acts(run_shutdown: dict[str, Any]
     assert (spec.shutdown_mode, spec.shutdown_finally) == (mode, policy)
     assert [s.name for s in spec.finally_steps] == ["clean"]
     assert spec.finally_timeout_seconds == 90
+
+
+# -- re-runs -----------------------------------------------------------------------------------
+
+
+def test_a_rerun_s_record_reads_as_the_steps_it_reuses() -> None:
+    again, first = load("storyrun-part-again-succeeded"), load("steprun-part-first")
+    assert wire.rerun_of(again["spec"]) == "part"
+    assert wire.executes_record(again["spec"])
+    assert not wire.executes_record(load("storyrun-ok-running")["spec"])
+    made_by = m.ReusedFrom("part", "part-first", first["metadata"]["uid"])
+    reuses = (("first", m.Reuse(made_by, (("rows", "7"),))),)
+    assert wire.reuses(again["status"]) == reuses
+    assert wire.rerun_record(load("storyrun-part-failed"), reuses) == again["status"]["rerun"]
+    assert wire.reuses(load("storyrun-part-failed")["status"]) == ()
+
+
+def test_a_reused_steprun_reads_as_the_core_s_reuse_and_writes_back_unchanged() -> None:
+    reused = load("steprun-part-again-first")
+    status = wire.parse_steprun_status(reused["status"])
+    assert status is not None
+    assert (status.phase, status.reason, status.attempts, status.workload) == (
+        StepPhase.SUCCEEDED, "Reused", 0, None)
+    assert status.reused_from == m.ReusedFrom(
+        "part", "part-first", load("steprun-part-first")["metadata"]["uid"])
+    assert status.outputs == (("rows", "7"),)
+
+
+def test_a_new_steprun_carries_the_inputs_digest_the_api_server_stored() -> None:
+    run, stored = load("storyrun-part-again-succeeded"), load("steprun-part-again-second")
+    step, values = run["status"]["resolved"]["spec"]["steps"][1], run["status"]["resolved"][
+        "params"]
+    rendered = references.render_step(step, values, {"first": {"rows": "7"}})
+    digest = inputs.inputs_digest(rendered, values, {"first": {"rows": "7"}})
+    built = wire.new_steprun(run, rendered, None, "part-again-second", None, digest)
+    assert built["spec"] == stored["spec"]
+    # The reused step's StepRun records the digest of its source's.
+    assert (load("steprun-part-again-first")["spec"]["inputsDigest"]
+            == load("steprun-part-first")["spec"]["inputsDigest"])

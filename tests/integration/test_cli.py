@@ -24,6 +24,7 @@ from tests.support_rbac import service_account_kubeconfig
 pytestmark = pytest.mark.integration
 
 BIN = Path(sys.executable).parent
+EXAMPLES = Path(__file__).parents[2] / "examples"
 
 
 def runctl(cluster: ControlPlane, *args: str, kubeconfig: Path | None = None,
@@ -149,6 +150,30 @@ def test_list_shows_the_namespaces_runs_and_all_of_them_with_A(
     everywhere = runctl(cluster, "list", "-A").stdout.splitlines()
     assert everywhere[0].split()[0] == "NAMESPACE"
     assert [namespace, "✔", "one", "Succeeded"] in [line.split()[:4] for line in everywhere]
+
+
+def test_rerun_as_the_readme_says_reuses_what_succeeded_and_get_marks_it(
+        cluster: ControlPlane, operator: OperatorProcess, namespace: str) -> None:
+    """examples/rerun.yaml and the commands of the README's "Running it again"."""
+    cluster.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "rerun.yaml"))
+    assert wait_terminal(cluster, namespace, "nightly-1")["status"]["phase"] == "Failed"
+    again = runctl(cluster, "rerun", "nightly-1", "-n", namespace, "-p", "loadExit=0",
+                   "--watch")
+    assert again.returncode == 0, again.stderr
+    name = again.stdout.splitlines()[0]
+    shown = runctl(cluster, "get", name, "-n", namespace)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert "Re-run:   of nightly-1, 2 steps reused" in lines
+    reused = [words[words.index("Succeeded") - 1] for line in lines
+              if line.endswith("Reused from run nightly-1") and (words := line.split())]
+    assert reused == ["extract", "clean"]
+    listed = cluster.kubectl("get", "sr", "-n", namespace, "-l",
+                             "runctl.dev/rerun-of=nightly-1", "-o", "wide").stdout.splitlines()
+    assert [(row.split()[0], row.split()[1], row.split()[-1]) for row in listed[1:]] == [
+        (name, "Succeeded", "2")]
+    assert one_line_error(runctl(cluster, "rerun", "nope", "-n", namespace), "rerun") == \
+        f"runctl rerun: storyrun nope not found in namespace {namespace}"
 
 
 def test_no_node_of_the_local_control_plane_advertises_anything_but_loopback(

@@ -188,8 +188,9 @@ def test_kubectl_get_shows_the_printer_columns(crds: ControlPlane, namespace: st
     assert lines[0].split() == ["NAME", "PHASE", "STEPS", "REASON", "AGE"]
     assert lines[1].split()[:4] == ["nightly", "Running", "1/2", "StepsRunning"]
     wide = crds.kubectl("get", "storyruns", "-n", namespace, "-o", "wide").stdout.splitlines()
-    assert wide[0].split() == ["NAME", "PHASE", "STEPS", "REASON", "AGE", "MODE", "DURATION"]
-    assert wide[1].split()[-2:] == ["batch", "12s"]
+    assert wide[0].split() == ["NAME", "PHASE", "STEPS", "REASON", "AGE", "MODE", "DURATION",
+                               "REUSED"]
+    assert wide[1].split()[-2:] == ["batch", "12s"]  # not a re-run: nothing reused to show
 
     step_run = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "StepRun",
                 "metadata": {"name": "nightly-a"},

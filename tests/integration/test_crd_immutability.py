@@ -336,7 +336,8 @@ STEP_RUN_CHANGES = [
                  id="Succeeded-to-Failed"),
     pytest.param(lambda s: changed(s, outputs={"rows": "9999"}),
                  ["status is terminal (Succeeded)",
-                  "phase, reason, message, outputs and finishedAt", "changes outputs"],
+                  "phase, reason, message, outputs, finishedAt and reusedFrom",
+                  "changes outputs"],
                  id="outputs"),
     pytest.param(lambda s: changed(s, outputs=None), ["changes outputs"], id="outputs-removed"),
     pytest.param(lambda s: changed(s, message="rewritten"), ["changes message"], id="message"),
@@ -368,6 +369,34 @@ def test_the_same_terminal_step_run_status_again_is_a_no_op(
     after = get(crds, namespace, "stepruns", "nightly-extract")
     assert after["status"] == before
     assert after["metadata"]["resourceVersion"] == version
+
+
+REUSED: Status = {
+    "phase": "Succeeded", "reason": "Reused", "attempts": 0, "finishedAt": T1,
+    "message": "not executed: reused the result of StepRun src-extract of run src",
+    "outputs": {"rows": "1200"},
+    "reusedFrom": {"storyRun": "src", "stepRun": "src-extract", "uid": "u1"}}
+
+
+def reused_step_run(cluster: ControlPlane, namespace: str) -> None:
+    create(cluster, namespace, {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "StepRun", "metadata": {"name": "again-a"},
+        "spec": {**step("a"), "storyRun": "again", "step": "a", "mode": "batch"}})
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_a_reused_step_run_is_written_succeeded_at_once_then_never_moves(
+        crds: ControlPlane, namespace: str, writer: Writer) -> None:
+    """A re-run's reused StepRun: its first status is terminal, with no workload; its record of
+    who made it is then as final as the rest."""
+    reused_step_run(crds, namespace)
+    outcome = writer(crds, namespace, "stepruns", "again-a", REUSED)
+    assert outcome.accepted, outcome.message
+    for change in (changed(REUSED, reusedFrom={**REUSED["reusedFrom"], "stepRun": "other"}),
+                   changed(REUSED, reusedFrom=None)):
+        assert_refused(writer(crds, namespace, "stepruns", "again-a", change),
+                       "status is terminal (Succeeded)", "changes reusedFrom")
+    assert get(crds, namespace, "stepruns", "again-a")["status"] == REUSED
 
 
 def test_a_step_may_go_back_to_pending_between_attempts(crds: ControlPlane,

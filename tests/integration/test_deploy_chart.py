@@ -42,7 +42,8 @@ RUN_LABEL = "runctl.dev/storyrun"
 # What the operator does, verb by verb, in a namespace it watches. Changing the chart's RBAC means
 # changing this table on purpose.
 OPERATOR_RULES: dict[tuple[str, str], set[str]] = {
-    ("runctl.dev", "storyruns"): {"get", "list", "watch"},
+    # patch: only to label a re-run with the run it re-runs.
+    ("runctl.dev", "storyruns"): {"get", "list", "watch", "patch"},
     ("runctl.dev", "stories"): {"get", "list", "watch"},
     ("runctl.dev", "storyruns/status"): {"patch"},
     ("runctl.dev", "stepruns"): {"get", "list", "watch", "create", "patch", "delete"},

@@ -44,20 +44,29 @@ STEP = {"name": "a", "image": "example.invalid/a:1"}
 
 BAD_RUNS = [
     pytest.param({"steps": [STEP], "storyRef": {"name": "etl"}},
-                 "exactly one of steps and storyRef, not both", id="both"),
-    pytest.param({"mode": "batch"}, "exactly one of steps and storyRef; neither is set",
+                 "exactly one of steps, storyRef and rerunOf, not more", id="both"),
+    pytest.param({"storyRef": {"name": "etl"}, "rerunOf": {"name": "r"}},
+                 "exactly one of steps, storyRef and rerunOf, not more", id="story-and-rerun"),
+    pytest.param({"mode": "batch"}, "exactly one of steps, storyRef and rerunOf; none is set",
                  id="neither"),
     pytest.param({"steps": [STEP], "params": {"a": 1}}, "spec.params: params are only for a "
-                 "run of a Story", id="params-without-story"),
+                 "run of a Story (storyRef) or a re-run (rerunOf)", id="params-without-story"),
     pytest.param({"storyRef": {"name": "etl"}, "onFailure": "continue"},
-                 "a run of a Story takes its shape from the Story", id="shape-beside-story"),
+                 "a run of a Story (or a re-run) takes its shape", id="shape-beside-story"),
     pytest.param({"storyRef": {"name": "etl"}, "timeoutSeconds": 5},
-                 "a run of a Story takes its shape from the Story", id="timeout-beside-story"),
+                 "a run of a Story (or a re-run) takes its shape", id="timeout-beside-story"),
+    pytest.param({"rerunOf": {"name": "r"}, "finally": [STEP]},
+                 "a run of a Story (or a re-run) takes its shape", id="finally-beside-rerun"),
+    pytest.param({"steps": [STEP], "rerun": {"from": ["a"]}},
+                 "spec.rerun: only for a re-run (rerunOf)", id="rerun-without-rerun-of"),
+    pytest.param({"rerunOf": {"name": "R"}}, "spec.rerunOf.name", id="rerun-of-bad-name"),
+    pytest.param({"rerunOf": {"name": "r"}, "rerun": {"from": ["A b"]}},
+                 "spec.rerun.from[0]", id="from-bad-name"),
 ]
 
 
 @pytest.mark.parametrize(("spec", "words"), BAD_RUNS)
-def test_a_run_names_exactly_one_of_steps_and_story_ref(
+def test_a_run_names_exactly_one_of_steps_story_ref_and_rerun_of(
         crds: ControlPlane, namespace: str, spec: dict[str, Any], words: str) -> None:
     code, out = create(crds, namespace, run("bad", **spec))
     assert code != 0
@@ -105,6 +114,12 @@ def test_kubectl_explain_describes_every_story_field(crds: ControlPlane) -> None
     assert "Name of a Story in the run's namespace" in out
     out = crds.kubectl("explain", "storyrun.spec.steps.when").stdout
     assert "CEL expression" in out
+    out = crds.kubectl("explain", "storyrun.spec.rerunOf").stdout
+    assert "Run this terminal StoryRun again" in out
+    out = crds.kubectl("explain", "storyrun.status.rerun.steps").stdout
+    assert "The steps it reuses" in out
+    out = crds.kubectl("explain", "steprun.spec.inputsDigest").stdout
+    assert "a StepRun without one is never reused" in out
 
 
 def test_the_record_of_a_run_cannot_change_once_written(crds: ControlPlane,
@@ -134,3 +149,27 @@ def test_the_record_of_a_run_cannot_change_once_written(crds: ControlPlane,
     got = kubectl_json(crds, "get", "sr", "r", "-n", namespace)["status"]
     assert got["story"] == record["story"]
     assert got["resolved"]["params"] == record["resolved"]["params"]
+
+
+def test_a_rerun_s_record_cannot_change_once_written(crds: ControlPlane, namespace: str) -> None:
+    """Whoever writes: status.rerun, like the rest of the record, is set once."""
+    assert create(crds, namespace, run("again", rerunOf={"name": "nightly"}))[0] == 0
+    reused = {"storyRun": "nightly", "stepRun": "nightly-a", "uid": "u2",
+              "outputs": {"rows": "12"}}
+    record = {"rerun": {"source": {"name": "nightly", "uid": "u1"}, "reused": 1,
+                        "steps": {"a": reused}}}
+
+    def patch(status: dict[str, Any]) -> tuple[int, str]:
+        out = crds.kubectl("patch", "storyrun", "again", "-n", namespace,
+                           "--subresource=status", "--type=merge", "-p",
+                           json.dumps({"status": status}), check=False)
+        return out.returncode, out.stdout + out.stderr
+
+    assert patch(record)[0] == 0
+    assert patch(record)[0] == 0  # the same again: a no-op
+    code, out = patch({"rerun": {"steps": {"a": {"outputs": {"rows": "13"}}}}})
+    assert code != 0
+    assert "status.rerun is the run's record of what it executes" in out
+    code, out = patch({"rerun": None})
+    assert code != 0
+    assert kubectl_json(crds, "get", "sr", "again", "-n", namespace)["status"] == record

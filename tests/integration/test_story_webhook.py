@@ -16,7 +16,7 @@ import pytest
 from runctl.devcluster import ControlPlane
 from tests.conftest import OperatorProcess
 from tests.integration.test_cli import one_line_error, runctl
-from tests.support import apply, free_port, wait_for
+from tests.support import apply, free_port, wait_for, wait_terminal
 
 pytestmark = pytest.mark.integration
 
@@ -207,3 +207,82 @@ def test_runctl_start_runs_a_story_and_params_that_do_not_fit_are_refused_by_nam
     assert cluster.kubectl("get", "storyruns", "-n", namespace, "-o", "name").stdout == runs
     assert one_line_error(runctl(cluster, "start", "nope", "-n", namespace), "start") == (
         f"runctl start: story nope not found in namespace {namespace}")
+
+
+@pytest.fixture(scope="module")
+def sources(webhook: tuple[ControlPlane, str]) -> tuple[ControlPlane, str]:
+    """Runs to run again, as the operator has seen them: `done` (inline, Succeeded), `of-etl`
+    (a run of etl, ended), `busy` (still running)."""
+    cluster, namespace = webhook
+    sim = {"annotations": {"sim.runctl.dev/duration": "1s"}}
+    apply(cluster, namespace, run("done", steps=[
+        {"name": "only", "image": "example.invalid/only:1", "pod": sim}]))
+    apply(cluster, namespace, run("of-etl", storyRef={"name": "etl"}, params={"table": "t"}))
+    apply(cluster, namespace, run("busy", steps=[
+        {"name": "long", "image": "example.invalid/long:1",
+         "pod": {"annotations": {"sim.runctl.dev/duration": "forever"}}}]))
+    for name in ("done", "of-etl"):
+        wait_terminal(cluster, namespace, name)
+    wait_for("the operator to see done and of-etl ended, busy running", lambda: not refusal(
+        cluster, namespace, run("probe", rerunOf={"name": "done"}), "--dry-run=server")
+        and not refusal(cluster, namespace, run("probe", rerunOf={"name": "of-etl"}),
+                        "--dry-run=server")
+        and "is Running" in refusal(cluster, namespace, run("probe", rerunOf={"name": "busy"}),
+                                    "--dry-run=server"), timeout=60)
+    return cluster, namespace
+
+
+BAD_RERUNS = [
+    pytest.param({"rerunOf": {"name": "nowhere"}},
+                 "spec.rerunOf.name: run nowhere not found in namespace", id="missing"),
+    pytest.param({"rerunOf": {"name": "busy"}},
+                 "spec.rerunOf.name: run busy is Running: only a terminal run can run again",
+                 id="not-terminal"),
+    pytest.param({"rerunOf": {"name": "done", "namespace": "elsewhere"}},
+                 "spec.rerunOf.namespace: must be the run's own namespace", id="namespace"),
+    pytest.param({"rerunOf": {"name": "done"}, "rerun": {"from": ["only", "x"]}},
+                 'spec.rerun.from[1]: "x" is not a step of run done', id="from"),
+    pytest.param({"rerunOf": {"name": "of-etl"}, "params": {"region": "asia"}},
+                 'spec.params.region: the value "asia" is not one of "eu", "us"',
+                 id="params"),
+    pytest.param({"rerunOf": {"name": "done"}, "params": {"table": "t"}},
+                 'spec.params.table: unknown param "table" (declared: none)',
+                 id="params-of-inline-steps"),
+]
+
+
+@pytest.mark.parametrize(("spec", "words"), BAD_RERUNS)
+def test_a_bad_rerun_is_refused_by_the_webhook_naming_the_field(
+        sources: tuple[ControlPlane, str], spec: dict[str, Any], words: str) -> None:
+    cluster, namespace = sources
+    message = refusal(cluster, namespace, run("bad", **spec))
+    assert 'admission webhook "' in message, message
+    assert words in message, message
+    assert cluster.kubectl("get", "sr", "bad", "-n", namespace, check=False).returncode != 0
+
+
+def test_runctl_rerun_runs_a_finished_run_again_and_bad_params_are_refused_by_name(
+        sources: tuple[ControlPlane, str]) -> None:
+    cluster, namespace = sources
+    runs = cluster.kubectl("get", "storyruns", "-n", namespace, "-o", "name").stdout
+    refused = one_line_error(runctl(cluster, "rerun", "of-etl", "-n", namespace,
+                                    "-p", "region=asia"), "rerun")
+    assert "spec.params.region" in refused, refused
+    refused = one_line_error(runctl(cluster, "rerun", "done", "-n", namespace,
+                                    "--from", "nope"), "rerun")
+    assert "spec.rerun.from[0]" in refused, refused
+    assert cluster.kubectl("get", "storyruns", "-n", namespace, "-o", "name").stdout == runs
+    assert one_line_error(runctl(cluster, "rerun", "nope", "-n", namespace), "rerun") == (
+        f"runctl rerun: storyrun nope not found in namespace {namespace}")
+
+    again = runctl(cluster, "rerun", "done", "-n", namespace, "--watch")
+    assert again.returncode == 0, again.stderr
+    name = again.stdout.splitlines()[0]
+    assert re.fullmatch(r"done-[a-z0-9]{5}", name), again.stdout
+    created = json.loads(cluster.kubectl("get", "storyrun", name, "-n", namespace,
+                                         "-o", "json").stdout)
+    assert created["spec"] == {"rerunOf": {"name": "done"}, "cancelRequested": False,
+                               "mode": "batch", "onFailure": "stop",
+                               "shutdown": {"gracePeriodSeconds": 30}}
+    assert created["status"]["stepStates"]["only"]["reason"] == "Reused"
+    assert "Reused from run done" in again.stdout

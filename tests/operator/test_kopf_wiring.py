@@ -34,7 +34,7 @@ def _resource(group: str, version: str, plural: str) -> kopf.Resource:
 
 def test_runctl_registers_no_change_detecting_handler_daemon_timer_or_index() -> None:
     _import_everything()
-    webhook.register(lambda ns, name: None)  # registered only when the webhook is served
+    webhook.register(lambda ns, name: None, lambda ns, name: (True, None))  # when served
     registry = kopf.get_default_registry()
     assert registry._changing.get_all_handlers() == []  # on.create/update/delete/resume/field
     assert registry._spawning.get_all_handlers() == []  # daemons and timers

@@ -4,7 +4,9 @@ or reads, so the translation tests keep reading what a real API server stores).
 
 Four runs in namespace `rec`: `ok` (extract succeeds with outputs, load still runs), `flaky`
 (fetch fails once with a transient exit code, then succeeds), `bad` (check fails for good) and
-`live` (a realtime hub, recorded serving, then stopped).
+`live` (a realtime hub, recorded serving, then stopped); and a re-run, `part-again`, of run
+`part` (a run of Story `part` whose second step failed), reusing its first step. Name the sets
+to record only those (`... record rerun`; default: all of them).
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ def main() -> None:
     try:
         cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
         cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                        "crd/storyruns.runctl.dev", "crd/stepruns.runctl.dev")
+                        "crd/storyruns.runctl.dev", "crd/stepruns.runctl.dev",
+                        "crd/stories.runctl.dev")
         cluster.kubectl("create", "namespace", NS)
         wait_for("the default service account", lambda: kubectl_json(
             cluster, "get", "serviceaccount", "default", "-n", NS))
@@ -65,40 +68,81 @@ def main() -> None:
             [str(runctl), "operator", "--metrics-port", "0", "--liveness", "", "-n", NS],
             env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
             stdout=(workdir / "operator.log").open("wb"), stderr=subprocess.STDOUT)
-        for run in RUNS:
-            body = {"apiVersion": "runctl.dev/v1alpha1", "kind": "StoryRun",
-                    "metadata": {"name": run["name"], "namespace": NS},
-                    "spec": {k: v for k, v in run.items() if k != "name"}}
-            cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
-
-        wait_for("ok's load to run", lambda: phase(cluster, "steprun", "ok-load") == "Running")
-        save(cluster, "storyrun", "ok", "storyrun-ok-running")
-        for step in ("extract", "load"):
-            save(cluster, "steprun", f"ok-{step}", f"steprun-ok-{step}")
-            save(cluster, "pod", f"ok-{step}-1", f"pod-ok-{step}-1")
-        wait_for("flaky to succeed", lambda: phase(cluster, "storyrun", "flaky") == "Succeeded")
-        save(cluster, "steprun", "flaky-fetch", "steprun-flaky-fetch")
-        for attempt in (1, 2):
-            save(cluster, "pod", f"flaky-fetch-{attempt}", f"pod-flaky-fetch-{attempt}")
-        wait_for("bad to fail", lambda: phase(cluster, "storyrun", "bad") == "Failed")
-        save(cluster, "storyrun", "bad", "storyrun-bad-failed")
-        save(cluster, "steprun", "bad-check", "steprun-bad-check")
-        save(cluster, "pod", "bad-check-1", "pod-bad-check-1")
-        wait_for("the hub to serve", lambda: phase(cluster, "steprun", "live-hub") == "Running")
-        pods = kubectl_json(cluster, "get", "pods", "-n", NS, "-l", "runctl.dev/step=hub")["items"]
-        write("pod-live-hub", pods[0])
-        save(cluster, "deployment", "live-hub", "deployment-live-hub")
-        save(cluster, "service", "live-hub", "service-live-hub")
-        cluster.kubectl("patch", "storyrun", "live", "-n", NS, "--type", "merge",
-                        "-p", '{"spec":{"cancelRequested":true}}')
-        wait_for("live to be canceled", lambda: phase(cluster, "storyrun", "live") == "Canceled")
-        save(cluster, "storyrun", "live", "storyrun-live-canceled")
-        save(cluster, "steprun", "live-hub", "steprun-live-hub")
+        wanted = set(sys.argv[1:]) or {"runs", "rerun"}
+        if "rerun" in wanted:
+            record_rerun(cluster)
+        if "runs" in wanted:
+            record_runs(cluster)
     finally:
         if operator is not None:
             operator.terminate()
             operator.wait()
         cluster.stop()
+
+
+PART: dict[str, Any] = {
+    "params": [{"name": "exit", "type": "string", "default": "0"}],
+    "steps": [
+        {"name": "first", "image": "example.invalid/first:1", "outputs": [{"name": "rows"}],
+         "pod": {"annotations": {SIM + "duration": "1s", SIM + "message": '{"rows": "7"}'}}},
+        {"name": "second", "image": "example.invalid/second:1",
+         "args": ["${{ steps.first.outputs.rows }}"],
+         "pod": {"annotations": {SIM + "duration": "1s",
+                                 SIM + "exit-code": "${{ params.exit }}"}}}]}
+
+
+def record_rerun(cluster: ControlPlane) -> None:
+    """Run `part` fails at its second step; `part-again` runs it again with exit 0."""
+    for body in ({"kind": "Story", "metadata": {"name": "part"}, "spec": PART},
+                 {"kind": "StoryRun", "metadata": {"name": "part"},
+                  "spec": {"storyRef": {"name": "part"}, "params": {"exit": "3"}}}):
+        cluster.kubectl("apply", "-n", NS, "-f", "-", input=json.dumps(
+            {"apiVersion": "runctl.dev/v1alpha1", **body}))
+    wait_for("part to fail", lambda: phase(cluster, "storyrun", "part") == "Failed")
+    save(cluster, "storyrun", "part", "storyrun-part-failed")
+    save(cluster, "steprun", "part-first", "steprun-part-first")
+    cluster.kubectl("apply", "-n", NS, "-f", "-", input=json.dumps({
+        "apiVersion": "runctl.dev/v1alpha1", "kind": "StoryRun",
+        "metadata": {"name": "part-again"},
+        "spec": {"rerunOf": {"name": "part"}, "params": {"exit": "0"}}}))
+    wait_for("part-again to succeed",
+             lambda: phase(cluster, "storyrun", "part-again") == "Succeeded")
+    save(cluster, "storyrun", "part-again", "storyrun-part-again-succeeded")
+    save(cluster, "steprun", "part-again-first", "steprun-part-again-first")
+    save(cluster, "steprun", "part-again-second", "steprun-part-again-second")
+
+
+def record_runs(cluster: ControlPlane) -> None:
+    """The four runs of RUNS, each recorded where it shows what its file is for."""
+    for run in RUNS:
+        body = {"apiVersion": "runctl.dev/v1alpha1", "kind": "StoryRun",
+                "metadata": {"name": run["name"], "namespace": NS},
+                "spec": {k: v for k, v in run.items() if k != "name"}}
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
+
+    wait_for("ok's load to run", lambda: phase(cluster, "steprun", "ok-load") == "Running")
+    save(cluster, "storyrun", "ok", "storyrun-ok-running")
+    for step in ("extract", "load"):
+        save(cluster, "steprun", f"ok-{step}", f"steprun-ok-{step}")
+        save(cluster, "pod", f"ok-{step}-1", f"pod-ok-{step}-1")
+    wait_for("flaky to succeed", lambda: phase(cluster, "storyrun", "flaky") == "Succeeded")
+    save(cluster, "steprun", "flaky-fetch", "steprun-flaky-fetch")
+    for attempt in (1, 2):
+        save(cluster, "pod", f"flaky-fetch-{attempt}", f"pod-flaky-fetch-{attempt}")
+    wait_for("bad to fail", lambda: phase(cluster, "storyrun", "bad") == "Failed")
+    save(cluster, "storyrun", "bad", "storyrun-bad-failed")
+    save(cluster, "steprun", "bad-check", "steprun-bad-check")
+    save(cluster, "pod", "bad-check-1", "pod-bad-check-1")
+    wait_for("the hub to serve", lambda: phase(cluster, "steprun", "live-hub") == "Running")
+    pods = kubectl_json(cluster, "get", "pods", "-n", NS, "-l", "runctl.dev/step=hub")["items"]
+    write("pod-live-hub", pods[0])
+    save(cluster, "deployment", "live-hub", "deployment-live-hub")
+    save(cluster, "service", "live-hub", "service-live-hub")
+    cluster.kubectl("patch", "storyrun", "live", "-n", NS, "--type", "merge",
+                    "-p", '{"spec":{"cancelRequested":true}}')
+    wait_for("live to be canceled", lambda: phase(cluster, "storyrun", "live") == "Canceled")
+    save(cluster, "storyrun", "live", "storyrun-live-canceled")
+    save(cluster, "steprun", "live-hub", "steprun-live-hub")
 
 
 def phase(cluster: ControlPlane, kind: str, name: str) -> str | None:

@@ -41,6 +41,8 @@ def text(lines) -> str:
     pytest.param("realtime-serving", id="realtime: every step serving"),
     pytest.param("realtime-canceled", id="realtime stopped: the topology terminated"),
     pytest.param("retries", id="retries: attempts of a limit, a permanent failure"),
+    pytest.param("rerun-running", id="re-run: reused steps marked with their run, load runs"),
+    pytest.param("rerun-succeeded", id="re-run: reused steps, the rest and finally executed"),
 ])
 def test_get_renders_the_recorded_run(name: str) -> None:
     assert text(render.run_tree(view_of(name))) == (RUNS / f"{name}.txt").read_text()
@@ -117,3 +119,21 @@ def test_finally_steps_are_drawn_after_the_main_steps_and_marked() -> None:
         "diamond-succeeded").steps]
     assert [(s.branch, s.name, s.phase) for s in view.steps[len(main):]] == [
         ("finally: ", "notify", "Pending"), ("         └─ ", "unlock", "Pending")]
+
+
+def test_a_rerun_s_reused_steps_are_said_once_with_the_run_they_came_from() -> None:
+    running, done = view_of("rerun-running"), view_of("rerun-succeeded")
+    assert text(render.transitions(None, running, "10:00:00")) == """\
+10:00:00 ✔ extract Succeeded  Reused from run nightly-1
+10:00:00 ✔ clean Succeeded  Reused from run nightly-1
+10:00:00 ● load Running  attempt 1/1
+10:00:00 ● run nightly-1-zvstq Running  2/5 steps
+"""
+    assert [line.plain.split()[2] for line in render.transitions(running, done, "t")] == [
+        "load", "publish", "notify", "run"]
+
+
+def test_a_rerun_not_recorded_yet_names_its_source() -> None:
+    data = recorded("rerun-running")
+    del data["storyrun"]["status"]
+    assert run_view(data["storyrun"], [], parse_time(data["now"])).rerun == "of nightly-1"

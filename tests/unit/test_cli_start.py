@@ -1,4 +1,4 @@
-"""`runctl start`'s translation of NAME=VALUE pairs into a StoryRun of a Story."""
+"""`runctl start`'s and `runctl rerun`'s translation of their arguments into a StoryRun."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 import pytest
 
 from runctl.api.spec import MAX_RUN_NAME
+from runctl.cli.rerun import declared, rerun_body
 from runctl.cli.start import param, param_values, run_body
 
 DECLARED = {"table": "string", "dryRun": "boolean", "limit": "number", "tags": "array"}
@@ -43,3 +44,20 @@ def test_the_run_is_named_from_the_story_within_the_run_name_limit() -> None:
     long = run_body("a" * 100, {})["metadata"]["generateName"]
     assert len(long) + 5 <= MAX_RUN_NAME
     assert run_body("ab-" + "c" * 53 + ".x", {})["metadata"]["generateName"].endswith("c-")
+
+
+def test_a_rerun_names_its_source_and_only_what_it_changes() -> None:
+    assert rerun_body("nightly", [], {}) == {
+        "apiVersion": "runctl.dev/v1alpha1", "kind": "StoryRun",
+        "metadata": {"generateName": "nightly-"}, "spec": {"rerunOf": {"name": "nightly"}}}
+    assert rerun_body("nightly", ["load", "clean"], {"day": "tue"})["spec"] == {
+        "rerunOf": {"name": "nightly"}, "rerun": {"from": ["load", "clean"]},
+        "params": {"day": "tue"}}
+    assert len(rerun_body("a" * 63, [], {})["metadata"]["generateName"]) + 5 <= MAX_RUN_NAME
+
+
+def test_a_rerun_types_its_params_as_the_source_s_definition_declares_them() -> None:
+    source = {"status": {"resolved": {"spec": {"params": [
+        {"name": "day"}, {"name": "dryRun", "type": "boolean"}]}}}}
+    assert declared(source) == {"day": "string", "dryRun": "boolean"}
+    assert declared({"spec": {"steps": []}}) == {}

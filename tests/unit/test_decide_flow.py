@@ -281,3 +281,13 @@ def test_problems_the_shell_found_fail_the_run_before_anything_starts() -> None:
     assert d.status.message == f"spec.params.table: {why}"
     assert {s.phase for _, s in d.status.step_states} == {StepPhase.SKIPPED}
     assert not [a for a in d.actions if not isinstance(a, EmitEvent)]
+
+
+def test_a_run_with_no_definition_fails_with_the_shell_s_words_alone() -> None:
+    """A re-run whose source is missing has no steps: it is not also told it has none."""
+    why = "run nightly not found in namespace data"
+    d = decide(observed(replace(FLOW, steps=()), problems=(("spec.rerunOf.name", why),)), T0)
+    assert (d.status.phase, d.status.reason, d.status.message) == (
+        RunPhase.FAILED, Reason.INVALID_SPEC, f"spec.rerunOf.name: {why}")
+    assert d.status.step_states == ()
+    assert not [a for a in d.actions if not isinstance(a, EmitEvent)]

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from runctl.flow import conditions, definition, outputs, params, references
+from runctl.flow import conditions, definition, inputs, outputs, params, references
 from runctl.flow.references import Malformed, Ref
 from runctl.machine.phases import Reason
 
@@ -281,3 +281,50 @@ def test_references_imply_needs() -> None:
             "when": "steps.a.outputs.y == ''"}
     assert definition.needs(step) == ("z", "a", "b")
     assert definition.consumes(step) == (("a", "y"), ("b", "x"))
+
+
+# -- inputs digests --------------------------------------------------------------------------
+
+STEP = {"name": "load", "image": "x:1", "args": ["--rows", "12"], "env": [{"name": "A"}],
+        "pod": {"annotations": {"k": "v"}}, "timeoutSeconds": 5}
+
+
+def test_the_same_rendered_step_has_the_same_digest_whatever_the_key_order() -> None:
+    again = dict(reversed(list(STEP.items())))
+    digest = inputs.inputs_digest(STEP, {}, {})
+    assert digest == inputs.inputs_digest(again, {"unread": 1}, {"x": {"y": "z"}})
+    assert digest.startswith("sha256:")
+    assert len(digest) == len("sha256:") + 64
+
+
+@pytest.mark.parametrize("change", [
+    pytest.param({"image": "x:2"}, id="image"),
+    pytest.param({"command": ["run"]}, id="command"),
+    pytest.param({"args": ["--rows", "13"]}, id="args"),
+    pytest.param({"env": [{"name": "A", "value": "1"}]}, id="env"),
+    pytest.param({"pod": {"annotations": {"k": "w"}}}, id="pod"),
+])
+def test_what_a_workload_is_made_from_changes_the_digest(change: dict[str, Any]) -> None:
+    assert inputs.inputs_digest({**STEP, **change}, {}, {}) != inputs.inputs_digest(STEP, {}, {})
+
+
+def test_what_does_not_make_the_workload_leaves_the_digest_alone() -> None:
+    assert inputs.inputs_digest({**STEP, "timeoutSeconds": 9, "retry": {"limit": 2}}, {}, {}
+                                ) == inputs.inputs_digest(STEP, {}, {})
+
+
+def test_a_condition_and_every_value_it_reads_are_in_the_digest() -> None:
+    gated = {**STEP, "when": "params.dry == false && int(steps.count.outputs.rows) > 0"}
+    rows = {"count": {"rows": "12"}}
+    digest = inputs.inputs_digest(gated, {"dry": False, "other": 1}, rows)
+    assert digest == inputs.inputs_digest(gated, {"dry": False, "other": 2}, rows)
+    assert digest != inputs.inputs_digest(gated, {"dry": True}, rows)
+    assert digest != inputs.inputs_digest(gated, {"dry": False}, {"count": {"rows": "0"}})
+    assert digest != inputs.inputs_digest(STEP, {"dry": False}, rows)
+
+
+def test_a_finally_step_s_digest_reads_the_run_s_facts() -> None:
+    notify = {**STEP, "when": "run.outcome == 'Failed'"}
+    failed = references.Facts("Failed", "StepFailed", ("a",), {"a": "Failed"})
+    assert inputs.inputs_digest(notify, {}, {}, failed) != inputs.inputs_digest(
+        notify, {}, {}, None)

@@ -259,6 +259,9 @@ def check(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
     # 12: no step starts before every step it reads has its outputs recorded (or was skipped,
     # its defaults standing in); a reader of an output never made is skipped, never started.
     for a in d.actions:
+        if m.lookup(observed.reused, getattr(a, "step", "") or "") is not None:
+            assert not isinstance(a, act.StartAttempt), f"13: {a.step} is reused, yet runs"
+            continue  # made with its final status: it reads nothing, nothing of it runs
         if isinstance(a, act.CreateStepRun) and (old_entries.get(a.step) is None
                                                  or old_entries[a.step].step_run is None):
             reader = _spec_of(spec, a.step)
@@ -365,6 +368,57 @@ def finish(world: World, rounds: int, stubborn: bool) -> None:
         if d.requeue_at is not None:
             world.now = max(world.now, d.requeue_at)
     raise AssertionError(f"liveness: not terminal after {rounds} rounds: {world.status}")
+
+
+@st.composite
+def reruns(draw: st.DrawFn) -> tuple[m.RunSpec, tuple[tuple[str, m.Reuse], ...]]:
+    """A batch run and the steps its re-run record says it reuses: any set of main steps
+    closed upstream (a step is reused only with every step it needs), as the rule makes it."""
+    spec = replace(draw(run_specs()), mode=Mode.BATCH)
+    reused: dict[str, m.Reuse] = {}
+    by_name = {s.name: s for s in spec.steps}
+    for name in sorted(by_name, key=lambda n: int(n[1:])):
+        if all(n in reused for n in by_name[name].needs) and draw(st.booleans()):
+            outputs = (("o0", draw(st.text(max_size=4))), ("o1", "d"))
+            reused[name] = m.Reuse(m.ReusedFrom("src", f"src-{name}", f"u-{name}"), outputs)
+    return spec, tuple(reused.items())
+
+
+def check_reused(world: World) -> None:
+    """A reused step is Succeeded/Reused with the outputs of the StepRun that made it, or was
+    ended before its reuse was seen (a stop, a deadline, fail-fast: Canceled), or lost its
+    StepRun; it never had a workload (the world records one as a violation)."""
+    for step, reuse in world.reused:
+        state = m.step_state(world.status, step)
+        assert state is not None
+        sr = world.runs.get(step)
+        if state.phase is StepPhase.SUCCEEDED:
+            assert state.reason == Reason.REUSED, f"13: {step} {state}"
+            assert sr is not None
+            assert sr.status is not None
+            assert (sr.status.outputs, sr.status.reused_from) == (reuse.outputs, reuse.source)
+        else:
+            assert state.phase in (StepPhase.CANCELED, StepPhase.LOST), f"13: {step} {state}"
+        assert sr is None or not sr.workloads, f"13: {step} had a workload"
+
+
+@given(rerun=reruns(), script=events, stubborn=st.booleans())
+def test_guarantees_hold_for_reruns(rerun: tuple[m.RunSpec, tuple[tuple[str, m.Reuse], ...]],
+                                    script: list[tuple[str, int, int]], stubborn: bool) -> None:
+    """Every guarantee holds for a re-run, whatever happens (the same events and faults as any
+    run), and what it reuses ends as the reuse says."""
+    spec, reused = rerun
+    world = World(spec, reused=reused)
+    names = [s.name for s in (*spec.steps, *spec.finally_steps)]
+    for kind, index, param in script:
+        cycle(world)
+        active = [n for n in names if n in world.runs and not world.runs[n].gone] or names
+        happen(world, kind, active[index % len(active)], param)
+    finish(world, rounds=32 + 8 * len(names), stubborn=stubborn)
+    check_finally_ran(world)
+    check_reused(world)
+    event(f"reused {len(reused) // 5 * 5}+ of {len(spec.steps)}")
+    event(f"re-run ended {world.status.phase}/{world.status.reason}")
 
 
 @given(spec=run_specs(), script=events, stubborn=st.booleans())

@@ -69,6 +69,8 @@ class World:
     """Decisions still to be applied whose creates fail while their other writes land."""
     lost_status: int = 0
     """Decisions still to be applied whose children's writes land but not the run's status."""
+    reused: tuple[tuple[str, m.Reuse], ...] = ()
+    """A re-run: the steps its record says it reuses."""
 
     # -- what the shell would observe ----------------------------------------------------
 
@@ -99,7 +101,8 @@ class World:
                 w.started_at, None, w.stopping, *self.checked(step, w)))
             runs[step] = m.StepRunObservation(sr.name, sr.status, sr.deleting, False, attempt)
         return m.Observed(RUN, 1, T0, self.spec, self.status, m.frozen_step_runs(runs.items()),
-                          self.topology_terminated, self.cancel_at, self.gates())
+                          self.topology_terminated, self.cancel_at, self.gates(),
+                          reused=self.reused)
 
     def gates(self) -> tuple[tuple[str, m.Gate], ...]:
         """As the shell gives them: for a gated step once every producer it reads has its
@@ -168,6 +171,8 @@ class World:
                         self.violations.append(f"G2: StepRun {step} {old} rewritten {status}")
                     else:
                         sr.status = status
+                case act.StartAttempt(step=step) if m.lookup(self.reused, step):
+                    self.violations.append(f"a workload for {step}, which the re-run reuses")
                 case act.StartAttempt(step=step, attempt=n) if sr and not sr.gone:
                     if n in sr.workloads and sr.workloads[n].state is W.GONE:
                         self.violations.append(f"a second workload for {step} attempt {n}")

@@ -145,6 +145,8 @@ STORY_RUN = Kind(
          "description": "batch or realtime."},
         {"name": "Duration", "type": "string", "jsonPath": ".status.duration", "priority": 1,
          "description": "How long the run took."},
+        {"name": "Reused", "type": "integer", "jsonPath": ".status.rerun.reused", "priority": 1,
+         "description": "A re-run: how many steps it reused from its source."},
     ],
 )
 

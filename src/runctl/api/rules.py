@@ -279,30 +279,38 @@ def run_text_rule(limit: int, field: str = "spec.steps") -> Rule:
 
 STORY_REF_ONLY = ("timeoutSeconds", "finallyTimeoutSeconds", "transport",
                   "ttlSecondsAfterFinished", "finally")
-"""Run-shaping fields with no default that a run of a Story cannot set (the Story's apply)."""
+"""Run-shaping fields with no default that a run of a Story (or a re-run) cannot set: its
+shape is the Story's (the source's)."""
+
+_DEFINED = "[has(self.steps), has(self.storyRef), has(self.rerunOf)].filter(x, x).size()"
 
 
 def story_run_spec_rules(fields: list[str], defaults: Mapping[str, str]) -> list[Rule]:
-    """On StoryRun spec: exactly one of steps and storyRef, params only with storyRef, no
-    run-shaping field beside storyRef (those the API server defaults, `defaults` as CEL
-    literals by path, must keep their defaults); `fields` (every spec field but
-    cancelRequested and shutdown's mode and finally, which the root rule `SHUTDOWN_UNTIL_
-    TERMINAL` lets change until the run is terminal) are immutable."""
+    """On StoryRun spec: exactly one of steps, storyRef and rerunOf, params only with storyRef
+    or rerunOf, rerun only with rerunOf, no run-shaping field beside storyRef or rerunOf (those
+    the API server defaults, `defaults` as CEL literals by path, must keep their defaults);
+    `fields` (every spec field but cancelRequested and shutdown's mode and finally, which the
+    root rule `SHUTDOWN_UNTIL_TERMINAL` lets change until the run is terminal) are immutable."""
     beside = " || ".join(f"has(self.{f})" for f in STORY_REF_ONLY)
     kept = " && ".join(f"self.{path} == {value}" for path, value in defaults.items())
     return [
-        _rule("has(self.steps) != has(self.storyRef)",
-              "spec: exactly one of steps and storyRef",
-              message_expression=("has(self.steps) ? 'spec: exactly one of steps and storyRef, "
-                                  "not both' : 'spec: exactly one of steps and storyRef; "
-                                  "neither is set'"),
+        _rule(f"{_DEFINED} == 1",
+              "spec: exactly one of steps, storyRef and rerunOf",
+              message_expression=(f"{_DEFINED} > 1 ? 'spec: exactly one of steps, storyRef "
+                                  "and rerunOf, not more' : 'spec: exactly one of steps, "
+                                  "storyRef and rerunOf; none is set'"),
               reason="FieldValueInvalid"),
-        _rule("!has(self.params) || has(self.storyRef)",
-              "spec.params: params are only for a run of a Story (storyRef)",
+        _rule("!has(self.params) || has(self.storyRef) || has(self.rerunOf)",
+              "spec.params: params are only for a run of a Story (storyRef) or a re-run "
+              "(rerunOf)",
               field_path=".params", reason="FieldValueForbidden"),
-        _rule(f"!has(self.storyRef) || (!({beside}) && {kept})",
-              "spec: a run of a Story takes its shape from the Story: "
-              f"{', '.join([*STORY_REF_ONLY, *defaults])} cannot be set beside storyRef",
+        _rule("!has(self.rerun) || has(self.rerunOf)",
+              "spec.rerun: only for a re-run (rerunOf)",
+              field_path=".rerun", reason="FieldValueForbidden"),
+        _rule(f"!(has(self.storyRef) || has(self.rerunOf)) || (!({beside}) && {kept})",
+              "spec: a run of a Story (or a re-run) takes its shape from the Story (the "
+              f"source): {', '.join([*STORY_REF_ONLY, *defaults])} cannot be set beside "
+              "storyRef or rerunOf",
               reason="FieldValueForbidden"),
         _rule(" && ".join(same(f) for f in fields),
               "spec is immutable after creation, except cancelRequested (false to true) and "
@@ -337,6 +345,7 @@ STORY_RUN_STATUS_RULES: list[Rule] = [
     phase_transition("StoryRun", RUN_TRANSITIONS, RUN_TERMINAL_CEL),
     _recorded("story"),
     _recorded("resolved"),
+    _recorded("rerun"),
     _recorded("outcome", "what the main steps ended as"),
     terminal_fields("StoryRun", RUN_TERMINAL_CEL, ["reason", "message", "finishedAt"]),
     TERMINAL_STEP_STATES,
@@ -345,7 +354,7 @@ STORY_RUN_STATUS_RULES: list[Rule] = [
 STEP_RUN_STATUS_RULES: list[Rule] = [
     phase_transition("StepRun", STEP_TRANSITIONS, STEP_TERMINAL_CEL),
     terminal_fields("StepRun", STEP_TERMINAL_CEL,
-                    ["reason", "message", "outputs", "finishedAt"]),
+                    ["reason", "message", "outputs", "finishedAt", "reusedFrom"]),
 ]
 
 STATUS_KEPT = _rule("!has(oldSelf.status) || has(self.status)",

@@ -353,6 +353,31 @@ class StoryRef(ApiModel):
         description="Name of a Story in the run's namespace.")
 
 
+class RerunOf(ApiModel):
+    """The run a re-run runs again (its source)."""
+
+    name: str = Field(
+        min_length=1, max_length=MAX_RUN_NAME, pattern=DNS_SUBDOMAIN,
+        description="Name of a terminal StoryRun in the run's namespace. The re-run executes "
+                    "its recorded definition, reuses what succeeded there and never writes it.")
+    namespace: str | None = Field(
+        default=None, min_length=1, max_length=63, pattern=DNS_LABEL,
+        description="The source's namespace: if set, it must be the run's own (a run re-runs "
+                    "only runs of its namespace). Default: the run's namespace.")
+
+
+class RerunSpec(ApiModel):
+    """What a re-run executes again beyond what the reuse rule already does."""
+
+    from_: list[StepName] | None = Field(
+        default=None, alias="from", max_length=MAX_STEPS + MAX_FINALLY,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="Steps of the source to execute again, with every step downstream of "
+                    "them, even where they succeeded with the same inputs. Each must be a step "
+                    "of the source's definition. Default: none (only what did not succeed, or "
+                    "whose inputs changed, executes again).")
+
+
 class StoryRunSpec(RunShape):
     """What the run executes and how. Immutable after creation, except cancelRequested and,
     until the run is terminal, shutdown.mode and shutdown.finally."""
@@ -375,9 +400,19 @@ class StoryRunSpec(RunShape):
                     "run executes only that record. Exactly one of steps and storyRef.")
     params: dict[str, Any] | None = Field(
         default=None, max_length=MAX_PARAMS,
-        description="Values of the Story's params, by name (only with storyRef). Checked "
-                    "against the Story's declarations: unknown, missing required, mistyped "
-                    "or outside enum is refused.")
+        description="Values of the Story's params, by name (only with storyRef or rerunOf; a "
+                    "re-run's change the source's values of those it names). Checked against "
+                    "the Story's declarations: unknown, missing required, mistyped or outside "
+                    "enum is refused.")
+    rerun_of: RerunOf | None = Field(
+        default=None,
+        description="Run this terminal StoryRun again instead of inline steps or a Story: its "
+                    "recorded definition executes, what succeeded there with the same inputs "
+                    "is reused (not executed), the rest executes again. Exactly one of steps, "
+                    "storyRef and rerunOf.")
+    rerun: RerunSpec | None = Field(
+        default=None,
+        description="Only with rerunOf: steps to execute again whatever the reuse rule says.")
 
 
 class StepRunSpec(StepSpec):
@@ -401,6 +436,12 @@ class StepRunSpec(StepSpec):
         default=None,
         description="Absolute time (RFC 3339) by which the step must be done: the earlier of "
                     "the run's deadline and this attempt's timeout. Default: none.")
+    inputs_digest: str | None = Field(
+        default=None, max_length=71, pattern=r"^sha256:[0-9a-f]{64}$",
+        description="sha256: of what the step's workload is made from, as canonical JSON: "
+                    "image, command, args, env and pod with references rendered, and the "
+                    "condition with the values it reads. A re-run reuses the step only where "
+                    "its own digest is equal; a StepRun without one is never reused.")
 
 
 def _spec_rules(schema: dict[str, Any], cls: type[ApiModel]) -> None:

@@ -124,6 +124,45 @@ class Resolved(ApiModel):
     spec: StorySpec = Field(description="The Story's spec as it was when the run resolved it.")
 
 
+class ReusedFrom(ApiModel):
+    """The StepRun that executed a step a re-run reused."""
+
+    story_run: str = Field(
+        min_length=1, max_length=253, pattern=DNS_SUBDOMAIN,
+        description="The StoryRun it belonged to (the run that really executed the step).")
+    step_run: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN,
+                          description="Name of that StepRun.")
+    uid: str = Field(min_length=1, max_length=64, description="metadata.uid of that StepRun.")
+
+
+class ReusedStep(ReusedFrom):
+    """A step a re-run reuses: who executed it, and the outputs it made."""
+
+    outputs: dict[str, OutputValue] | None = Field(
+        default=None, max_length=MAX_OUTPUTS,
+        description="The outputs that StepRun recorded, copied onto the re-run's StepRun.")
+
+
+class RerunSource(ApiModel):
+    """The run a re-run runs again."""
+
+    name: str = Field(min_length=1, max_length=253, description="Name of the source StoryRun.")
+    uid: str = Field(min_length=1, max_length=64, description="Its metadata.uid.")
+
+
+class RerunRecord(ApiModel):
+    """What a re-run took from its source: recorded once, never changed."""
+
+    source: RerunSource = Field(description="The run it runs again.")
+    reused: int = Field(
+        ge=0, description="How many steps it reuses (the Reused column of kubectl get sr -o "
+                          "wide).")
+    steps: dict[str, ReusedStep] | None = Field(
+        default=None, max_length=MAX_STEPS,
+        description="The steps it reuses, by name, each with the StepRun that executed it and "
+                    "its outputs; every other step executes.")
+
+
 class StoryRunStatus(ApiModel):
     """The observed state of the run, written by the operator. Terminal is final."""
 
@@ -177,9 +216,13 @@ class StoryRunStatus(ApiModel):
                     "once; the API server refuses any change to it.")
     resolved: Resolved | None = Field(
         default=None,
-        description="A run of a Story: the definition it executes (params with defaults "
-                    "applied, and the Story's spec), set once with story. Editing or deleting "
-                    "the Story never changes it.")
+        description="A run of a Story or a re-run: the definition it executes (params with "
+                    "defaults applied, and the Story's or the source's spec), set once with "
+                    "story. Editing or deleting the Story, or the source, never changes it.")
+    rerun: RerunRecord | None = Field(
+        default=None,
+        description="A re-run: its source and the steps it reuses, set once with resolved, "
+                    "before any StepRun exists; the API server refuses any change to it.")
 
 
 class WorkloadRef(ApiModel):
@@ -231,3 +274,7 @@ class StepRunStatus(ApiModel):
         default=None,
         description="When the next attempt starts, while waiting out retry.backoffSeconds "
                     "(RFC 3339).")
+    reused_from: ReusedFrom | None = Field(
+        default=None,
+        description="A step a re-run reused (reason Reused, no workload): the StepRun that "
+                    "executed it, whose outputs it carries. Immutable once terminal.")

@@ -11,8 +11,6 @@ a field the API server defaulted and a field it left out read the same.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,7 +21,7 @@ from runctl.api.spec import (
     StoryRunSpec,
     StorySpec,
 )
-from runctl.flow import definition
+from runctl.flow import definition, inputs
 from runctl.machine import model as m
 from runctl.machine.phases import (
     FailureClass,
@@ -49,6 +47,9 @@ STEP_LABEL = "runctl.dev/step"
 """On every StepRun, workload and pod: the step's name."""
 ATTEMPT_LABEL = "runctl.dev/attempt"
 """On a batch attempt's pod: the attempt's number."""
+RERUN_LABEL = "runctl.dev/rerun-of"
+"""On a re-run: the name of the run it runs again (set by the operator), so `kubectl get sr -l`
+lists the runs of a run again."""
 STEPRUN_UID_LABEL = "runctl.dev/steprun-uid"
 """Which StepRun a workload and its pods belong to: a run deleted and created again under the
 same name has StepRuns of the same names, and the old ones' pods must never count for the new."""
@@ -142,14 +143,24 @@ def _step(step: Mapping[str, Any], retry: RetryPolicy, main: list[str] | None = 
 
 
 def story_ref(spec: Mapping[str, Any]) -> str | None:
-    """The name of the Story a run executes (None: its steps are inline)."""
+    """The name of the Story a run executes (None: its steps are inline, or it re-runs)."""
     return (spec.get("storyRef") or {}).get("name")
+
+
+def rerun_of(spec: Mapping[str, Any]) -> str | None:
+    """The name of the run a re-run runs again (None: not a re-run)."""
+    return (spec.get("rerunOf") or {}).get("name")
+
+
+def executes_record(spec: Mapping[str, Any]) -> bool:
+    """Does the run execute a definition it records (`status.resolved`): a run of a Story, or
+    a re-run? Otherwise it executes its own spec."""
+    return story_ref(spec) is not None or rerun_of(spec) is not None
 
 
 def digest(spec: Mapping[str, Any]) -> str:
     """`sha256:` of a Story's spec as canonical JSON: which version of it a run executes."""
-    text = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    return inputs.canonical_digest(spec)
 
 
 def record(story: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
@@ -161,10 +172,38 @@ def record(story: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any
 
 
 def recorded(status: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The record a run's status holds (empty before it resolved its Story): a status write
-    carries it over unchanged, since the core knows nothing of it."""
+    """The record a run's status holds (empty before it resolved its Story or its source): a
+    status write carries it over unchanged, since the core knows nothing of it."""
     status = status or {}
-    return {k: status[k] for k in ("story", "resolved") if k in status}
+    return {k: status[k] for k in ("story", "resolved", "rerun") if k in status}
+
+
+def rerun_record(source: Mapping[str, Any], reused: tuple[tuple[str, m.Reuse], ...]
+                 ) -> dict[str, Any]:
+    """What a re-run of `source` records of it, once (`status.rerun`): the source, and each
+    step it reuses with the StepRun that executed it and the outputs it made."""
+    meta = source["metadata"]
+    return {"source": {"name": meta["name"], "uid": meta["uid"]}, "reused": len(reused),
+            "steps": {step: _drop_none({**_reused_from(r.source),
+                                        "outputs": dict(r.outputs) or None})
+                      for step, r in reused} or None}
+
+
+def reuses(status: Mapping[str, Any] | None) -> tuple[tuple[str, m.Reuse], ...]:
+    """The steps a re-run's record says it reuses (none before it recorded, or for a run that
+    is not a re-run)."""
+    steps = ((status or {}).get("rerun") or {}).get("steps") or {}
+    return tuple((step, m.Reuse(_parse_reused_from(r),
+                                m.frozen_outputs((r.get("outputs") or {}).items())))
+                 for step, r in steps.items())
+
+
+def _reused_from(r: m.ReusedFrom) -> dict[str, str]:
+    return {"storyRun": r.story_run, "stepRun": r.step_run, "uid": r.uid}
+
+
+def _parse_reused_from(d: Mapping[str, Any]) -> m.ReusedFrom:
+    return m.ReusedFrom(d["storyRun"], d["stepRun"], d["uid"])
 
 
 def cancel_requested_at(body: Mapping[str, Any]) -> dt.datetime | None:
@@ -297,6 +336,7 @@ def steprun_status(status: m.StepRunStatus) -> dict[str, Any]:
         "workload": None if status.workload is None else {
             "kind": status.workload.kind, "name": status.workload.name},
         "nextAttemptAt": fmt_time(status.next_attempt_at),
+        "reusedFrom": None if status.reused_from is None else _reused_from(status.reused_from),
     })
 
 
@@ -318,13 +358,16 @@ def parse_steprun_status(status: Mapping[str, Any] | None) -> m.StepRunStatus | 
         workload=m.WorkloadRef(kind=workload["kind"], name=workload["name"]) if workload
         else None,
         next_attempt_at=parse_time(status.get("nextAttemptAt")),
+        reused_from=_parse_reused_from(status["reusedFrom"]) if status.get("reusedFrom")
+        else None,
     )
 
 
 def new_steprun(run: Mapping[str, Any], step_spec: Mapping[str, Any], mode: str | None,
-                name: str, deadline: dt.datetime | None) -> dict[str, Any]:
+                name: str, deadline: dt.datetime | None, inputs_digest: str | None = None
+                ) -> dict[str, Any]:
     """A StepRun for a step: its definition as it runs (references rendered), plus where it
-    belongs, the run's mode and its deadline."""
+    belongs, the run's mode, its deadline and its inputs digest."""
     meta, step = run["metadata"], step_spec["name"]
     return {
         "apiVersion": API_VERSION, "kind": "StepRun",
@@ -340,6 +383,6 @@ def new_steprun(run: Mapping[str, Any], step_spec: Mapping[str, Any], mode: str 
         "spec": _drop_none({
             **step_spec,
             "storyRun": meta["name"], "step": step, "mode": mode or _DEFAULT_MODE,
-            "deadline": fmt_time(deadline),
+            "deadline": fmt_time(deadline), "inputsDigest": inputs_digest,
         }),
     }

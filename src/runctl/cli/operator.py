@@ -41,7 +41,11 @@ def _operator(args: argparse.Namespace) -> int:
     if args.webhook_port:
         from runctl.operator import handlers, webhook
 
-        webhook.register(lambda ns, name: handlers.context().cache.get("Story", ns, name))
+        def run(ns: str, name: str) -> tuple[bool, dict[str, Any] | None]:
+            ctx = handlers.context()
+            return not ctx.namespaces or ns in ctx.namespaces, ctx.cache.runs.get((ns, name))
+
+        webhook.register(lambda ns, name: handlers.context().cache.get("Story", ns, name), run)
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -73,6 +73,7 @@ def header(view: RunView) -> list[Text]:
         ("Run", f"{view.namespace}/{view.name} ({view.mode})" if view.namespace
          else f"{view.name} ({view.mode})"),
         ("Phase", phase),
+        ("Re-run", view.rerun),
         ("Message", view.message),
         ("Started", view.started),
         ("Duration", view.duration),

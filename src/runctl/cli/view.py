@@ -24,9 +24,9 @@ from runctl.api.resources import (
     parse_story_run,
 )
 from runctl.api.spec import StepSpec
-from runctl.api.status import StepRunStatus, StepState
+from runctl.api.status import RerunRecord, StepRunStatus, StepState
 from runctl.machine.durations import go_duration
-from runctl.machine.phases import RUN_TERMINAL, STEP_TERMINAL, StepPhase
+from runctl.machine.phases import RUN_TERMINAL, STEP_TERMINAL, Reason, StepPhase
 from runctl.timefmt import fmt_time, parse_time
 
 PENDING = StepPhase.PENDING.value
@@ -62,6 +62,8 @@ class RunView:
     duration: str
     stop: str
     steps: tuple[StepLine, ...]
+    rerun: str = ""
+    """A re-run: the run it runs again, and how many steps it reused."""
 
     @property
     def terminal(self) -> bool:
@@ -92,9 +94,12 @@ def _state(recorded: StepState | None, live: StepRunStatus | None
 
 
 def _line(spec: StepSpec, branch: str, also: list[str], recorded: StepState | None,
-          step_run: StepRun | None, now: dt.datetime) -> StepLine:
+          step_run: StepRun | None, now: dt.datetime, reused_from: str = "") -> StepLine:
     live = step_run.status if step_run is not None else None
     state = _state(recorded, live)
+    note = _note(state.reason, state.message) if state is not None else ""
+    if reused_from and state is not None and state.reason == Reason.REUSED:
+        note = f"Reused from run {reused_from}"  # the run that really executed it
     phase = str(state.phase) if state is not None and state.phase is not None else PENDING
     tries = state.attempts if state is not None else 0
     limit = (spec.retry.limit if spec.retry is not None else 0) + 1
@@ -105,8 +110,7 @@ def _line(spec: StepSpec, branch: str, also: list[str], recorded: StepState | No
         branch=branch, name=spec.name, phase=phase,
         attempts=f"{tries}/{limit}" if tries else "",
         duration=_elapsed(started, finished, now),
-        note=_note(state.reason, state.message) if state is not None else "",
-        also_needs=tuple(also),
+        note=note, also_needs=tuple(also),
         step_run=(recorded.step_run if recorded is not None else None)
         or (step_run.metadata.get("name", "") if step_run is not None else ""),
         started=fmt_time(started) or "", finished=fmt_time(finished) or "",
@@ -175,8 +179,10 @@ def run_view(storyrun: Mapping[str, Any], stepruns: Iterable[Mapping[str, Any]],
     drawn = [*tree_order(s for s in executed_steps(run) if s.name not in named),
              *((spec, _FINALLY + branch if not branch else " " * len(_FINALLY) + branch, also)
                for spec, branch, also in tree_order(finals))]
-    lines = tuple(_line(spec, branch, also, recorded.get(spec.name), by_step.get(spec.name), now)
-                  for spec, branch, also in drawn)
+    record = status.rerun if status is not None else None
+    made_by = {step: r.story_run for step, r in ((record.steps or {}) if record else {}).items()}
+    lines = tuple(_line(spec, branch, also, recorded.get(spec.name), by_step.get(spec.name), now,
+                        made_by.get(spec.name, "")) for spec, branch, also in drawn)
     started = status.started_at if status is not None else None
     phase = status.phase if status is not None else None
     terminal = phase in RUN_TERMINAL
@@ -191,7 +197,19 @@ def run_view(storyrun: Mapping[str, Any], stepruns: Iterable[Mapping[str, Any]],
         message=" ".join(((status.message or "") if status is not None else "").split()),
         progress=(status.progress or "") if status is not None else "",
         started=fmt_time(started) or "", duration=duration, stop=_stop(run), steps=lines,
+        rerun=_rerun(run, record),
     )
+
+
+def _rerun(run: StoryRun, record: RerunRecord | None) -> str:
+    """`of SOURCE, N steps reused` once the re-run recorded them (`of SOURCE` before)."""
+    source = run.spec.rerun_of
+    if source is None:
+        return ""
+    if record is None:
+        return f"of {source.name}"
+    return f"of {record.source.name}, {record.reused} step{'s' if record.reused != 1 else ''} " \
+           "reused"
 
 
 def age(created: str | None, now: dt.datetime) -> str:

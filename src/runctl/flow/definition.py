@@ -149,3 +149,20 @@ def check(spec: Mapping[str, Any], field: str = "spec") -> list[Problem]:
         problems += _step_problems(step, f"{field}.finally[{i}]", decls, declared, upstream,
                                    realtime, main)
     return problems
+
+
+def trial_render(spec: Mapping[str, Any], values: Mapping[str, Any], here: str
+                 ) -> list[Problem]:
+    """Fields that read params only, rendered now: a value that would make them unusable
+    (spelling `${{` with the text around it) fails the run before anything starts."""
+    problems: list[Problem] = []
+    for key in ("steps", "finally"):
+        for i, step in enumerate(spec.get(key) or ()):
+            for where, text in references.fields(step):
+                refs = references.find(text)
+                if refs and all(r.param for r in refs):
+                    try:
+                        references.render(text, values, {})
+                    except references.Malformed as e:
+                        problems.append(Problem(f"{here}.{key}[{i}].{where}", str(e)))
+    return problems

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 
 from runctl.machine.actions import (
     Action,
+    CreateStepRun,
     DeleteStepRun,
     RemoveFinalizer,
     StopWorkload,
@@ -57,7 +58,14 @@ from runctl.machine.phases import (
 )
 from runctl.machine.plan import Clock, Plan, Tracks, plan
 from runctl.machine.status import events, late_report_events, run_status
-from runctl.machine.steps import StepContext, Track, needs_stop, observe_step, timers
+from runctl.machine.steps import (
+    StepContext,
+    Track,
+    needs_stop,
+    observe_step,
+    reused_status,
+    timers,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +83,10 @@ def decide(observed: Observed, now: dt.datetime) -> Decision:
         return _finished(observed, now)
     if observed.story_wait is not None:
         return _story_missing(observed, observed.story_wait, now)
-    problems = (*(Problem(f, why) for f, why in observed.problems), *validate(observed.spec))
+    found = tuple(Problem(f, why) for f, why in observed.problems)
+    # A run the shell found no definition for (its problems say why) has no steps to check.
+    problems = found if found and not observed.spec.steps else (
+        *found, *validate(observed.spec))
     if problems:
         return _invalid(observed, problems, now)
     return _progress(observed, now)
@@ -173,7 +184,8 @@ def _dead(obs: StepRunObservation) -> bool:
 
 def _tracks(observed: Observed, ctx: StepContext) -> dict[str, Track]:
     return {s.name: observe_step(s, step_state(observed.status, s.name),
-                                 lookup(observed.step_runs, s.name), ctx)
+                                 lookup(observed.step_runs, s.name), ctx,
+                                 lookup(observed.reused, s.name))
             for s in observed.spec.steps}
 
 
@@ -219,21 +231,23 @@ def _progress(observed: Observed, now: dt.datetime) -> Decision:
         stop = replace(stop, completed_at=now, trigger=p.trigger)
     if not spec.finally_steps:
         return _conclude(observed, p, stop, clock, now, True, outcome)
-    return _finale(observed, outcome, stop, grace_until, p.tracks, now)
+    return _finale(observed, outcome, stop, grace_until, p.tracks, now, p.creates)
 
 
 def _finale(observed: Observed, outcome: Outcome, stop: StopState | None,
-            grace_until: dt.datetime | None, main: Tracks | None, now: dt.datetime
-            ) -> Decision:
+            grace_until: dt.datetime | None, main: Tracks | None, now: dt.datetime,
+            made: tuple[CreateStepRun, ...] = ()) -> Decision:
     """The finally steps, once the outcome is known (`main`: the main steps as this decision
-    ended them, or None to read them, all terminal, as recorded)."""
+    ended them, or None to read them, all terminal, as recorded; `made`: StepRuns this
+    decision makes for them, reused ones)."""
     skip = stop is not None and observed.spec.shutdown_finally is FinallyPolicy.SKIP
     clock = finally_clock(observed, outcome, now, grace_until, skip)
     if main is None:
         main = _tracks(observed, StepContext(observed.spec.mode, now, True, None))
     finals = _final_tracks(observed, StepContext(Mode.BATCH, now, skip, clock.deadline))
     p = plan_finally(observed, main, finals, clock, stop is not None, skip, outcome)
-    return _conclude(observed, p, stop, clock, now, skip, outcome)
+    return _conclude(observed, replace(p, creates=(*made, *p.creates)), stop, clock, now, skip,
+                     outcome)
 
 
 def _conclude(observed: Observed, p: Plan, stop: StopState | None, clock: Clock,
@@ -286,6 +300,13 @@ def _effects(observed: Observed, tracks: Mapping[str, Track], stopping: bool,
     out: list[Action] = []
     for name, t in tracks.items():
         obs = t.observation
+        reuse = lookup(observed.reused, name)
+        if (reuse is not None and obs is None and not recorded_terminal and t.recorded
+                and t.recorded.step_run and t.status is None):
+            # Recorded as made, yet never seen: its create never landed. Made again, as any
+            # StepRun recorded but never seen (the name makes it idempotent).
+            out += [CreateStepRun(name, t.recorded.step_run, None),
+                    WriteStepRunStatus(name, reused_status(reuse, now))]
         if t.status is not None and (obs is None or obs.status != t.status):
             out.append(WriteStepRunStatus(name, t.status))
         mode = Mode.BATCH if name in finals else observed.spec.mode

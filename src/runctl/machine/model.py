@@ -201,6 +201,23 @@ class WorkloadRef:
 
 
 @dataclass(frozen=True, slots=True)
+class ReusedFrom:
+    """The StepRun that executed a step whose result a re-run took instead of executing it."""
+
+    story_run: str
+    step_run: str
+    uid: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reuse:
+    """A step a re-run reuses, as its record says: who made its outputs, and what they are."""
+
+    source: ReusedFrom
+    outputs: Outputs = ()
+
+
+@dataclass(frozen=True, slots=True)
 class StepRunStatus:
     phase: StepPhase
     reason: str | None = None
@@ -217,6 +234,8 @@ class StepRunStatus:
     next_attempt_at: dt.datetime | None = None
     """When attempt `attempts` starts: in the future during a retry backoff, then the time that
     attempt was started (its per-attempt timeout counts from it). None for the first attempt."""
+    reused_from: ReusedFrom | None = None
+    """Set on a step a re-run reused (it never had a workload)."""
 
 
 # -- what the shell observed -----------------------------------------------------------------
@@ -311,6 +330,9 @@ class Observed:
     """Step name -> the shell's gate for it (only for gated steps whose inputs are recorded)."""
     story_wait: StoryWait | None = None
     """Set while the run's Story was not found: the run has no definition yet."""
+    reused: tuple[tuple[str, Reuse], ...] = ()
+    """Step name -> what a re-run's record says it reuses (`runctl.machine.reuse` chose them):
+    those steps get a StepRun that is Succeeded from the start, and no workload."""
     problems: tuple[tuple[str, str], ...] = ()
     """(field, message) of what the shell found wrong with what the run executes (its params,
     references, conditions: `runctl.flow`); the run fails InvalidSpec as for a bad graph."""

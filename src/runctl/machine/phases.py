@@ -97,6 +97,8 @@ class Reason(StrEnum):
     default."""
     FINALLY_FAILED = "FinallyFailed"
     """A finally step failed a run whose main steps succeeded."""
+    REUSED = "Reused"
+    """Succeeded: a re-run took the step's result from the run it re-runs, executing nothing."""
 
 
 class StopTrigger(StrEnum):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from runctl.machine import dag
 from runctl.machine.actions import CreateStepRun, StartAttempt
-from runctl.machine.model import Gate, Observed, StepState, WorkloadState, lookup
+from runctl.machine.model import Gate, Observed, Reuse, StepState, WorkloadState, lookup
 from runctl.machine.naming import step_run_name, workload_ref
 from runctl.machine.phases import (
     STEP_FAILURES,
@@ -32,6 +32,7 @@ from runctl.machine.steps import (
     first_status,
     in_backoff,
     recreated_status,
+    reused_status,
     start,
 )
 
@@ -214,7 +215,8 @@ def gate_failures(observed: Observed, tracks: Tracks, mode: Mode, now: dt.dateti
     reacts to them in the same decision."""
     out = dict(tracks)
     for t in _going(tracks):
-        if not t.spec.gated or t.state.step_run is not None or t.observation is not None:
+        if not t.spec.gated or t.state.step_run is not None or t.observation is not None or (
+                lookup(observed.reused, t.name) is not None):
             continue
         states = {n: tracks[n].state for n in {*t.spec.needs, *(p for p, _ in t.spec.consumes)}}
         gate = _gate(observed, t, states) if dag.is_ready(t.spec, states, mode) else None
@@ -253,6 +255,17 @@ def _gate(observed: Observed, t: Track, states: Mapping[str, StepState]) -> Gate
     return lookup(observed.gates, t.name)
 
 
+def _reuse(observed: Observed, t: Track, reuse: Reuse, states: Mapping[str, StepState],
+           clock: Clock, mode: Mode) -> tuple[Track, CreateStepRun | None, None]:
+    """A step a re-run reuses: once the steps it needs are (they are reused too, earlier in
+    the order), its StepRun is made with its final status, and nothing ever runs for it."""
+    if t.observation is not None or not dag.is_ready(t.spec, states, mode):
+        return t, None, None  # a StepRun of it with another status: never run, whatever it says
+    name = step_run_name(observed.run_name, t.name)
+    return (start(t, reused_status(reuse, clock.now), name),
+            CreateStepRun(t.name, name, clock.deadline), None)
+
+
 def _start(observed: Observed, t: Track, states: Mapping[str, StepState], clock: Clock,
            mode: Mode) -> tuple[Track, CreateStepRun | None, StartAttempt | None]:
     """What starts for one going step, first rule that holds: the next attempt once its
@@ -260,6 +273,9 @@ def _start(observed: Observed, t: Track, states: Mapping[str, StepState], clock:
     idempotent); the recorded StepRun again if it was never seen either; a StepRun for a step
     whose needs are met."""
     now, step_run = clock.now, t.state.step_run or ""
+    reuse = lookup(observed.reused, t.name)
+    if reuse is not None:
+        return _reuse(observed, t, reuse, states, clock, mode)
     if t.status is not None and in_backoff(t.status):
         if now < (t.status.next_attempt_at or now):
             return t, None, None
@@ -278,6 +294,7 @@ def _start(observed: Observed, t: Track, states: Mapping[str, StepState], clock:
                 StartAttempt(t.name, status.attempts))
     if t.state.step_run is not None or not dag.is_ready(t.spec, states, mode):
         return t, None, None
+    name = step_run_name(observed.run_name, t.name)
     if t.spec.gated:
         gate = _gate(observed, t, states)
         if gate is None:
@@ -285,7 +302,6 @@ def _start(observed: Observed, t: Track, states: Mapping[str, StepState], clock:
         if not gate.holds:
             return end(t, StepPhase.SKIPPED, Reason.CONDITION_FALSE,
                        gate.message or "its condition is false", now), None, None
-    name = step_run_name(observed.run_name, t.name)
     status = first_status(t.spec, mode, name, None, now)
     return (start(t, status, name), CreateStepRun(t.name, name, clock.deadline),
             StartAttempt(t.name, 1))
@@ -313,7 +329,9 @@ def go_on(observed: Observed, tracks: Tracks, order: tuple[str, ...], clock: Clo
         began = any(t.state.step_run is not None for t in out.values())
         return Plan(out, RunPhase.RUNNING if began else RunPhase.PENDING,
                     creates=tuple(creates), starts=tuple(starts))
-    return _verdict(out, Reason.COMPLETED, f"all {len(out)} steps succeeded")
+    # Every step terminal: a step made in this decision (a reused one) still needs its StepRun.
+    return replace(_verdict(out, Reason.COMPLETED, f"all {len(out)} steps succeeded"),
+                   creates=tuple(creates))
 
 
 def plan(observed: Observed, tracks: Tracks, clock: Clock, topology_over: bool) -> Plan:

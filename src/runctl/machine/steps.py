@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from runctl.machine.failures import classify, describe
 from runctl.machine.model import (
     AttemptObservation,
+    Reuse,
     StepRunObservation,
     StepRunStatus,
     StepSpec,
@@ -107,6 +108,17 @@ def first_status(spec: StepSpec, mode: Mode, step_run: str, recorded: StepState 
     started = recorded.started_at if recorded is not None else None
     return StepRunStatus(phase=StepPhase.PENDING, attempts=1, started_at=started or now,
                          workload=workload_ref(mode, step_run, 1))
+
+
+def reused_status(reuse: Reuse, now: dt.datetime) -> StepRunStatus:
+    """The one status of a step a re-run reuses: Succeeded from the start, the outputs of the
+    StepRun that executed it, no attempt and no workload."""
+    made_by = reuse.source
+    return StepRunStatus(
+        phase=StepPhase.SUCCEEDED, reason=Reason.REUSED,
+        message=f"not executed: reused the result of StepRun {made_by.step_run} of run "
+                f"{made_by.story_run}", attempts=0, finished_at=now, outputs=reuse.outputs,
+        reused_from=made_by)
 
 
 def recreated_status(recorded: StepState, mode: Mode, now: dt.datetime) -> StepRunStatus:
@@ -247,11 +259,16 @@ def keep_final_state(old: StepState | None, new: StepState) -> StepState:
 
 
 def observe_step(spec: StepSpec, recorded: StepState | None, obs: StepRunObservation | None,
-                 ctx: StepContext) -> Track:
-    """The step as observed, before any run-level rule."""
+                 ctx: StepContext, reuse: Reuse | None = None) -> Track:
+    """The step as observed, before any run-level rule. A reused step has no workload to read:
+    its StepRun is what the reuse made it."""
     if obs is None:
         return Track(spec, recorded, None, recorded or StepState(StepPhase.PENDING), None)
     base = recorded or StepState(StepPhase.PENDING, step_run=obs.name)
+    if reuse is not None and not obs.gone:
+        status = obs.status or reused_status(reuse, ctx.now)  # none yet: written now
+        return Track(spec, recorded, obs, keep_final_state(recorded, state_of(status, obs.name)),
+                     status)
     if obs.gone:
         if ctx.topology_over:
             return Track(spec, recorded, obs, base, None)

@@ -27,10 +27,12 @@ from runctl.api.wire import (
     ATTEMPT_LABEL,
     FINALIZER,
     GROUP,
+    RERUN_LABEL,
     STEP_LABEL,
     STORY_RUNS,
     VERSION,
 )
+from runctl.flow import inputs
 from runctl.machine import actions as act
 from runctl.machine import model as m
 from runctl.machine.decide import Decision
@@ -85,6 +87,21 @@ async def write_record(ctx: Context, key: RunKey, run: Mapping[str, Any],
     return result
 
 
+async def label_rerun(ctx: Context, key: RunKey, run: Mapping[str, Any], source: str) -> None:
+    """Label a re-run with the run it re-runs, whoever created it, so `kubectl get sr -l
+    runctl.dev/rerun-of=SOURCE` lists it. The one write runctl makes to a run outside its
+    status (never its spec); a failure is tried again at the run's next reconcile."""
+    patch = {"metadata": {"labels": {RERUN_LABEL: source}}}
+    res = await kube.call("patch", "storyruns", ctx.custom.patch_namespaced_custom_object,
+                          GROUP, VERSION, key[0], STORY_RUNS, key[1], patch)
+    if res.outcome is kube.Outcome.OK:
+        if resource_version(res.body) > resource_version(ctx.cache.runs.get(key)):
+            ctx.cache.put_run(res.body)
+    elif res.outcome is not kube.Outcome.GONE:
+        log.warning("%s/%s: label %s=%s not written (%s: %s)", *key, RERUN_LABEL, source,
+                    res.outcome, res.message)
+
+
 async def apply(ctx: Context, key: RunKey, run: Mapping[str, Any], decision: Decision,
                 now: dt.datetime, definition: Definition) -> Applied:
     ns, name = key
@@ -107,8 +124,10 @@ async def apply(ctx: Context, key: RunKey, run: Mapping[str, Any], decision: Dec
                     dict(m.step_state_items(decision.status)))
                 step_spec = rendered(definition.step(run, step), definition.params, outputs,
                                      definition.facts)
-                body = wire.new_steprun(run, step_spec, definition.mode(run, step), sr_name,
-                                        deadline)
+                body = wire.new_steprun(
+                    run, step_spec, definition.mode(run, step), sr_name, deadline,
+                    inputs.inputs_digest(step_spec, definition.params, outputs,
+                                         definition.facts))
                 res = await kube.call("create", "stepruns",
                                       ctx.custom.create_namespaced_custom_object,
                                       GROUP, VERSION, ns, "stepruns", body)

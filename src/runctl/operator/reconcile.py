@@ -12,6 +12,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from runctl.api import wire
+from runctl.api.wire import RERUN_LABEL
 from runctl.machine.decide import decide
 from runctl.machine.phases import RUN_TERMINAL
 from runctl.operator import apply as applying
@@ -59,6 +61,10 @@ async def reconcile_run(ctx: Context, key: RunKey) -> None:
             return
         run = ctx.cache.runs.get(key) or run
         definition = resolve.definition(ctx.cache, run, now)
+    source = wire.rerun_of(run["spec"])
+    if source is not None and (run["metadata"].get("labels") or {}).get(RERUN_LABEL) != source:
+        await applying.label_rerun(ctx, key, run, source)
+        run = ctx.cache.runs.get(key) or run
     observed = snapshot(ctx.cache, key, run, definition)
     decision = decide(observed, now)
     was_terminal = observed.status.phase in RUN_TERMINAL

@@ -22,6 +22,7 @@ from runctl.flow import definition as flow
 from runctl.machine import model as m
 from runctl.machine.dag import Problem
 from runctl.machine.phases import RUN_TERMINAL, STEP_FAILURES, Mode, Reason, StepPhase
+from runctl.operator import rerun
 from runctl.operator.cache import ObjectCache
 from runctl.operator.memo import PerGeneration
 from runctl.operator.settings import STORY_WAIT_SECONDS
@@ -37,13 +38,15 @@ class Definition:
     (None: inline steps, or a Story not found)."""
     params: Mapping[str, Any] = field(default_factory=dict)
     record: dict[str, Any] | None = None
-    """`status.story` and `status.resolved`, to be written before anything else (resolved
-    just now)."""
+    """`status.story`, `status.resolved` (and a re-run's `status.rerun`), to be written before
+    anything else (resolved just now)."""
     problems: tuple[tuple[str, str], ...] = ()
     """(field, message) of what makes the definition unusable."""
     wait: m.StoryWait | None = None
     facts: references.Facts | None = None
     """What the main steps ended as, once the run recorded it: finally steps read it."""
+    reused: tuple[tuple[str, m.Reuse], ...] = ()
+    """A re-run's record: the steps it reuses, with the outputs their readers see."""
 
     def steps(self, run: Obj) -> list[Obj]:
         """The main steps, then the finally steps."""
@@ -91,10 +94,14 @@ def _definition(cache: ObjectCache, run: Obj, now: dt.datetime) -> Definition:
     spec, status = run["spec"], run.get("status") or {}
     if "resolved" in status:
         resolved = status["resolved"]
-        return Definition(resolved["spec"], resolved.get("params") or {})
+        return Definition(resolved["spec"], resolved.get("params") or {},
+                          reused=wire.reuses(status))
+    if wire.executes_record(spec) and status.get("phase") in RUN_TERMINAL:
+        return Definition(None)  # ended before it resolved anything: nothing to resolve now
+    if wire.rerun_of(spec) is not None:
+        r = rerun.resolve(cache, run)
+        return Definition(r.spec, r.params, record=r.record, problems=_pairs(r.problems))
     name = wire.story_ref(spec)
-    if name is not None and status.get("phase") in RUN_TERMINAL:
-        return Definition(None)  # ended before it resolved a Story: nothing to resolve now
     if name is None:
         return _INLINE.get(run, lambda: Definition(None, problems=_pairs(flow.check(spec))))
     story = cache.get("Story", run["metadata"]["namespace"], name)
@@ -106,7 +113,7 @@ def _definition(cache: ObjectCache, run: Obj, now: dt.datetime) -> Definition:
                                       spec.get("params"))
     problems += flow.check(story["spec"], f"Story {name}: spec")
     if not problems:
-        problems += _trial_render(story["spec"], values, f"Story {name}: spec")
+        problems += flow.trial_render(story["spec"], values, f"Story {name}: spec")
     if problems:
         return Definition(story["spec"], values, problems=_pairs(problems))
     return Definition(story["spec"], values, record=wire.record(story, values))
@@ -114,22 +121,6 @@ def _definition(cache: ObjectCache, run: Obj, now: dt.datetime) -> Definition:
 
 def _pairs(problems: list[Problem]) -> tuple[tuple[str, str], ...]:
     return tuple((p.field, p.message) for p in problems)
-
-
-def _trial_render(spec: Obj, values: Mapping[str, Any], here: str) -> list[Problem]:
-    """Fields that read params only, rendered now: a value that would make them unusable
-    (spelling `${{` with the text around it) fails the run before anything starts."""
-    problems: list[Problem] = []
-    for key in ("steps", "finally"):
-        for i, step in enumerate(spec.get(key) or ()):
-            for where, text in references.fields(step):
-                refs = references.find(text)
-                if refs and all(r.param for r in refs):
-                    try:
-                        references.render(text, values, {})
-                    except references.Malformed as e:
-                        problems.append(Problem(f"{here}.{key}[{i}].{where}", str(e)))
-    return problems
 
 
 # -- what a step reads -----------------------------------------------------------------------
@@ -143,12 +134,16 @@ def recorded(step_runs: Mapping[str, m.StepRunStatus | None]) -> dict[str, dict[
 
 def produced(run: Obj, d: Definition, recorded: Mapping[str, Mapping[str, str]],
              states: Mapping[str, m.StepState]) -> dict[str, dict[str, str]]:
-    """The outputs every finished step offers its readers: a success's recorded outputs (see
-    `recorded`); a skipped step's declared defaults."""
+    """The outputs every finished step offers its readers: a reused step's as the re-run
+    recorded them (its StepRun, made with them, may not be seen yet); a success's recorded
+    outputs (see `recorded`); a skipped step's declared defaults."""
     out: dict[str, dict[str, str]] = {}
+    reused = dict(d.reused)
     for step in d.steps(run):
         name = step["name"]
-        if name in recorded:
+        if name in reused:
+            out[name] = dict(reused[name].outputs)
+        elif name in recorded:
             out[name] = dict(recorded[name])
         elif (state := states.get(name)) is not None and state.phase is StepPhase.SKIPPED:
             out[name] = {o["name"]: o["default"] for o in step.get("outputs") or ()

@@ -42,9 +42,9 @@ _SPECS: PerGeneration[m.RunSpec] = PerGeneration()
 
 def _spec(run: Obj, definition: resolve.Definition) -> m.RunSpec:
     """The spec the core decides on, read through the API models once per generation while
-    the run executes its own spec or its record (both fixed); a run of a Story not recorded yet
-    is read afresh."""
-    if wire.story_ref(run["spec"]) is not None and "resolved" not in (run.get("status") or {}):
+    the run executes its own spec or its record (both fixed); a run of a Story (or a re-run)
+    not recorded yet is read afresh."""
+    if wire.executes_record(run["spec"]) and "resolved" not in (run.get("status") or {}):
         return wire.run_spec(run["spec"], definition.spec)
     return _SPECS.get(run, lambda: wire.run_spec(run["spec"], definition.spec))
 
@@ -108,6 +108,7 @@ def snapshot(cache: ObjectCache, key: RunKey, run: Obj,
         else None,
         gates=_gates(run, definition, step_runs, dict(m.step_state_items(status))),
         story_wait=definition.wait,
+        reused=definition.reused,
         problems=definition.problems,
     )
 
@@ -128,10 +129,12 @@ def _checked(attempt: m.AttemptObservation, declared: Sequence[Obj] | None
 def _gates(run: Obj, definition: resolve.Definition,
            step_runs: Mapping[str, m.StepRunObservation],
            states: Mapping[str, m.StepState]) -> tuple[tuple[str, m.Gate], ...]:
-    """The gate of every gated step not started yet whose inputs are all there."""
+    """The gate of every gated step not started yet whose inputs are all there (a reused step
+    has none: it is not evaluated again)."""
+    reused = {step for step, _ in definition.reused}
     waiting = [s for s in definition.steps(run)
                if (s.get("when") or flow_definition.consumes(s) or flow_definition.reads_facts(s))
-               and s["name"] not in step_runs]
+               and s["name"] not in step_runs and s["name"] not in reused]
     if not waiting:
         return ()
     outputs = resolve.produced(run, definition, resolve.recorded(

@@ -6,7 +6,7 @@ cycle through several steps needs a graph walk, and params, references and condi
 (so a run that slips past a webhook that is down still ends `Failed/InvalidSpec` having started
 nothing). A Story is checked as a run's inline steps are; a run of a Story has its params
 checked against the Story the operator has seen (a Story not seen yet is checked when the run
-resolves it).
+resolves it); a re-run is checked against its source as the operator has seen it.
 
 The serving certificate is made with `cryptography` (kopf's self-signed helper shells out to an
 openssl that is not everywhere). kopf registers the ValidatingWebhookConfiguration itself, with
@@ -27,6 +27,7 @@ from runctl.api import wire
 from runctl.api.wire import GROUP, STORIES, STORY_RUNS, VERSION
 from runctl.flow import definition, params
 from runctl.machine.dag import Problem, validate
+from runctl.operator import rerun
 
 CONFIGURATION_NAME = "runctl.dev"
 
@@ -63,11 +64,21 @@ def story_problems(spec: dict[str, Any]) -> list[Problem]:
 
 Stories = Callable[[str, str], dict[str, Any] | None]
 """The Story of this namespace and name, as the operator has seen it (None: not seen)."""
+Runs = Callable[[str, str], tuple[bool, dict[str, Any] | None]]
+"""Whether the operator watches this namespace, and the StoryRun of this name there as it has
+seen it (None: there is none)."""
 
 
-def run_problems(spec: dict[str, Any], namespace: str, stories: Stories) -> list[Problem]:
+def run_problems(spec: dict[str, Any], namespace: str, stories: Stories,
+                 runs: Runs) -> list[Problem]:
     """What is wrong with a StoryRun's spec: inline, as a Story's; of a Story, its params
-    against the Story's declarations, if the Story has been seen."""
+    against the Story's declarations, if the Story has been seen; a re-run, against its
+    source, in a namespace the operator watches (elsewhere it cannot tell a run missing from
+    one it does not see)."""
+    source = wire.rerun_of(spec)
+    if source is not None:
+        watched, found = runs(namespace, source)
+        return rerun.check(spec, namespace, found)[1] if watched else []
     name = wire.story_ref(spec)
     if name is None:
         return [*definition.check(spec), *validate(wire.run_spec(spec))]
@@ -82,13 +93,13 @@ def _refuse(problems: list[Problem]) -> None:
         raise kopf.AdmissionError("; ".join(str(p) for p in problems), code=422)
 
 
-def register(stories: Stories) -> None:
+def register(stories: Stories, runs: Runs) -> None:
     """Register the Story and StoryRun validation handlers (only when the webhook is served)."""
 
     @kopf.on.validate(GROUP, VERSION, STORY_RUNS, operations=["CREATE"],
                       ignore_failures=True, id="storyrun-spec")
     def validate_storyrun(spec: kopf.Spec, namespace: str | None, **_: Any) -> None:
-        _refuse(run_problems(dict(spec), namespace or "", stories))
+        _refuse(run_problems(dict(spec), namespace or "", stories, runs))
 
     @kopf.on.validate(GROUP, VERSION, STORIES, operations=["CREATE", "UPDATE"],
                       ignore_failures=True, id="story-spec")
