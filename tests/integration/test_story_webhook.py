@@ -125,6 +125,19 @@ def test_a_bad_story_is_refused_by_the_webhook_naming_the_field(
     assert cluster.kubectl("get", "story", "bad", "-n", namespace, check=False).returncode != 0
 
 
+def test_a_refusal_is_logged_at_info_and_not_as_an_error(
+        webhook: tuple[ControlPlane, str]) -> None:
+    cluster, namespace = webhook
+    refusal(cluster, namespace, story("logged", changed(0, args=["${{ params.nope }}"])))
+    log = cluster.logs / f"webhook-{namespace}-1.log"
+    wait_for("the refusal in the operator's log",
+             lambda: f"refused Story {namespace}/logged: spec.steps[0].args[0]"
+             in log.read_text())
+    text = log.read_text()
+    assert "failed permanently" not in text, text[-2000:]
+    assert "ERROR" not in text, text[-2000:]
+
+
 def test_inline_steps_are_refused_as_a_story_s(webhook: tuple[ControlPlane, str]) -> None:
     cluster, namespace = webhook
     steps = [{"name": "a", "image": "example.invalid/a:1", "outputs": [{"name": "n"}]},

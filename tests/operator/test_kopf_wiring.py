@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import logging
 import pkgutil
 from typing import Any
 
@@ -68,6 +69,19 @@ def test_kopf_keeps_no_state_and_filters_children_on_the_server() -> None:
         assert selectors == ([] if watched.label_selector is None else [RUN_LABEL])
     # The same plural in another group is not filtered (nor watched).
     assert config.watching.label_selectors.collect(_resource("other.dev", "v1", "jobs")) == []
+
+
+def test_a_webhook_refusal_is_no_error_line_and_other_errors_still_are(
+        caplog: pytest.LogCaptureFixture) -> None:
+    kopfconfig.configure(kopf.OperatorSettings())
+    objects = logging.getLogger("kopf.objects")
+    with caplog.at_level(logging.INFO):
+        objects.error("Webhook 'story-spec' failed permanently: spec.steps: cycle a -> a")
+        objects.error("Webhook 'other' failed permanently: boom")
+        objects.error("Handler 'observe-pods' failed with an exception")
+    assert [r.getMessage() for r in caplog.records] == [
+        "Webhook 'other' failed permanently: boom",
+        "Handler 'observe-pods' failed with an exception"]
 
 
 def test_the_storages_copy_nothing() -> None:

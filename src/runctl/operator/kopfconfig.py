@@ -11,7 +11,9 @@ switched off or made free:
 - no limit on kopf's per-object workers: with a limit, a new object waits for an idle worker of
   another object to time out, which throttles a burst of new pods;
 - no Kubernetes Events from log lines, and no "handler succeeded" line per event: runctl posts
-  the Events a person wants to see, once per transition.
+  the Events a person wants to see, once per transition;
+- no error line for a refusal of the admission webhook: refusing bad input is its job, and
+  runctl logs each refusal at INFO itself.
 
 The settings' names are those of kopf 1.45 (pinned in pyproject.toml).
 """
@@ -80,7 +82,10 @@ def configure(settings: kopf.OperatorSettings) -> None:
         if watched.label_selector:
             settings.watching.label_selectors[watched.group, watched.version,
                                               watched.plural] = watched.label_selector
-    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    objects = logging.getLogger("kopf.objects")
+    objects.setLevel(logging.WARNING)
+    if not any(isinstance(f, webhook.RefusalsAreNotErrors) for f in objects.filters):
+        objects.addFilter(webhook.RefusalsAreNotErrors())
     options = operator_settings.OPTIONS
     if options.webhook_port:
         webhook.configure(settings, host=options.webhook_host, port=options.webhook_port,

@@ -16,6 +16,7 @@ openssl that is not everywhere). kopf registers the ValidatingWebhookConfigurati
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from runctl.api.wire import GROUP, STORIES, STORY_RUNS, VERSION
 from runctl.flow import definition, params
 from runctl.machine.dag import Problem, validate
 from runctl.operator import rerun
+
+log = logging.getLogger(__name__)
 
 CONFIGURATION_NAME = "runctl.dev"
 
@@ -88,9 +91,27 @@ def run_problems(spec: dict[str, Any], namespace: str, stories: Stories,
     return params.resolve(params.declared(story["spec"].get("params")), spec.get("params"))[1]
 
 
-def _refuse(problems: list[Problem]) -> None:
+HANDLERS = ("storyrun-spec", "story-spec")
+"""The ids of the validation handlers, whose refusals kopf would log as errors."""
+
+
+class RefusalsAreNotErrors(logging.Filter):
+    """kopf logs a validation handler's refusal as an error ("Webhook 'story-spec' failed
+    permanently"); a refused object is the webhook doing its job, logged at INFO by
+    `_refuse` instead, so that errors in the operator's log are the operator's own."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("failed permanently" in message
+                    and any(f"Webhook {h!r}" in message for h in HANDLERS))
+
+
+def _refuse(problems: list[Problem], kind: str, namespace: str | None, name: str | None
+            ) -> None:
     if problems:
-        raise kopf.AdmissionError("; ".join(str(p) for p in problems), code=422)
+        message = "; ".join(str(p) for p in problems)
+        log.info("refused %s %s/%s: %s", kind, namespace or "", name or "", message)
+        raise kopf.AdmissionError(message, code=422)
 
 
 def register(stories: Stories, runs: Runs) -> None:
@@ -98,10 +119,13 @@ def register(stories: Stories, runs: Runs) -> None:
 
     @kopf.on.validate(GROUP, VERSION, STORY_RUNS, operations=["CREATE"],
                       ignore_failures=True, id="storyrun-spec")
-    def validate_storyrun(spec: kopf.Spec, namespace: str | None, **_: Any) -> None:
-        _refuse(run_problems(dict(spec), namespace or "", stories, runs))
+    def validate_storyrun(spec: kopf.Spec, namespace: str | None, name: str | None, **_: Any
+                          ) -> None:
+        _refuse(run_problems(dict(spec), namespace or "", stories, runs), "StoryRun",
+                namespace, name)
 
     @kopf.on.validate(GROUP, VERSION, STORIES, operations=["CREATE", "UPDATE"],
                       ignore_failures=True, id="story-spec")
-    def validate_story(spec: kopf.Spec, **_: Any) -> None:
-        _refuse(story_problems(dict(spec)))
+    def validate_story(spec: kopf.Spec, namespace: str | None, name: str | None, **_: Any
+                       ) -> None:
+        _refuse(story_problems(dict(spec)), "Story", namespace, name)
