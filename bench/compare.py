@@ -1,6 +1,6 @@
 """Two checkouts' operators, stop latency measured in turns on one control plane.
 
-    python -m bench.compare BEFORE AFTER [--rounds 5] [--runs 100]
+    python -m bench.compare BEFORE AFTER [--rounds 5] [--runs 100] [--name NAME]
 
 BEFORE and AFTER are checkouts of runctl (a `git worktree` of each commit); the operator of each
 runs from its own `src`, started and stopped between turns, with this checkout's harness and
@@ -8,7 +8,7 @@ CRDs. A round stops `--runs` realtime runs and 10 batch runs on each side; the s
 (ABBA ...), so a machine that gets busier or quieter during the comparison weighs on both alike.
 The figures are the percentiles of all rounds' stops pooled: a p99 of 500 stops says more than
 the second-worst of 100 in one `python -m bench` run each. Written to
-results/<date>-compare.md and .json.
+results/<date>-compare-<name>.md and .json.
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="turns of each side (5)")
     parser.add_argument("--runs", type=int, default=100,
                         help="realtime runs stopped at once in each turn (100)")
+    parser.add_argument("--name", default="stops",
+                        help="what is compared, for the results' file name (stops)")
     args = parser.parse_args(argv)
     sides = {"before": args.before.resolve(), "after": args.after.resolve()}
     for label, path in sides.items():
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         for p in (50, 99):
             out.record(f"{label}, until pods gone, p{p}", scenarios.percentile(pods_gone, p),
                        "s")
-    out.write("compare", time.monotonic() - began)
+    out.write(f"compare-{args.name}", time.monotonic() - began)
     return 0
 
 
