@@ -24,6 +24,9 @@ from bench.report import Report
 
 RUN_SIZES = {"quick": (20,), "full": (50, 200)}
 STOP_SIZES = {"quick": (1, 10, 30), "full": (1, 10, 100)}
+BATCH_STOP_SIZES = {"quick": (10,), "full": (10, 100)}
+"""Batch runs stopped mid-step; 100 at once is the peers' stop case (one step that runs until
+stopped), so it is runctl's figure beside theirs."""
 MEMORY_SIZES = {"quick": [100, 300], "full": [100, 1000]}
 
 
@@ -45,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] {size}: stop latency", flush=True)
         for n in STOP_SIZES[size]:
             scenarios.stop_latency(b, out, n, "realtime")
-        scenarios.stop_latency(b, out, 10, "batch")
+        for n in BATCH_STOP_SIZES[size]:
+            scenarios.stop_latency(b, out, n, "batch")
         print("[bench] API server ceiling and runctl throughput", flush=True)
         ceiling = scenarios.api_ceiling(b, out, 5 if size == "quick" else 10)
         for n in RUN_SIZES[size]:
