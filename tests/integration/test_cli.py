@@ -174,6 +174,15 @@ def test_rerun_as_the_readme_says_reuses_what_succeeded_and_get_marks_it(
         (name, "Succeeded", "2")]
     assert one_line_error(runctl(cluster, "rerun", "nope", "-n", namespace), "rerun") == \
         f"runctl rerun: storyrun nope not found in namespace {namespace}"
+    # No webhook serves this cluster: runctl refuses a bad re-run itself, before creating it.
+    assert one_line_error(runctl(cluster, "rerun", "nightly-1", "-n", namespace, "--from",
+                                 "lod", "-p", "colour=red"), "rerun") == (
+        "runctl rerun: a re-run of nightly-1 would be refused: spec.rerun.from[0]: \"lod\" is "
+        "not a step of run nightly-1; spec.params.colour: unknown param \"colour\" (declared: "
+        "day, loadExit)")
+    runs = cluster.kubectl("get", "sr", "-n", namespace, "-o", "name").stdout.split()
+    assert sorted(runs) == sorted([f"storyrun.runctl.dev/{name}",
+                                   "storyrun.runctl.dev/nightly-1"])
 
 
 def test_no_node_of_the_local_control_plane_advertises_anything_but_loopback(

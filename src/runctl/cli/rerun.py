@@ -2,8 +2,9 @@
 
 The command creates a new StoryRun naming RUN in `spec.rerunOf` (the source is only read, here
 and by the operator), named by the API server. Whether the source can run again, and whether
-the steps and params fit it, is decided where it is decided for `kubectl apply` (the admission
-webhook, else the operator), so a person reads the same message, naming the field, either way.
+the steps and params fit it, is checked here first with the check the admission webhook and the
+operator make (`runctl.operator.rerun.check`), so a bad re-run is refused before anything is
+created even on a cluster that serves no webhook, with the same message naming the field.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from kubernetes.client.exceptions import ApiException
 
 from runctl.api.spec import MAX_RUN_NAME
 from runctl.api.wire import API_VERSION, GROUP, STORY_RUNS, VERSION
-from runctl.cli.session import add_login_flags, connect
+from runctl.cli.session import Failed, add_login_flags, connect
 from runctl.cli.start import SUFFIX, param, param_values
 from runctl.cli.watching import EXIT_HELP, leave, show_until_done
+from runctl.operator import rerun
 
 
 def rerun_body(source: str, steps: list[str], params: dict[str, Any]) -> dict[str, Any]:
@@ -45,6 +47,10 @@ def _rerun(args: argparse.Namespace) -> int:
     source = session.get_run(args.run)
     params = param_values(args.param or [], declared(source))
     body = rerun_body(args.run, args.steps or [], params)
+    problems = rerun.check(body["spec"], session.namespace, source)[1]
+    if problems:
+        raise Failed(f"a re-run of {args.run} would be refused: "
+                     + "; ".join(str(p) for p in problems))
     try:
         created: Any = session.custom.create_namespaced_custom_object(
             GROUP, VERSION, session.namespace, STORY_RUNS, body)
