@@ -12,13 +12,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from runctl.api.spec import MAX_RUN_NAME
-from runctl.api.wire import API_VERSION, GROUP, STORY_RUNS, VERSION
+from runctl.api.wire import API_VERSION
 from runctl.cli.session import Failed, add_login_flags, connect
-from runctl.cli.start import SUFFIX, param, param_values
-from runctl.cli.watching import EXIT_HELP, leave, show_until_done
+from runctl.cli.start import SUFFIX, create_run, param, param_values
+from runctl.cli.watching import EXIT_HELP
 from runctl.operator import rerun
 
 
@@ -51,16 +49,7 @@ def _rerun(args: argparse.Namespace) -> int:
     if problems:
         raise Failed(f"a re-run of {args.run} would be refused: "
                      + "; ".join(str(p) for p in problems))
-    try:
-        created: Any = session.custom.create_namespaced_custom_object(
-            GROUP, VERSION, session.namespace, STORY_RUNS, body)
-    except ApiException as exc:
-        raise session.refused(exc, f"a re-run of {args.run}") from exc
-    name = created["metadata"]["name"]
-    print(name, flush=True)
-    if args.watch:
-        leave(show_until_done(session, name))
-    return 0
+    return create_run(session, body, f"a re-run of {args.run}", args.watch)
 
 
 def register(sub: Any) -> None:

@@ -64,14 +64,21 @@ def _declared(session: Session, story: str) -> dict[str, str]:
 def _start(args: argparse.Namespace) -> int:
     session = connect(args)
     params = param_values(args.param or [], _declared(session, args.story))
+    return create_run(session, run_body(args.story, params), f"a run of story {args.story}",
+                      args.watch)
+
+
+def create_run(session: Session, body: dict[str, Any], what: str, watch: bool) -> int:
+    """Create the StoryRun `body` (refused: one line about `what`), print the name the API
+    server gave it, and with `watch` follow it to its end (the exit status says how)."""
     try:
         created: Any = session.custom.create_namespaced_custom_object(
-            GROUP, VERSION, session.namespace, STORY_RUNS, run_body(args.story, params))
+            GROUP, VERSION, session.namespace, STORY_RUNS, body)
     except ApiException as exc:
-        raise session.refused(exc, f"a run of story {args.story}") from exc
+        raise session.refused(exc, what) from exc
     name = created["metadata"]["name"]
     print(name, flush=True)
-    if args.watch:
+    if watch:
         leave(show_until_done(session, name))
     return 0
 
