@@ -71,7 +71,8 @@ class Bench:
     def __enter__(self) -> Bench:
         self.cluster.start()
         self.cluster.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
-        self.cluster.kubectl("wait", "--for=condition=Established", "crd", "--all")
+        self.cluster.wait_established("storyruns.runctl.dev", "stepruns.runctl.dev",
+                                      "stories.runctl.dev")
         self.api = self.cluster.api_client()
         self.custom = client.CustomObjectsApi(self.api)
         self.core = client.CoreV1Api(self.api)

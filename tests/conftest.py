@@ -60,9 +60,8 @@ def cluster() -> Iterator[ControlPlane]:
 def crds(cluster: ControlPlane) -> ControlPlane:
     """The runctl CRDs applied and Established."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO_ROOT / "crds"))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/storyruns.runctl.dev", "crd/stepruns.runctl.dev",
-                    "crd/stories.runctl.dev")
+    cluster.wait_established("storyruns.runctl.dev", "stepruns.runctl.dev",
+                             "stories.runctl.dev")
     return cluster
 
 

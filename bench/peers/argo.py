@@ -72,9 +72,8 @@ def install(b: Bench) -> None:
     ]
     b.cluster.kubectl("apply", "--server-side", "-f", "-",
                       input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
-    b.cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                      *(f"crd/{c.name.removeprefix('argoproj.io_').removesuffix('.yaml')}"
-                        ".argoproj.io" for c in crds))
+    b.cluster.wait_established(*(f"{c.name.removeprefix('argoproj.io_').removesuffix('.yaml')}"
+                                 ".argoproj.io" for c in crds))
 
 
 def template(name: str, duration: str) -> dict[str, Any]:

@@ -59,9 +59,8 @@ def install(b: Bench) -> None:
             obj["data"] = {**obj.get("data", {}), **OBSERVABILITY}
     b.cluster.kubectl("apply", "--server-side", "-f", "-",
                       input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
-    b.cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                      *(f"crd/{o['metadata']['name']}" for o in objects
-                        if o["kind"] == "CustomResourceDefinition"))
+    b.cluster.wait_established(*(o["metadata"]["name"] for o in objects
+                                 if o["kind"] == "CustomResourceDefinition"))
 
 
 def task(name: str, needs: tuple[str, ...]) -> dict[str, Any]:

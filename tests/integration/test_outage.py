@@ -36,8 +36,7 @@ def own_cluster() -> Iterator[ControlPlane]:
     (workdir / "owner").write_text(str(os.getpid()))
     try:
         cp.kubectl("apply", "--server-side", "-f", str(CLUSTERS.parent / "crds"))
-        cp.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                   "crd/storyruns.runctl.dev", "crd/stepruns.runctl.dev")
+        cp.wait_established("storyruns.runctl.dev", "stepruns.runctl.dev")
         yield cp
     finally:
         with contextlib.suppress(Exception):  # the control plane goes whatever happened

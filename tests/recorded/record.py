@@ -57,9 +57,8 @@ def main() -> None:
     operator: subprocess.Popen[bytes] | None = None
     try:
         cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                        "crd/storyruns.runctl.dev", "crd/stepruns.runctl.dev",
-                        "crd/stories.runctl.dev")
+        cluster.wait_established("storyruns.runctl.dev", "stepruns.runctl.dev",
+                                 "stories.runctl.dev")
         cluster.kubectl("create", "namespace", NS)
         wait_for("the default service account", lambda: kubectl_json(
             cluster, "get", "serviceaccount", "default", "-n", NS))

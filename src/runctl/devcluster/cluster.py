@@ -118,6 +118,29 @@ class ControlPlane:
             input=input, text=True, capture_output=True, check=check, timeout=timeout,
         )
 
+    def wait_established(self, *crds: str, timeout: float = 60) -> None:
+        """Wait until each named CRD (`storyruns.runctl.dev`) is Established. Polled, not
+        `kubectl wait`, which exits at the first error it meets (a request refused while the
+        API server is busy starting its controllers) instead of asking again."""
+        deadline = time.monotonic() + timeout
+        last = ""
+
+        def established() -> bool:
+            nonlocal last
+            for crd in crds:
+                done = self.kubectl("get", f"crd/{crd}", "-o", "jsonpath={.status.conditions"
+                                    '[?(@.type=="Established")].status}', check=False,
+                                    timeout=20)
+                last = done.stderr.strip()
+                if done.returncode != 0 or done.stdout.strip() != "True":
+                    return False
+            return True
+
+        try:
+            self._wait_until(f"CRDs {', '.join(crds)} to be Established", deadline, established)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; kubectl said: {last or 'nothing'}") from None
+
     def api_client(self) -> Any:
         """A `kubernetes.client.ApiClient` authenticated as this cluster's admin."""
         from kubernetes import config
