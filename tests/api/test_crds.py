@@ -179,7 +179,44 @@ def test_every_rule_says_what_it_protects() -> None:
             for rule in node.get("x-kubernetes-validations", []):
                 assert rule["message"]
                 assert set(rule) <= {"rule", "message", "messageExpression", "fieldPath",
-                                     "reason"}
+                                     "reason", "optionalOldSelf"}
+
+
+FIXED = {("storyruns.runctl.dev", ".spec"), ("storyruns.runctl.dev", ".status.resolved"),
+         ("stepruns.runctl.dev", ".spec")}
+
+
+def test_shape_rules_of_what_never_changes_are_checked_when_it_is_written() -> None:
+    """A run's spec (and its recorded resolved spec, and a StepRun's spec) is immutable, so
+    its shape rules run where a value is new, not again at every status update; every other
+    rule runs at every write."""
+    gated = 0
+    for name in DOCS:
+        for path, node in nodes(schema(name)):
+            fixed = any(name == n and (path == p or path.startswith((p + ".", p + "[")))
+                        for n, p in FIXED)
+            for rule in node.get("x-kubernetes-validations", []):
+                if fixed and "optionalOldSelf" in rule:
+                    gated += 1
+                    assert rule["optionalOldSelf"] is True
+                    assert rule["rule"].startswith("oldSelf.hasValue() || (")
+                else:
+                    assert "optionalOldSelf" not in rule, (name, path)
+                    assert not fixed or "oldSelf" in rule["rule"], (name, path, rule["rule"])
+    assert gated >= 30
+
+
+def test_what_never_changes_has_a_rule_that_says_so() -> None:
+    """The premise of checking shape rules when written: each such subtree is immutable."""
+    run_spec = " ".join(r["rule"] for r in schema("storyruns.runctl.dev")["properties"]["spec"]
+                        ["x-kubernetes-validations"])
+    assert "has(self.steps) ? has(oldSelf.steps) && self.steps == oldSelf.steps" in run_spec
+    status = schema("storyruns.runctl.dev")["properties"]["status"]
+    assert any(r["rule"].startswith("!has(oldSelf.resolved) || (has(self.resolved) && "
+                                    "self.resolved == oldSelf.resolved)")
+               for r in status["x-kubernetes-validations"])
+    step_run_spec = schema("stepruns.runctl.dev")["properties"]["spec"]
+    assert {"self == oldSelf"} <= {r["rule"] for r in step_run_spec["x-kubernetes-validations"]}
 
 
 def test_structural_refuses_what_it_cannot_map() -> None:

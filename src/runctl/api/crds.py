@@ -118,6 +118,10 @@ class Kind:
     """None: the kind has no status (nothing observes it)."""
     root_rules: list[rules.Rule]
     columns: list[dict[str, Any]]
+    fixed: tuple[str, ...] = ()
+    """Dotted paths of the subtrees that never change once written (an immutability rule says
+    so): their shape rules are checked when written (`rules.when_written`), not at every
+    status update."""
 
     @property
     def name(self) -> str:
@@ -133,6 +137,7 @@ STORY_RUN = Kind(
     spec=StoryRunSpec, status=StoryRunStatus,
     root_rules=[*rules.STORY_RUN_ROOT_RULES, rules.name_rule(
         "StoryRun", MAX_RUN_NAME, "it labels every StepRun, workload and pod of the run")],
+    fixed=("spec", "status.resolved"),
     columns=[
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase",
          "description": "The run's phase."},
@@ -155,6 +160,7 @@ STEP_RUN = Kind(
     description="A StepRun is the attempt history of one step of a StoryRun. The operator "
                 "creates it (named <run>-<step>) and owns its workload; users read it.",
     spec=StepRunSpec, status=StepRunStatus, root_rules=rules.STEP_RUN_ROOT_RULES,
+    fixed=("spec",),
     columns=[
         {"name": "Run", "type": "string", "jsonPath": ".spec.storyRun",
          "description": "The StoryRun the step belongs to."},
@@ -203,7 +209,24 @@ def root_schema(kind: Kind) -> Schema:
                    "properties": properties}
     if kind.root_rules:
         out["x-kubernetes-validations"] = copy.deepcopy(kind.root_rules)
+    for path in kind.fixed:
+        node = out
+        for name in path.split("."):
+            node = node["properties"][name]
+        _when_written(node)
     return out
+
+
+def _when_written(node: Schema) -> None:
+    """Every rule in this subtree checked only where its value is new."""
+    if "x-kubernetes-validations" in node:
+        node["x-kubernetes-validations"] = [
+            rules.when_written(r) for r in node["x-kubernetes-validations"]]
+    for child in node.get("properties", {}).values():
+        _when_written(child)
+    for key in ("items", "additionalProperties"):
+        if isinstance(node.get(key), dict):
+            _when_written(node[key])
 
 
 def custom_resource_definition(kind: Kind) -> dict[str, Any]:

@@ -407,3 +407,16 @@ STORY_RUN_ROOT_RULES: list[Rule] = [
 ]
 
 STEP_RUN_ROOT_RULES: list[Rule] = [STATUS_KEPT]
+
+
+def when_written(rule: Rule) -> Rule:
+    """A shape rule checked only where its value is new (a create, or a list item or field
+    written for the first time), not on every later write of the object.
+
+    The API server evaluates every rule of the schema on every write, the status subresource's
+    included: a run's spec rules would be priced again at each status update although a spec
+    cannot change (its own immutability rule, which does read oldSelf, refuses any change). A
+    rule that reads oldSelf already is a transition rule and stays as it is."""
+    if "oldSelf" in rule["rule"]:
+        return dict(rule)
+    return {**rule, "rule": f"oldSelf.hasValue() || ({rule['rule']})", "optionalOldSelf": True}
