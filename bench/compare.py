@@ -3,11 +3,12 @@
     python -m bench.compare BEFORE AFTER [--rounds 5] [--runs 100] [--name NAME]
 
 BEFORE and AFTER are checkouts of runctl (a `git worktree` of each commit); the operator of each
-runs from its own `src`, started and stopped between turns, with this checkout's harness and
-CRDs. A round stops `--runs` realtime runs and 10 batch runs on each side; the sides take turns
-(ABBA ...), so a machine that gets busier or quieter during the comparison weighs on both alike.
-The figures are the percentiles of all rounds' stops pooled: a p99 of 500 stops says more than
-the second-worst of 100 in one `python -m bench` run each. Written to
+runs from its own `src` and with its own CRDs (applied at the start of its turn: their rules are
+part of what a write costs the API server), started and stopped between turns, with this
+checkout's harness. A round stops `--runs` realtime runs and 10 batch runs on each side; the sides
+take turns (ABBA ...), so a machine that gets busier or quieter during the comparison weighs on
+both alike. The figures are the percentiles of all rounds' stops pooled: a p99 of 500 stops says
+more than the second-worst of 100 in one `python -m bench` run each. Written to
 results/<date>-compare-<name>.md and .json.
 """
 
@@ -27,6 +28,7 @@ from bench.report import Report
 from bench.systems import Runctl, run_body, step
 
 CASES = (("realtime", None), ("batch", 10))
+CRDS = ("storyruns.runctl.dev", "stepruns.runctl.dev")
 """Each round's stop cases: the mode, and how many runs (None: `--runs`)."""
 
 
@@ -66,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
             order = list(sides) if r % 2 == 0 else list(reversed(sides))
             for side in order:
                 os.environ["PYTHONPATH"] = str(sides[side] / "src")
+                b.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f",
+                                  str(sides[side] / "crds"))
+                b.cluster.wait_established(*CRDS)
                 b.start_operator()
                 system = Runctl(b)
                 for mode, size in CASES:
