@@ -79,3 +79,17 @@ def test_no_port_no_service_and_a_named_account_gets_its_token() -> None:
     template = build.build_deployment(sr)["spec"]["template"]
     assert template["spec"]["serviceAccountName"] == "loader"
     assert template["metadata"]["labels"]["team"] == "data"
+
+
+def test_a_step_s_node_selector_and_tolerations_reach_its_pods() -> None:
+    sr = load("steprun-ok-load")
+    assert "nodeSelector" not in build.build_pod(sr, 1, NOW)["spec"]
+    assert "tolerations" not in build.build_pod(sr, 1, NOW)["spec"]
+    tolerations = [{"key": "runctl.dev/real-node", "operator": "Exists",
+                    "effect": "NoSchedule"}]
+    sr["spec"]["pod"] = {"nodeSelector": {"runctl.dev/real-node": "true"},
+                         "tolerations": tolerations}
+    for spec in (build.build_pod(sr, 1, NOW)["spec"],
+                 build.build_deployment(sr)["spec"]["template"]["spec"]):
+        assert spec["nodeSelector"] == {"runctl.dev/real-node": "true"}
+        assert spec["tolerations"] == tolerations

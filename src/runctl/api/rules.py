@@ -199,9 +199,40 @@ POD_RULES: list[Rule] = [
               "Kubernetes requires of pod annotations; not so: ' + "
               f"self.annotations.filter(k, {_BAD_KEY})[0]"),
           field_path=".annotations", reason="FieldValueInvalid"),
+    _rule(f"!has(self.nodeSelector) || !self.nodeSelector.exists(k, {_BAD_KEY} || "
+          "format.labelValue().validate(self.nodeSelector[k]).hasValue())",
+          "pod.nodeSelector: every key must be a qualified name ([prefix/]name) and every value "
+          "a label value, as Kubernetes requires of node labels",
+          message_expression=(
+              "'pod.nodeSelector: every key must be a qualified name ([prefix/]name) and every "
+              "value a label value, as Kubernetes requires of node labels; not so: ' + "
+              f"self.nodeSelector.filter(k, {_BAD_KEY} || "
+              "format.labelValue().validate(self.nodeSelector[k]).hasValue())[0]"),
+          field_path=".nodeSelector", reason="FieldValueInvalid"),
 ]
 """On a step's pod: keys and values its pod or Deployment would be refused for are refused at
 apply instead (a run whose workload can never be created would wait for its deadline)."""
+
+TOLERATION_RULES: list[Rule] = [
+    _rule("!has(self.key) || !format.qualifiedName().validate(self.key).hasValue()",
+          "pod.tolerations[].key: must be a qualified name ([prefix/]name)",
+          field_path=".key", reason="FieldValueInvalid"),
+    _rule("!has(self.value) || !format.labelValue().validate(self.value).hasValue()",
+          "pod.tolerations[].value: must be a label value", field_path=".value",
+          reason="FieldValueInvalid"),
+    _rule("!(has(self.operator) && self.operator == 'Exists' && has(self.value) && "
+          "self.value != '')",
+          "pod.tolerations[].value: must be empty when operator is Exists",
+          field_path=".value", reason="FieldValueInvalid"),
+    _rule("has(self.key) && self.key != '' || has(self.operator) && self.operator == 'Exists'",
+          "pod.tolerations[].operator: must be Exists when key is empty",
+          field_path=".operator", reason="FieldValueInvalid"),
+    _rule("!has(self.tolerationSeconds) || has(self.effect) && self.effect == 'NoExecute'",
+          "pod.tolerations[].tolerationSeconds: only with effect NoExecute",
+          field_path=".tolerationSeconds", reason="FieldValueInvalid"),
+]
+"""On each of a step's pod tolerations: what Kubernetes would refuse on the pod, refused at
+apply."""
 
 _NAMES = "self.map(t, t.name)"
 _UNKNOWN = f"has(s.needs) && !sets.contains({_NAMES}, s.needs)"
