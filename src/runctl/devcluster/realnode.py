@@ -133,17 +133,18 @@ class RealNode:
         with machine_lock():
             hostclean.clean()
 
-    def import_image(self, name: str, make_root: images.RootMaker,
+    def import_image(self, name: str, make_root: images.RootMaker | None = None,
                      archive: Path | None = None) -> None:
-        """Make an image from the tree `make_root` fills (or take `archive`) and load it."""
+        """Load the image archive `archive`, or one made of the tree `make_root` fills."""
         with tempfile.TemporaryDirectory(dir=STATE) as tmp:
             if archive is None:
+                assert make_root is not None, "an image needs a tree or an archive"
                 root = Path(tmp) / "root"
                 make_root(root)
                 archive = Path(tmp) / "image.tar"
                 images.write_archive(root, archive, name,
                                      entrypoint=["/pause"] if name == PAUSE_IMAGE else ())
-            self.ctr("images", "import", "--local", str(archive))
+            self.ctr("images", "import", "--local", str(archive), timeout=600)
 
     # -- processes ----------------------------------------------------------------------------
 
