@@ -199,7 +199,7 @@ class RealNode:
         (STATE / "kubelet.kubeconfig").write_text(yaml.safe_dump(kubeconfig))
         self.cluster.kubectl("apply", "-f", "-", input=json.dumps({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-            "metadata": {"name": "runctl-real-nodes"},
+            "metadata": {"name": "kubelets-as-nodes"},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                         "name": "system:node"},
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
