@@ -7,6 +7,13 @@ cd "$(dirname "$0")/.."
 bash hack/venv.sh
 bash hack/deps.sh
 echo "[test] control plane binaries: $(bash hack/controlplane-build.sh)" >&2
+# The real node (tests/realpods) where this machine can run one; the tier says why not otherwise.
+why=$(.venv/bin/python -c 'from runctl.devcluster.realnode import unavailable; print(unavailable() or "")')
+if [ -z "$why" ]; then
+  echo "[test] real node binaries: $(bash hack/realnode-build.sh)" >&2
+else
+  echo "[test] no real node here ($why): the realpods tier will be skipped" >&2
+fi
 export PATH="$PWD/.venv/bin:$PATH"
 
 echo "[test] ruff" >&2
