@@ -4,12 +4,14 @@ messages, retries, timeouts, stops and logs are the kubelet's and the runtime's,
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
 import time
 from typing import Any
 
 import pytest
 
-from runctl.devcluster import ControlPlane, hostclean
+from runctl.devcluster import ControlPlane, hostclean, realnode
 from tests.conftest import OperatorProcess
 from tests.realpods.conftest import ON_REAL_NODE
 from tests.support import (
@@ -174,3 +176,34 @@ def test_a_realtime_step_serves_until_stopped(
     assert run["status"]["phase"] in {"Canceled", "Succeeded"}
     wait_for("the server's process to be gone",
              lambda: not processes_running("httpd -f -p 8080"), timeout=60)
+
+
+def test_a_pod_reaches_the_api_server_and_nothing_else_of_the_machine(
+        real_cluster: ControlPlane, real_namespace: str) -> None:
+    # A listener on every address of this machine: without the node's rules a pod would reach
+    # it through the bridge's own address.
+    with socket.socket() as listener:
+        listener.bind(("0.0.0.0", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe"},
+               "spec": {**ON_REAL_NODE, "restartPolicy": "Never",
+                        "automountServiceAccountToken": False,
+                        "containers": [{"name": "main", "image": BUSYBOX,
+                                        "command": ["sleep", "600"]}]}}
+        apply(real_cluster, real_namespace, pod)
+        real_cluster.kubectl("wait", "-n", real_namespace, "--for=condition=Ready", "pod/probe",
+                             "--timeout=120s")
+
+        def dial(address: str, to: int) -> subprocess.CompletedProcess[str]:
+            return real_cluster.kubectl("exec", "-n", real_namespace, "probe", "--", "nc",
+                                        "-w", "3", address, str(to), input="", check=False)
+
+        assert dial(realnode.SERVICE_IP, 443).returncode == 0  # the API server, translated
+        assert dial(realnode.GATEWAY, port).returncode != 0  # dropped by the node's rules
+    routes = real_cluster.kubectl("exec", "-n", real_namespace, "probe", "--", "ip", "route").stdout
+    assert "default" not in routes  # no way off the bridge but to the API server
+    assert f"{realnode.SERVICE_IP} via {realnode.GATEWAY}" in routes
+    for chain in (["-C", "FORWARD", "-i", hostclean.BRIDGE, "-j", "RUNCTL-REAL-FWD"],
+                  ["-C", "INPUT", "-i", hostclean.BRIDGE, "-j", "RUNCTL-REAL-IN"]):
+        assert subprocess.run(["iptables", "-w", "5", *chain]).returncode == 0

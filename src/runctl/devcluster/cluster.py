@@ -439,8 +439,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.real_node or args.command == "down":
         from runctl.devcluster import realnode  # a real node is optional; kwok is the default
     if args.command == "down":
-        if os.geteuid() == 0:
-            realnode.RealNode(ControlPlane(args.workdir, Path()), Path()).stop()
+        node = realnode.RealNode(ControlPlane(args.workdir, Path()), Path())
+        if os.geteuid() == 0 and node.owned():
+            node.stop()
         ControlPlane(args.workdir, Path()).stop()
         print(f"control plane in {args.workdir} stopped", file=sys.stderr)
         return 0
@@ -450,13 +451,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.real_node and (why := realnode.unavailable()):
         print(f"python -m runctl.devcluster: no real node here: {why}", file=sys.stderr)
         return 1
+    try:
+        node_bin = realnode.build_binaries() if args.real_node else None
+    except subprocess.CalledProcessError:
+        print("python -m runctl.devcluster: building the real node failed (its log is above)",
+              file=sys.stderr)
+        return 1
     cp = ControlPlane(args.workdir, build_binaries())
     started = time.monotonic()
     cp.start()
-    if args.real_node:
-        node = realnode.RealNode(cp, realnode.build_binaries())
+    if node_bin:
         try:
-            node.start()
+            realnode.RealNode(cp, node_bin).start()
         except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
             cp.stop()
             print(f"python -m runctl.devcluster: the real node did not start: "

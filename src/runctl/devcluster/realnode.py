@@ -114,6 +114,7 @@ class RealNode:
             try:
                 for d in (STATE, RUN, STATE / "pod-logs"):
                     d.mkdir(parents=True, exist_ok=True)
+                (RUN / "owner").write_text(str(self.cluster.workdir))
                 hostclean.network_up(POD_SUBNET, GATEWAY, SERVICE_IP,
                                      self.cluster.ports["apiserver"])
                 self._start_containerd(deadline)
@@ -126,6 +127,12 @@ class RealNode:
             except BaseException:
                 hostclean.clean()
                 raise
+
+    def owned(self) -> bool:
+        """Whether the machine's real node, if any, was started for this control plane (one
+        that names no owner is nobody else's either)."""
+        owner = RUN / "owner"
+        return not owner.exists() or owner.read_text() == str(self.cluster.workdir)
 
     def stop(self) -> None:
         """End the kubelet, every container, the shims and containerd; remove every mount,
@@ -291,7 +298,9 @@ def _cni_config() -> dict[str, object]:
              "hairpinMode": True,
              "ipam": {"type": "host-local", "dataDir": str(STATE / "cni" / "ipam"),
                       "ranges": [[{"subnet": POD_SUBNET, "gateway": GATEWAY}]],
-                      "routes": [{"dst": "0.0.0.0/0"}]}},
+                      # A route to the API server's service address alone: anything else
+                      # beyond the bridge is unreachable from a pod before any rule drops it.
+                      "routes": [{"dst": f"{SERVICE_IP}/32"}]}},
             {"type": "loopback"},
         ],
     }
