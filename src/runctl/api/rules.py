@@ -294,6 +294,11 @@ _STEP_TEXT = " + ".join([
           "s.pod.labels.map(k, k.size() + s.pod.labels[k].size()).sum()"),
     _text("has(s.pod) && has(s.pod.annotations)",
           "s.pod.annotations.map(k, k.size() + s.pod.annotations[k].size()).sum()"),
+    _text("has(s.pod) && has(s.pod.nodeSelector)",
+          "s.pod.nodeSelector.map(k, k.size() + s.pod.nodeSelector[k].size()).sum()"),
+    _text("has(s.pod) && has(s.pod.tolerations)",
+          "s.pod.tolerations.map(t, (has(t.key) ? t.key.size() : 0) + "
+          "(has(t.value) ? t.value.size() : 0)).sum()"),
 ])
 
 
@@ -303,8 +308,8 @@ def run_text_rule(limit: int, field: str = "spec.steps") -> Rule:
     object."""
     return _rule(
         f"self.map(s, {_STEP_TEXT}).sum() <= {limit}",
-        f"{field}: together the steps' images, command, args, env and pod labels and "
-        f"annotations are at most {limit} characters",
+        f"{field}: together the steps' images, command, args, env and pod labels, "
+        f"annotations, nodeSelector and tolerations are at most {limit} characters",
         reason="FieldValueInvalid")
 
 

@@ -278,8 +278,8 @@ class TransportSpec(ApiModel):
 
 _STEPS_DESCRIPTION = (f"The steps, 1 to {MAX_STEPS}, unique by name; their needs (and the "
                       "outputs they read) form a DAG. Together their images, command, args, env "
-                      "names and values and pod label and annotation keys and values are at "
-                      f"most {MAX_RUN_TEXT} characters.")
+                      "names and values, pod label, annotation and nodeSelector keys and values "
+                      f"and toleration keys and values are at most {MAX_RUN_TEXT} characters.")
 
 
 _FINALLY_DESCRIPTION = (
