@@ -8,6 +8,7 @@ fits on a machine), so a module may also start and stop nodes of its own.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from runctl.devcluster import ControlPlane, build_binaries, realnode
-from runctl.devcluster.cluster import REPO_ROOT
+from runctl.devcluster.cluster import REPO_ROOT, _alive
 from tests.conftest import OperatorProcess
 from tests.support import wait_for
 
@@ -46,6 +47,10 @@ def node_binaries() -> Path:
 @pytest.fixture(scope="module")
 def real_cluster(node_binaries: Path) -> Iterator[ControlPlane]:
     """A control plane with the runctl CRDs and a Ready real node."""
+    for owner in (REPO_ROOT / ".cluster").glob("real-*/owner"):  # of sessions that died
+        with contextlib.suppress(ValueError, OSError):
+            if not _alive(int(owner.read_text())):
+                ControlPlane(owner.parent, Path()).stop()
     workdir = REPO_ROOT / ".cluster" / f"real-{os.getpid()}"
     cp = ControlPlane(workdir, build_binaries())
     node = realnode.RealNode(cp, node_binaries)
@@ -53,6 +58,7 @@ def real_cluster(node_binaries: Path) -> Iterator[ControlPlane]:
     started = time.monotonic()
     try:
         cp.start()
+        (workdir / "owner").write_text(str(os.getpid()))
         node.start()
         print(f"\n[realpods] control plane and real node up in "
               f"{time.monotonic() - started:.1f}s (logs: {cp.logs})")

@@ -59,6 +59,9 @@ def test_a_start_removes_what_an_abandoned_node_left(node_binaries: Path) -> Non
         abandoned.kubectl("apply", "-f", "-", input=json.dumps(pod))
         wait_for("a container to run", lambda: any(
             b"sleep\x007777" in _cmdline(p) for p in _container_pids()), timeout=120)
+        # While its control plane runs, another control plane may not take the machine's node.
+        with pytest.raises(RuntimeError, match="a real node already runs on this machine"):
+            node.start()
         # Its owner is gone: the kubelet and containerd die abruptly, shims and containers stay.
         for pid, name in hostclean.node_processes():
             if name in ("kubelet", "containerd"):

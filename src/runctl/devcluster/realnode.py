@@ -110,7 +110,10 @@ class RealNode:
     def start(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
         with machine_lock():
-            hostclean.clean()
+            if other := self._other_owner():
+                raise RuntimeError(f"a real node already runs on this machine for the control "
+                                   f"plane in {other}; stop that one first")
+            hostclean.clean()  # what an interrupted or abandoned node left
             try:
                 for d in (STATE, RUN, STATE / "pod-logs"):
                     d.mkdir(parents=True, exist_ok=True)
@@ -133,6 +136,18 @@ class RealNode:
         that names no owner is nobody else's either)."""
         owner = RUN / "owner"
         return not owner.exists() or owner.read_text() == str(self.cluster.workdir)
+
+    def _other_owner(self) -> str | None:
+        """The workdir of another control plane, still running, whose node this machine runs."""
+        owner = RUN / "owner"
+        if self.owned() or not hostclean.node_processes():
+            return None
+        other = owner.read_text()
+        with contextlib.suppress(OSError, ValueError):
+            for line in (Path(other) / "pids").read_text().splitlines():
+                if not hostclean.dead(int(line.split()[0])):
+                    return other
+        return None
 
     def stop(self) -> None:
         """End the kubelet, every container, the shims and containerd; remove every mount,
