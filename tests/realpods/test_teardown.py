@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,6 +42,7 @@ def test_an_interrupted_start_leaves_nothing(node_binaries: Path) -> None:
             proc.kill()
         ControlPlane(workdir, Path()).stop()
     assert hostclean.leftovers() == []
+    shutil.rmtree(workdir)  # its logs, kept only when something failed
 
 
 def test_a_start_removes_what_an_abandoned_node_left(node_binaries: Path) -> None:
@@ -79,6 +81,8 @@ def test_a_start_removes_what_an_abandoned_node_left(node_binaries: Path) -> Non
         cp.stop()
         abandoned.stop()
     assert hostclean.leftovers() == []
+    for workdir in (old, new):  # their logs, kept only when something failed
+        shutil.rmtree(workdir)
 
 
 def _container_pids() -> list[int]:
