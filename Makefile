@@ -1,5 +1,5 @@
 # Two commands a person needs: `make demo` and `make test`. Both set themselves up.
-.PHONY: demo test fuzz bench controlplane peers cluster-up cluster-down crds manifests image lint venv
+.PHONY: demo test fuzz bench controlplane peers realnode realpods cluster-up cluster-down crds manifests image lint venv
 
 demo:
 	bash hack/demo.sh $(EXAMPLE)
@@ -26,6 +26,13 @@ controlplane:
 
 peers:
 	bash hack/peers-build.sh
+
+# A real node (containerd and a kubelet; root, overlayfs and writable cgroups) and its tier.
+realnode:
+	bash hack/realnode-build.sh
+
+realpods:
+	bash hack/test.sh tests/realpods --no-cov
 
 cluster-up: venv
 	.venv/bin/python -m runctl.devcluster up

@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # System packages the tests need beyond Python, Go and make: tmux, the real terminal in which
-# `runctl watch` is tested. Installed with apt-get where it can be; otherwise says what to install.
+# `runctl watch` is tested; runc, the CNI plugins, busybox-static and debootstrap, which the real
+# node (runctl.devcluster.realnode) runs containers with and makes its images from. Installed
+# with apt-get where it can be; otherwise says what to install.
 set -euo pipefail
 missing=()
 command -v tmux >/dev/null || missing+=(tmux)
+command -v runc >/dev/null || missing+=(runc)
+[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
 [ "${#missing[@]}" -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo

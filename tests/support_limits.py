@@ -1,8 +1,9 @@
 """A StoryRun at every bound of docs/API.md's Limits at once, and the run text the CRD counts.
 
 `at_every_bound` is the largest run a user may write: the most steps, each with the most needs
-the DAG allows, the longest names, the most command and args items, env variables, pod labels
-and annotations, the longest single values, and free text filled to exactly MAX_RUN_TEXT.
+the DAG allows, the longest names, the most command and args items, env variables, pod labels,
+annotations, nodeSelector entries and tolerations, the longest single values, and free text
+filled to exactly MAX_RUN_TEXT.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from runctl.api.spec import (
     MAX_COMMAND,
     MAX_ENV,
     MAX_NEEDS,
+    MAX_NODE_SELECTOR,
     MAX_POD_METADATA,
     MAX_RUN_NAME,
     MAX_RUN_TEXT,
     MAX_STEPS,
     MAX_TEXT,
+    MAX_TOLERATIONS,
 )
 
 MAX_IMAGE, MAX_ENV_NAME, MAX_ENV_VALUE, MAX_ANNOTATION, MAX_LABEL = 1024, 253, 32768, 16384, 63
@@ -33,8 +36,10 @@ def run_text(spec: dict[str, Any]) -> int:
         total += len(s["image"]) + sum(map(len, s.get("command") or []))
         total += sum(map(len, s.get("args") or []))
         total += sum(len(e["name"]) + len(e.get("value") or "") for e in s.get("env") or [])
-        for meta in ("labels", "annotations"):
+        for meta in ("labels", "annotations", "nodeSelector"):
             total += sum(len(k) + len(v) for k, v in (pod.get(meta) or {}).items())
+        total += sum(len(t.get("key") or "") + len(t.get("value") or "")
+                     for t in pod.get("tolerations") or [])
     return total
 
 
@@ -55,7 +60,10 @@ def at_every_bound(name_prefix: str = "r") -> dict[str, Any]:
             "command": ["c"] * MAX_COMMAND, "args": ["a"] * MAX_ARGS,
             "env": [{"name": f"E{k:02d}", "value": ""} for k in range(MAX_ENV)],
             "pod": {"labels": {f"l{k:02d}": "" for k in range(MAX_POD_METADATA)},
-                    "annotations": annotations},
+                    "annotations": annotations,
+                    "nodeSelector": {f"n{k}": "" for k in range(MAX_NODE_SELECTOR)},
+                    "tolerations": [{"key": f"t{k}", "operator": "Exists"}
+                                    for k in range(MAX_TOLERATIONS)]},
         })
     first = steps[0]
     first["image"] = "example.invalid/" + "i" * (MAX_IMAGE - len("example.invalid/") - 2) + ":1"

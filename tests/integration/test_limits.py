@@ -99,8 +99,15 @@ OVER = [
     pytest.param(longer(pod("annotations"), "a00"),
                  ["spec.steps[0].pod.annotations.a00: Too long: may not be more than 16384"],
                  id="annotation-value"),
+    pytest.param(lambda r: pod("nodeSelector")(r).update(more=""),
+                 ["spec.steps[0].pod.nodeSelector: Too many: 9: must have at most 8 items"],
+                 id="node-selector"),
+    pytest.param(lambda r: pod("tolerations")(r).append({"operator": "Exists"}),
+                 ["spec.steps[0].pod.tolerations: Too many: 9: must have at most 8 items"],
+                 id="tolerations"),
     pytest.param(more_text, [f"spec.steps: together the steps' images, command, args, env and "
-                             f"pod labels and annotations are at most {MAX_RUN_TEXT} characters"],
+                             f"pod labels, annotations, nodeSelector and tolerations are at most "
+                             f"{MAX_RUN_TEXT} characters"],
                  id="run-text"),
 ]
 
@@ -146,8 +153,15 @@ def test_a_run_at_every_bound_runs_to_succeeded(
     body = at_every_bound()
     name = body["metadata"]["name"]
     assert run_text(body["spec"]) == MAX_RUN_TEXT
-    crds.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(body))
-    run = wait_terminal(crds, namespace, name, timeout=300)
+    # Its pods select nodes by every label their nodeSelector may name: kwok's nodes get them.
+    selector = body["spec"]["steps"][0]["pod"]["nodeSelector"]
+    crds.kubectl("label", "nodes", "-l", "type=kwok", "--overwrite",
+                 *[f"{k}={v}" for k, v in selector.items()])
+    try:
+        crds.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(body))
+        run = wait_terminal(crds, namespace, name, timeout=300)
+    finally:
+        crds.kubectl("label", "nodes", "-l", "type=kwok", *[f"{k}-" for k in selector])
     assert (run["status"]["phase"], run["status"]["progress"]) == ("Succeeded", "100/100")
     assert {s["phase"] for s in run["status"]["stepStates"].values()} == {"Succeeded"}
     # Stored with its status and bookkeeping, the largest run still leaves room under the

@@ -5,8 +5,9 @@ or reads, so the translation tests keep reading what a real API server stores).
 Four runs in namespace `rec`: `ok` (extract succeeds with outputs, load still runs), `flaky`
 (fetch fails once with a transient exit code, then succeeds), `bad` (check fails for good) and
 `live` (a realtime hub, recorded serving, then stopped); and a re-run, `part-again`, of run
-`part` (a run of Story `part` whose second step failed), reusing its first step. Name the sets
-to record only those (`... record rerun`; default: all of them).
+`part` (a run of Story `part` whose second step failed), reusing its first step; and `placed`
+and `placed-live` (a batch and a realtime step that choose their nodes). Name the sets to record
+only those (`... record rerun`; default: all of them: runs, rerun, placed).
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ HERE = Path(__file__).parent
 REPO = HERE.parent.parent
 NS = "rec"
 SIM = "sim.runctl.dev/"
+
+ON_KWOK: dict[str, Any] = {
+    "nodeSelector": {"type": "kwok"},
+    "tolerations": [{"key": "example.invalid/dedicated", "operator": "Equal", "value": "etl",
+                     "effect": "NoSchedule"}],
+}
+"""A step's choice of nodes (kwok's nodes, by their label), recorded on its pods."""
 
 RUNS: list[dict[str, Any]] = [
     {"name": "ok", "steps": [
@@ -67,9 +75,11 @@ def main() -> None:
             [str(runctl), "operator", "--metrics-port", "0", "--liveness", "", "-n", NS],
             env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
             stdout=(workdir / "operator.log").open("wb"), stderr=subprocess.STDOUT)
-        wanted = set(sys.argv[1:]) or {"runs", "rerun"}
+        wanted = set(sys.argv[1:]) or {"runs", "rerun", "placed"}
         if "rerun" in wanted:
             record_rerun(cluster)
+        if "placed" in wanted:
+            record_placed(cluster)
         if "runs" in wanted:
             record_runs(cluster)
     finally:
@@ -88,6 +98,24 @@ PART: dict[str, Any] = {
          "args": ["${{ steps.first.outputs.rows }}"],
          "pod": {"annotations": {SIM + "duration": "1s",
                                  SIM + "exit-code": "${{ params.exit }}"}}}]}
+
+
+def record_placed(cluster: ControlPlane) -> None:
+    """Run `placed`: a batch step and a realtime step that choose their nodes."""
+    for name, mode in (("placed", "batch"), ("placed-live", "realtime")):
+        cluster.kubectl("apply", "-n", NS, "-f", "-", input=json.dumps({
+            "apiVersion": "runctl.dev/v1alpha1", "kind": "StoryRun",
+            "metadata": {"name": name},
+            "spec": {"mode": mode, "steps": [
+                {"name": "work", "image": "example.invalid/work:1",
+                 "pod": {"annotations": {SIM + "duration": "forever"}, **ON_KWOK}}]}}))
+    wait_for("placed's pod to run", lambda: phase(cluster, "steprun", "placed-work") == "Running")
+    save(cluster, "steprun", "placed-work", "steprun-placed-work")
+    save(cluster, "pod", "placed-work-1", "pod-placed-work-1")
+    wait_for("placed-live to serve",
+             lambda: phase(cluster, "steprun", "placed-live-work") == "Running")
+    save(cluster, "steprun", "placed-live-work", "steprun-placed-live-work")
+    save(cluster, "deployment", "placed-live-work", "deployment-placed-live-work")
 
 
 def record_rerun(cluster: ControlPlane) -> None:

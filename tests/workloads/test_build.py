@@ -19,8 +19,9 @@ def contained(built: Any, stored: Any, path: str = "") -> list[str]:
     if isinstance(built, dict) and isinstance(stored, dict):
         return [d for k, v in built.items()
                 for d in contained(v, stored.get(k), f"{path}.{k}")]
-    if isinstance(built, list) and isinstance(stored, list) and len(built) == len(stored):
-        return [d for i, (b, s) in enumerate(zip(built, stored, strict=True))
+    # The API server may append to a list (default tolerations), never reorder it.
+    if isinstance(built, list) and isinstance(stored, list) and len(built) <= len(stored):
+        return [d for i, (b, s) in enumerate(zip(built, stored[:len(built)], strict=True))
                 for d in contained(b, s, f"{path}[{i}]")]
     return [] if built == stored else [f"{path}: built {built!r}, stored {stored!r}"]
 
@@ -79,3 +80,21 @@ def test_no_port_no_service_and_a_named_account_gets_its_token() -> None:
     template = build.build_deployment(sr)["spec"]["template"]
     assert template["spec"]["serviceAccountName"] == "loader"
     assert template["metadata"]["labels"]["team"] == "data"
+
+
+def test_a_step_s_node_selector_and_tolerations_reach_its_pods() -> None:
+    chosen = {"nodeSelector": {"type": "kwok"},
+              "tolerations": [{"key": "example.invalid/dedicated", "operator": "Equal",
+                               "value": "etl", "effect": "NoSchedule"}]}
+    pod = build.build_pod(load("steprun-placed-work"), 1, NOW)
+    stored_pod = load("pod-placed-work-1")
+    deployment = build.build_deployment(load("steprun-placed-live-work"))
+    stored_deployment = load("deployment-placed-live-work")
+    assert contained(pod, stored_pod) == []
+    assert contained(deployment, stored_deployment) == []
+    for built in (pod["spec"], deployment["spec"]["template"]["spec"]):
+        assert {k: built[k] for k in chosen} == chosen
+    assert stored_pod["spec"]["nodeName"].startswith("kwok-node-")  # scheduled by them
+    unplaced = build.build_pod(load("steprun-ok-load"), 1, NOW)["spec"]
+    assert "nodeSelector" not in unplaced
+    assert "tolerations" not in unplaced

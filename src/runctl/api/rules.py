@@ -199,9 +199,40 @@ POD_RULES: list[Rule] = [
               "Kubernetes requires of pod annotations; not so: ' + "
               f"self.annotations.filter(k, {_BAD_KEY})[0]"),
           field_path=".annotations", reason="FieldValueInvalid"),
+    _rule(f"!has(self.nodeSelector) || !self.nodeSelector.exists(k, {_BAD_KEY} || "
+          "format.labelValue().validate(self.nodeSelector[k]).hasValue())",
+          "pod.nodeSelector: every key must be a qualified name ([prefix/]name) and every value "
+          "a label value, as Kubernetes requires of node labels",
+          message_expression=(
+              "'pod.nodeSelector: every key must be a qualified name ([prefix/]name) and every "
+              "value a label value, as Kubernetes requires of node labels; not so: ' + "
+              f"self.nodeSelector.filter(k, {_BAD_KEY} || "
+              "format.labelValue().validate(self.nodeSelector[k]).hasValue())[0]"),
+          field_path=".nodeSelector", reason="FieldValueInvalid"),
 ]
 """On a step's pod: keys and values its pod or Deployment would be refused for are refused at
 apply instead (a run whose workload can never be created would wait for its deadline)."""
+
+TOLERATION_RULES: list[Rule] = [
+    _rule("!has(self.key) || !format.qualifiedName().validate(self.key).hasValue()",
+          "pod.tolerations[].key: must be a qualified name ([prefix/]name)",
+          field_path=".key", reason="FieldValueInvalid"),
+    _rule("!has(self.value) || !format.labelValue().validate(self.value).hasValue()",
+          "pod.tolerations[].value: must be a label value", field_path=".value",
+          reason="FieldValueInvalid"),
+    _rule("!(has(self.operator) && self.operator == 'Exists' && has(self.value) && "
+          "self.value != '')",
+          "pod.tolerations[].value: must be empty when operator is Exists",
+          field_path=".value", reason="FieldValueInvalid"),
+    _rule("has(self.key) && self.key != '' || has(self.operator) && self.operator == 'Exists'",
+          "pod.tolerations[].operator: must be Exists when key is empty",
+          field_path=".operator", reason="FieldValueInvalid"),
+    _rule("!has(self.tolerationSeconds) || has(self.effect) && self.effect == 'NoExecute'",
+          "pod.tolerations[].tolerationSeconds: only with effect NoExecute",
+          field_path=".tolerationSeconds", reason="FieldValueInvalid"),
+]
+"""On each of a step's pod tolerations: what Kubernetes would refuse on the pod, refused at
+apply."""
 
 _NAMES = "self.map(t, t.name)"
 _UNKNOWN = f"has(s.needs) && !sets.contains({_NAMES}, s.needs)"
@@ -263,6 +294,11 @@ _STEP_TEXT = " + ".join([
           "s.pod.labels.map(k, k.size() + s.pod.labels[k].size()).sum()"),
     _text("has(s.pod) && has(s.pod.annotations)",
           "s.pod.annotations.map(k, k.size() + s.pod.annotations[k].size()).sum()"),
+    _text("has(s.pod) && has(s.pod.nodeSelector)",
+          "s.pod.nodeSelector.map(k, k.size() + s.pod.nodeSelector[k].size()).sum()"),
+    _text("has(s.pod) && has(s.pod.tolerations)",
+          "s.pod.tolerations.map(t, (has(t.key) ? t.key.size() : 0) + "
+          "(has(t.value) ? t.value.size() : 0)).sum()"),
 ])
 
 
@@ -272,8 +308,8 @@ def run_text_rule(limit: int, field: str = "spec.steps") -> Rule:
     object."""
     return _rule(
         f"self.map(s, {_STEP_TEXT}).sum() <= {limit}",
-        f"{field}: together the steps' images, command, args, env and pod labels and "
-        f"annotations are at most {limit} characters",
+        f"{field}: together the steps' images, command, args, env and pod labels, "
+        f"annotations, nodeSelector and tolerations are at most {limit} characters",
         reason="FieldValueInvalid")
 
 

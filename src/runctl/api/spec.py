@@ -95,6 +95,36 @@ class RetryPolicy(ApiModel):
                     "Default: none.")
 
 
+MAX_NODE_SELECTOR, MAX_TOLERATIONS = 8, 8
+"""The most nodeSelector entries and tolerations of a step's pods."""
+
+QualifiedKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+"""A node label or taint key: a qualified name ([prefix/]name), checked by a CRD rule."""
+
+
+class Toleration(ApiModel):
+    """A taint the step's pods tolerate, as on a Kubernetes pod."""
+
+    model_config = ConfigDict(json_schema_extra=rules.schema_extra(rules.TOLERATION_RULES))
+
+    key: QualifiedKey | None = Field(
+        default=None,
+        description="The taint key tolerated; empty with operator Exists tolerates every "
+                    "taint.")
+    operator: Literal["Equal", "Exists"] | None = Field(
+        default=None,
+        description="Equal (default): the taint's value must equal value. Exists: any value "
+                    "(then value must be empty).")
+    value: LabelValue | None = Field(
+        default=None, description="The taint value tolerated, with operator Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="The taint effect tolerated; empty means every effect.")
+    toleration_seconds: int | None = Field(
+        default=None, ge=0,
+        description="With effect NoExecute: how long the pod stays bound after the taint "
+                    "appears. Default: forever.")
+
+
 class PodTemplate(ApiModel):
     """Metadata and identity copied onto the pods that run the step."""
 
@@ -114,6 +144,14 @@ class PodTemplate(ApiModel):
         default=None, min_length=1, max_length=253, pattern=DNS_SUBDOMAIN,
         description="ServiceAccount the step's pods run as (in the run's namespace). "
                     "Default: the namespace's default ServiceAccount.")
+    node_selector: dict[str, LabelValue] | None = Field(
+        default=None, max_length=MAX_NODE_SELECTOR,
+        description="Node labels the step's pods must run on (the pod's nodeSelector). "
+                    f"At most {MAX_NODE_SELECTOR}. Default: any node.")
+    tolerations: list[Toleration] | None = Field(
+        default=None, max_length=MAX_TOLERATIONS,
+        description="Taints the step's pods tolerate (the pod's tolerations). "
+                    f"At most {MAX_TOLERATIONS}.")
 
 
 class OutputSpec(ApiModel):
@@ -171,7 +209,8 @@ class StepSpec(ApiModel):
         description="Retry policy for Transient failures. Default: no retry.")
     pod: PodTemplate | None = Field(
         default=None,
-        description="Labels, annotations and ServiceAccount for the step's pods.")
+        description="Labels, annotations, ServiceAccount, nodeSelector and tolerations for "
+                    "the step's pods.")
     heartbeat_timeout_seconds: int | None = Field(
         default=None, ge=1,
         description="If set, a running step that has not heartbeated for this many seconds "
@@ -239,8 +278,8 @@ class TransportSpec(ApiModel):
 
 _STEPS_DESCRIPTION = (f"The steps, 1 to {MAX_STEPS}, unique by name; their needs (and the "
                       "outputs they read) form a DAG. Together their images, command, args, env "
-                      "names and values and pod label and annotation keys and values are at "
-                      f"most {MAX_RUN_TEXT} characters.")
+                      "names and values, pod label, annotation and nodeSelector keys and values "
+                      f"and toleration keys and values are at most {MAX_RUN_TEXT} characters.")
 
 
 _FINALLY_DESCRIPTION = (

@@ -166,6 +166,9 @@ class ControlPlane:
         admin = pki.issue(ca, certs, "admin", common_name="admin", org="system:masters",
                           client=True)
         sa = pki.make_service_account_keys(certs)
+        # How the API server proves itself to a real node's kubelet (logs, exec).
+        pki.issue(ca, certs, "kubelet-client", common_name="kube-apiserver-kubelet-client",
+                  org="system:masters", client=True)
         self._write_kubeconfig(ca, admin)
         deadline = time.monotonic() + timeout
         try:
@@ -303,6 +306,8 @@ class ControlPlane:
             "--allow-privileged=true", "--endpoint-reconciler-type=none",
             # A node is reached by its InternalIP alone (loopback), never by a name to resolve.
             "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-client-certificate={self.workdir / 'pki' / 'kubelet-client.crt'}",
+            f"--kubelet-client-key={self.workdir / 'pki' / 'kubelet-client.key'}",
             # kwok nodes have no node-lifecycle controller to lift the not-ready taint.
             "--disable-admission-plugins=TaintNodesByCondition",
             "--enable-priority-and-fairness=false",
@@ -428,17 +433,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runctl.devcluster")
     parser.add_argument("command", choices=["up", "down", "env"])
     parser.add_argument("--workdir", type=Path, default=REPO_ROOT / ".cluster" / "dev")
+    parser.add_argument("--real-node", action="store_true",
+                        help="also run a real node (containerd and a kubelet; needs root)")
     args = parser.parse_args(argv)
+    if args.real_node or args.command == "down":
+        from runctl.devcluster import realnode  # a real node is optional; kwok is the default
     if args.command == "down":
+        node = realnode.RealNode(ControlPlane(args.workdir, Path()), Path())
+        if os.geteuid() == 0 and node.owned():
+            node.stop()
         ControlPlane(args.workdir, Path()).stop()
         print(f"control plane in {args.workdir} stopped", file=sys.stderr)
         return 0
     if args.command == "env":
         print(f"export KUBECONFIG={args.workdir / 'kubeconfig'}")
         return 0
+    if args.real_node and (why := realnode.unavailable()):
+        print(f"python -m runctl.devcluster: no real node here: {why}", file=sys.stderr)
+        return 1
+    try:
+        node_bin = realnode.build_binaries() if args.real_node else None
+    except subprocess.CalledProcessError:
+        print("python -m runctl.devcluster: building the real node failed (its log is above)",
+              file=sys.stderr)
+        return 1
     cp = ControlPlane(args.workdir, build_binaries())
     started = time.monotonic()
     cp.start()
+    if node_bin:
+        try:
+            realnode.RealNode(cp, node_bin).start()
+        except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
+            cp.stop()
+            print(f"python -m runctl.devcluster: the real node did not start: "
+                  f"{str(exc).splitlines()[0]}", file=sys.stderr)
+            return 1
+        except BaseException:
+            cp.stop()
+            raise
+        print(f"real node {realnode.NODE_NAME} Ready: pods run there that select "
+              f"{realnode.REAL_NODE_LABEL}=true and tolerate its taint", file=sys.stderr)
     print(f"control plane up in {time.monotonic() - started:.1f}s; "
           f"export KUBECONFIG={cp.kubeconfig}; logs in {cp.logs}", file=sys.stderr)
     return 0

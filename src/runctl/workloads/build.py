@@ -63,6 +63,10 @@ def _pod_parts(spec: Mapping[str, Any], restart_policy: str,
     else:
         # A step that names no service account gets no API credentials at all.
         pod_spec["automountServiceAccountToken"] = False
+    if pod.get("nodeSelector"):
+        pod_spec["nodeSelector"] = dict(pod["nodeSelector"])
+    if pod.get("tolerations"):
+        pod_spec["tolerations"] = [dict(t) for t in pod["tolerations"]]
     metadata = {
         "labels": {**(pod.get("labels") or {}), **extra_labels},
         "annotations": dict(pod.get("annotations") or {}),
