@@ -218,15 +218,18 @@ def root_schema(kind: Kind) -> Schema:
 
 
 def _when_written(node: Schema) -> None:
-    """Every rule in this subtree checked only where its value is new."""
+    """Every rule in this subtree checked only where its value is new, down to the items of a
+    list that is not a list-map: the API server cannot pair such an item with an old one, so
+    their rules (which then run at every write) cannot read oldSelf."""
     if "x-kubernetes-validations" in node:
         node["x-kubernetes-validations"] = [
             rules.when_written(r) for r in node["x-kubernetes-validations"]]
     for child in node.get("properties", {}).values():
         _when_written(child)
-    for key in ("items", "additionalProperties"):
-        if isinstance(node.get(key), dict):
-            _when_written(node[key])
+    if isinstance(node.get("additionalProperties"), dict):
+        _when_written(node["additionalProperties"])
+    if isinstance(node.get("items"), dict) and node.get("x-kubernetes-list-type") == "map":
+        _when_written(node["items"])
 
 
 def custom_resource_definition(kind: Kind) -> dict[str, Any]:
