@@ -47,8 +47,10 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     kopfconfig.configure(settings)
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(
         max_workers=operator_settings.API_THREADS, thread_name_prefix="runctl-api"))
+    lease = operator_settings.OPTIONS.lease
     ctx = Context.connect(cache=ObjectCache(), queue=WorkQueue(),
-                          namespaces=operator_settings.OPTIONS.namespaces)
+                          namespaces=operator_settings.OPTIONS.namespaces,
+                          identity=lease.identity if lease else "")
     _ctx = ctx
     await relist.first_relist(ctx.api, ctx, ctx.namespaces)
     log.info("cache filled: %d runs, %s", len(ctx.cache.runs),
@@ -57,7 +59,6 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         ctx.background.append(asyncio.create_task(relist.keep_relisting(
             ctx.api, ctx, ctx.namespaces, operator_settings.RESYNC_SECONDS)))
     ctx.background.append(asyncio.create_task(_refresh_gauges(ctx)))
-    lease = operator_settings.OPTIONS.lease
     if lease is None:
         await _start_workers()
     else:
