@@ -21,7 +21,7 @@ from typing import Any, TypedDict
 
 import kopf
 
-from runctl.operator import kopfconfig, metrics, relist
+from runctl.operator import kopfconfig, kube, metrics, relist
 from runctl.operator import settings as operator_settings
 from runctl.operator.cache import ObjectCache, RunKey
 from runctl.operator.context import Context
@@ -63,6 +63,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         await _start_workers()
     else:
         elector = LeaderElector(ctx.api, lease.namespace, lease.name, lease.identity)
+        kube.fence(elector.holds)
         ctx.background.append(asyncio.create_task(
             elector.run(on_started_leading=_start_workers, on_stopped_leading=_stop_workers)))
     log.info("runctl operator started")
