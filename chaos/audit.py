@@ -106,17 +106,19 @@ class Unfenced:
 
 
 def fencing(writes: Iterable[Write], lease_namespace: str, lease_name: str) -> list[Unfenced]:
-    """Every operator write (other than to the Lease itself) made while its replica did not
-    hold the Lease named."""
+    """Every write (other than to the Lease itself) by a replica competing for the Lease named
+    (one that ever wrote it) made while that replica did not hold it."""
     writes = sorted(writes, key=lambda w: w.received)
     grants = sorted((w for w in writes if w.resource == "leases" and w.succeeded
                      and w.namespace == lease_namespace and w.name == lease_name),
                     key=lambda g: g.done)
     done = [g.done for g in grants]
+    competing = {w.replica for w in writes if w.resource == "leases"
+                 and w.namespace == lease_namespace and w.name == lease_name}
     found = []
     for w in writes:
         replica = w.replica
-        if replica is None or w.resource == "leases":
+        if replica not in competing or w.resource == "leases":
             continue
         count = bisect.bisect_right(done, w.received)
         if not count:

@@ -64,6 +64,12 @@ def test_a_write_after_a_release_or_before_any_lease_is_caught() -> None:
     assert len(fenced(write(1, "a"), lease(2, "a"), lease(3, "", by="a"), write(4, "a"))) == 2
 
 
+def test_replicas_of_another_lease_are_not_judged_by_this_one() -> None:
+    other = Write(0, 0.01, "runctl-operator/c", "update", "leases", "", "elsewhere",
+                  "runctl-leader", 200, holder="c", lease_seconds=15)
+    assert fenced(lease(0, "a"), other, write(5, "c")) == []
+
+
 def test_a_refused_lease_write_grants_nothing_and_others_writers_are_not_judged() -> None:
     assert len(fenced(lease(0, "a"), lease(10, "b", code=409), write(12, "b"))) == 1
     assert fenced(write(1, "x", agent="kubectl/")) == []
