@@ -6,8 +6,10 @@ each time it changed, with the time it was seen) and what the API server's audit
 
 - terminal-final: no terminal StoryRun, StepRun or `stepStates` entry ever changes;
 - complete: every terminal run has a terminal entry for every step (finally steps included);
-- nothing-after-stop: no StepRun or workload of a main step (nor of a finally step under
-  `shutdown.finally: Skip`) is created after the run's `stop.observedAt`;
+- nothing-after-stop: no StepRun or workload (a batch attempt's pod, a Deployment) of a main
+  step (nor of a finally step under `shutdown.finally: Skip`) is created after the run's
+  `stop.observedAt`. The pods of a Deployment are Kubernetes' to make, not runctl's: they are
+  judged by no-live-workload-after-end (docs/API.md, guarantee 4, says why);
 - one-steprun-per-step and one-pod-per-attempt: never a second object for the same step, or
   the same batch attempt (runctl runs each batch attempt as one pod: it has no Jobs);
 - not-stuck: every run is terminal within its own bound, or within a recovery allowance after
@@ -205,6 +207,8 @@ class Checker:
         for s in self.seen:
             if s.kind not in plural or s.type == "DELETED" or not s.label(RUN_LABEL):
                 continue
+            if s.kind == "Pod" and not s.label(ATTEMPT_LABEL):
+                continue  # a Deployment's pod, made by its ReplicaSet
             at = received.get((plural[s.kind], s.namespace, s.name))
             if at is not None:
                 found[(s.kind, s.namespace, s.label(STEP_LABEL), (s.label(RUN_LABEL), s.name))] = at

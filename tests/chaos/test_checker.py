@@ -117,6 +117,14 @@ def test_a_main_step_created_after_the_stop_breaks_nothing_after_stop() -> None:
     assert invariants(found) == {"nothing-after-stop"}
 
 
+def test_a_deployment_after_the_stop_counts_and_a_replicaset_pod_does_not() -> None:
+    seen = [run(T0, "Stopping", {}, steps=("a",), stop=T0 + 2),
+            child(T0 + 5, "Pod", "r-a-5d8f-x", "a"), child(T0 + 6, "Deployment", "r-a", "a")]
+    found = check(seen, [created(T0 + 5, "pods", "r-a-5d8f-x"),
+                         created(T0 + 6, "deployments", "r-a")])
+    assert [v.detail.split(" (")[0] for v in found] == ["Deployment r-a"]
+
+
 def test_a_create_within_the_records_second_is_not_counted_after_the_stop() -> None:
     seen = [run(T0, "Stopping", {}, steps=("a", "b"), stop=T0 + 2),
             child(T0 + 2.9, "StepRun", "r-b", "b")]
