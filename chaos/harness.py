@@ -42,7 +42,9 @@ class Outcome:
     recovery: dict[str, float]
     seconds: float
     watch_breaks: int
-    extra: dict[str, Any] = field(default_factory=dict)
+    orphans: list[Violation] = field(default_factory=list)
+    """Pods a ReplicaSet made after its Deployment was deleted, live past the grace period:
+    Kubernetes' controllers on a stale view, counted apart (`Checker.orphans`)."""
 
 
 def retry(what: str, fn: Callable[[], T], timeout: float = 300) -> T:
@@ -107,7 +109,8 @@ class Chaos:
             if s.kind == "StoryRun":
                 phases[s.name] = (s.obj.get("status") or {}).get("phase") or "New"
         return Outcome(seed, self.runs, self.planned, self.done, violations, phases,
-                       recovery(seen, self.done), end - began, recorder.breaks)
+                       recovery(seen, self.done), end - began, recorder.breaks,
+                       checker.orphans(end))
 
     # -- the load --------------------------------------------------------------------------------
 

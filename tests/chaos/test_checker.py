@@ -177,6 +177,17 @@ def test_a_pod_live_after_its_run_ended_and_the_grace_breaks_no_live_workload() 
     assert check(seen, end=T0 + 60, grace=30) == []
 
 
+def test_a_pod_made_after_its_deployment_was_deleted_is_counted_apart() -> None:
+    seen, _ = clean()
+    seen += [child(T0 + 2, "Deployment", "r-a", "a"),
+             child(T0 + 4, "Deployment", "r-a", "a", type_="DELETED"),
+             child(T0 + 3, "Pod", "r-a-5d-early", "a", phase="Running"),
+             child(T0 + 9, "Pod", "r-a-5d-late", "a", phase="Running")]
+    checker = Checker(seen, limits=Limits(grace=30))
+    assert [v.detail.split()[1] for v in checker.check(T0 + 60)] == ["r-a-5d-early"]
+    assert [v.detail.split()[1] for v in checker.orphans(T0 + 60)] == ["r-a-5d-late"]
+
+
 def test_a_deployment_left_after_its_run_ended_breaks_no_live_workload() -> None:
     seen, _ = clean()
     seen.append(child(T0 + 2, "Deployment", "r-hub", "a"))
