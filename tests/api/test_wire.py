@@ -42,6 +42,16 @@ def test_a_recorded_steprun_status_reads_and_writes_back_unchanged(name: str) ->
     assert wire.steprun_status(wire.parse_steprun_status(status)) == status
 
 
+def test_a_workload_recorded_as_seen_reads_and_writes_back_as_seen() -> None:
+    status = {**load("steprun-ok-extract")["status"]}
+    status["workload"] = {**status["workload"], "observed": True}
+    parsed = wire.parse_steprun_status(status)
+    assert parsed is not None
+    assert parsed.workload is not None
+    assert parsed.workload.observed
+    assert wire.steprun_status(parsed) == status
+
+
 def test_a_recorded_spec_reads_whole_with_the_models_defaults() -> None:
     no_retry = RetryPolicy()
     assert wire.run_spec(load("storyrun-ok-running")["spec"]) == m.RunSpec(

@@ -46,7 +46,7 @@ def test_deleting_a_running_steps_pod_makes_it_lost(
     apply(cluster, namespace, storyrun("vanish", [
         step("long", duration="120s"), step("after", "long")]))
     sr = _running_steprun(cluster, namespace, "vanish")
-    assert sr["status"]["workload"] == {"kind": "Pod", "name": "vanish-long-1"}
+    assert sr["status"]["workload"] == {"kind": "Pod", "name": "vanish-long-1", "observed": True}
     cluster.kubectl("delete", "pod", "vanish-long-1", "-n", namespace, "--wait=false")
 
     run = wait_terminal(cluster, namespace, "vanish", timeout=60)
@@ -58,6 +58,22 @@ def test_deleting_a_running_steps_pod_makes_it_lost(
     assert states["after"]["reason"] == "UpstreamFailed"
     assert len(items(cluster, namespace, "stepruns", "runctl.dev/storyrun=vanish")) == 1
     assert len(items(cluster, namespace, "pods", "runctl.dev/storyrun=vanish")) == 0
+
+
+def test_a_pod_deleted_while_no_operator_ran_makes_its_step_lost_not_run_again(
+        cluster: ControlPlane, operator: OperatorProcess, namespace: str) -> None:
+    # The operator that saw the pod is gone when it is deleted; the next one never saw it, and
+    # must still tell a deleted pod from a create that never landed.
+    apply(cluster, namespace, storyrun("gap", [step("long", duration="120s")]))
+    _running_steprun(cluster, namespace, "gap")
+    operator.kill()
+    cluster.kubectl("delete", "pod", "gap-long-1", "-n", namespace)
+    operator.start()
+
+    run = wait_terminal(cluster, namespace, "gap", timeout=60)
+    assert step_states(run)["long"]["phase"] == "Lost"
+    assert step_states(run)["long"]["reason"] == "WorkloadDeleted"
+    assert items(cluster, namespace, "pods", "runctl.dev/storyrun=gap") == []
 
 
 def test_an_orphaned_pod_of_a_lost_step_is_stopped(

@@ -596,6 +596,16 @@ def absent_is_not_gone() -> tuple[m.Observed, dt.datetime, Decision]:
     return before, at(6), Decision(before.status, (StartAttempt("a", 1),), None)
 
 
+def seen_then_absent_is_gone() -> tuple[m.Observed, dt.datetime, Decision]:
+    """A workload its StepRun records as seen, absent now, was deleted while no operator
+    watched (a replica that never saw it acts now): Lost, never created again."""
+    a, status, _, events = lost(Reason.WORKLOAD_DELETED,
+                                   "its workload was deleted while the step was not finished", 6)
+    seen_status = replace(sr_status("a"), workload=replace(ref("a"), observed=True))
+    before = running_run(ONE, {"a": (seen_status, work(W.ABSENT))})
+    return before, at(6), Decision(status, (WriteStepRunStatus("a", a), *events), None)
+
+
 def heartbeat_expired() -> tuple[m.Observed, dt.datetime, Decision]:
     hb = spec(step("a", heartbeat_timeout_seconds=10), on_failure=OnFailure.CONTINUE)
     beat = replace(sr_status("a"), heartbeat_at=at(5))
@@ -741,6 +751,7 @@ CASES = [
     pytest.param(*steprun_gone(), id="steprun-gone-is-lost"),
     pytest.param(*success_outranks_deletion(), id="success-outranks-steprun-deletion"),
     pytest.param(*absent_is_not_gone(), id="absent-workload-is-not-gone"),
+    pytest.param(*seen_then_absent_is_gone(), id="seen-then-absent-workload-is-lost"),
     pytest.param(*heartbeat_expired(), id="heartbeat-expired-is-lost"),
     pytest.param(*late_success_rejected(), id="late-success-rejected"),
     pytest.param(*late_success_after_the_end(), id="late-success-after-the-end"),
@@ -757,6 +768,16 @@ CASES = [
 @pytest.mark.parametrize(("before", "now", "expected"), CASES)
 def test_decide(before: m.Observed, now: dt.datetime, expected: Decision) -> None:
     assert decide(before, now) == expected
+
+
+def test_a_workload_seen_is_recorded_seen_with_the_write_the_step_makes_anyway() -> None:
+    before = running_run(ONE, {"a": (sr_status("a", StepPhase.PENDING), work(W.RUNNING))})
+    (write,) = [a for a in decide(before, at(3)).actions if isinstance(a, WriteStepRunStatus)]
+    assert write.status.phase is StepPhase.RUNNING
+    assert write.status.workload is not None
+    assert write.status.workload.observed
+    quiet = running_run(ONE, {"a": (sr_status("a", StepPhase.PENDING), work(W.PENDING))})
+    assert not [a for a in decide(quiet, at(3)).actions if isinstance(a, WriteStepRunStatus)]
 
 
 # -- how a stop ends, as rows ---------------------------------------------------------------------

@@ -234,6 +234,10 @@ class WorkloadRef(ApiModel):
     name: str = Field(
         min_length=1, max_length=253, pattern=DNS_SUBDOMAIN,
         description="Name of the workload, in the StepRun's namespace.")
+    observed: bool | None = Field(
+        default=None,
+        description="True once the operator has seen this workload: missing after that, it "
+                    "was deleted (the step is Lost), never a create still to land.")
 
 
 class StepRunStatus(ApiModel):

@@ -334,7 +334,8 @@ def steprun_status(status: m.StepRunStatus) -> dict[str, Any]:
         "outputs": dict(status.outputs) or None,
         "failureClass": status.failure_class.value if status.failure_class else None,
         "workload": None if status.workload is None else {
-            "kind": status.workload.kind, "name": status.workload.name},
+            "kind": status.workload.kind, "name": status.workload.name,
+            **({"observed": True} if status.workload.observed else {})},
         "nextAttemptAt": fmt_time(status.next_attempt_at),
         "reusedFrom": None if status.reused_from is None else _reused_from(status.reused_from),
     })
@@ -355,7 +356,8 @@ def parse_steprun_status(status: Mapping[str, Any] | None) -> m.StepRunStatus | 
         outputs=m.frozen_outputs((status.get("outputs") or {}).items()),
         failure_class=FailureClass(status["failureClass"]) if status.get("failureClass")
         else None,
-        workload=m.WorkloadRef(kind=workload["kind"], name=workload["name"]) if workload
+        workload=m.WorkloadRef(kind=workload["kind"], name=workload["name"],
+                               observed=bool(workload.get("observed"))) if workload
         else None,
         next_attempt_at=parse_time(status.get("nextAttemptAt")),
         reused_from=_parse_reused_from(status["reusedFrom"]) if status.get("reusedFrom")

@@ -97,6 +97,9 @@ class ControlPlane:
     workdir: Path
     bin_dir: Path
     ports: dict[str, int] = field(default_factory=dict)
+    audit: bool = False
+    """Log every write to the API server (`audit_log`): who wrote what, when, and with which
+    user agent, for a checker that judges the writers from outside."""
 
     @property
     def kubeconfig(self) -> Path:
@@ -105,6 +108,11 @@ class ControlPlane:
     @property
     def logs(self) -> Path:
         return self.workdir / "logs"
+
+    @property
+    def audit_log(self) -> Path:
+        """One JSON audit event a line (`audit=True` only)."""
+        return self.logs / "audit.log"
 
     @property
     def _pidfile(self) -> Path:
@@ -263,6 +271,22 @@ class ControlPlane:
         self._wait_until("kube-apiserver to serve again", deadline, lambda: self.kubectl(
             "get", "--raw", "/readyz", check=False, timeout=10).returncode == 0)
 
+    def pause(self, name: str) -> None:
+        """Freeze one process (`etcd`, `kube-apiserver`, ...) with SIGSTOP, as a stalled disk or
+        a starved machine would: its connections stay open and nothing answers."""
+        self._signal(name, signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        """Let a paused process go on (SIGCONT)."""
+        self._signal(name, signal.SIGCONT)
+
+    def _signal(self, name: str, sig: signal.Signals) -> None:
+        pids = [pid for pid, started in self._started() if started == name]
+        if not pids:
+            raise RuntimeError(f"no {name} was started in {self.workdir}")
+        for pid in pids:
+            os.killpg(pid, sig)
+
     # -- processes ----------------------------------------------------------------------------
 
     def _start(self, name: str, args: Sequence[str]) -> None:
@@ -313,7 +337,30 @@ class ControlPlane:
             "--enable-priority-and-fairness=false",
             "--max-requests-inflight=2000", "--max-mutating-requests-inflight=1000",
             "--profiling=false", "--v=1",
+            *(self._audit_args() if self.audit else ()),
         ])
+
+    def _audit_args(self) -> list[str]:
+        """Audit every create, update, patch and delete: Metadata (user, user agent, object,
+        answer, times) for all, and the request's body too for Leases, whose holder says who
+        took the lease and who let it go. Written synchronously, so a write is in the log
+        before it is answered."""
+        writes = ["create", "update", "patch", "delete", "deletecollection"]
+        policy = {
+            "apiVersion": "audit.k8s.io/v1", "kind": "Policy",
+            "omitStages": ["RequestReceived"],
+            "rules": [
+                {"level": "Request", "verbs": writes,
+                 "resources": [{"group": "coordination.k8s.io", "resources": ["leases"]}]},
+                {"level": "Metadata", "verbs": writes},
+                {"level": "None"},
+            ],
+        }
+        path = self.workdir / "audit-policy.yaml"
+        path.write_text(yaml.safe_dump(policy))
+        return [f"--audit-policy-file={path}", f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json", "--audit-log-mode=blocking",
+                "--audit-log-maxsize=0"]
 
     def _kwok_config(self) -> Path:
         """kwok's stages, and the log it serves for every simulated container.

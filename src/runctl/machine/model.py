@@ -198,6 +198,10 @@ def step_state(status: RunStatus, step: str) -> StepState | None:
 class WorkloadRef:
     kind: Literal["Pod", "Deployment"]
     name: str
+    observed: bool = field(default=False, compare=False)
+    """The workload was seen: missing from then on, it was deleted, whoever watched or not.
+    Not compared: recording it is never worth a write of its own, so it rides along with the
+    next write the step makes anyway (the one that records it Running, or its end)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from runctl.machine.phases import (
 from runctl.machine.transitions import NoOp, Refused, check_step_transition
 
 LIVE = frozenset({WorkloadState.PENDING, WorkloadState.RUNNING})
+SEEN = LIVE | {WorkloadState.SUCCEEDED, WorkloadState.FAILED}
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,11 +207,24 @@ def _succeeded(status: StepRunStatus, attempt: AttemptObservation,
                    outputs=attempt.outputs, failure_class=None)
 
 
+def _vanished(obs: StepRunObservation, status: StepRunStatus) -> StepRunObservation:
+    """A workload its StepRun records as seen, now absent: it was deleted (perhaps while no
+    operator watched, so no deletion was observed), never a create still to land."""
+    attempt = obs.attempt
+    if (attempt is None or attempt.state is not WorkloadState.ABSENT
+            or status.workload is None or not status.workload.observed):
+        return obs
+    return replace(obs, attempt=replace(attempt, state=WorkloadState.GONE))
+
+
 def propose(spec: StepSpec, status: StepRunStatus, obs: StepRunObservation,
             attempt: AttemptObservation | None, ctx: StepContext) -> StepRunStatus:
-    """The StepRun's next status from its workload, first matching rule wins."""
+    """The StepRun's next status from its workload, first matching rule wins; a workload seen
+    is recorded as seen (`WorkloadRef.observed`)."""
     now = ctx.now
     state = attempt.state if attempt is not None else WorkloadState.ABSENT
+    if state in SEEN and status.workload is not None and not status.workload.observed:
+        status = replace(status, workload=replace(status.workload, observed=True))
     if ctx.topology_over and (obs.deleting or state is WorkloadState.GONE):
         return status
     if attempt is not None and state is WorkloadState.SUCCEEDED:
@@ -277,7 +291,7 @@ def observe_step(spec: StepSpec, recorded: StepState | None, obs: StepRunObserva
                         finished_at=ctx.now)
         return Track(spec, recorded, obs, keep_final_state(recorded, ended), None)
     current = obs.status or first_status(spec, ctx.mode, obs.name, recorded, ctx.now)
-    track = Track(spec, recorded, obs, base, current)
+    track = Track(spec, recorded, _vanished(obs, current), base, current)
     proposed = propose(spec, current, obs, track.attempt, ctx)
     status = keep_final(obs.status, proposed)
     if recorded is not None and _final(recorded.phase, status.phase):

@@ -21,6 +21,11 @@ from runctl.operator.settings import API_THREADS, BATCH_SECONDS
 log = logging.getLogger(__name__)
 
 
+def user_agent(identity: str) -> str:
+    """`runctl-operator/<identity>`, or `runctl-operator` for a replica that acts alone."""
+    return f"runctl-operator/{identity}" if identity else "runctl-operator"
+
+
 @dataclass
 class Context:
     cache: ObjectCache
@@ -35,13 +40,18 @@ class Context:
     """(kind, uid, name) -> the status write the API server refused last, never sent again."""
 
     @classmethod
-    def connect(cls, cache: ObjectCache, queue: WorkQueue,
-                namespaces: tuple[str, ...] = ()) -> Context:
+    def connect(cls, cache: ObjectCache, queue: WorkQueue, namespaces: tuple[str, ...] = (),
+                identity: str = "") -> Context:
         """Log in the way kubectl would (`runctl.operator.login`: in-cluster service account,
-        else the kubeconfig), the same login `runctl operator` checked before starting."""
+        else the kubeconfig), the same login `runctl operator` checked before starting.
+
+        Every request carries the replica's `identity` (its name in the leader election) in its
+        user agent, so the API server's audit log tells which replica made each write."""
         cfg = login.load().configuration
         cfg.connection_pool_maxsize = API_THREADS
-        return cls(cache=cache, queue=queue, api=client.ApiClient(cfg), namespaces=namespaces)
+        api = client.ApiClient(cfg)
+        api.user_agent = user_agent(identity)
+        return cls(cache=cache, queue=queue, api=api, namespaces=namespaces)
 
     # Made once: each `client.XxxApi` name is imported lazily by the kubernetes package, which
     # costs an import-machinery walk at every access.

@@ -21,7 +21,7 @@ from typing import Any, TypedDict
 
 import kopf
 
-from runctl.operator import kopfconfig, metrics, relist
+from runctl.operator import kopfconfig, kube, metrics, relist
 from runctl.operator import settings as operator_settings
 from runctl.operator.cache import ObjectCache, RunKey
 from runctl.operator.context import Context
@@ -47,8 +47,10 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     kopfconfig.configure(settings)
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(
         max_workers=operator_settings.API_THREADS, thread_name_prefix="runctl-api"))
+    lease = operator_settings.OPTIONS.lease
     ctx = Context.connect(cache=ObjectCache(), queue=WorkQueue(),
-                          namespaces=operator_settings.OPTIONS.namespaces)
+                          namespaces=operator_settings.OPTIONS.namespaces,
+                          identity=lease.identity if lease else "")
     _ctx = ctx
     await relist.first_relist(ctx.api, ctx, ctx.namespaces)
     log.info("cache filled: %d runs, %s", len(ctx.cache.runs),
@@ -57,11 +59,11 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         ctx.background.append(asyncio.create_task(relist.keep_relisting(
             ctx.api, ctx, ctx.namespaces, operator_settings.RESYNC_SECONDS)))
     ctx.background.append(asyncio.create_task(_refresh_gauges(ctx)))
-    lease = operator_settings.OPTIONS.lease
     if lease is None:
         await _start_workers()
     else:
         elector = LeaderElector(ctx.api, lease.namespace, lease.name, lease.identity)
+        kube.fence(elector.holds)
         ctx.background.append(asyncio.create_task(
             elector.run(on_started_leading=_start_workers, on_stopped_leading=_stop_workers)))
     log.info("runctl operator started")

@@ -12,6 +12,9 @@ until its deadline, then leadership ends), and kopf registers the webhook's conf
   deletes of what is already deleted);
 - transient (429, 5xx, timeouts, connection errors): retried here with capped exponential backoff
   and jitter, a bounded number of times, then handed back to the caller to requeue.
+- fenced: with leader election, a write is not sent at all while this replica cannot be sure it
+  still holds the Lease (`fence`); it is handed back as transient, not retried here: the
+  election either renews (and the requeued reconcile writes then) or stops the workers.
 """
 
 from __future__ import annotations
@@ -35,6 +38,32 @@ log = logging.getLogger(__name__)
 MAX_TRIES = 5
 BASE_DELAY = 0.2
 MAX_DELAY = 5.0
+NOT_HELD = "not sent: this replica's hold on the leader Lease is not known to be current"
+
+_holds: Callable[[], bool] | None = None
+
+
+def fence(holds: Callable[[], bool] | None) -> None:
+    """Ask `holds()` right before sending each write, in the thread that sends it, and send
+    nothing while it says no (None: act alone, always send)."""
+    global _holds
+    _holds = holds
+
+
+class _Fenced(Exception):
+    pass
+
+
+def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    holds = _holds
+    if holds is None:
+        return fn
+
+    def send(*args: Any, **kwargs: Any) -> Any:
+        if not holds():
+            raise _Fenced
+        return fn(*args, **kwargs)
+    return send
 
 
 class Outcome(enum.StrEnum):
@@ -85,11 +114,16 @@ def _message(exc: ApiException) -> str:
 async def call(verb: str, resource: str, fn: Callable[..., Any], *args: Any,
                **kwargs: Any) -> Result:
     """Run a blocking client call in a thread; classify its outcome; retry only transient ones."""
+    send = _guarded(fn)
     for attempt in range(1, MAX_TRIES + 1):
         try:
-            body = await asyncio.to_thread(fn, *args, **kwargs)
+            body = await asyncio.to_thread(send, *args, **kwargs)
             metrics.API_CALLS.labels(verb=verb, resource=resource, outcome="ok").inc()
             return Result(Outcome.OK, body=body, status=200)
+        except _Fenced:
+            metrics.API_CALLS.labels(verb=verb, resource=resource, outcome="fenced").inc()
+            log.warning("%s %s %s", verb, resource, NOT_HELD)
+            return Result(Outcome.TRANSIENT, message=NOT_HELD)
         except ApiException as exc:
             outcome = classify(exc.status)
             if outcome is Outcome.CONFLICT and verb == "create":

@@ -15,6 +15,12 @@ Lease in the operator's namespace:
   holder, it stops leading and goes back to waiting;
 - on a clean shutdown the leader releases the Lease (empty holder), so another replica takes over
   on its next try instead of waiting for the lease to expire.
+- a leader writes nothing once its last successful renewal is older than the renew deadline
+  (`holds()`, asked before every write: `runctl.operator.kube.fence`): a replica that was frozen
+  (SIGSTOP, a stalled VM) past its lease wakes up with a stale view while another replica may be
+  acting, and must not write on it before the election has renewed or let go. The renewal's
+  age is counted from when its round started, on the monotonic clock, which runs on while the
+  process is frozen.
 
 Every API call is the blocking `kubernetes` client run in a thread (`asyncio.to_thread`), made
 here rather than through `runctl.operator.kube`: a failed call is this module's to judge (a round
@@ -110,6 +116,8 @@ class LeaderElector:
         self.leading = asyncio.Event()
         self._observed: LeaseRecord | None = None
         self._observed_at = 0.0
+        self._renewed_at: float | None = None
+        """When the last round that won the Lease started (monotonic); None: not leading."""
 
     # -- the campaign --------------------------------------------------------------------------
 
@@ -125,12 +133,14 @@ class LeaderElector:
                 if on_started_leading:
                     await on_started_leading()
                 await self._renew_until_lost()
+                self._renewed_at = None
                 self.leading.clear()
                 log.warning("leader election: %s lost the lease %s/%s",
                             self.identity, self.namespace, self.name)
                 if on_stopped_leading:
                     await on_stopped_leading()
         except asyncio.CancelledError:
+            self._renewed_at = None
             if self.leading.is_set():
                 self.leading.clear()
                 if on_stopped_leading:
@@ -141,17 +151,22 @@ class LeaderElector:
                 await self.release()
             raise
 
+    def holds(self) -> bool:
+        """Whether this replica may write as the leader now: its last won round started less
+        than the renew deadline ago, so no other replica can have taken the Lease since (they
+        wait the whole lease from when they saw that round's write)."""
+        won = self._renewed_at
+        return won is not None and time.monotonic() - won < self.renew_deadline_seconds
+
     async def _renew_until_lost(self) -> None:
-        renewed_at = time.monotonic()
         while True:
             await asyncio.sleep(self.renew_seconds)
             while not await self.try_acquire_or_renew():
                 if self._observed and self._observed.holder not in ("", self.identity):
                     return  # someone else holds it now
-                if time.monotonic() - renewed_at >= self.renew_deadline_seconds:
+                if not self.holds():
                     return  # stop acting before anyone else may start
                 await asyncio.sleep(self.retry_seconds)
-            renewed_at = time.monotonic()
 
     # -- one attempt ---------------------------------------------------------------------------
 
@@ -164,15 +179,20 @@ class LeaderElector:
 
     async def try_acquire_or_renew(self) -> bool:
         """One read-decide-write round; True if this replica holds the Lease afterwards."""
+        started = time.monotonic()
         try:
-            return await self._try_acquire_or_renew()
+            won = await self._try_acquire_or_renew()
         except ApiException as exc:
             level = logging.ERROR if exc.status in (401, 403) else logging.WARNING
             log.log(level, "leader election: lease %s/%s: %s %s",
                     self.namespace, self.name, exc.status, exc.reason)
+            return False
         except (urllib3.exceptions.HTTPError, OSError, TimeoutError) as exc:
             log.warning("leader election: lease %s/%s: %s", self.namespace, self.name, exc)
-        return False
+            return False
+        if won:
+            self._renewed_at = started
+        return won
 
     async def _try_acquire_or_renew(self) -> bool:
         timeout = self.renew_deadline_seconds / 2

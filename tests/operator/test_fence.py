@@ -1,0 +1,115 @@
+"""The write fence: a replica sends no write unless its last won Lease round started less than
+the renew deadline ago (on the monotonic clock), whatever froze it meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from runctl.operator import kube, leader
+from runctl.operator.leader import LeaderElector
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    c = Clock()
+    monkeypatch.setattr(leader.time, "monotonic", c)
+    return c
+
+
+@pytest.fixture
+def unfenced() -> Iterator[None]:
+    yield
+    kube.fence(None)
+
+
+def elector(rounds: list[Any], clock: Clock, takes: float = 0.0) -> LeaderElector:
+    """An elector whose rounds end as listed (True, False or an exception to raise), each
+    taking `takes` seconds."""
+    e = LeaderElector(client.ApiClient(), "ns", "lease", "me", lease_seconds=15,
+                      renew_seconds=5, renew_deadline_seconds=10)
+
+    async def one_round() -> bool:
+        clock.now += takes
+        outcome = rounds.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return bool(outcome)
+
+    e._try_acquire_or_renew = one_round  # type: ignore[method-assign]
+    return e
+
+
+def test_a_replica_that_never_won_does_not_hold(clock: Clock) -> None:
+    e = elector([False], clock)
+    assert not e.holds()
+    assert not asyncio.run(e.try_acquire_or_renew())
+    assert not e.holds()
+
+
+def test_a_won_round_holds_until_the_renew_deadline_from_when_it_started(clock: Clock) -> None:
+    e = elector([True], clock, takes=3.0)
+    assert asyncio.run(e.try_acquire_or_renew())
+    started = clock.now - 3.0
+    clock.now = started + 9.99
+    assert e.holds()
+    clock.now = started + 10.0
+    assert not e.holds()
+
+
+def test_lost_or_failed_rounds_do_not_extend_the_hold(clock: Clock) -> None:
+    e = elector([True, False, ApiException(status=500), OSError("reset")], clock)
+    assert asyncio.run(e.try_acquire_or_renew())
+    won = clock.now
+    for _ in range(3):
+        clock.now += 3
+        assert not asyncio.run(e.try_acquire_or_renew())
+    clock.now = won + 10
+    assert not e.holds()
+
+
+def test_a_renewal_after_a_long_freeze_holds_again(clock: Clock) -> None:
+    e = elector([True, True], clock)
+    assert asyncio.run(e.try_acquire_or_renew())
+    clock.now += 60  # frozen past the whole lease: nothing may be sent on what it saw before
+    assert not e.holds()
+    assert asyncio.run(e.try_acquire_or_renew())
+    assert e.holds()
+
+
+def test_a_fenced_write_is_not_sent_and_comes_back_transient(unfenced: None) -> None:
+    sent: list[str] = []
+    kube.fence(lambda: False)
+    res = asyncio.run(kube.call("patch", "stepruns", sent.append, "x"))
+    assert sent == []
+    assert res.outcome is kube.Outcome.TRANSIENT
+    assert res.message == kube.NOT_HELD
+
+
+def test_the_fence_is_asked_when_the_write_is_sent(unfenced: None) -> None:
+    answers = iter([True, False])
+    sent: list[str] = []
+    kube.fence(lambda: next(answers))
+    assert asyncio.run(kube.call("create", "pods", sent.append, "first")).ok
+    assert not asyncio.run(kube.call("create", "pods", sent.append, "second")).ok
+    assert sent == ["first"]
+
+
+def test_without_a_fence_every_write_is_sent(unfenced: None) -> None:
+    sent: list[str] = []
+    kube.fence(None)
+    assert asyncio.run(kube.call("delete", "pods", sent.append, "x")).ok
+    assert sent == ["x"]
