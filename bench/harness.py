@@ -70,9 +70,13 @@ class Bench:
 
     def __enter__(self) -> Bench:
         self.cluster.start()
-        self.cluster.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
-        self.cluster.wait_established("storyruns.runctl.dev", "stepruns.runctl.dev",
-                                      "stories.runctl.dev")
+        try:
+            self.cluster.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
+            self.cluster.wait_established("storyruns.runctl.dev", "stepruns.runctl.dev",
+                                          "stories.runctl.dev")
+        except BaseException:
+            self.cluster.stop()  # `with` calls no __exit__ when __enter__ fails
+            raise
         self.api = self.cluster.api_client()
         self.custom = client.CustomObjectsApi(self.api)
         self.core = client.CoreV1Api(self.api)

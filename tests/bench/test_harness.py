@@ -1,0 +1,47 @@
+"""The bench harness leaves no control plane behind, even when it fails to set one up."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bench import harness
+
+pytestmark = pytest.mark.integration
+
+
+def _alive(pid: int) -> bool:
+    """Running or stopped, not gone and not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_a_control_plane_whose_crds_are_refused_is_stopped(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    (tmp_path / "crds").mkdir()
+    (tmp_path / "crds" / "broken.yaml").write_text(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n"
+        "metadata: {name: broken.runctl.dev}\nspec: {group: runctl.dev}\n")
+    monkeypatch.setattr(harness, "REPO_ROOT", tmp_path)
+    bench = harness.Bench(tmp_path / "cluster")
+    stopped: list[tuple[int, str]] = []
+    stop = bench.cluster.stop
+
+    def recording_stop() -> None:
+        stopped.extend(bench.cluster._started())
+        stop()
+
+    monkeypatch.setattr(bench.cluster, "stop", recording_stop)
+    try:
+        with pytest.raises(subprocess.CalledProcessError), bench:
+            pass
+        assert {name for _, name in stopped} >= {"etcd", "kube-apiserver"}
+        assert [name for pid, name in stopped if _alive(pid)] == []
+    finally:
+        stop()
