@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from typing import Any, cast
 from kubernetes import client
 
 from bench import metrics
-from runctl.devcluster import ControlPlane
+from runctl.devcluster import ControlPlane, cluster
 from runctl.devcluster.cluster import REPO_ROOT, build_binaries
 
 GROUP, VERSION = "runctl.dev", "v1alpha1"
@@ -92,9 +91,7 @@ class Bench:
         since = path.stat().st_size if path.exists() else 0  # an earlier process's lines
         log = path.open("ab")
         runctl = Path(sys.executable).parent / "runctl"
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.metrics_port = s.getsockname()[1]
+        self.metrics_port = cluster.free_port()
         self.op = subprocess.Popen([str(runctl), "operator", "--metrics-address", "127.0.0.1",
                                     "--metrics-port", str(self.metrics_port),
                                     "--liveness", ""], env=env, stdout=log,

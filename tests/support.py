@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 from typing import Any
 
 import pytest
 
-from runctl.devcluster import ControlPlane
+from runctl.devcluster import ControlPlane, cluster
 
 
 def kubectl_json(cluster: ControlPlane, *args: str) -> dict[str, Any]:
@@ -37,10 +36,7 @@ def wait_for(what: str, probe, timeout: float = 60, interval: float = 0.2):
 
 def free_port() -> int:
     """A loopback port free right now (for an operator's webhook)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return cluster.free_port()
 
 
 TERMINAL = {"Succeeded", "Failed", "Canceled", "TimedOut"}

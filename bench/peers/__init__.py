@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 from pathlib import Path
 
+from runctl.devcluster import cluster
 from runctl.devcluster.cluster import REPO_ROOT
 
 BUILD_SCRIPT = REPO_ROOT / "hack" / "peers-build.sh"
@@ -43,10 +43,7 @@ def module_dir(module: str, version: str) -> Path:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return cluster.free_port()
 
 
 def plain_env(**settings: str) -> dict[str, str]:

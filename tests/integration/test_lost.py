@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from runctl.devcluster import ControlPlane
+from runctl.devcluster import ControlPlane, cluster
 from runctl.operator import apply as applying
 from runctl.operator.cache import ObjectCache
 from runctl.operator.context import Context
@@ -216,11 +216,7 @@ def test_a_cycle_that_slipped_past_admission_fails_the_run_and_creates_nothing(
 
 @pytest.fixture
 def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return cluster.free_port()
 
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runctl.devcluster import ControlPlane
+from runctl.devcluster import ControlPlane, cluster
 from tests.conftest import OperatorProcess
 from tests.integration.test_deploy_chart import (  # noqa: F401 (helm, release: fixtures)
     OPERATOR,
@@ -116,12 +116,9 @@ def test_two_replicas_act_once_and_hand_over_when_the_leader_dies(
 
 def test_prometheus_metrics_tell_runs_steps_stops_and_api_outcomes(
         crds: ControlPlane, namespace: str) -> None:
-    import socket
     import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = cluster.free_port()
     op = OperatorProcess(crds, crds.logs, label=f"metrics-{namespace}",
                          extra=("-n", namespace, "--metrics-port", str(port),
                                 "--metrics-address", "127.0.0.1"))

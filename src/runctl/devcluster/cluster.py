@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -65,11 +66,28 @@ def build_binaries() -> Path:
     return Path(out.strip().splitlines()[-1])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+def _ephemeral_ports() -> tuple[int, int]:
+    """The range the kernel takes the local ports of outgoing connections from."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on, below the ephemeral range: a port the kernel hands
+    out (bind to 0) can be taken, before the component that is to listen on it starts, as the
+    local port of a connection the already running API server or etcd opens."""
+    low = max(_ephemeral_ports()[0], 10001)
+    for port in random.sample(range(10000, low), k=min(200, low - 10000)):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port between 10000 and {low}")
 
 
 def _alive(pid: int) -> bool:
@@ -164,7 +182,7 @@ class ControlPlane:
         self.logs.mkdir(parents=True)
         certs = self.workdir / "pki"
         certs.mkdir()
-        self.ports = {name: _free_port() for name in ("etcd", "etcd_peer", "apiserver", "kwok")}
+        self.ports = {name: free_port() for name in ("etcd", "etcd_peer", "apiserver", "kwok")}
         ca = pki.make_ca(certs)
         serving = pki.issue(
             ca, certs, "apiserver", common_name="kube-apiserver", server=True,
@@ -192,7 +210,7 @@ class ControlPlane:
                 f"--root-ca-file={ca.cert}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--leader-elect=false", "--bind-address=127.0.0.1",
-                f"--secure-port={_free_port()}",
+                f"--secure-port={free_port()}",
                 "--concurrent-job-syncs=10", "--concurrent-deployment-syncs=10",
                 "--concurrent-gc-syncs=20",
                 # The default client limit (20 requests/s) lets the Job controller finish only
@@ -205,7 +223,7 @@ class ControlPlane:
                 f"--authentication-kubeconfig={self.kubeconfig}",
                 f"--authorization-kubeconfig={self.kubeconfig}",
                 "--leader-elect=false", "--bind-address=127.0.0.1",
-                f"--secure-port={_free_port()}",
+                f"--secure-port={free_port()}",
             ])
             stages = self._kwok_config()
             # Every node advertises loopback, on the port kwok serves: logs, exec and
