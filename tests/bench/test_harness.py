@@ -8,18 +8,10 @@ from pathlib import Path
 import pytest
 
 from bench import harness
+from runctl.devcluster import cluster
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def _alive(pid: int) -> bool:
-    """Running or stopped, not gone and not a zombie."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 def test_a_control_plane_whose_crds_are_refused_is_stopped(tmp_path: Path,
@@ -45,6 +37,8 @@ def test_a_control_plane_whose_crds_are_refused_is_stopped(tmp_path: Path,
         assert {name for _, name in stopped} >= {"etcd", "kube-apiserver"}
         # SIGKILLed processes may take a moment to go: wait for them, as stop() does not.
         wait_for("the control plane's processes to be gone",
-                 lambda: not [name for pid, name in stopped if _alive(pid)], timeout=30)
+                 lambda: not [name for pid, name in stopped
+                              if cluster._alive(pid) and not cluster._zombie(pid)],
+                 timeout=30)
     finally:
         stop()
