@@ -109,21 +109,22 @@ def methods(ctx: FakeContext) -> list[str]:
     return [name for name, _ in ctx.fake.calls]
 
 
-def test_a_first_reconcile_creates_the_steprun_its_status_its_pod_then_the_run_status() -> None:
+def test_a_first_reconcile_creates_the_steprun_its_pod_then_the_run_status() -> None:
+    """No status is written to a StepRun made for its first attempt: none means attempt 1,
+    and its first write is the one that records its pod running."""
     ctx = context(run := fresh_run())
     result = reconcile(ctx, run)
     assert (result.retry_soon, result.notes) == (False, [])
     assert methods(ctx) == [
         "create_namespaced_custom_object",        # StepRun ok-extract
-        "patch_namespaced_custom_object_status",  # its status: attempt 1, Pending
         "create_namespaced_pod",                  # ok-extract-1
         "patch_namespaced_custom_object_status",  # the run: Running, extract Pending
         "create_namespaced_event",                # Started
     ]
     created = ctx.fake.calls[0][1][-1]
     assert created["metadata"]["name"] == "ok-extract"
-    assert ctx.fake.calls[2][1][-1]["metadata"]["name"] == "ok-extract-1"
-    patch = ctx.fake.calls[3][1][-1]
+    assert ctx.fake.calls[1][1][-1]["metadata"]["name"] == "ok-extract-1"
+    patch = ctx.fake.calls[2][1][-1]
     assert patch["metadata"]["resourceVersion"] == run["metadata"]["resourceVersion"]
     assert patch["status"]["phase"] == "Running"
     assert patch["status"]["stepStates"]["extract"]["stepRun"] == "ok-extract"
@@ -218,8 +219,7 @@ def test_an_existing_steprun_not_yet_seen_is_waited_for() -> None:
 def test_a_conflicting_status_write_posts_no_event_and_looks_again() -> None:
     ctx = context(run := fresh_run())
     ctx.fake.answers["patch_namespaced_custom_object_status"] = [
-        _echo("patch", ("", "", "rec", "stepruns", "ok-extract")),  # the StepRun's status
-        ApiException(status=409)]                                  # the run's status
+        ApiException(status=409)]  # the run's status (the new StepRun's needs no write)
     result = reconcile(ctx, run)
     assert result.retry_soon
     assert "create_namespaced_event" not in methods(ctx)

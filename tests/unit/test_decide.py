@@ -57,11 +57,11 @@ PAIR = spec(step("a"), step("b"))
 STARTED = EmitEvent("run", None, "Normal", "Started", "the run started")
 
 
-def created(name: str, now: float = 0, deadline: dt.datetime | None = None,
-            mode: Mode = Mode.BATCH) -> tuple[CreateStepRun, WriteStepRunStatus, StartAttempt]:
-    status = sr_status(name, StepPhase.PENDING, started=now, mode=mode)
-    return (CreateStepRun(name, f"r-{name}", deadline), WriteStepRunStatus(name, status),
-            StartAttempt(name, 1))
+def created(name: str, deadline: dt.datetime | None = None
+            ) -> tuple[CreateStepRun, StartAttempt]:
+    """A StepRun made for a first attempt: no status is written for it (none implies the
+    first attempt, `first_status`), its workload is created at once."""
+    return CreateStepRun(name, f"r-{name}", deadline), StartAttempt(name, 1)
 
 
 def ended(name: str, status: m.StepRunStatus, phase: StepPhase, reason: str, message: str | None,
@@ -86,11 +86,11 @@ def first_reconcile() -> tuple[m.Observed, dt.datetime, Decision]:
 
 def independent_steps_start_together() -> tuple[m.Observed, dt.datetime, Decision]:
     before = observed(replace(PAIR, timeout_seconds=60))
-    ca, cb = created("a", deadline=at(60)), created("b", deadline=at(60))
+    ca, cb = created("a", at(60)), created("b", at(60))
     status = expect(before, RunPhase.RUNNING, {
         "a": entry("a", sr_status("a", StepPhase.PENDING)),
         "b": entry("b", sr_status("b", StepPhase.PENDING))})
-    return before, T0, Decision(status, (ca[0], cb[0], ca[1], cb[1], ca[2], cb[2], STARTED),
+    return before, T0, Decision(status, (ca[0], cb[0], ca[1], cb[1], STARTED),
                                 at(60))
 
 
@@ -105,8 +105,8 @@ def batch_need_succeeded() -> tuple[m.Observed, dt.datetime, Decision]:
     done = ended("a", sr_status("a"), S, Reason.COMPLETED, None, 5, outputs=(("rows", "12"),))
     status = expect(before, RunPhase.RUNNING, {
         "a": entry("a", done), "b": entry("b", sr_status("b", StepPhase.PENDING, started=5))})
-    c = created("b", 5)
-    return before, at(5), Decision(status, (c[0], WriteStepRunStatus("a", done), c[1], c[2]),
+    c = created("b")
+    return before, at(5), Decision(status, (c[0], WriteStepRunStatus("a", done), c[1]),
                                    None)
 
 
@@ -118,19 +118,37 @@ def realtime_need_running() -> tuple[m.Observed, dt.datetime, Decision]:
     status = expect(before, RunPhase.RUNNING, {
         "a": entry("a", up),
         "b": entry("b", sr_status("b", StepPhase.PENDING, started=5, mode=Mode.REALTIME))})
-    c = created("b", 5, mode=Mode.REALTIME)
-    return before, at(5), Decision(status, (c[0], WriteStepRunStatus("a", up), c[1], c[2]),
+    c = created("b")
+    return before, at(5), Decision(status, (c[0], WriteStepRunStatus("a", up), c[1]),
                                    None)
 
 
 def status_never_written() -> tuple[m.Observed, dt.datetime, Decision]:
-    """A StepRun created by an operator that died before writing its status is adopted."""
+    """A StepRun with no status is at its first attempt, started when it was made (the run
+    recorded no start): its workload is created (idempotent), and nothing is written to it
+    until the workload is seen."""
     before = running_run(CHAIN, {"a": (None, work(W.ABSENT))},
                          extra={"a": pending("r-a")})
-    first = sr_status("a", StepPhase.PENDING, started=3)
+    made = replace(m.lookup(before.step_runs, "a"), created_at=at(1))  # type: ignore[type-var]
+    before = replace(before, step_runs=m.frozen_step_runs((("a", made),)))
+    first = sr_status("a", StepPhase.PENDING, started=1)
     status = expect(before, RunPhase.RUNNING, {"a": entry("a", first)})
-    return before, at(3), Decision(status, (WriteStepRunStatus("a", first),
-                                            StartAttempt("a", 1)), None)
+    return before, at(3), Decision(status, (StartAttempt("a", 1),), None)
+
+
+def first_write_records_the_workload_running() -> tuple[m.Observed, dt.datetime, Decision]:
+    """Nothing is written to a StepRun made for a first attempt while its workload is only
+    Pending (`WorkloadRef.observed` rides along with the next write); its first write is the
+    one that records it Running, with the attempt, the start the run recorded and the
+    workload seen."""
+    pending_pod = running_run(CHAIN, {"a": (None, work(W.PENDING))},
+                              extra={"a": entry("a", sr_status("a", StepPhase.PENDING))})
+    assert decide(pending_pod, at(1)).actions == ()
+    before = running_run(CHAIN, {"a": (None, work(W.RUNNING))},
+                         extra={"a": entry("a", sr_status("a", StepPhase.PENDING))})
+    up = replace(sr_status("a"), workload=m.WorkloadRef("Pod", "r-a-1", observed=True))
+    status = expect(before, RunPhase.RUNNING, {"a": entry("a", up)})
+    return before, at(1), Decision(status, (WriteStepRunStatus("a", up),), None)
 
 
 def recorded_but_never_seen() -> tuple[m.Observed, dt.datetime, Decision]:
@@ -717,7 +735,8 @@ CASES = [
     pytest.param(*batch_waits_for_success(), id="batch-waits-for-success"),
     pytest.param(*batch_need_succeeded(), id="batch-dependent-starts-on-success"),
     pytest.param(*realtime_need_running(), id="realtime-dependent-starts-on-running"),
-    pytest.param(*status_never_written(), id="steprun-without-status-adopted"),
+    pytest.param(*status_never_written(), id="steprun-without-status-is-its-first-attempt"),
+    pytest.param(*first_write_records_the_workload_running(), id="first-write-when-running"),
     pytest.param(*recorded_but_never_seen(), id="recorded-steprun-never-seen-is-created-again"),
     pytest.param(*running_record_never_seen(), id="running-record-never-seen-resumes"),
     pytest.param(*pod_runs(), id="pod-runs"),

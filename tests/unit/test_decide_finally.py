@@ -43,7 +43,7 @@ from tests.unit.builders import (
     step,
     work,
 )
-from tests.unit.test_decide import ended
+from tests.unit.test_decide import created, ended
 
 W = m.WorkloadState
 S, F, C = StepPhase.SUCCEEDED, StepPhase.FAILED, StepPhase.CANCELED
@@ -62,12 +62,6 @@ def done(name: str, phase: StepPhase, reason: str, message: str | None, now: flo
 
 def pending_status(name: str, now: float) -> m.StepRunStatus:
     return sr_status(name, StepPhase.PENDING, started=now)
-
-
-def created(name: str, now: float, deadline: dt.datetime | None
-            ) -> tuple[CreateStepRun, WriteStepRunStatus, StartAttempt]:
-    return (CreateStepRun(name, f"r-{name}", deadline),
-            WriteStepRunStatus(name, pending_status(name, now)), StartAttempt(name, 1))
 
 
 def outcome(phase: RunPhase, reason: str, message: str | None, now: float) -> m.Outcome:
@@ -118,7 +112,7 @@ def gate_false_skips_then_ordered_step_starts() -> tuple[m.Observed, dt.datetime
                     reason=Waiting.RUNNING_FINALLY,
                     message="running finally steps (1 of 2 not done); the main steps ended "
                             "Succeeded (Completed): all 1 steps succeeded")
-    return before, at(6), Decision(status, created("unlock", 6, at(65)), at(65))
+    return before, at(6), Decision(status, created("unlock", at(65)), at(65))
 
 
 def failure_runs_notify() -> tuple[m.Observed, dt.datetime, Decision]:
@@ -132,7 +126,7 @@ def failure_runs_notify() -> tuple[m.Observed, dt.datetime, Decision]:
                     reason=Waiting.RUNNING_FINALLY,
                     message="running finally steps (2 of 2 not done); the main steps ended "
                             "Failed (StepFailed): exit 1")
-    return before, at(6), Decision(status, created("notify", 6, at(65)), at(65))
+    return before, at(6), Decision(status, created("notify", at(65)), at(65))
 
 
 def failed_outcome_stands() -> tuple[m.Observed, dt.datetime, Decision]:
@@ -188,9 +182,9 @@ def main_timeout_keeps_finally_budget() -> tuple[m.Observed, dt.datetime, Decisi
         reason=Waiting.RUNNING_FINALLY, outcome=o,
         message="running finally steps (1 of 1 not done); the main steps ended TimedOut "
                 "(TimedOut): the run did not finish within its timeout of 10s")
-    c = created("clean", 10, at(70))
+    c = created("clean", at(70))
     return before, at(10), Decision(status, (
-        c[0], WriteStepRunStatus("a", a), c[1], c[2], StopWorkload("a", 30, Reason.TIMED_OUT),
+        c[0], WriteStepRunStatus("a", a), c[1], StopWorkload("a", 30, Reason.TIMED_OUT),
         EmitEvent("step", "a", "Warning", Reason.TIMED_OUT, "the run's deadline passed")),
         at(70))
 
@@ -237,8 +231,8 @@ def stop_runs_finally() -> tuple[m.Observed, dt.datetime, Decision]:
         reason=Waiting.RUNNING_FINALLY, outcome=o, stop=stop,
         message="running finally steps (1 of 1 not done); the main steps ended Canceled "
                 "(Canceled): stopped on request; every step ended")
-    c = created("clean", 4, at(64))
-    return before, at(4), Decision(status, (c[0], WriteStepRunStatus("a", a), c[1], c[2]),
+    c = created("clean", at(64))
+    return before, at(4), Decision(status, (c[0], WriteStepRunStatus("a", a), c[1]),
                                    at(64))
 
 
@@ -394,11 +388,16 @@ def test_realtime_finally_is_a_job() -> None:
     before = replace(running_run(run, {"a": (rt, work(W.RUNNING))}), topology_terminated=True)
     d = decide(before, at(5))
     assert CreateStepRun("clean", "r-clean", at(65)) in d.actions
-    clean = next(x for x in d.actions
-                 if isinstance(x, WriteStepRunStatus) and x.step == "clean")
-    assert clean.status.workload == m.WorkloadRef("Pod", "r-clean-1")
+    assert StartAttempt("clean", 1) in d.actions
     assert d.status.outcome is not None
     assert d.status.outcome.reason == Reason.TOPOLOGY_TERMINATED
+    # Its StepRun's first write, once its pod runs, names the pod of a batch attempt.
+    made = m.StepRunObservation("r-clean", None, attempt=work(W.RUNNING))
+    after = replace(before, status=d.status, step_runs=m.frozen_step_runs(
+        (*before.step_runs, ("clean", made))))
+    clean = next(x for x in decide(after, at(6)).actions
+                 if isinstance(x, WriteStepRunStatus) and x.step == "clean")
+    assert clean.status.workload == m.WorkloadRef("Pod", "r-clean-1", observed=True)
 
 
 CASES = [pytest.param(*case(), id=case.__name__.replace("_", "-")) for case in (

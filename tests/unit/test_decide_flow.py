@@ -98,7 +98,7 @@ def late_report_with_bad_outputs_rejected() -> tuple[m.Observed, dt.datetime, De
 def reader_starts_once_outputs_recorded() -> tuple[m.Observed, dt.datetime, Decision]:
     before = running_run(FLOW, {"count": (counted(), None)},
                          gates=(("load", m.Gate(True)),))
-    c = created("load", 9)
+    c = created("load")
     status = expect(before, RunPhase.RUNNING, {
         "load": entry("load", sr_status("load", StepPhase.PENDING, started=9))})
     return before, at(9), Decision(status, c, None)
@@ -134,7 +134,7 @@ def condition_false_skips_but_dependents_run() -> tuple[m.Observed, dt.datetime,
     status = expect(before, RunPhase.RUNNING, {
         "publish": publish,
         "after": entry("after", sr_status("after", StepPhase.PENDING, started=9))})
-    return before, at(9), Decision(status, created("after", 9), None)
+    return before, at(9), Decision(status, created("after"), None)
 
 
 def condition_without_message() -> tuple[m.Observed, dt.datetime, Decision]:
@@ -200,7 +200,7 @@ def output_of_a_skipped_step() -> tuple[m.Observed, dt.datetime, Decision]:
                     "succeed) and has no default", 9)
     status = expect(before, RunPhase.RUNNING, {"load": load})
     # `last` needs a step skipped for a missing output: not a failure, so it runs.
-    c = created("last", 9)
+    c = created("last")
     status = replace(status, step_states=m.step_states_from({
         **dict(status.step_states),
         "last": entry("last", sr_status("last", StepPhase.PENDING, started=9))}.items()),

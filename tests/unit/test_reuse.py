@@ -26,7 +26,6 @@ from tests.unit.builders import (
     sr_status,
     step,
 )
-from tests.unit.test_decide import created
 from tests.unit.test_properties import steps
 
 S = StepPhase.SUCCEEDED
@@ -207,7 +206,7 @@ def test_reused_steps_are_made_succeeded_and_what_follows_starts_at_once() -> No
         "a": _reused_entry("a", REUSED_A), "b": _reused_entry("b", reused_b), "c": c}), (
         act.CreateStepRun("a", "r-a", None), act.CreateStepRun("b", "r-b", None),
         act.CreateStepRun("c", "r-c", None), act.WriteStepRunStatus("a", REUSED_A),
-        act.WriteStepRunStatus("b", reused_b), created("c")[1], act.StartAttempt("c", 1),
+        act.WriteStepRunStatus("b", reused_b), act.StartAttempt("c", 1),
         act.EmitEvent("run", None, "Normal", "Started", "the run started")), None)
     assert m.StepRunStatus(
         phase=S, reason=Reason.REUSED, attempts=0, finished_at=T0, outputs=(("o0", "1"),),

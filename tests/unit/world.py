@@ -45,6 +45,7 @@ class Workload:
 @dataclass
 class StepRun:
     name: str
+    created_at: dt.datetime
     status: m.StepRunStatus | None = None
     finalizer: bool = True
     deleting: bool = False
@@ -99,7 +100,8 @@ class World:
             attempt = (m.AttemptObservation(n, W.ABSENT) if w is None else m.AttemptObservation(
                 n, w.state, w.exit_code, w.reason, None, w.outputs, w.hint, w.live_pods,
                 w.started_at, None, w.stopping, *self.checked(step, w)))
-            runs[step] = m.StepRunObservation(sr.name, sr.status, sr.deleting, False, attempt)
+            runs[step] = m.StepRunObservation(sr.name, sr.status, sr.deleting, False, attempt,
+                                              sr.created_at)
         return m.Observed(RUN, 1, T0, self.spec, self.status, m.frozen_step_runs(runs.items()),
                           self.topology_terminated, self.cancel_at, self.gates(),
                           reused=self.reused)
@@ -163,7 +165,7 @@ class World:
                     if sr is not None and sr.gone:
                         self.violations.append(f"a second StepRun for {step}")
                     if sr is None:
-                        self.runs[step] = StepRun(name)
+                        self.runs[step] = StepRun(name, self.now)
                 case act.WriteStepRunStatus(step=step, status=status) if sr and not sr.gone:
                     old = sr.status
                     if old is not None and old.phase in STEP_TERMINAL and _final(old) != _final(

@@ -167,7 +167,7 @@ STEP_RUN = Kind(
         {"name": "Step", "type": "string", "jsonPath": ".spec.step",
          "description": "The step's name in the StoryRun."},
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase",
-         "description": "The step's phase."},
+         "description": "The step's phase; none until its workload runs (Pending)."},
         {"name": "Attempts", "type": "integer", "jsonPath": ".status.attempts",
          "description": "Attempts started."},
         {"name": "Reason", "type": "string", "jsonPath": ".status.reason",

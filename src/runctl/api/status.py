@@ -241,7 +241,9 @@ class WorkloadRef(ApiModel):
 
 
 class StepRunStatus(ApiModel):
-    """The observed state of one step's attempts, written by the operator. Terminal is final."""
+    """The observed state of one step's attempts, written by the operator. Terminal is final.
+    None yet means the first attempt, Pending: the first write records its workload running,
+    or the step's end."""
 
     model_config = ConfigDict(
         json_schema_extra=rules.schema_extra(rules.STEP_RUN_STATUS_RULES))

@@ -307,7 +307,7 @@ def _effects(observed: Observed, tracks: Mapping[str, Track], stopping: bool,
             # StepRun recorded but never seen (the name makes it idempotent).
             out += [CreateStepRun(name, t.recorded.step_run, None),
                     WriteStepRunStatus(name, reused_status(reuse, now))]
-        if t.status is not None and (obs is None or obs.status != t.status):
+        if t.status is not None and t.status != t.standing:
             out.append(WriteStepRunStatus(name, t.status))
         mode = Mode.BATCH if name in finals else observed.spec.mode
         if needs_stop(mode, t) and (t.terminal or stopping):

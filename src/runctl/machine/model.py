@@ -288,6 +288,9 @@ class StepRunObservation:
     """Its deletion was observed: it no longer exists."""
     attempt: AttemptObservation | None = None
     """The workload of the attempt its status names (None when the StepRun is gone)."""
+    created_at: dt.datetime | None = None
+    """When the API server made it: a StepRun never written started its first attempt then,
+    unless the run recorded an earlier start."""
 
 
 StepRuns = tuple[tuple[str, StepRunObservation], ...]

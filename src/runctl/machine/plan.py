@@ -34,6 +34,7 @@ from runctl.machine.steps import (
     recreated_status,
     reused_status,
     start,
+    start_first,
 )
 
 Tracks = Mapping[str, Track]
@@ -302,8 +303,8 @@ def _start(observed: Observed, t: Track, states: Mapping[str, StepState], clock:
         if not gate.holds:
             return end(t, StepPhase.SKIPPED, Reason.CONDITION_FALSE,
                        gate.message or "its condition is false", now), None, None
-    status = first_status(t.spec, mode, name, None, now)
-    return (start(t, status, name), CreateStepRun(t.name, name, clock.deadline),
+    status = first_status(mode, name, None, now)
+    return (start_first(t, status, name), CreateStepRun(t.name, name, clock.deadline),
             StartAttempt(t.name, 1))
 
 

@@ -66,6 +66,9 @@ class Track:
     """The StepRun status to write; None when there is no StepRun to write to."""
     late_report: bool = False
     """A success was reported for a step already ended otherwise (guarantee 6)."""
+    standing: StepRunStatus | None = None
+    """The StepRun's status as it stands: as written, or for one never written, the first
+    attempt its existence implies. `status` is written only where it differs."""
 
     @property
     def name(self) -> str:
@@ -103,11 +106,14 @@ def state_of(status: StepRunStatus, step_run: str) -> StepState:
                      started_at=status.started_at, finished_at=status.finished_at)
 
 
-def first_status(spec: StepSpec, mode: Mode, step_run: str, recorded: StepState | None,
-                 now: dt.datetime) -> StepRunStatus:
-    """A StepRun's status before anything was written: its first attempt, started now."""
+def first_status(mode: Mode, step_run: str, recorded: StepState | None,
+                 made: dt.datetime) -> StepRunStatus:
+    """A StepRun's status before anything was written: its first attempt, started when the
+    run recorded the step started (else when the StepRun was `made`). Nothing needs writing
+    for it: a StepRun with no status is that, so its first write is the one that records its
+    workload seen (`propose`)."""
     started = recorded.started_at if recorded is not None else None
-    return StepRunStatus(phase=StepPhase.PENDING, attempts=1, started_at=started or now,
+    return StepRunStatus(phase=StepPhase.PENDING, attempts=1, started_at=started or made,
                          workload=workload_ref(mode, step_run, 1))
 
 
@@ -282,7 +288,7 @@ def observe_step(spec: StepSpec, recorded: StepState | None, obs: StepRunObserva
     if reuse is not None and not obs.gone:
         status = obs.status or reused_status(reuse, ctx.now)  # none yet: written now
         return Track(spec, recorded, obs, keep_final_state(recorded, state_of(status, obs.name)),
-                     status)
+                     status, standing=obs.status)
     if obs.gone:
         if ctx.topology_over:
             return Track(spec, recorded, obs, base, None)
@@ -290,8 +296,9 @@ def observe_step(spec: StepSpec, recorded: StepState | None, obs: StepRunObserva
         ended = replace(base, phase=phase, reason=reason, message=message,
                         finished_at=ctx.now)
         return Track(spec, recorded, obs, keep_final_state(recorded, ended), None)
-    current = obs.status or first_status(spec, ctx.mode, obs.name, recorded, ctx.now)
-    track = Track(spec, recorded, _vanished(obs, current), base, current)
+    current = obs.status or first_status(ctx.mode, obs.name, recorded,
+                                         obs.created_at or ctx.now)
+    track = Track(spec, recorded, _vanished(obs, current), base, current, standing=current)
     proposed = propose(spec, current, obs, track.attempt, ctx)
     status = keep_final(obs.status, proposed)
     if recorded is not None and _final(recorded.phase, status.phase):
@@ -311,7 +318,7 @@ def observe_step(spec: StepSpec, recorded: StepState | None, obs: StepRunObserva
         and proposed.reason == reporter.output_problem[0])
     late = (reporter is not None and not reporter.stopping and reported
             and state.phase is not proposed.phase)
-    return Track(spec, recorded, obs, state, status, late_report=late)
+    return Track(spec, recorded, obs, state, status, late_report=late, standing=current)
 
 
 def end(track: Track, phase: StepPhase, reason: str, message: str,
@@ -324,6 +331,12 @@ def end(track: Track, phase: StepPhase, reason: str, message: str,
 
 def start(track: Track, status: StepRunStatus, step_run: str) -> Track:
     return replace(track, status=status, state=state_of(status, step_run))
+
+
+def start_first(track: Track, status: StepRunStatus, step_run: str) -> Track:
+    """A StepRun made now for its first attempt: its status is the one its existence implies
+    (`first_status`), so none is written."""
+    return replace(start(track, status, step_run), standing=status)
 
 
 def needs_stop(mode: Mode, track: Track) -> bool:

@@ -79,6 +79,7 @@ def snapshot(cache: ObjectCache, key: RunKey, run: Obj,
                                       sr, sr_status,
                                       pods_by_steprun.get(sr["metadata"]["uid"], [])),
                              declared.get(sr["metadata"]["labels"].get(STEP_LABEL, ""))),
+            created_at=parse_time(sr["metadata"].get("creationTimestamp")),
         )
     for step, state in m.step_state_items(status):
         if step in step_runs or not state.step_run:
