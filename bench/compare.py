@@ -1,6 +1,7 @@
-"""Two checkouts' operators, stop latency measured in turns on one control plane.
+"""Two checkouts' operators, measured in turns on one control plane.
 
     python -m bench.compare BEFORE AFTER [--rounds 5] [--runs 100] [--name NAME]
+                            [--cases stops,throughput]
 
 BEFORE and AFTER are checkouts of runctl (a `git worktree` of each commit); the operator of each
 runs from its own `src` and with its own CRDs (applied at the start of its turn: their rules are
@@ -8,7 +9,9 @@ part of what a write costs the API server), started and stopped between turns, w
 checkout's harness. A round stops `--runs` realtime runs and 10 batch runs on each side; the sides
 take turns (ABBA ...), so a machine that gets busier or quieter during the comparison weighs on
 both alike. The figures are the percentiles of all rounds' stops pooled: a p99 of 500 stops says
-more than the second-worst of 100 in one `python -m bench` run each. Written to
+more than the second-worst of 100 in one `python -m bench` run each. The throughput case runs
+the diamond at 50 and 200 in flight in each turn: runs per minute, every client's writes per run
+and the operator's CPU per run, as medians of the rounds with their ranges. Written to
 results/<date>-compare-<name>.md and .json.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,8 +32,10 @@ from bench.report import Report
 from bench.systems import Runctl, run_body, step
 
 CASES = (("realtime", None), ("batch", 10))
-CRDS = ("storyruns.runctl.dev", "stepruns.runctl.dev")
 """Each round's stop cases: the mode, and how many runs (None: `--runs`)."""
+IN_FLIGHT = (50, 200)
+"""Each round's throughput cases: diamond runs at once."""
+CRDS = ("storyruns.runctl.dev", "stepruns.runctl.dev")
 
 
 def _bodies(system: Runctl, mode: str, n: int) -> list[dict[str, object]]:
@@ -54,13 +60,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="realtime runs stopped at once in each turn (100)")
     parser.add_argument("--name", default="stops",
                         help="what is compared, for the results' file name (stops)")
+    parser.add_argument("--cases", default="stops",
+                        help="comma-separated: stops, throughput (stops)")
     args = parser.parse_args(argv)
+    cases = set(args.cases.split(","))
+    if not cases or cases - {"stops", "throughput"}:
+        parser.error(f"--cases: {args.cases!r} is not a list of stops and throughput")
     sides = {"before": args.before.resolve(), "after": args.after.resolve()}
     for label, path in sides.items():
         if not (path / "src" / "runctl").is_dir():
             parser.error(f"{label}: {path} is not a runctl checkout (no src/runctl)")
     samples: dict[tuple[str, str], tuple[list[float], list[float]]] = {
         (side, mode): ([], []) for side in sides for mode, _ in CASES}
+    rates: dict[tuple[str, int], list[tuple[float, float, float]]] = {
+        (side, n): [] for side in sides for n in IN_FLIGHT}
+    """Per side and size, each round's runs/min, writes per run and CPU per run."""
     out = Report()
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="runctl-compare-") as tmp, Bench(Path(tmp)) as b:
@@ -73,7 +87,16 @@ def main(argv: list[str] | None = None) -> int:
                 b.cluster.wait_established(*CRDS)
                 b.start_operator()
                 system = Runctl(b)
-                for mode, size in CASES:
+                for n in IN_FLIGHT if "throughput" in cases else ():
+                    ns = b.namespace(f"cmp-{side}-tput-{n}-{r}")
+                    per_min, cpu, before, after = scenarios.measure_runs(b, system, ns, n)
+                    writes = scenarios.writes_per_run(before, after, n)
+                    rates[side, n].append((per_min, writes, cpu))
+                    print(f"[compare] round {r + 1} {side} {n} in flight: {per_min:.0f} "
+                          f"runs/min, {writes:.1f} writes/run, {cpu:.4f} s CPU/run",
+                          flush=True)
+                    b.drop_namespace(ns)
+                for mode, size in CASES if "stops" in cases else ():
                     n = size or args.runs
                     ns = b.namespace(f"cmp-{side}-{mode}-{r}")
                     to_terminal, pods_gone = scenarios.measure_stop(
@@ -88,7 +111,18 @@ def main(argv: list[str] | None = None) -> int:
                 b.stop_operator()
     for side, path in sides.items():
         out.record(f"{side}: commit", _commit(path), "")
+    for (side, n), rounds in rates.items():
+        for i, what, unit in ((0, "throughput, 5-step diamond runs", "runs/min"),
+                              (1, "writes per run by every client", ""),
+                              (2, "operator CPU per run", "s")):
+            values = sorted(r[i] for r in rounds)
+            if values:
+                out.record(f"{side}: {what}, {n} in flight, median of {len(values)} rounds",
+                           statistics.median(values), unit,
+                           note=f"range {values[0]:.4g}-{values[-1]:.4g}")
     for (side, mode), (to_terminal, pods_gone) in samples.items():
+        if not to_terminal:
+            continue
         n = args.runs if mode == "realtime" else 10
         label = f"{side}: stop latency, {mode}, {n} concurrent, {args.rounds} rounds pooled"
         for p in (50, 95, 99):
