@@ -42,6 +42,28 @@ def test_a_run_is_woken_at_once_and_its_children_after_the_window() -> None:
     asyncio.run(main())
 
 
+def test_the_run_s_own_write_coming_back_waits_for_the_window_with_its_children() -> None:
+    """The cache holds the version a status write answered with; its watch event brings
+    nothing new, so it shares the batching window's one reconcile with the children's changes
+    that follow the write. A version the cache does not hold (anyone's write, a stop) wakes
+    the run at once."""
+    async def main() -> None:
+        ctx = Context(cache=ObjectCache(), queue=WorkQueue(), api=client.ApiClient())
+        ctx.cache.put_run(body("r", 5))  # the answer to the operator's own status write
+        ctx.event("StoryRun", "MODIFIED", body("r", 5))
+        assert (len(ctx.queue), ctx.queue.timers) == (0, 1)
+        ctx.event("Pod", "MODIFIED", body("pod-1", 6, run="r"))
+        assert ctx.queue.timers == 1  # one timer for both
+        assert await asyncio.wait_for(ctx.queue.get(), settings.BATCH_SECONDS + 5) == ("ns", "r")
+        ctx.queue.done(("ns", "r"))
+        assert (len(ctx.queue), ctx.queue.timers) == (0, 0)
+
+        ctx.event("StoryRun", "MODIFIED", body("r", 7))  # a version not seen before
+        assert len(ctx.queue) == 1
+
+    asyncio.run(main())
+
+
 def test_a_deleted_child_wakes_its_run_and_leaves_a_tombstone() -> None:
     async def main() -> None:
         ctx = Context(cache=ObjectCache(), queue=WorkQueue(), api=client.ApiClient())

@@ -67,6 +67,11 @@ class ObjectCache:
 
     # -- runs --------------------------------------------------------------------------------
 
+    def run_of(self, body: Body) -> Body | None:
+        """The cached copy of the run `body` is a copy of, if any."""
+        meta = body["metadata"]
+        return self.runs.get((meta["namespace"], meta["name"]))
+
     def put_run(self, body: dict[str, Any]) -> RunKey:
         """Store a run (the dict itself, not a copy), unless the cache holds a newer copy."""
         meta = body["metadata"]

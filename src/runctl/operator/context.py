@@ -14,7 +14,7 @@ from kubernetes import client
 
 from runctl.machine.phases import RUN_TERMINAL
 from runctl.operator import login
-from runctl.operator.cache import ObjectCache, RunKey
+from runctl.operator.cache import ObjectCache, RunKey, resource_version
 from runctl.operator.queue import WorkQueue
 from runctl.operator.settings import API_THREADS, BATCH_SECONDS
 
@@ -91,10 +91,19 @@ class Context:
         """One watch event (`type_` None: the object was found by the watch's own list): update
         the cache, wake the run it concerns: at once for a change to the run or to a child of a
         run being stopped (it ends as soon as its workloads are gone), after the batching window
-        for a child of any other run."""
+        for a child of any other run, and for the run's own status write coming back (the cache
+        holds that version already, from the write's answer: nothing in it is new, so the look
+        it is owed can wait for the children's changes that follow the write)."""
         if kind == "StoryRun":
-            self.queue.add(self.cache.drop_run(body) if type_ == "DELETED"
-                           else self.cache.put_run(body))
+            if type_ == "DELETED":
+                self.queue.add(self.cache.drop_run(body))
+                return
+            echo = resource_version(body) == resource_version(self.cache.run_of(body))
+            key = self.cache.put_run(body)
+            if echo:
+                self.queue.add_after(key, BATCH_SECONDS)
+            else:
+                self.queue.add(key)
             return
         if kind == "Story":
             self.story(type_, body)
