@@ -80,6 +80,18 @@ def test_a_steprun_of_an_earlier_run_of_the_same_name_is_not_shown() -> None:
     assert steps["clean"].phase == "Running"  # the run's own record still shows
 
 
+def test_a_steprun_not_written_yet_shows_its_first_attempt_s_workload() -> None:
+    """No status yet means the first attempt: the run's record gives the phase, the fixed name
+    of that attempt's pod the workload."""
+    data = recorded("diamond-running")
+    clean = next(sr for sr in data["stepruns"] if sr["spec"]["step"] == "clean")
+    del clean["status"]
+    view = run_view(data["storyrun"], data["stepruns"], parse_time(data["now"]))
+    steps = {s.name: s for s in view.steps}
+    assert steps["clean"].workload == f"Pod/{clean['metadata']['name']}-1"
+    assert steps["clean"].phase == "Running"  # as the run recorded it
+
+
 def test_phases_are_coloured_and_the_words_stay_the_same() -> None:
     lines = render.run_tree(view_of("continue-failed"))
     failed = next(line for line in lines if "reports" in line.plain)

@@ -24,9 +24,10 @@ from runctl.api.resources import (
     parse_story_run,
 )
 from runctl.api.spec import StepSpec
-from runctl.api.status import RerunRecord, StepRunStatus, StepState
+from runctl.api.status import RerunRecord, StepRunStatus, StepState, WorkloadRef
 from runctl.machine.durations import go_duration
-from runctl.machine.phases import RUN_TERMINAL, STEP_TERMINAL, Reason, StepPhase
+from runctl.machine.naming import workload_ref
+from runctl.machine.phases import RUN_TERMINAL, STEP_TERMINAL, Mode, Reason, StepPhase
 from runctl.timefmt import fmt_time, parse_time
 
 PENDING = StepPhase.PENDING.value
@@ -105,7 +106,7 @@ def _line(spec: StepSpec, branch: str, also: list[str], recorded: StepState | No
     limit = (spec.retry.limit if spec.retry is not None else 0) + 1
     started = state.started_at if state is not None else None
     finished = state.finished_at if state is not None else None
-    workload = live.workload if live is not None else None
+    workload = live.workload if live is not None else _first_workload(step_run)
     return StepLine(
         branch=branch, name=spec.name, phase=phase,
         attempts=f"{tries}/{limit}" if tries else "",
@@ -116,6 +117,15 @@ def _line(spec: StepSpec, branch: str, also: list[str], recorded: StepState | No
         started=fmt_time(started) or "", finished=fmt_time(finished) or "",
         workload=f"{workload.kind}/{workload.name}" if workload is not None else "",
     )
+
+
+def _first_workload(step_run: StepRun | None) -> WorkloadRef | None:
+    """A StepRun with no status yet is at its first attempt, whose workload's name is fixed
+    (docs/API.md, StepRun): shown before the operator's first write names it."""
+    if step_run is None or step_run.status is not None:
+        return None
+    ref = workload_ref(Mode(step_run.spec.mode), step_run.metadata.get("name", ""), 1)
+    return WorkloadRef(kind=ref.kind, name=ref.name)
 
 
 def tree_order(steps: Iterable[StepSpec]) -> list[tuple[StepSpec, str, list[str]]]:
