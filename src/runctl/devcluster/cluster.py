@@ -298,11 +298,15 @@ class ControlPlane:
         """Let a paused process go on (SIGCONT)."""
         self._signal(name, signal.SIGCONT)
 
-    def _signal(self, name: str, sig: signal.Signals) -> None:
+    def pids(self, name: str) -> list[int]:
+        """The process ids of one component (`kube-apiserver`, `etcd`, ...), to measure it."""
         pids = [pid for pid, started in self._started() if started == name]
         if not pids:
             raise RuntimeError(f"no {name} was started in {self.workdir}")
-        for pid in pids:
+        return pids
+
+    def _signal(self, name: str, sig: signal.Signals) -> None:
+        for pid in self.pids(name):
             os.killpg(pid, sig)
 
     # -- processes ----------------------------------------------------------------------------
