@@ -10,6 +10,7 @@ import json
 import time
 
 import pytest
+from kubernetes import client, watch
 
 from runctl.devcluster import ControlPlane, cluster
 from runctl.operator import apply as applying
@@ -259,3 +260,30 @@ def test_a_refused_write_is_reported_once_and_never_sent_again(
     assert "Failed" in rejected[0]["message"]
     assert kubectl_json(cluster, "get", "steprun", "done", "-n",
                         namespace)["status"]["phase"] == "Failed"
+
+
+def test_a_first_attempt_s_steprun_is_first_written_when_its_pod_runs(
+        cluster: ControlPlane, operator: OperatorProcess, namespace: str) -> None:
+    """No status means the first attempt (API.md, StepRun): the StepRun is made without one, and
+    its first write, once its pod runs, records the attempt, the start the run recorded and
+    the pod seen; then its end. Nothing restates Pending."""
+    custom = client.CustomObjectsApi(cluster.api_client())
+    seen: list[dict | None] = []
+    stream = watch.Watch().stream(
+        custom.list_namespaced_custom_object, "runctl.dev", "v1alpha1", namespace, "stepruns",
+        label_selector="runctl.dev/storyrun=first", timeout_seconds=90)
+    apply(cluster, namespace, storyrun("first", [step("work", duration="3s")]))
+    for event in stream:
+        status = event["object"].get("status") or None
+        if not seen or status != seen[-1]:
+            seen.append(status)
+        if status is not None and status.get("phase") == "Succeeded":
+            break
+    run = wait_terminal(cluster, namespace, "first", timeout=60)
+    assert seen[0] is None  # made with no status
+    written = [s for s in seen if s is not None]
+    assert [s["phase"] for s in written] == ["Running", "Succeeded"]
+    running = written[0]
+    assert running["attempts"] == 1
+    assert running["workload"] == {"kind": "Pod", "name": "first-work-1", "observed": True}
+    assert running["startedAt"] == step_states(run)["work"]["startedAt"]
