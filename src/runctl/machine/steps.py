@@ -111,7 +111,7 @@ def first_status(mode: Mode, step_run: str, recorded: StepState | None,
     """A StepRun's status before anything was written: its first attempt, started when the
     run recorded the step started (else when the StepRun was `made`). Nothing needs writing
     for it: a StepRun with no status is that, so its first write is the one that records its
-    workload seen (`propose`)."""
+    workload running, or the step's end (`propose`)."""
     started = recorded.started_at if recorded is not None else None
     return StepRunStatus(phase=StepPhase.PENDING, attempts=1, started_at=started or made,
                          workload=workload_ref(mode, step_run, 1))

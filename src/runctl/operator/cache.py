@@ -69,21 +69,18 @@ class ObjectCache:
 
     def run_of(self, body: Body) -> Body | None:
         """The cached copy of the run `body` is a copy of, if any."""
-        meta = body["metadata"]
-        return self.runs.get((meta["namespace"], meta["name"]))
+        return self.runs.get(_run_key(body))
 
     def put_run(self, body: dict[str, Any]) -> RunKey:
         """Store a run (the dict itself, not a copy), unless the cache holds a newer copy."""
-        meta = body["metadata"]
-        key = (meta["namespace"], meta["name"])
+        key = _run_key(body)
         if not _older(body, self.runs.get(key)):
             self.runs[key] = body
         self.deleted_runs.discard(key)
         return key
 
     def drop_run(self, body: Body) -> RunKey:
-        meta = body["metadata"]
-        key = (meta["namespace"], meta["name"])
+        key = _run_key(body)
         self.runs.pop(key, None)
         self.deleted_runs.add(key)
         return key
@@ -178,6 +175,11 @@ class ObjectCache:
         cutoff = time.monotonic() - TOMBSTONE_TTL
         for ident in [i for i, (t, _) in store.tombstones.items() if t < cutoff]:
             del store.tombstones[ident]
+
+
+def _run_key(run: Body) -> RunKey:
+    meta = run["metadata"]
+    return meta["namespace"], meta["name"]
 
 
 def resource_version(obj: Body | None) -> int:
