@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runctl.operator.cache import ObjectCache
+from runctl.operator.cache import TOMBSTONE_TTL, ObjectCache
 
 
 def obj(name: str, rv: int, run: str = "r", ns: str = "ns") -> dict[str, Any]:
@@ -94,3 +94,29 @@ def test_children_are_stored_without_what_no_reconcile_reads() -> None:
     assert cache.get("Deployment", "ns", "j1")["spec"] == {"replicas": 1}
     # A run keeps its managedFields: they tell when a stop was requested.
     assert cache.runs[("ns", "run")]["metadata"]["managedFields"] == [{"manager": "kubectl"}]
+
+
+def test_tombstones_expire_an_hour_after_the_last_deletion_seen(monkeypatch: Any) -> None:
+    """Expiry reads the tombstones oldest first and stops at the first one still kept, so a
+    deletion seen again (a replayed DELETED event) must count from then, not keep its place."""
+    clock = [1000.0]
+    monkeypatch.setattr("runctl.operator.cache.time.monotonic", lambda: clock[0])
+    cache = ObjectCache()
+    for name in ("again", "middle", "late"):
+        cache.put("Pod", obj(name, 1))
+    cache.drop("Pod", obj("again", 2))
+    clock[0] += 900
+    cache.drop("Pod", obj("middle", 2))
+    clock[0] += 900
+    cache.drop("Pod", obj("again", 2))
+    cache.drop("Pod", obj("late", 2))
+    clock[0] += TOMBSTONE_TTL - 900 + 1  # an hour after "middle" was deleted
+    cache.drop("Pod", obj("trigger", 1))
+    assert not cache.was_deleted("Pod", "ns", "middle")
+    assert cache.was_deleted("Pod", "ns", "again")
+    assert cache.was_deleted("Pod", "ns", "late")
+    clock[0] += 900
+    cache.drop("Pod", obj("trigger", 2))
+    assert not cache.was_deleted("Pod", "ns", "again")
+    assert not cache.was_deleted("Pod", "ns", "late")
+    assert cache.was_deleted("Pod", "ns", "trigger")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,10 +30,13 @@ RunKey = tuple[str, str]  # (namespace, storyrun name)
 class _Kind:
     objects: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     by_run: dict[RunKey, set[tuple[str, str]]] = field(default_factory=lambda: defaultdict(set))
-    tombstones: dict[tuple[str, str], tuple[float, frozenset[str]]] = field(
-        default_factory=dict)
+    tombstones: OrderedDict[tuple[str, str], tuple[float, frozenset[str]]] = field(
+        default_factory=OrderedDict)
     """Deleted object -> (when the deletion was seen, the uids of its owners, and of the StepRun
-    its label names)."""
+    its label names), oldest first: expiring looks at the expired ones only, however many are
+    kept (an hour of deletions is hundreds of thousands at a few hundred runs a minute). An
+    OrderedDict, because a plain dict's first key is found by skipping the holes that deleting
+    from its front leaves."""
 
 
 def run_key_of(body: Body) -> RunKey | None:
@@ -111,6 +114,7 @@ class ObjectCache:
         owners = frozenset(o.get("uid", "") for o in meta.get("ownerReferences") or ()) | {
             (meta.get("labels") or {}).get(STEPRUN_UID_LABEL, "")}
         store.tombstones[ident] = (time.monotonic(), owners)
+        store.tombstones.move_to_end(ident)  # the order stays that of the deletions seen
         if run:
             store.by_run[run].discard(ident)
             if not store.by_run[run]:
@@ -173,8 +177,12 @@ class ObjectCache:
     @staticmethod
     def _expire(store: _Kind) -> None:
         cutoff = time.monotonic() - TOMBSTONE_TTL
-        for ident in [i for i, (t, _) in store.tombstones.items() if t < cutoff]:
-            del store.tombstones[ident]
+        tombstones = store.tombstones
+        while tombstones:
+            oldest = next(iter(tombstones))
+            if tombstones[oldest][0] >= cutoff:
+                return
+            tombstones.popitem(last=False)
 
 
 def _run_key(run: Body) -> RunKey:
