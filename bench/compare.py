@@ -74,9 +74,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{label}: {path} is not a runctl checkout (no src/runctl)")
     samples: dict[tuple[str, str], tuple[list[float], list[float]]] = {
         (side, mode): ([], []) for side in sides for mode, _ in CASES}
-    rates: dict[tuple[str, int], list[tuple[float, float, float]]] = {
+    rates: dict[tuple[str, int], list[tuple[float, ...]]] = {
         (side, n): [] for side in sides for n in IN_FLIGHT}
-    """Per side and size, each round's runs/min, writes per run and CPU per run."""
+    """Per side and size, each round's runs/min, writes per run, and CPU per run: the operator's,
+    the API server's, every process's."""
     out = Report()
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="runctl-compare-") as tmp, Bench(Path(tmp)) as b:
@@ -96,12 +97,13 @@ def main(argv: list[str] | None = None) -> int:
                     b.drop_namespace(warm)
                 for n in IN_FLIGHT if "throughput" in cases else ():
                     ns = b.namespace(f"cmp-{side}-tput-{n}-{r}")
-                    per_min, cpu, before, after = scenarios.measure_runs(b, system, ns, n)
-                    writes = scenarios.writes_per_run(before, after, n)
-                    rates[side, n].append((per_min, writes, cpu))
-                    print(f"[compare] round {r + 1} {side} {n} in flight: {per_min:.0f} "
-                          f"runs/min, {writes:.1f} writes/run, {cpu:.4f} s CPU/run",
-                          flush=True)
+                    m = scenarios.measure_runs(b, system, ns, n)
+                    writes = scenarios.writes_per_run(m.before, m.after, n)
+                    api, every = m.plane["kube-apiserver"], m.cpu + sum(m.plane.values())
+                    rates[side, n].append((m.per_min, writes, m.cpu, api, every))
+                    print(f"[compare] round {r + 1} {side} {n} in flight: {m.per_min:.0f} "
+                          f"runs/min, {writes:.1f} writes/run, CPU/run {m.cpu:.4f} s operator, "
+                          f"{api:.4f} s API server, {every:.4f} s every process", flush=True)
                     b.drop_namespace(ns)
                 for mode, size in CASES if "stops" in cases else ():
                     n = size or args.runs
@@ -121,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     for (side, n), rounds in rates.items():
         for i, what, unit in ((0, "throughput, 5-step diamond runs", "runs/min"),
                               (1, "writes per run by every client", ""),
-                              (2, "operator CPU per run", "s")):
+                              (2, "operator CPU per run", "s"),
+                              (3, "API server CPU per run", "s"),
+                              (4, "CPU per run, every process", "s")):
             values = sorted(r[i] for r in rounds)
             if values:
                 out.record(f"{side}: {what}, {n} in flight, median of {len(values)} rounds",

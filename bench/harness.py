@@ -40,6 +40,9 @@ class Kind:
 
 
 STORYRUNS = Kind(GROUP, VERSION, "storyruns")
+CONTROL_PLANE = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok")
+"""The processes every system's runs also cost: the machine's two cores are shared by them and
+the controller under test, so runs a minute follow the CPU a run costs all of them together."""
 
 
 def cpu_seconds(pid: int) -> float:
@@ -129,6 +132,11 @@ class Bench:
     def cpu_seconds(self) -> float:
         assert self.op is not None
         return cpu_seconds(self.op.pid)
+
+    def control_plane_cpu(self) -> dict[str, float]:
+        """CPU seconds so far of each control plane process, by component."""
+        return {name: sum(cpu_seconds(pid) for pid in self.cluster.pids(name))
+                for name in CONTROL_PLANE}
 
     def rss_mb(self) -> float:
         assert self.op is not None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, NamedTuple
 
 from kubernetes import watch
 
@@ -172,7 +172,8 @@ def throughput(b: Bench, out: Report, in_flight: int, ceiling: float, itemize: b
     and resource."""
     ns = b.namespace(f"tput-{in_flight}")
     before_ops = b.operator_requests()
-    per_min, cpu, before_api, after_api = measure_runs(b, Runctl(b), ns, in_flight)
+    measured = measure_runs(b, Runctl(b), ns, in_flight)
+    per_min, cpu, before_api, after_api = measured[:4]
     after_ops = b.operator_requests()
     # The ceiling allows ceiling*60/writes such runs a minute if every write were a status patch:
     # counting runctl's own minimum writes only (strict), and counting every write the API server
@@ -189,17 +190,28 @@ def throughput(b: Bench, out: Report, in_flight: int, ceiling: float, itemize: b
                per_min, "runs/min", f">= {everything / 2:.0f} (half of {everything:.0f})",
                per_min >= everything / 2)
     out.record(f"operator CPU per run, {in_flight} in flight", cpu, "s")
+    record_cpu(out, "", measured, in_flight)
     if itemize:
         requests_per_run(out, before_api, after_api, before_ops, after_ops, in_flight)
     b.drop_namespace(ns)
 
 
-def measure_runs(b: Bench, system: System, ns: str, in_flight: int
-                 ) -> tuple[float, float, Counter[tuple[str, str, str]],
-                            Counter[tuple[str, str, str]]]:
-    """`in_flight` diamond runs created at once and run to the end: runs per minute, the
-    controller's CPU seconds per run, and the API server's request counts before and after."""
+class Measured(NamedTuple):
+    per_min: float
+    """Runs a minute."""
+    cpu: float
+    """The controller's CPU seconds per run."""
+    before: Counter[tuple[str, str, str]]
+    after: Counter[tuple[str, str, str]]
+    """The API server's request counts before and after."""
+    plane: dict[str, float]
+    """Each control plane process's CPU seconds per run."""
+
+
+def measure_runs(b: Bench, system: System, ns: str, in_flight: int) -> Measured:
+    """`in_flight` diamond runs created at once and run to the end."""
     before_api, before_cpu = b.apiserver_requests(), system.cpu_seconds()
+    before_plane = b.control_plane_cpu()
     began = time.monotonic()
     b.create_runs(ns, (system.diamond(f"d{i}") for i in range(in_flight)), system.kind)
     b.wait(f"{in_flight} runs to finish",
@@ -208,7 +220,20 @@ def measure_runs(b: Bench, system: System, ns: str, in_flight: int
     elapsed = time.monotonic() - began
     time.sleep(5)  # the upkeep after the end (finalizers let go) belongs to the runs too
     cpu = system.cpu_seconds() - before_cpu
-    return in_flight / elapsed * 60, cpu / in_flight, before_api, b.apiserver_requests()
+    plane = {k: (v - before_plane[k]) / in_flight for k, v in b.control_plane_cpu().items()}
+    return Measured(in_flight / elapsed * 60, cpu / in_flight, before_api,
+                    b.apiserver_requests(), plane)
+
+
+def record_cpu(out: Report, label: str, m: Measured, in_flight: int) -> None:
+    """The controller's CPU per run (recorded by the caller), the API server's, and all of it:
+    every control plane process's and the controller's together."""
+    out.record(f"{label}API server CPU per run, {in_flight} in flight", m.plane["kube-apiserver"],
+               "s")
+    parts = ", ".join(f"{k} {1000 * v:.0f}" for k, v in m.plane.items())
+    out.record(f"{label}CPU per run, every process, {in_flight} in flight",
+               m.cpu + sum(m.plane.values()), "s", note=f"ms: controller {1000 * m.cpu:.0f}, "
+               f"{parts}")
 
 
 def writes_per_run(before: Counter[tuple[str, str, str]], after: Counter[tuple[str, str, str]],
@@ -253,12 +278,13 @@ def peer(b: Bench, out: Report, system: System, sizes: tuple[int, ...], stop_n: 
     runctl's own scenarios record, named for the peer and its settings."""
     for n in sizes:
         ns = b.namespace(f"peer-tput-{n}")
-        per_min, cpu, before, after = measure_runs(b, system, ns, n)
-        out.record(f"{system.label}: throughput, 5-step diamond runs, {n} in flight", per_min,
+        m = measure_runs(b, system, ns, n)
+        out.record(f"{system.label}: throughput, 5-step diamond runs, {n} in flight", m.per_min,
                    "runs/min")
         out.record(f"{system.label}: writes per run by every client, {n} in flight "
-                   "(API server's count)", writes_per_run(before, after, n), "")
-        out.record(f"{system.label}: controller CPU per run, {n} in flight", cpu, "s")
+                   "(API server's count)", writes_per_run(m.before, m.after, n), "")
+        out.record(f"{system.label}: controller CPU per run, {n} in flight", m.cpu, "s")
+        record_cpu(out, f"{system.label}: ", m, n)
         b.drop_namespace(ns)
     ns = b.namespace(f"peer-stop-{stop_n}")
     bodies = [system.long_run(f"r{i}") for i in range(stop_n)]
