@@ -30,9 +30,10 @@ class Report:
         verdict = "" if met is None else ("met" if met else "MISSED")
         print(f"  {name}: {shown} {unit}  {target} {verdict} {note}".rstrip(), flush=True)
 
-    def write(self, size: str, seconds: float) -> None:
+    def write(self, size: str, seconds: float,
+              where: str = "local control plane with kwok") -> None:
         """results/<date>-<size>.md and .json; a second run of the same size that day replaces
-        them."""
+        them. `where`: what the figures were measured on."""
         RESULTS.mkdir(parents=True, exist_ok=True)
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
         base = RESULTS / f"{stamp}-{size}"
@@ -41,7 +42,7 @@ class Report:
             {"date": stamp, "size": size, "machine": machine, "seconds": round(seconds),
              "figures": self.figures}, indent=2) + "\n")
         lines = [f"# runctl benchmarks, {stamp} ({size})", "",
-                 f"{machine}; local control plane with kwok; harness took {seconds:.0f} s.", "",
+                 f"{machine}; {where}; harness took {seconds:.0f} s.", "",
                  "| figure | value | unit | target | |", "| --- | --- | --- | --- | --- |"]
         for f in self.figures:
             value = f"{f['value']:.3g}" if isinstance(f["value"], float) else f["value"]
