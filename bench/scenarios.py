@@ -172,8 +172,8 @@ def throughput(b: Bench, out: Report, in_flight: int, ceiling: float, itemize: b
     and resource."""
     ns = b.namespace(f"tput-{in_flight}")
     before_ops = b.operator_requests()
-    measured = measure_runs(b, Runctl(b), ns, in_flight)
-    per_min, cpu, before_api, after_api = measured[:4]
+    m = measure_runs(b, Runctl(b), ns, in_flight)
+    per_min = m.per_min
     after_ops = b.operator_requests()
     # The ceiling allows ceiling*60/writes such runs a minute if every write were a status patch:
     # counting runctl's own minimum writes only (strict), and counting every write the API server
@@ -182,17 +182,17 @@ def throughput(b: Bench, out: Report, in_flight: int, ceiling: float, itemize: b
     out.record(f"throughput, 5-step diamond runs, {in_flight} in flight", per_min, "runs/min",
                f">= {allowed / 2:.0f} (half the ceiling's {allowed:.0f} for runctl's "
                f"{sum(MINIMUM.values())} writes)", per_min >= allowed / 2)
-    cluster_writes = writes_per_run(before_api, after_api, in_flight)
+    cluster_writes = writes_per_run(m.before, m.after, in_flight)
     everything = ceiling * 60 / cluster_writes
     out.record(f"writes per run by every client, {in_flight} in flight (API server's count)",
                cluster_writes, "")
     out.record(f"throughput against the ceiling for every client's writes, {in_flight} in flight",
                per_min, "runs/min", f">= {everything / 2:.0f} (half of {everything:.0f})",
                per_min >= everything / 2)
-    out.record(f"operator CPU per run, {in_flight} in flight", cpu, "s")
-    record_cpu(out, "", measured, in_flight)
+    out.record(f"operator CPU per run, {in_flight} in flight", m.cpu, "s")
+    record_cpu(out, "", m, in_flight)
     if itemize:
-        requests_per_run(out, before_api, after_api, before_ops, after_ops, in_flight)
+        requests_per_run(out, m.before, m.after, before_ops, after_ops, in_flight)
     b.drop_namespace(ns)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import peers
-from bench.harness import Bench, cpu_seconds
+from bench.harness import Bench
 from bench.peers import argo
 from bench.report import Report
 from bench.systems import SHAPE, Runctl
@@ -82,7 +82,6 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="runctl-writecost-") as tmp, Bench(Path(tmp)) as b:
         argo.install(b)
-        apiserver = b.cluster.pids("kube-apiserver")[0]
         ns = b.namespace("writecost")
         runs = Runctl(b)
         for i in range(OBJECTS):
@@ -106,12 +105,13 @@ def main(argv: list[str] | None = None) -> int:
             for what, group, plural, name, body in cases:
                 patch = (b.custom.patch_namespaced_custom_object_status if group == "runctl.dev"
                          else b.custom.patch_namespaced_custom_object)
-                before = cpu_seconds(apiserver)
+                before = b.control_plane_cpu()["kube-apiserver"]
                 for w in range(per_object):
                     for i in range(OBJECTS):
                         patch(group, "v1alpha1", ns, plural, name.format(i=i),
                               body(i, r * per_object + w))
-                ms = 1000 * (cpu_seconds(apiserver) - before) / (per_object * OBJECTS)
+                spent = b.control_plane_cpu()["kube-apiserver"] - before
+                ms = 1000 * spent / (per_object * OBJECTS)
                 costs[what].append(ms)
                 print(f"[writecost] round {r + 1} {what}: {ms:.2f} ms", flush=True)
     for what, values in costs.items():

@@ -5,16 +5,15 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from bench.report import Report
 
-from bench import scenarios
+from bench import report, scenarios
 
 
 def test_cpu_per_run_counts_the_controller_and_every_control_plane_process() -> None:
     plane = {"kube-apiserver": 0.2, "etcd": 0.02, "kube-controller-manager": 0.01,
              "kube-scheduler": 0.01, "kwok": 0.02}
     measured = scenarios.Measured(300.0, 0.08, Counter(), Counter(), plane)
-    out = Report()
+    out = report.Report()
     scenarios.record_cpu(out, "Argo: ", measured, 200)
     api, every = out.figures
     assert (api["name"], api["value"]) == ("Argo: API server CPU per run, 200 in flight", 0.2)
