@@ -152,9 +152,9 @@ def test_list_shows_the_namespaces_runs_and_all_of_them_with_A(
     assert [namespace, "✔", "one", "Succeeded"] in [line.split()[:4] for line in everywhere]
 
 
-def test_rerun_as_the_readme_says_reuses_what_succeeded_and_get_marks_it(
+def test_rerun_as_the_guide_says_reuses_what_succeeded_and_get_marks_it(
         cluster: ControlPlane, operator: OperatorProcess, namespace: str) -> None:
-    """examples/rerun.yaml and the commands of the README's "Running it again"."""
+    """examples/rerun.yaml and the commands of docs/guide.md's "Running it again"."""
     cluster.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "rerun.yaml"))
     assert wait_terminal(cluster, namespace, "nightly-1")["status"]["phase"] == "Failed"
     again = runctl(cluster, "rerun", "nightly-1", "-n", namespace, "-p", "loadExit=0",
