@@ -28,12 +28,16 @@ def alive(pid: int) -> bool:
     return True
 
 
-def zombie(pid: int) -> bool:
+def state(pid: int) -> str | None:
+    """The process's state letter in /proc (`R`, `S`, `Z`, ...); None when it is gone."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
     except (OSError, IndexError):
-        return False
-    return state == "Z"
+        return None
+
+
+def zombie(pid: int) -> bool:
+    return state(pid) == "Z"
 
 
 @dataclass(frozen=True)
