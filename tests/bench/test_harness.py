@@ -38,7 +38,7 @@ def test_a_control_plane_whose_crds_are_refused_is_stopped(tmp_path: Path,
         # SIGKILLed processes may take a moment to go: wait for them, as stop() does not.
         wait_for("the control plane's processes to be gone",
                  lambda: not [name for pid, name in stopped
-                              if processes.alive(pid) and not processes.zombie(pid)],
+                              if not processes.exited(pid)],
                  timeout=30)
     finally:
         stop()

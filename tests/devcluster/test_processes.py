@@ -12,13 +12,9 @@ from runctl.devcluster import processes
 from runctl.devcluster.processes import Processes
 
 
-def _gone(pid: int) -> bool:
-    return not processes.alive(pid) or processes.zombie(pid)
-
-
 def wait_gone(pid: int) -> None:
     end = time.monotonic() + 10
-    while not _gone(pid):
+    while not processes.exited(pid):
         assert time.monotonic() < end, f"process {pid} still runs"
         time.sleep(0.05)
 
@@ -57,7 +53,7 @@ def test_one_process_killed_alone_leaves_the_others(table: Processes) -> None:
     table.spawn("b", ["sleep", "60"])
     (a,) = table.pids("a")
     table.kill("a")
-    assert _gone(a)
+    assert processes.exited(a)
     assert [name for _, name in table.started()] == ["b"]
     table.check()
     table.end_all()

@@ -40,6 +40,11 @@ def zombie(pid: int) -> bool:
     return state(pid) == "Z"
 
 
+def exited(pid: int) -> bool:
+    """Whether the process has ended (a zombie has: it only waits to be reaped)."""
+    return not alive(pid) or zombie(pid)
+
+
 @dataclass(frozen=True)
 class Processes:
     """The processes recorded in `pidfile`, each logging to a file of its own under `logs`."""
@@ -75,7 +80,7 @@ class Processes:
         """Fail at once, with the log's last lines, when a started process (or the one named)
         has exited."""
         for pid, who in self.started():
-            if name in (None, who) and (not alive(pid) or zombie(pid)):
+            if name in (None, who) and exited(pid):
                 tail = self.log(who).read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"{who} exited during start-up; its log ends:\n{tail}")
 
@@ -89,7 +94,7 @@ class Processes:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGTERM)
         end = time.monotonic() + 10
-        while time.monotonic() < end and any(alive(p) for p in pids):
+        while time.monotonic() < end and not all(exited(p) for p in pids):
             time.sleep(0.1)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -105,7 +110,7 @@ class Processes:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
             end = time.monotonic() + 10
-            while time.monotonic() < end and alive(pid) and not zombie(pid):
+            while time.monotonic() < end and not exited(pid):
                 time.sleep(0.05)
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(pid, os.WNOHANG)
