@@ -23,7 +23,7 @@ from typing import Any, cast
 from kubernetes import client
 
 from bench import metrics
-from runctl.devcluster import ControlPlane, cluster
+from runctl.devcluster import ControlPlane, ports
 from runctl.devcluster.cluster import REPO_ROOT, build_binaries
 
 GROUP, VERSION = "runctl.dev", "v1alpha1"
@@ -94,7 +94,7 @@ class Bench:
         since = path.stat().st_size if path.exists() else 0  # an earlier process's lines
         log = path.open("ab")
         runctl = Path(sys.executable).parent / "runctl"
-        self.metrics_port = cluster.free_port()
+        self.metrics_port = ports.free_port()
         self.op = subprocess.Popen([str(runctl), "operator", "--metrics-address", "127.0.0.1",
                                     "--metrics-port", str(self.metrics_port),
                                     "--liveness", ""], env=env, stdout=log,

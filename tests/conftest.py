@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from runctl.devcluster import ControlPlane, build_binaries
-from runctl.devcluster.cluster import REPO_ROOT, _alive
+from runctl.devcluster.cluster import REPO_ROOT
+from runctl.devcluster.processes import alive
 
 CLUSTERS = REPO_ROOT / ".cluster"
 
@@ -29,7 +30,7 @@ def _reap_abandoned() -> None:
     """Stop control planes whose test session died without cleaning up (by owner pid)."""
     for owner_file in CLUSTERS.glob("test-*/owner"):
         with contextlib.suppress(ValueError, OSError):
-            if not _alive(int(owner_file.read_text())):
+            if not alive(int(owner_file.read_text())):
                 ControlPlane(owner_file.parent, Path()).stop()
 
 

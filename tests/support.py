@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from runctl.devcluster import ControlPlane, cluster
+from runctl.devcluster import ControlPlane, ports
 
 
 def kubectl_json(cluster: ControlPlane, *args: str) -> dict[str, Any]:
@@ -36,7 +36,7 @@ def wait_for(what: str, probe, timeout: float = 60, interval: float = 0.2):
 
 def free_port() -> int:
     """A loopback port free right now (for an operator's webhook)."""
-    return cluster.free_port()
+    return ports.free_port()
 
 
 TERMINAL = {"Succeeded", "Failed", "Canceled", "TimedOut"}

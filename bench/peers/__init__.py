@@ -15,7 +15,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from runctl.devcluster import cluster
+from runctl.devcluster import ports
 from runctl.devcluster.cluster import REPO_ROOT
 
 BUILD_SCRIPT = REPO_ROOT / "hack" / "peers-build.sh"
@@ -43,7 +43,7 @@ def module_dir(module: str, version: str) -> Path:
 
 
 def free_port() -> int:
-    return cluster.free_port()
+    return ports.free_port()
 
 
 def plain_env(**settings: str) -> dict[str, str]:

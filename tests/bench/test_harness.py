@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench import harness
-from runctl.devcluster import cluster
+from runctl.devcluster import processes
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
@@ -27,7 +27,7 @@ def test_a_control_plane_whose_crds_are_refused_is_stopped(tmp_path: Path,
     stop = bench.cluster.stop
 
     def recording_stop() -> None:
-        stopped.extend(bench.cluster._started())
+        stopped.extend(bench.cluster.processes.started())
         stop()
 
     monkeypatch.setattr(bench.cluster, "stop", recording_stop)
@@ -38,7 +38,7 @@ def test_a_control_plane_whose_crds_are_refused_is_stopped(tmp_path: Path,
         # SIGKILLed processes may take a moment to go: wait for them, as stop() does not.
         wait_for("the control plane's processes to be gone",
                  lambda: not [name for pid, name in stopped
-                              if cluster._alive(pid) and not cluster._zombie(pid)],
+                              if not processes.exited(pid)],
                  timeout=30)
     finally:
         stop()

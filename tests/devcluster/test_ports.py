@@ -6,13 +6,13 @@ import socket
 
 import pytest
 
-from runctl.devcluster import cluster
+from runctl.devcluster import ports
 
 
 def test_a_free_port_is_below_the_ephemeral_range_and_free() -> None:
-    low, _ = cluster._ephemeral_ports()
+    low, _ = ports._ephemeral_ports()
     for _ in range(50):
-        port = cluster.free_port()
+        port = ports.free_port()
         assert 10000 <= port < low
         with socket.socket() as s:
             s.bind(("127.0.0.1", port))  # nothing listens there
@@ -25,5 +25,5 @@ def test_a_port_something_listens_on_is_not_chosen(monkeypatch: pytest.MonkeyPat
         spare.bind(("127.0.0.1", 0))
         busy, free = taken.getsockname()[1], spare.getsockname()[1]
         spare.close()
-        monkeypatch.setattr(cluster.random, "sample", lambda population, k: [busy, free])
-        assert cluster.free_port() == free
+        monkeypatch.setattr(ports.random, "sample", lambda population, k: [busy, free])
+        assert ports.free_port() == free

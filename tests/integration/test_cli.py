@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from runctl.devcluster import ControlPlane
-from runctl.devcluster.cluster import SIMULATED_LOG_LINE
+from runctl.devcluster.components import SIMULATED_LOG_LINE
 from tests.conftest import OperatorProcess
 from tests.support import apply, items, step, storyrun, wait_for, wait_phase, wait_terminal
 from tests.support_rbac import service_account_kubeconfig

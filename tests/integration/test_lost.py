@@ -12,7 +12,7 @@ import time
 import pytest
 from kubernetes import client, watch
 
-from runctl.devcluster import ControlPlane, cluster
+from runctl.devcluster import ControlPlane, ports
 from runctl.operator import apply as applying
 from runctl.operator.cache import ObjectCache
 from runctl.operator.context import Context
@@ -217,7 +217,7 @@ def test_a_cycle_that_slipped_past_admission_fails_the_run_and_creates_nothing(
 
 @pytest.fixture
 def free_port() -> int:
-    return cluster.free_port()
+    return ports.free_port()
 
 
 

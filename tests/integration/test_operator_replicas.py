@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runctl.devcluster import ControlPlane, cluster
+from runctl.devcluster import ControlPlane, ports
 from tests.conftest import OperatorProcess
 from tests.integration.test_deploy_chart import (  # noqa: F401 (helm, release: fixtures)
     OPERATOR,
@@ -118,7 +118,7 @@ def test_prometheus_metrics_tell_runs_steps_stops_and_api_outcomes(
         crds: ControlPlane, namespace: str) -> None:
     import urllib.request
 
-    port = cluster.free_port()
+    port = ports.free_port()
     op = OperatorProcess(crds, crds.logs, label=f"metrics-{namespace}",
                          extra=("-n", namespace, "--metrics-port", str(port),
                                 "--metrics-address", "127.0.0.1"))

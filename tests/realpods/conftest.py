@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from runctl.devcluster import ControlPlane, build_binaries, realnode
-from runctl.devcluster.cluster import REPO_ROOT, _alive
+from runctl.devcluster.cluster import REPO_ROOT
+from runctl.devcluster.processes import alive
 from tests.conftest import OperatorProcess
 from tests.support import wait_for
 
@@ -49,7 +50,7 @@ def real_cluster(node_binaries: Path) -> Iterator[ControlPlane]:
     """A control plane with the runctl CRDs and a Ready real node."""
     for owner in (REPO_ROOT / ".cluster").glob("real-*/owner"):  # of sessions that died
         with contextlib.suppress(ValueError, OSError):
-            if not _alive(int(owner.read_text())):
+            if not alive(int(owner.read_text())):
                 ControlPlane(owner.parent, Path()).stop()
     workdir = REPO_ROOT / ".cluster" / f"real-{os.getpid()}"
     cp = ControlPlane(workdir, build_binaries())

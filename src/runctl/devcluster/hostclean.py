@@ -19,6 +19,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from runctl.devcluster import processes
+
 STATE = Path("/var/lib/runctl-realnode")
 RUN = Path("/run/runctl-realnode")
 BRIDGE = "runctl0"
@@ -110,15 +112,11 @@ def leftovers() -> list[str]:
 
 
 def dead(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
-    except (OSError, IndexError):
-        return True
-    if state == "Z":
+    now = processes.state(pid)
+    if now == "Z":
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitpid(pid, os.WNOHANG)  # ours: reap it
-        return True
-    return False
+    return now in (None, "Z")
 
 
 def _end(pids: list[int], grace: float) -> None:

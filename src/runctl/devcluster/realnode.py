@@ -31,6 +31,7 @@ import yaml
 from runctl import pki
 from runctl.devcluster import hostclean, images
 from runctl.devcluster.cluster import REPO_ROOT, ControlPlane
+from runctl.devcluster.processes import Processes
 
 BUILD_SCRIPT = REPO_ROOT / "hack" / "realnode-build.sh"
 NODE_NAME = "runctl-real-node"
@@ -95,8 +96,8 @@ class RealNode:
         return self.cluster.logs
 
     @property
-    def _pidfile(self) -> Path:
-        return RUN / "pids"
+    def _processes(self) -> Processes:
+        return Processes(RUN / "pids", self.logs)
 
     @property
     def socket(self) -> Path:
@@ -170,21 +171,8 @@ class RealNode:
 
     # -- processes ----------------------------------------------------------------------------
 
-    def _spawn(self, name: str, args: Sequence[str], env: dict[str, str] | None = None) -> None:
-        log = (self.logs / f"{name}.log").open("ab")
-        proc = subprocess.Popen([str(self.bin_dir / name), *args], stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env=env)
-        with self._pidfile.open("a") as f:
-            f.write(f"{proc.pid} {name}\n")
-
-    def _check(self, name: str) -> None:
-        """Fail at once, with its log's last lines, when `name` has exited."""
-        for line in self._pidfile.read_text().splitlines():
-            pid, who = line.split()
-            if who == name and hostclean.dead(int(pid)):
-                tail = (self.logs / f"{name}.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"{name} exited during start-up; its log ends:\n{tail}")
+    def _spawn(self, name: str, args: Sequence[str], env: dict[str, str]) -> None:
+        self._processes.spawn(name, [str(self.bin_dir / name), *args], env=env)
 
     def _start_containerd(self, deadline: float) -> None:
         config = STATE / "containerd.toml"
@@ -195,7 +183,7 @@ class RealNode:
         env = {"PATH": f"{self.bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin"}
         self._spawn("containerd", [f"--config={config}"], env=env)
         while time.monotonic() < deadline:
-            self._check("containerd")
+            self._processes.check("containerd")
             if self.socket.exists() and subprocess.run(
                     [str(self.bin_dir / "ctr"), f"--address={self.socket}", "version"],
                     capture_output=True, timeout=10).returncode == 0:
@@ -208,8 +196,7 @@ class RealNode:
         role lets do what a kubelet does) and for serving the API server over loopback."""
         certs = STATE / "pki"
         certs.mkdir(exist_ok=True)
-        ca_dir = self.cluster.workdir / "pki"
-        ca = pki.CertPair(ca_dir / "runctl-local-ca.crt", ca_dir / "runctl-local-ca.key")
+        ca = self.cluster.ca
         client = pki.issue(ca, certs, "kubelet-client", common_name=f"system:node:{NODE_NAME}",
                            org="system:nodes", client=True)
         pki.issue(ca, certs, "kubelet-serving", common_name=NODE_NAME, server=True,
@@ -247,7 +234,7 @@ class RealNode:
         loopback, never a name to resolve."""
         addressed = False
         while time.monotonic() < deadline:
-            self._check("kubelet")
+            self._processes.check("kubelet")
             if not addressed:
                 addressed = self.cluster.kubectl(
                     "patch", "node", NODE_NAME, "--subresource=status", "--type=merge", "-p",
