@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from runctl.api.wire import GROUP, VERSION
+from runctl.api.wire import GROUP, STORY_RUNS, VERSION
 from runctl.cli import output, render
 from runctl.cli.session import REQUEST_TIMEOUT, add_login_flags, connect
 from runctl.cli.view import age, run_view
@@ -36,12 +36,12 @@ def _list(args: argparse.Namespace) -> int:
     try:
         if args.all_namespaces:
             found: Any = session.custom.list_cluster_custom_object(
-                GROUP, VERSION, "storyruns", _request_timeout=REQUEST_TIMEOUT)
+                GROUP, VERSION, STORY_RUNS, _request_timeout=REQUEST_TIMEOUT)
         else:
             found = session.custom.list_namespaced_custom_object(
-                GROUP, VERSION, session.namespace, "storyruns", _request_timeout=REQUEST_TIMEOUT)
+                GROUP, VERSION, session.namespace, STORY_RUNS, _request_timeout=REQUEST_TIMEOUT)
     except ApiException as exc:
-        raise session.refused(exc, "storyruns") from exc
+        raise session.refused(exc, STORY_RUNS) from exc
     now = output.now()
     rows = sorted((render.RunRow(
         namespace=item["metadata"].get("namespace", ""), name=item["metadata"]["name"],
