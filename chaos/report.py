@@ -33,7 +33,7 @@ def summary(out: Outcome) -> dict[str, Any]:
         "machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}",
         "runs_by_kind": {k: dict(v) for k, v in by_kind.items()},
         "faults_by_kind": {k: injected.get(k, 0) for k in KINDS},
-        "found_nothing_by_kind": {k: missed[k] for k in KINDS if missed[k]},
+        "found_nothing_by_kind": {k: missed.get(k, 0) for k in KINDS},
         "recovery_seconds": out.recovery,
         "violations_by_invariant": violations,
         "stuck_runs": violations["not-stuck"],
@@ -64,7 +64,7 @@ def markdown(s: dict[str, Any], stamp: str) -> str:
               "moving again |", "| --- | --- | --- | --- |"]
     for kind, n in s["faults_by_kind"].items():
         took = s["recovery_seconds"].get(kind)
-        lines.append(f"| {kind} | {n} | {s['found_nothing_by_kind'].get(kind, 0)} | "
+        lines.append(f"| {kind} | {n} | {s['found_nothing_by_kind'][kind]} | "
                      f"{'' if took is None else f'{took} s'} |")
     lines += ["", "## Violations by invariant (target: 0 each)", "", "| invariant | violations |",
               "| --- | --- |"]

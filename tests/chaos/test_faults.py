@@ -87,5 +87,6 @@ def test_faults_that_found_nothing_are_counted_by_kind_in_the_results() -> None:
     out = Outcome(7, [], [], done, [], {}, {}, 10.0, 0)
     s = report.summary(out)
     assert s["faults_by_kind"]["delete-pod"] == 2
-    assert s["found_nothing_by_kind"] == {"delete-pod": 1}
+    assert {k: n for k, n in s["found_nothing_by_kind"].items() if n} == {"delete-pod": 1}
+    assert set(s["found_nothing_by_kind"]) == set(faults.KINDS)
     assert "| delete-pod | 2 | 1 |" in report.markdown(s, "2026-12-07")
