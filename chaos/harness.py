@@ -23,6 +23,7 @@ from chaos import audit, faults, load
 from chaos.checker import RUN_LABEL, RUN_TERMINAL, Checker, Limits, Seen, Violation, dump
 from chaos.watch import Recorder
 from chaos.world import LEASE, World
+from runctl.api.wire import GROUP, STORIES, STORY_RUNS, VERSION
 
 T = TypeVar("T")
 ALLOWANCE = 120.0
@@ -85,7 +86,7 @@ class Chaos:
         recorder.start()
         w.start_replicas()
         retry("create the Story", lambda: w.custom.create_namespaced_custom_object(
-            load.GROUP, load.VERSION, w.namespace, "stories", load.story()))
+            GROUP, VERSION, w.namespace, STORIES, load.story()))
         injector = threading.Thread(target=self._inject, name="chaos-faults", daemon=True)
         start = time.monotonic()
         injector.start()
@@ -123,8 +124,8 @@ class Chaos:
                 pending_acts = self._act(pending_acts)
                 time.sleep(0.2)
             retry(f"create {r.name}", functools.partial(
-                self.world.custom.create_namespaced_custom_object, load.GROUP, load.VERSION,
-                self.world.namespace, "storyruns", r.body))
+                self.world.custom.create_namespaced_custom_object, GROUP, VERSION,
+                self.world.namespace, STORY_RUNS, r.body))
             self.created[r.name] = time.monotonic()
             if r.act:
                 pending_acts.append(r)
@@ -139,8 +140,8 @@ class Chaos:
                 left.append(r)
             elif r.act == "stop":
                 retry(f"stop {r.name}", functools.partial(
-                    self.world.custom.patch_namespaced_custom_object, load.GROUP, load.VERSION,
-                    self.world.namespace, "storyruns", r.name,
+                    self.world.custom.patch_namespaced_custom_object, GROUP, VERSION,
+                    self.world.namespace, STORY_RUNS, r.name,
                     {"spec": {"cancelRequested": True}}))
             else:
                 self._hub_ends(r.name)
@@ -155,11 +156,11 @@ class Chaos:
 
         def patch() -> None:
             run: Any = w.custom.get_namespaced_custom_object(
-                load.GROUP, load.VERSION, w.namespace, "storyruns", name)
+                GROUP, VERSION, w.namespace, STORY_RUNS, name)
             kept = [c for c in (run.get("status") or {}).get("conditions") or []
                     if c["type"] != "TopologyTerminated"]
             w.custom.patch_namespaced_custom_object_status(
-                load.GROUP, load.VERSION, w.namespace, "storyruns", name,
+                GROUP, VERSION, w.namespace, STORY_RUNS, name,
                 {"metadata": {"resourceVersion": run["metadata"]["resourceVersion"]},
                  "status": {"conditions": [*kept, condition]}})
         retry(f"end the session of {name}", patch)

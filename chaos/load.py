@@ -19,7 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-GROUP, VERSION = "runctl.dev", "v1alpha1"
+from runctl.api.wire import API_VERSION
+
 STORY = "chaos-etl"
 
 
@@ -43,7 +44,7 @@ def _step(name: str, *needs: str, duration: str = "2s", **fields: Any) -> dict[s
 
 
 def _run(name: str, steps: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "StoryRun",
+    return {"apiVersion": API_VERSION, "kind": "StoryRun",
             "metadata": {"name": name, "labels": {"chaos.runctl.dev/load": "1"}},
             "spec": {**spec, "steps": steps}}
 
@@ -59,7 +60,7 @@ def story() -> dict[str, Any]:
     """The Story the `story` runs run: a count whose output the next steps read, a publish
     step that runs only when the params allow it."""
     return {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "Story", "metadata": {"name": STORY},
+        "apiVersion": API_VERSION, "kind": "Story", "metadata": {"name": STORY},
         "spec": {
             "params": [{"name": "table", "type": "string"},
                        {"name": "dryRun", "type": "boolean", "default": False}],

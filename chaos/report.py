@@ -27,11 +27,13 @@ def summary(out: Outcome) -> dict[str, Any]:
                                              else "not terminal"] += 1
     violations = counts(out.violations)
     injected = Counter(d.kind for d in out.done)
+    missed = Counter(d.kind for d in out.done if not d.hit)
     return {
         "seed": out.seed, "runs": len(out.runs), "seconds": round(out.seconds),
         "machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}",
         "runs_by_kind": {k: dict(v) for k, v in by_kind.items()},
         "faults_by_kind": {k: injected.get(k, 0) for k in KINDS},
+        "found_nothing_by_kind": {k: missed.get(k, 0) for k in KINDS},
         "recovery_seconds": out.recovery,
         "violations_by_invariant": violations,
         "stuck_runs": violations["not-stuck"],
@@ -58,11 +60,12 @@ def markdown(s: dict[str, Any], stamp: str) -> str:
     for kind, phases in s["runs_by_kind"].items():
         lines.append(f"| {kind} | " + " | ".join(str(phases.get(p, 0)) for p in PHASES) + " |")
     lines += ["", "## Faults by kind", "",
-              "| fault | injected | longest from the fault to an affected run moving again |",
-              "| --- | --- | --- |"]
+              "| fault | injected | found nothing | longest from the fault to an affected run "
+              "moving again |", "| --- | --- | --- | --- |"]
     for kind, n in s["faults_by_kind"].items():
         took = s["recovery_seconds"].get(kind)
-        lines.append(f"| {kind} | {n} | {'' if took is None else f'{took} s'} |")
+        lines.append(f"| {kind} | {n} | {s['found_nothing_by_kind'][kind]} | "
+                     f"{'' if took is None else f'{took} s'} |")
     lines += ["", "## Violations by invariant (target: 0 each)", "", "| invariant | violations |",
               "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in s["violations_by_invariant"].items()]

@@ -16,6 +16,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from runctl.api.wire import GROUP, STEP_RUNS, STORIES, STORY_RUNS
 from runctl.devcluster import ControlPlane
 from runctl.devcluster.cluster import REPO_ROOT
 
@@ -87,8 +88,8 @@ class World:
     def __enter__(self) -> World:
         self.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f",
                              str(REPO_ROOT / "crds"))
-        self.cluster.wait_established("storyruns.runctl.dev", "stepruns.runctl.dev",
-                                      "stories.runctl.dev")
+        self.cluster.wait_established(*(f"{plural}.{GROUP}"
+                                        for plural in (STORY_RUNS, STEP_RUNS, STORIES)))
         self.api = self.cluster.api_client()
         self.custom = client.CustomObjectsApi(self.api)
         self.core = client.CoreV1Api(self.api)

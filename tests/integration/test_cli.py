@@ -152,6 +152,47 @@ def test_list_shows_the_namespaces_runs_and_all_of_them_with_A(
     assert [namespace, "✔", "one", "Succeeded"] in [line.split()[:4] for line in everywhere]
 
 
+ETL = {"apiVersion": "runctl.dev/v1alpha1", "kind": "Story", "metadata": {"name": "etl"},
+       "spec": {"params": [{"name": "table", "type": "string"},
+                           {"name": "dryRun", "type": "boolean", "default": False}],
+                "steps": [step("extract", args=["${{ params.table }}"]), step("load", "extract")]}}
+
+
+@pytest.mark.parametrize(("params", "words"), [
+    pytest.param(["-p", "tabel=orders"], 'spec.params.tabel: unknown param "tabel" (declared: '
+                 'table, dryRun); spec.params.table: required param missing (it has no '
+                 'default)', id="misspelt"),
+    pytest.param(["-p", "dryRun=maybe", "-p", "table=x"], "spec.params.dryRun: the value "
+                 "must be of type boolean, not string", id="mistyped"),
+])
+def test_start_refuses_params_that_do_not_fit_before_creating_anything(
+        cluster: ControlPlane, operator: OperatorProcess, namespace: str, params: list[str],
+        words: str) -> None:
+    """With the operator but no webhook (as here), `runctl start` checks the params itself with
+    the webhook's check, says what it would say, and creates no StoryRun."""
+    apply(cluster, namespace, ETL)
+    refused = one_line_error(runctl(cluster, "start", "etl", "-n", namespace, *params), "start")
+    assert refused == f"runctl start: a run of story etl would be refused: {words}"
+    assert items(cluster, namespace, "storyruns") == []
+
+
+def test_a_run_whose_spec_was_invalid_reads_no_step_done_in_get_and_list(
+        cluster: ControlPlane, operator: OperatorProcess, namespace: str) -> None:
+    """A run of a Story with a param misspelt, made past every check (kubectl, no webhook),
+    ends InvalidSpec having run nothing: no `2/2 steps`."""
+    apply(cluster, namespace, ETL)
+    apply(cluster, namespace, {"apiVersion": "runctl.dev/v1alpha1", "kind": "StoryRun",
+                               "metadata": {"name": "typo"},
+                               "spec": {"storyRef": {"name": "etl"},
+                                        "params": {"tabel": "orders"}}})
+    assert wait_terminal(cluster, namespace, "typo")["status"]["reason"] == "InvalidSpec"
+    shown = runctl(cluster, "get", "typo", "-n", namespace)
+    assert shown.stdout.splitlines()[1] == "Phase:    Failed (InvalidSpec)  0/2 steps", shown
+    listed = runctl(cluster, "list", "-n", namespace).stdout.splitlines()
+    assert [line.split()[:5] for line in listed[1:]] == [
+        ["✖", "typo", "Failed", "0/2", "InvalidSpec"]]
+
+
 def test_rerun_as_the_guide_says_reuses_what_succeeded_and_get_marks_it(
         cluster: ControlPlane, operator: OperatorProcess, namespace: str) -> None:
     """examples/rerun.yaml and the commands of docs/guide.md's "Running it again"."""

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from runctl.cli import render
-from runctl.cli.view import age, run_view
+from runctl.cli.view import age, progress, run_view
 from runctl.timefmt import parse_time
 
 RUNS = Path(__file__).parent / "runs"
@@ -43,6 +43,7 @@ def text(lines) -> str:
     pytest.param("retries", id="retries: attempts of a limit, a permanent failure"),
     pytest.param("rerun-running", id="re-run: reused steps marked with their run, load runs"),
     pytest.param("rerun-succeeded", id="re-run: reused steps, the rest and finally executed"),
+    pytest.param("invalid-params", id="invalid spec: every step skipped, none counted done"),
 ])
 def test_get_renders_the_recorded_run(name: str) -> None:
     assert text(render.run_tree(view_of(name))) == (RUNS / f"{name}.txt").read_text()
@@ -108,6 +109,16 @@ NAMESPACE  NAME           PHASE    PROGRESS  REASON      AGE
 data       ● nightly-etl  Running  1/5                   6s
 ops        ✖ keep-going   Failed   4/4       StepFailed  3m
 """
+
+
+def test_a_run_whose_spec_was_invalid_counts_no_step_done_in_get_watch_and_list() -> None:
+    """The core records each step of such a run Skipped, a terminal phase, so the run records
+    every step as ended (`4/4`); none ran, and that is what a person reads."""
+    data = recorded("invalid-params")
+    status = data["storyrun"]["status"]
+    assert (status["reason"], status["progress"]) == ("InvalidSpec", "4/4")
+    assert view_of("invalid-params").progress == progress(status) == "0/4"
+    assert "0/4 steps" in text(render.transitions(None, view_of("invalid-params"), "t"))
 
 
 @pytest.mark.parametrize(("seconds", "shown"), [

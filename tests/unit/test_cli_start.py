@@ -1,4 +1,5 @@
-"""`runctl start`'s and `runctl rerun`'s translation of their arguments into a StoryRun."""
+"""`runctl start`'s and `runctl rerun`'s translation of their arguments into a StoryRun, and
+their refusal, before anything is created, of what the webhook would refuse."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import pytest
 
 from runctl.api.spec import MAX_RUN_NAME
 from runctl.cli.rerun import declared, rerun_body
-from runctl.cli.start import param, param_values, run_body
+from runctl.cli.session import Failed
+from runctl.cli.start import create_run, param, param_values, run_body
+from runctl.flow.params import check_run
 
 DECLARED = {"table": "string", "dryRun": "boolean", "limit": "number", "tags": "array"}
 
@@ -61,3 +64,27 @@ def test_a_rerun_types_its_params_as_the_source_s_definition_declares_them() -> 
         {"name": "day"}, {"name": "dryRun", "type": "boolean"}]}}}}
     assert declared(source) == {"day": "string", "dryRun": "boolean"}
     assert declared({"spec": {"steps": []}}) == {}
+
+
+class _NoApi:
+    """A session whose API must not be called."""
+
+    namespace = "data"
+
+    @property
+    def custom(self) -> object:
+        raise AssertionError("nothing may be created")
+
+
+def test_params_that_do_not_fit_are_refused_in_the_webhook_s_words_before_any_create() -> None:
+    definition = {"params": [{"name": "table"}, {"name": "dryRun", "type": "boolean",
+                                                 "default": False}]}
+    given = param_values([("dryRun", "maybe"), ("tabel", "x")], {"dryRun": "boolean"})
+    problems = check_run(definition, given)
+    with pytest.raises(Failed) as refused:
+        create_run(_NoApi(), run_body("etl", given), "a run of story etl",  # type: ignore[arg-type]
+                   watch=False, problems=problems)
+    assert str(refused.value) == (
+        'a run of story etl would be refused: spec.params.tabel: unknown param "tabel" '
+        "(declared: table, dryRun); spec.params.table: required param missing (it has no "
+        "default); spec.params.dryRun: the value must be of type boolean, not string")

@@ -14,8 +14,8 @@ from typing import Any
 
 from runctl.api.spec import MAX_RUN_NAME
 from runctl.api.wire import API_VERSION
-from runctl.cli.session import Failed, add_login_flags, connect
-from runctl.cli.start import SUFFIX, create_run, param, param_values
+from runctl.cli.session import add_login_flags, connect
+from runctl.cli.start import SUFFIX, create_run, declared_types, param, param_values
 from runctl.cli.watching import EXIT_HELP
 from runctl.operator import rerun
 
@@ -36,8 +36,7 @@ def declared(source: dict[str, Any]) -> dict[str, str]:
     """The types of the params the source's recorded definition declares (none for a run of
     inline steps, whose re-run takes no params)."""
     resolved = (source.get("status") or {}).get("resolved") or {}
-    return {p["name"]: p.get("type", "string")
-            for p in (resolved.get("spec") or {}).get("params") or ()}
+    return declared_types(resolved.get("spec") or {})
 
 
 def _rerun(args: argparse.Namespace) -> int:
@@ -45,11 +44,8 @@ def _rerun(args: argparse.Namespace) -> int:
     source = session.get_run(args.run)
     params = param_values(args.param or [], declared(source))
     body = rerun_body(args.run, args.steps or [], params)
-    problems = rerun.check(body["spec"], session.namespace, source)[1]
-    if problems:
-        raise Failed(f"a re-run of {args.run} would be refused: "
-                     + "; ".join(str(p) for p in problems))
-    return create_run(session, body, f"a re-run of {args.run}", args.watch)
+    return create_run(session, body, f"a re-run of {args.run}", args.watch,
+                      rerun.check(body["spec"], session.namespace, source)[1])
 
 
 def register(sub: Any) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from runctl.api.wire import API_VERSION, GROUP, RUN_LABEL, STORY_RUNS, VERSION
+from runctl.api.wire import API_VERSION, GROUP, RUN_LABEL, STEP_RUNS, STORY_RUNS, VERSION
 from runctl.operator import login
 
 REQUEST_TIMEOUT = (5.0, 30.0)
@@ -60,7 +60,7 @@ class Session:
     def list_stepruns(self, run: str) -> list[dict[str, Any]]:
         try:
             found: Any = self.custom.list_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, "stepruns",
+                GROUP, VERSION, self.namespace, STEP_RUNS,
                 label_selector=f"{RUN_LABEL}={run}", _request_timeout=REQUEST_TIMEOUT)
         except ApiException as exc:
             raise self.refused(exc, f"the stepruns of {run}") from exc

@@ -10,10 +10,10 @@ from typing import Any
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from runctl.api.wire import GROUP, VERSION
+from runctl.api.wire import GROUP, STORY_RUNS, VERSION
 from runctl.cli import output, render
 from runctl.cli.session import REQUEST_TIMEOUT, add_login_flags, connect
-from runctl.cli.view import age, run_view
+from runctl.cli.view import age, progress, run_view
 
 
 def _get(args: argparse.Namespace) -> int:
@@ -36,17 +36,17 @@ def _list(args: argparse.Namespace) -> int:
     try:
         if args.all_namespaces:
             found: Any = session.custom.list_cluster_custom_object(
-                GROUP, VERSION, "storyruns", _request_timeout=REQUEST_TIMEOUT)
+                GROUP, VERSION, STORY_RUNS, _request_timeout=REQUEST_TIMEOUT)
         else:
             found = session.custom.list_namespaced_custom_object(
-                GROUP, VERSION, session.namespace, "storyruns", _request_timeout=REQUEST_TIMEOUT)
+                GROUP, VERSION, session.namespace, STORY_RUNS, _request_timeout=REQUEST_TIMEOUT)
     except ApiException as exc:
-        raise session.refused(exc, "storyruns") from exc
+        raise session.refused(exc, STORY_RUNS) from exc
     now = output.now()
     rows = sorted((render.RunRow(
         namespace=item["metadata"].get("namespace", ""), name=item["metadata"]["name"],
         phase=(item.get("status") or {}).get("phase") or "Pending",
-        progress=(item.get("status") or {}).get("progress") or "",
+        progress=progress(item.get("status")),
         reason=(item.get("status") or {}).get("reason") or "",
         age=age(item["metadata"].get("creationTimestamp"), now),
     ) for item in found.get("items", [])), key=lambda r: (r.namespace, r.name))

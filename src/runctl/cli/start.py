@@ -1,22 +1,26 @@
 """`runctl start STORY [-p NAME=VALUE ...] [--watch]`: a run of a Story, named by the API server.
 
-The command only creates the StoryRun: whether its params fit the Story is decided where it is
-decided for `kubectl apply` (the admission webhook, else the operator), so a person reads the
-same message, naming the param, either way.
+Whether the params fit the Story is checked here first, with the admission webhook's own check
+(`runctl.flow.params.check_run`), so params that do not fit are refused before anything is
+created even on a cluster that serves no webhook, in the webhook's words, naming the param.
+`create_run` is where `runctl rerun` refuses its own mistakes too.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
 from runctl.api.spec import MAX_RUN_NAME
 from runctl.api.wire import API_VERSION, GROUP, STORIES, STORY_RUNS, VERSION
-from runctl.cli.session import Session, add_login_flags, connect
+from runctl.cli.session import Failed, Session, add_login_flags, connect
 from runctl.cli.watching import EXIT_HELP, leave, show_until_done
+from runctl.flow import params as flow_params
+from runctl.machine.dag import Problem
 
 SUFFIX = 5
 """The characters the API server appends to a generateName."""
@@ -32,8 +36,8 @@ def param(text: str) -> tuple[str, str]:
 
 def param_values(pairs: list[tuple[str, str]], declared: dict[str, str]) -> dict[str, Any]:
     """The run's `spec.params` from `NAME=VALUE` pairs: the text itself for a string param (and
-    for a name the Story does not declare, which the API server then refuses by name), JSON for
-    any other type (`3`, `true`, `["a","b"]`); text that is not JSON is sent as it is, to be
+    for a name the Story does not declare, which the check then refuses by name), JSON for any
+    other type (`3`, `true`, `["a","b"]`); text that is not JSON is kept as it is, to be
     refused as of the wrong type, naming the param."""
     values: dict[str, Any] = {}
     for name, text in pairs:
@@ -47,6 +51,11 @@ def param_values(pairs: list[tuple[str, str]], declared: dict[str, str]) -> dict
     return values
 
 
+def declared_types(definition: Mapping[str, Any]) -> dict[str, str]:
+    """The type of each param a definition (a Story's spec, a run's recorded one) declares."""
+    return {name: p.type for name, p in flow_params.declared(definition.get("params")).items()}
+
+
 def run_body(story: str, params: dict[str, Any]) -> dict[str, Any]:
     """A StoryRun of `story` whose name the API server makes unique from the Story's name."""
     prefix = story[: MAX_RUN_NAME - SUFFIX - 1].rstrip("-.")
@@ -55,22 +64,22 @@ def run_body(story: str, params: dict[str, Any]) -> dict[str, Any]:
             "spec": {"storyRef": {"name": story}, **({"params": params} if params else {})}}
 
 
-def _declared(session: Session, story: str) -> dict[str, str]:
-    found = session.get("story", STORIES, story)
-    return {p["name"]: p.get("type", "string")
-            for p in (found.get("spec") or {}).get("params") or ()}
-
-
 def _start(args: argparse.Namespace) -> int:
     session = connect(args)
-    params = param_values(args.param or [], _declared(session, args.story))
+    definition = session.get("story", STORIES, args.story).get("spec") or {}
+    params = param_values(args.param or [], declared_types(definition))
     return create_run(session, run_body(args.story, params), f"a run of story {args.story}",
-                      args.watch)
+                      args.watch, flow_params.check_run(definition, params))
 
 
-def create_run(session: Session, body: dict[str, Any], what: str, watch: bool) -> int:
-    """Create the StoryRun `body` (refused: one line about `what`), print the name the API
-    server gave it, and with `watch` follow it to its end (the exit status says how)."""
+def create_run(session: Session, body: dict[str, Any], what: str, watch: bool,
+               problems: Sequence[Problem]) -> int:
+    """Create the StoryRun `body`, print the name the API server gave it, and with `watch`
+    follow it to its end (the exit status says how). Refused in one line about `what`, with
+    nothing created, when `problems` (the webhook's check, made here) has any; else when the
+    API server refuses it."""
+    if problems:
+        raise Failed(f"{what} would be refused: " + "; ".join(str(p) for p in problems))
     try:
         created: Any = session.custom.create_namespaced_custom_object(
             GROUP, VERSION, session.namespace, STORY_RUNS, body)

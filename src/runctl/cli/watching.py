@@ -24,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.live import Live
 
-from runctl.api.wire import GROUP, RUN_LABEL, VERSION
+from runctl.api.wire import GROUP, RUN_LABEL, STEP_RUNS, STORY_RUNS, VERSION
 from runctl.cli import output, render
 from runctl.cli.session import Failed, Session, add_login_flags, connect
 from runctl.cli.view import RunView, run_view
@@ -79,8 +79,8 @@ def follow(session: Session, name: str) -> Iterator[tuple[dict[str, Any], list[d
     """The run and its StepRuns each time either changes, until the run is terminal."""
     session.get_run(name)  # an unknown run or missing CRDs fail here, in one line
     events: queue.Queue[Event] = queue.Queue()
-    for plural, selector in (("storyruns", {"field_selector": f"metadata.name={name}"}),
-                             ("stepruns", {"label_selector": f"{RUN_LABEL}={name}"})):
+    for plural, selector in ((STORY_RUNS, {"field_selector": f"metadata.name={name}"}),
+                             (STEP_RUNS, {"label_selector": f"{RUN_LABEL}={name}"})):
         threading.Thread(target=_watch, args=(session, plural, events), kwargs=selector,
                          daemon=True, name=f"watch-{plural}").start()
     run: dict[str, Any] | None = None
@@ -89,7 +89,7 @@ def follow(session: Session, name: str) -> Iterator[tuple[dict[str, Any], list[d
         kind, change, obj = events.get()
         if kind == "error":
             raise session.refused(obj, f"the {change} of {name}")
-        if kind == "storyruns":
+        if kind == STORY_RUNS:
             if change == "DELETED" or (change == "LIST" and not obj):
                 raise Failed(f"storyrun {name} was deleted while it was watched")
             run = obj[0] if change == "LIST" else obj
@@ -170,7 +170,7 @@ def _stop(args: argparse.Namespace) -> int:
     else:
         try:
             session.custom.patch_namespaced_custom_object(
-                GROUP, VERSION, session.namespace, "storyruns", args.run,
+                GROUP, VERSION, session.namespace, STORY_RUNS, args.run,
                 stop_patch(args.drain, args.skip_finally),
                 _content_type="application/merge-patch+json")
         except ApiException as exc:

@@ -123,3 +123,10 @@ def resolve(decls: Mapping[str, Param], given: Mapping[str, Any] | None,
     if size > MAX_PARAMS_BYTES:
         problems.append(Problem(field, f"{size} bytes as JSON, more than {MAX_PARAMS_BYTES}"))
     return values, problems
+
+
+def check_run(definition: Mapping[str, Any], given: Mapping[str, Any] | None) -> list[Problem]:
+    """What is wrong with a run's params against the definition (a Story's spec) it runs: the
+    one check the admission webhook makes at apply and `runctl start` before it creates the
+    run, so a person reads the same words whether or not the cluster serves the webhook."""
+    return resolve(declared(definition.get("params")), given)[1]

@@ -88,7 +88,7 @@ def run_problems(spec: dict[str, Any], namespace: str, stories: Stories,
     story = stories(namespace, name)
     if story is None:
         return []
-    return params.resolve(params.declared(story["spec"].get("params")), spec.get("params"))[1]
+    return params.check_run(story["spec"], spec.get("params"))
 
 
 HANDLERS = ("storyrun-spec", "story-spec")
