@@ -19,7 +19,7 @@ from runctl.machine.decide import decide
 from runctl.machine.model import WorkloadState
 from runctl.machine.phases import RunPhase, StepPhase
 from runctl.operator import apply as applying
-from runctl.operator import resolve
+from runctl.operator import render, resolve, stopping
 from runctl.operator.cache import ObjectCache
 from runctl.operator.context import Context
 from runctl.operator.queue import WorkQueue
@@ -101,8 +101,10 @@ def fresh_run() -> dict[str, Any]:
 
 def reconcile(ctx: FakeContext, run: dict[str, Any]) -> applying.Applied:
     definition = resolve.definition(ctx.cache, run, NOW)
-    decision = decide(snapshot(ctx.cache, KEY, run, definition), NOW)
-    return asyncio.run(applying.apply(ctx, KEY, run, decision, NOW, definition))
+    observed = snapshot(ctx.cache, KEY, run, definition)
+    decision = decide(observed, NOW)
+    return asyncio.run(applying.apply(
+        ctx, KEY, run, decision, render.step_runs(run, definition, observed, decision), NOW))
 
 
 def methods(ctx: FakeContext) -> list[str]:
@@ -114,7 +116,7 @@ def test_a_first_reconcile_creates_the_steprun_its_pod_then_the_run_status() -> 
     and its first write is the one that records its pod running."""
     ctx = context(run := fresh_run())
     result = reconcile(ctx, run)
-    assert (result.retry_soon, result.notes) == (False, [])
+    assert (result.retry_soon, result.notes) == (False, ())
     assert methods(ctx) == [
         "create_namespaced_custom_object",        # StepRun ok-extract
         "create_namespaced_pod",                  # ok-extract-1
@@ -239,7 +241,7 @@ def test_a_refused_status_write_is_reported_once_and_never_sent_again() -> None:
     assert [e["reason"] for e in events] == ["WriteRejected"]
     ctx.fake.calls.clear()
     second = reconcile(ctx, run)
-    assert second.notes == ["the same status write was refused before; not sent again"]
+    assert second.notes == ("the same status write was refused before; not sent again",)
     assert "create_namespaced_event" not in methods(ctx)
 
 
@@ -280,7 +282,7 @@ def test_a_realtime_stop_deletes_the_deployment_then_its_replicaset_then_its_pod
     deleted would start a replacement after the stop."""
     pod = load("pod-live-hub")
     ctx = context(load("storyrun-live-canceled"), load("deployment-live-hub"), pod)
-    asyncio.run(applying._stop_workloads(ctx, "rec", "live", "hub", 30))
+    asyncio.run(stopping.stop_workloads(ctx, "rec", "live", "hub", 30))
     replicaset = next(o["name"] for o in pod["metadata"]["ownerReferences"]
                       if o["kind"] == "ReplicaSet")
     assert [(c[0], c[1][0]) for c in ctx.fake.calls] == [
@@ -288,7 +290,7 @@ def test_a_realtime_stop_deletes_the_deployment_then_its_replicaset_then_its_pod
         ("delete_namespaced_replica_set", replicaset),
         ("delete_namespaced_pod", pod["metadata"]["name"])]
     ctx.fake.calls.clear()
-    asyncio.run(applying._stop_workloads(ctx, "rec", "live", "hub", 30))
+    asyncio.run(stopping.stop_workloads(ctx, "rec", "live", "hub", 30))
     assert ctx.fake.calls == []  # the Deployment and the pod are seen being deleted
 
 
