@@ -341,3 +341,50 @@ def test_a_pod_of_an_earlier_steprun_of_the_same_name_never_counts() -> None:
     ctx = context(run := load("storyrun-ok-running"), load("steprun-ok-load"), stale)
     attempt = load_attempt(ctx, run)
     assert (attempt.state, attempt.live_pods) == (WorkloadState.ABSENT, 0)
+
+
+@pytest.mark.parametrize(("answer", "seen", "outcome"), [
+    pytest.param(None, False, applying.DONE, id="created"),
+    pytest.param(ApiException(status=409), True, applying.DONE, id="exists-and-seen"),
+    pytest.param(ApiException(status=409), False, applying.Outcome(
+        applying.Retry.SOON, "StepRun ok-extract exists but is not yet seen as this run's; "
+        "waiting", halt=True), id="exists-not-seen-yet"),
+    pytest.param(refusal(403, "quota"), False, applying.Outcome(
+        applying.Retry.LATER, "StepRun ok-extract not created (forbidden: quota); the status "
+        "waits for it", halt=True), id="forbidden"),
+])
+def test_a_steprun_create_returns_its_own_outcome(
+        answer: Exception | None, seen: bool, outcome: applying.Outcome) -> None:
+    ctx = context(run := fresh_run())
+    if answer is not None:
+        ctx.fake.answers["create_namespaced_custom_object"] = [answer]
+    body = {"metadata": {"name": "ok-extract", "namespace": "rec"}}
+    done, created = asyncio.run(applying.create_steprun(ctx, run, body, seen, NOW))
+    assert done == outcome
+    assert (created is not None) == (answer is None)
+
+
+@pytest.mark.parametrize(("answer", "retry"), [
+    pytest.param(None, applying.Retry.NONE, id="removed"),
+    pytest.param(ApiException(status=404), applying.Retry.NONE, id="gone-already"),
+    pytest.param(ApiException(status=409), applying.Retry.SOON, id="conflict"),
+])
+def test_a_finalizer_removal_returns_its_own_outcome(answer: Exception | None,
+                                                     retry: applying.Retry) -> None:
+    ctx = context(sr := load("steprun-ok-extract"))
+    if answer is not None:
+        ctx.fake.answers["patch_namespaced_custom_object"] = [answer]
+    assert asyncio.run(applying.remove_finalizer(ctx, sr)).retry is retry
+    sr["metadata"]["finalizers"] = []
+    ctx.fake.calls.clear()
+    assert asyncio.run(applying.remove_finalizer(ctx, sr)) == applying.DONE
+    assert ctx.fake.calls == []  # nothing to remove
+
+
+def test_the_outcomes_of_an_apply_add_up_to_the_latest_retry_and_every_note() -> None:
+    applied = applying.Applied.of([
+        applying.Outcome(applying.Retry.LATER, "forbidden"), applying.DONE,
+        applying.Outcome(applying.Retry.SOON, "conflict")])
+    assert (applied.retry, applied.notes) == (applying.Retry.LATER, ("forbidden", "conflict"))
+    assert (applied.retry_soon, applied.forbidden) == (True, True)
+    assert applying.Applied.of([]) == applying.Applied()
