@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+"""The one spelling of a time on the wire: `strftime` of a UTC time gives it."""
+
 
 def parse_time(value: str | None) -> dt.datetime | None:
     if not value:
@@ -14,4 +17,4 @@ def parse_time(value: str | None) -> dt.datetime | None:
 def fmt_time(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.astimezone(dt.UTC).strftime(TIME_FORMAT)

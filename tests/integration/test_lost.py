@@ -158,16 +158,14 @@ def test_a_write_from_a_stale_read_never_overwrites_a_newer_outcome(
                     "--type=merge", "-p", json.dumps({"status": {
                         "phase": "Succeeded", "reason": "Completed", "finishedAt": now}}))
 
-    async def sweep() -> applying.Applied:
+    async def sweep() -> applying.Outcome:
         ctx = Context(cache=ObjectCache(), queue=WorkQueue(), api=cluster.api_client())
-        result = applying.Applied()
-        await applying.write_steprun_status(ctx, stale, {
+        return await applying.write_steprun_status(ctx, stale, {
             "phase": "Lost", "reason": "WorkloadDeleted", "attempts": 1, "startedAt": now,
-            "finishedAt": now, "message": "its workload vanished"}, result)
-        return result
+            "finishedAt": now, "message": "its workload vanished"})
 
     result = asyncio.run(sweep())
-    assert result.retry_soon  # a conflict: re-read and decide again, never overwrite
+    assert result.retry is applying.Retry.SOON  # a conflict: re-read and decide again
     after = kubectl_json(cluster, "get", "steprun", "race", "-n", namespace)
     assert after["status"]["phase"] == "Succeeded"
     assert after["status"]["reason"] == "Completed"
@@ -240,19 +238,15 @@ def test_a_refused_write_is_reported_once_and_never_sent_again(
     stored = kubectl_json(cluster, "get", "steprun", "done", "-n", namespace)
     back = {"phase": "Running", "attempts": 1, "startedAt": now}
 
-    async def write_twice() -> list[applying.Applied]:
+    async def write_twice() -> list[applying.Outcome]:
         ctx = Context(cache=ObjectCache(), queue=WorkQueue(), api=cluster.api_client())
-        results = []
-        for _ in range(2):
-            result = applying.Applied()
-            await applying.write_steprun_status(ctx, stored, back, result)
-            results.append(result)
-        return results
+        return [await applying.write_steprun_status(ctx, stored, back) for _ in range(2)]
 
     first, second = asyncio.run(write_twice())
-    assert not first.retry_soon
-    assert any("refused" in n for n in first.notes)
-    assert second.notes == []  # not sent at all the second time
+    assert first.retry is applying.Retry.NONE
+    assert first.note is not None
+    assert "refused" in first.note
+    assert second == applying.DONE  # not sent at all the second time
     rejected = wait_for("a WriteRejected Event", lambda: [
         e for e in events(cluster, namespace, "done") if e["reason"] == "WriteRejected"])
     assert len(rejected) == 1

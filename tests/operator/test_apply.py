@@ -19,7 +19,7 @@ from runctl.machine.decide import decide
 from runctl.machine.model import WorkloadState
 from runctl.machine.phases import RunPhase, StepPhase
 from runctl.operator import apply as applying
-from runctl.operator import resolve
+from runctl.operator import render, resolve, stopping
 from runctl.operator.cache import ObjectCache
 from runctl.operator.context import Context
 from runctl.operator.queue import WorkQueue
@@ -101,8 +101,10 @@ def fresh_run() -> dict[str, Any]:
 
 def reconcile(ctx: FakeContext, run: dict[str, Any]) -> applying.Applied:
     definition = resolve.definition(ctx.cache, run, NOW)
-    decision = decide(snapshot(ctx.cache, KEY, run, definition), NOW)
-    return asyncio.run(applying.apply(ctx, KEY, run, decision, NOW, definition))
+    observed = snapshot(ctx.cache, KEY, run, definition)
+    decision = decide(observed, NOW)
+    return asyncio.run(applying.apply(
+        ctx, KEY, run, decision, render.step_runs(run, definition, observed, decision), NOW))
 
 
 def methods(ctx: FakeContext) -> list[str]:
@@ -114,7 +116,7 @@ def test_a_first_reconcile_creates_the_steprun_its_pod_then_the_run_status() -> 
     and its first write is the one that records its pod running."""
     ctx = context(run := fresh_run())
     result = reconcile(ctx, run)
-    assert (result.retry_soon, result.notes) == (False, [])
+    assert (result.retry_soon, result.notes) == (False, ())
     assert methods(ctx) == [
         "create_namespaced_custom_object",        # StepRun ok-extract
         "create_namespaced_pod",                  # ok-extract-1
@@ -239,7 +241,7 @@ def test_a_refused_status_write_is_reported_once_and_never_sent_again() -> None:
     assert [e["reason"] for e in events] == ["WriteRejected"]
     ctx.fake.calls.clear()
     second = reconcile(ctx, run)
-    assert second.notes == ["the same status write was refused before; not sent again"]
+    assert second.notes == ("the same status write was refused before; not sent again",)
     assert "create_namespaced_event" not in methods(ctx)
 
 
@@ -280,7 +282,7 @@ def test_a_realtime_stop_deletes_the_deployment_then_its_replicaset_then_its_pod
     deleted would start a replacement after the stop."""
     pod = load("pod-live-hub")
     ctx = context(load("storyrun-live-canceled"), load("deployment-live-hub"), pod)
-    asyncio.run(applying._stop_workloads(ctx, "rec", "live", "hub", 30))
+    asyncio.run(stopping.stop_workloads(ctx, "rec", "live", "hub", 30))
     replicaset = next(o["name"] for o in pod["metadata"]["ownerReferences"]
                       if o["kind"] == "ReplicaSet")
     assert [(c[0], c[1][0]) for c in ctx.fake.calls] == [
@@ -288,7 +290,7 @@ def test_a_realtime_stop_deletes_the_deployment_then_its_replicaset_then_its_pod
         ("delete_namespaced_replica_set", replicaset),
         ("delete_namespaced_pod", pod["metadata"]["name"])]
     ctx.fake.calls.clear()
-    asyncio.run(applying._stop_workloads(ctx, "rec", "live", "hub", 30))
+    asyncio.run(stopping.stop_workloads(ctx, "rec", "live", "hub", 30))
     assert ctx.fake.calls == []  # the Deployment and the pod are seen being deleted
 
 
@@ -339,3 +341,50 @@ def test_a_pod_of_an_earlier_steprun_of_the_same_name_never_counts() -> None:
     ctx = context(run := load("storyrun-ok-running"), load("steprun-ok-load"), stale)
     attempt = load_attempt(ctx, run)
     assert (attempt.state, attempt.live_pods) == (WorkloadState.ABSENT, 0)
+
+
+@pytest.mark.parametrize(("answer", "seen", "outcome"), [
+    pytest.param(None, False, applying.DONE, id="created"),
+    pytest.param(ApiException(status=409), True, applying.DONE, id="exists-and-seen"),
+    pytest.param(ApiException(status=409), False, applying.Outcome(
+        applying.Retry.SOON, "StepRun ok-extract exists but is not yet seen as this run's; "
+        "waiting", halt=True), id="exists-not-seen-yet"),
+    pytest.param(refusal(403, "quota"), False, applying.Outcome(
+        applying.Retry.LATER, "StepRun ok-extract not created (forbidden: quota); the status "
+        "waits for it", halt=True), id="forbidden"),
+])
+def test_a_steprun_create_returns_its_own_outcome(
+        answer: Exception | None, seen: bool, outcome: applying.Outcome) -> None:
+    ctx = context(run := fresh_run())
+    if answer is not None:
+        ctx.fake.answers["create_namespaced_custom_object"] = [answer]
+    body = {"metadata": {"name": "ok-extract", "namespace": "rec"}}
+    done, created = asyncio.run(applying.create_steprun(ctx, run, body, seen, NOW))
+    assert done == outcome
+    assert (created is not None) == (answer is None)
+
+
+@pytest.mark.parametrize(("answer", "retry"), [
+    pytest.param(None, applying.Retry.NONE, id="removed"),
+    pytest.param(ApiException(status=404), applying.Retry.NONE, id="gone-already"),
+    pytest.param(ApiException(status=409), applying.Retry.SOON, id="conflict"),
+])
+def test_a_finalizer_removal_returns_its_own_outcome(answer: Exception | None,
+                                                     retry: applying.Retry) -> None:
+    ctx = context(sr := load("steprun-ok-extract"))
+    if answer is not None:
+        ctx.fake.answers["patch_namespaced_custom_object"] = [answer]
+    assert asyncio.run(applying.remove_finalizer(ctx, sr)).retry is retry
+    sr["metadata"]["finalizers"] = []
+    ctx.fake.calls.clear()
+    assert asyncio.run(applying.remove_finalizer(ctx, sr)) == applying.DONE
+    assert ctx.fake.calls == []  # nothing to remove
+
+
+def test_the_outcomes_of_an_apply_add_up_to_the_latest_retry_and_every_note() -> None:
+    applied = applying.Applied.of([
+        applying.Outcome(applying.Retry.LATER, "forbidden"), applying.DONE,
+        applying.Outcome(applying.Retry.SOON, "conflict")])
+    assert (applied.retry, applied.notes) == (applying.Retry.LATER, ("forbidden", "conflict"))
+    assert (applied.retry_soon, applied.forbidden) == (True, True)
+    assert applying.Applied.of([]) == applying.Applied()

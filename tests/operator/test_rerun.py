@@ -15,7 +15,7 @@ from runctl.machine.decide import decide
 from runctl.machine.phases import Reason
 from runctl.machine.steps import reused_status
 from runctl.operator import apply as applying
-from runctl.operator import reconcile, resolve
+from runctl.operator import reconcile, render, resolve
 from runctl.operator.snapshot import snapshot
 from tests.operator.test_apply import NOW, FakeContext, context, methods
 from tests.recorded import load
@@ -47,8 +47,10 @@ def rerun(status: dict[str, Any] | None = None) -> dict[str, Any]:
 
 def reconcile_once(ctx: FakeContext, run: dict[str, Any]) -> None:
     definition = resolve.definition(ctx.cache, run, NOW)
-    decision = decide(snapshot(ctx.cache, KEY, run, definition), NOW)
-    asyncio.run(applying.apply(ctx, KEY, run, decision, NOW, definition))
+    observed = snapshot(ctx.cache, KEY, run, definition)
+    decision = decide(observed, NOW)
+    asyncio.run(applying.apply(
+        ctx, KEY, run, decision, render.step_runs(run, definition, observed, decision), NOW))
 
 
 def recorded_run(ctx: FakeContext) -> dict[str, Any]:

@@ -27,6 +27,12 @@ class EventReason(StrEnum):
     FAILED = "Failed"
     CANCELED = "Canceled"
     TIMED_OUT = "TimedOut"
+    WRITE_REJECTED = "WriteRejected"
+    """The API server's rules refused one of the operator's own status writes."""
+    CREATE_FORBIDDEN = "CreateForbidden"
+    """A child's create was forbidden (RBAC, a quota): tried again later."""
+    CREATE_REFUSED = "CreateRefused"
+    """A child's create was refused as invalid: its step fails (also the attempt's reason)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,9 @@
 """Carry out a decision: the only place that turns `runctl.machine` actions into API calls.
 
+Everything a write needs was decided and rendered before (`decide`, `render`): each action kind
+has one function here that sends it and returns its own `Outcome`, and `apply` sends them in
+order, then the run's status, then the decision's Events.
+
 Order matters only for what a crash in the middle could leave behind, so children are written
 first and the run's status last: a restarted operator that finds a StepRun the status does not
 mention yet just adopts it (deterministic names). A StepRun create the API server did not
@@ -11,258 +15,231 @@ the re-decision it causes) never posts an Event twice.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
+import enum
 import json
 import logging
-from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
-
-from kubernetes import client
 
 from runctl.api import wire
 from runctl.api.wire import (
-    API_VERSION,
-    ATTEMPT_LABEL,
     FINALIZER,
     GROUP,
     RERUN_LABEL,
     STEP_LABEL,
+    STEP_RUNS,
     STORY_RUNS,
     VERSION,
 )
-from runctl.flow import inputs
 from runctl.machine import actions as act
-from runctl.machine import model as m
+from runctl.machine.actions import EventReason
 from runctl.machine.decide import Decision
-from runctl.operator import kube
-from runctl.operator.cache import (
-    RunKey,
-    owned_by,
-    resource_version,
-)
+from runctl.operator import events, kube
+from runctl.operator.cache import RunKey, owned_by, resource_version
 from runctl.operator.context import Context
-from runctl.operator.events import event_for
-from runctl.operator.resolve import Definition, produced, recorded, rendered
+from runctl.operator.render import StepRuns
+from runctl.operator.stopping import stop_workloads
 from runctl.workloads import build
 
 log = logging.getLogger(__name__)
 
 CONFLICT_REQUEUE_SECONDS = 0.2
+"""How soon a run is looked at again when a write did not land (a conflict, an outage)."""
 FORBIDDEN_REQUEUE_SECONDS = 10.0
 """How soon a create that was forbidden (RBAC, a quota) is tried again: it may be allowed once
 someone grants the right or frees the quota, as Kubernetes' own controllers assume."""
-REFUSALS_KEPT = 10_000
+
+Obj = Mapping[str, Any]
 
 
-@dataclass
+class Retry(enum.IntEnum):
+    """When the run wants another look because of what a write ran into; the later one wins."""
+
+    NONE = 0
+    SOON = 1
+    """A conflict, an outage, a child not seen yet: decide again on a fresh view, in
+    `CONFLICT_REQUEUE_SECONDS`."""
+    LATER = 2
+    """A create was forbidden: try again in `FORBIDDEN_REQUEUE_SECONDS`, not soon."""
+
+    @property
+    def seconds(self) -> float | None:
+        """How soon to look again (None: no sooner than anything else asks)."""
+        return {Retry.SOON: CONFLICT_REQUEUE_SECONDS,
+                Retry.LATER: FORBIDDEN_REQUEUE_SECONDS}.get(self)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one write ran into."""
+
+    retry: Retry = Retry.NONE
+    note: str | None = None
+    """Said in the log: what did not happen, and why."""
+    halt: bool = False
+    """Nothing after this write may be sent in this apply."""
+
+
+DONE = Outcome()
+
+
+@dataclass(frozen=True)
 class Applied:
     """What applying a decision ran into, for the caller to requeue on."""
 
-    retry_soon: bool = False
-    forbidden: bool = False
-    """A create was forbidden: try again later rather than soon."""
-    notes: list[str] = field(default_factory=list)
+    retry: Retry = Retry.NONE
+    notes: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, outcomes: Iterable[Outcome]) -> Applied:
+        done = list(outcomes)
+        return cls(retry=max((o.retry for o in done), default=Retry.NONE),
+                   notes=tuple(o.note for o in done if o.note is not None))
+
+    @property
+    def retry_soon(self) -> bool:
+        """Some write did not land: the run is looked at again (soon, or later)."""
+        return self.retry is not Retry.NONE
+
+    @property
+    def forbidden(self) -> bool:
+        return self.retry is Retry.LATER
 
 
-async def write_record(ctx: Context, key: RunKey, run: Mapping[str, Any],
-                       record: Mapping[str, Any]) -> Applied:
+# -- writes of the run itself, before it is decided on ------------------------------------------
+
+
+async def write_record(ctx: Context, key: RunKey, run: Obj, record: Obj) -> Outcome:
     """Write a run's record of the Story it executes (`status.story`, `status.resolved`), once,
     before anything of it starts: conditional on the run's resourceVersion, so two writers
     never record two versions; the API server refuses any change to it afterwards."""
-    result = Applied()
-    patch = {"metadata": {"resourceVersion": run["metadata"]["resourceVersion"]},
-             "status": dict(record)}
-    res = await kube.call("patch", "storyruns/status",
-                          ctx.custom.patch_namespaced_custom_object_status,
-                          GROUP, VERSION, key[0], STORY_RUNS, key[1], patch)
-    if res.outcome is kube.Outcome.OK:
-        if resource_version(res.body) > resource_version(ctx.cache.runs.get(key)):
-            ctx.cache.put_run(res.body)
-    elif res.outcome is not kube.Outcome.GONE:
-        result.retry_soon = True
-        result.notes.append(f"the run's record was not written ({res.outcome}: "
-                            f"{res.message}); resolving again")
-    return result
+    res = await _patch_kept(ctx, "StoryRun", key, {
+        "metadata": {"resourceVersion": run["metadata"]["resourceVersion"]},
+        "status": dict(record)}, status=True)
+    if res.outcome in (kube.Outcome.OK, kube.Outcome.GONE):
+        return DONE
+    return Outcome(Retry.SOON, f"the run's record was not written ({res.outcome}: "
+                               f"{res.message}); resolving again")
 
 
-async def label_rerun(ctx: Context, key: RunKey, run: Mapping[str, Any], source: str) -> None:
+async def label_rerun(ctx: Context, key: RunKey, source: str) -> None:
     """Label a re-run with the run it re-runs, whoever created it, so `kubectl get sr -l
     runctl.dev/rerun-of=SOURCE` lists it. The one write runctl makes to a run outside its
     status (never its spec); a failure is tried again at the run's next reconcile."""
-    patch = {"metadata": {"labels": {RERUN_LABEL: source}}}
-    res = await kube.call("patch", "storyruns", ctx.custom.patch_namespaced_custom_object,
-                          GROUP, VERSION, key[0], STORY_RUNS, key[1], patch)
-    if res.outcome is kube.Outcome.OK:
-        if resource_version(res.body) > resource_version(ctx.cache.runs.get(key)):
-            ctx.cache.put_run(res.body)
-    elif res.outcome is not kube.Outcome.GONE:
+    res = await _patch_kept(ctx, "StoryRun", key,
+                            {"metadata": {"labels": {RERUN_LABEL: source}}}, status=False)
+    if res.outcome not in (kube.Outcome.OK, kube.Outcome.GONE):
         log.warning("%s/%s: label %s=%s not written (%s: %s)", *key, RERUN_LABEL, source,
                     res.outcome, res.message)
 
 
-async def apply(ctx: Context, key: RunKey, run: Mapping[str, Any], decision: Decision,
-                now: dt.datetime, definition: Definition) -> Applied:
-    ns, name = key
-    result = Applied()
+async def _patch_kept(ctx: Context, kind: str, key: RunKey, patch: Obj, *,
+                      status: bool) -> kube.Result:
+    """Patch a run or a StepRun (its status, or else its metadata), and keep the answer in the
+    cache unless the cache already holds a copy as new."""
+    plural = STORY_RUNS if kind == "StoryRun" else STEP_RUNS
+    custom = ctx.custom
+    method = (custom.patch_namespaced_custom_object_status if status
+              else custom.patch_namespaced_custom_object)
+    res = await kube.call("patch", f"{plural}/status" if status else plural, method,
+                          GROUP, VERSION, key[0], plural, key[1], patch)
+    if res.outcome is kube.Outcome.OK:
+        if kind == "StoryRun":
+            if resource_version(res.body) > resource_version(ctx.cache.runs.get(key)):
+                ctx.cache.put_run(res.body)
+        elif resource_version(res.body) > resource_version(ctx.cache.get(kind, *key)):
+            ctx.cache.put(kind, res.body)
+    return res
+
+
+# -- a decision --------------------------------------------------------------------------------
+
+
+async def apply(ctx: Context, key: RunKey, run: Obj, decision: Decision, rendered: StepRuns,
+                now: dt.datetime) -> Applied:
+    """Send the decision's actions in order (`rendered`: the StepRuns it creates), then the
+    run's status, then its Events."""
     run_uid = run["metadata"].get("uid")
     step_runs = {sr["metadata"]["labels"][STEP_LABEL]: sr
                  for sr in ctx.cache.children("StepRun", key) if owned_by(sr, run_uid)}
-    events: list[act.EmitEvent] = []
-
+    outcomes: list[Outcome] = []
     for action in decision.actions:
         match action:
-            case act.WriteStepRunStatus(step=step, status=status):
-                sr = step_runs.get(step)
-                if sr is not None:
-                    await write_steprun_status(ctx, sr, wire.steprun_status(status), result)
-            case act.CreateStepRun(step=step, name=sr_name, deadline=deadline):
-                outputs = produced(run, definition, recorded(
-                    {s: wire.parse_steprun_status(sr.get("status"))
-                     for s, sr in step_runs.items()}),
-                    dict(m.step_state_items(decision.status)))
-                step_spec = rendered(definition.step(run, step), definition.params, outputs,
-                                     definition.facts)
-                body = wire.new_steprun(
-                    run, step_spec, definition.mode(run, step), sr_name, deadline,
-                    inputs.inputs_digest(step_spec, definition.params, outputs,
-                                         definition.facts))
-                res = await kube.call("create", "stepruns",
-                                      ctx.custom.create_namespaced_custom_object,
-                                      GROUP, VERSION, ns, "stepruns", body)
-                if res.outcome is kube.Outcome.OK:
-                    ctx.cache.put("StepRun", res.body)
-                    step_runs[step] = res.body
-                elif res.outcome is kube.Outcome.EXISTS and step not in step_runs:
-                    # Either not in the cache yet, or a StepRun of an earlier run of this name
-                    # still on its way out: record nothing until ours is seen.
-                    result.retry_soon = True
-                    result.notes.append(f"StepRun {sr_name} exists but is not yet seen as "
-                                        "this run's; waiting")
-                    return result
-                elif not res.ok:
-                    # Not confirmed by the API server: a status naming it would record as
-                    # started a step that has no StepRun, so nothing is recorded this time.
-                    await _not_created(ctx, run, "StepRun", sr_name, run_uid, res, now, result)
-                    result.notes.append(f"StepRun {sr_name} not created ({res.outcome}: "
-                                        f"{res.message}); the status waits for it")
-                    return result
-            case act.StartAttempt(step=step, attempt=attempt):
-                sr = step_runs.get(step)
-                if sr is None:
-                    result.retry_soon = True
-                    continue
-                await _start_attempt(ctx, sr, attempt, now, result)
-            case act.StopWorkload(step=step, grace_seconds=grace):
-                await _stop_workloads(ctx, ns, name, step, grace)
-            case act.DeleteStepRun(step=step):
-                sr = step_runs.get(step)
-                if sr is not None:
-                    await kube.call("delete", "stepruns",
-                                    ctx.custom.delete_namespaced_custom_object,
-                                    GROUP, VERSION, ns, "stepruns", sr["metadata"]["name"],
-                                    propagation_policy="Background")
-            case act.RemoveFinalizer(step=step):
-                sr = step_runs.get(step)
-                if sr is not None:
-                    await remove_finalizer(ctx, sr, result)
-            case act.EmitEvent():
-                events.append(action)
-
-    changes = wire.merge_patch(run.get("status"), {**wire.run_status(decision.status),
-                                                   **wire.recorded(run.get("status"))})
-    if changes and _refused_before(ctx, "StoryRun", run, changes):
-        result.notes.append("the same status write was refused before; not sent again")
-        return result
-    if changes:
-        patch = {"metadata": {"resourceVersion": run["metadata"]["resourceVersion"]},
-                 "status": changes}
-        res = await kube.call("patch", "storyruns/status",
-                              ctx.custom.patch_namespaced_custom_object_status,
-                              GROUP, VERSION, ns, "storyruns", name, patch)
-        if res.outcome is kube.Outcome.OK:
-            if resource_version(res.body) > resource_version(ctx.cache.runs.get(key)):
-                ctx.cache.put_run(res.body)
-        elif res.outcome is kube.Outcome.GONE:
-            return result
-        elif res.outcome is kube.Outcome.INVALID:
-            await _refused(ctx, "StoryRun", run, changes, res.message, now)
-            result.notes.append(f"status refused: {res.message}")
-            return result
-        else:
-            # A conflict means we decided on a stale view: re-decide on a fresh one, and post
-            # no Events for a transition that was not recorded.
-            result.retry_soon = True
-            return result
-    for event in events:
-        await _emit(ctx, run, step_runs, event, now)
-    return result
+            case act.CreateStepRun(step=step):
+                outcome, created = await create_steprun(ctx, run, rendered[step],
+                                                        step in step_runs, now)
+                if created is not None:
+                    step_runs[step] = created
+            case _:
+                outcome = await _child_action(ctx, key, step_runs, action, now)
+        outcomes.append(outcome)
+        if outcome.halt:
+            return Applied.of(outcomes)
+    written = await write_run_status(ctx, key, run, decision, now)
+    outcomes.append(written)
+    if not written.halt:
+        for event in decision.actions:
+            if isinstance(event, act.EmitEvent):
+                await _emit(ctx, run, step_runs, event, now)
+    return Applied.of(outcomes)
 
 
-async def write_steprun_status(ctx: Context, sr: Mapping[str, Any], status: dict[str, Any],
-                                result: Applied) -> None:
-    meta = sr["metadata"]
-    changes = wire.merge_patch(sr.get("status"), status)
-    if not changes:
-        return
-    if _refused_before(ctx, "StepRun", sr, changes):
-        return
-    patch = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": changes}
-    res = await kube.call("patch", "stepruns/status",
-                          ctx.custom.patch_namespaced_custom_object_status,
-                          GROUP, VERSION, meta["namespace"], "stepruns", meta["name"], patch)
+async def _child_action(ctx: Context, key: RunKey, step_runs: Mapping[str, Obj],
+                        action: act.Action, now: dt.datetime) -> Outcome:
+    """One action on a step's StepRun or workloads (none needed once its StepRun is gone)."""
+    match action:
+        case act.WriteStepRunStatus(step=step, status=status):
+            sr = step_runs.get(step)
+            return DONE if sr is None else await write_steprun_status(
+                ctx, sr, wire.steprun_status(status))
+        case act.StartAttempt(step=step, attempt=attempt):
+            sr = step_runs.get(step)
+            return Outcome(Retry.SOON) if sr is None else await start_attempt(
+                ctx, sr, attempt, now)
+        case act.StopWorkload(step=step, grace_seconds=grace):
+            await stop_workloads(ctx, key[0], key[1], step, grace)
+        case act.DeleteStepRun(step=step):
+            sr = step_runs.get(step)
+            if sr is not None:
+                await delete_steprun(ctx, sr)
+        case act.RemoveFinalizer(step=step):
+            sr = step_runs.get(step)
+            return DONE if sr is None else await remove_finalizer(ctx, sr)
+    return DONE  # an EmitEvent: posted once the run's status is written
+
+
+# -- one function per action kind --------------------------------------------------------------
+
+
+async def create_steprun(ctx: Context, run: Obj, body: dict[str, Any], seen: bool,
+                         now: dt.datetime) -> tuple[Outcome, dict[str, Any] | None]:
+    """Create a StepRun (`seen`: the cache holds one of this run for its step already); the
+    StepRun created, if it was."""
+    name = body["metadata"]["name"]
+    res = await kube.call("create", STEP_RUNS, ctx.custom.create_namespaced_custom_object,
+                          GROUP, VERSION, run["metadata"]["namespace"], STEP_RUNS, body)
     if res.outcome is kube.Outcome.OK:
-        cached = ctx.cache.get("StepRun", meta["namespace"], meta["name"])
-        if resource_version(res.body) > resource_version(cached):
-            ctx.cache.put("StepRun", res.body)
-    elif res.outcome is kube.Outcome.INVALID:
-        # The API server's own rules refused it (a terminal StepRun cannot change): the next
-        # observation of the StepRun drives the decision instead.
-        await _refused(ctx, "StepRun", sr, changes, res.message, dt.datetime.now(dt.UTC))
-        result.notes.append(f"StepRun {meta['name']} status refused: {res.message}")
-    elif res.outcome is not kube.Outcome.GONE:
-        result.retry_soon = True
+        ctx.cache.put("StepRun", res.body)
+        return DONE, res.body
+    if res.outcome is kube.Outcome.EXISTS and not seen:
+        # Either not in the cache yet, or a StepRun of an earlier run of this name still on
+        # its way out: record nothing until ours is seen.
+        return Outcome(Retry.SOON, f"StepRun {name} exists but is not yet seen as this run's; "
+                                   "waiting", halt=True), None
+    if not res.ok:
+        # Not confirmed by the API server: a status naming it would record as started a step
+        # that has no StepRun, so nothing is recorded this time.
+        retry = await _not_created(ctx, run, "StepRun", name, run["metadata"].get("uid"), res,
+                                   now)
+        return Outcome(retry, f"StepRun {name} not created ({res.outcome}: {res.message}); "
+                              "the status waits for it", halt=True), None
+    return DONE, None
 
 
-def _refusal_key(kind: str, obj: Mapping[str, Any]) -> tuple[str, str, str]:
-    return kind, obj["metadata"].get("uid", ""), obj["metadata"]["name"]
-
-
-def _refused_before(ctx: Context, kind: str, obj: Mapping[str, Any],
-                    changes: Mapping[str, Any]) -> bool:
-    """A write the API server refused is never sent again unchanged (it cannot succeed)."""
-    return ctx.refused.get(_refusal_key(kind, obj)) == json.dumps(changes, sort_keys=True)
-
-
-async def _refused(ctx: Context, kind: str, obj: Mapping[str, Any], changes: Mapping[str, Any],
-                   message: str, now: dt.datetime) -> None:
-    """Remember the refused write, and say so where a person looks: the log and an Event."""
-    _remember(ctx, _refusal_key(kind, obj), json.dumps(changes, sort_keys=True))
-    meta = obj["metadata"]
-    log.error("%s %s/%s: status write refused by the API server, not retried unchanged: %s; "
-              "write was %s", kind, meta["namespace"], meta["name"], message,
-              json.dumps(changes, sort_keys=True))
-    await _event(ctx, kind, obj, "Warning", "WriteRejected",
-                 f"status write refused by the API server: {message}", now)
-
-
-def _remember(ctx: Context, key: tuple[str, str, str], value: str) -> None:
-    ctx.refused[key] = value
-    while len(ctx.refused) > REFUSALS_KEPT:  # oldest first: objects long gone
-        del ctx.refused[next(iter(ctx.refused))]
-
-
-async def _event(ctx: Context, kind: str, obj: Mapping[str, Any], type_: str, reason: str,
-                 message: str, now: dt.datetime) -> None:
-    body = event_for({"apiVersion": API_VERSION, "kind": kind, **obj},
-                     type=type_, reason=reason, message=message, now=now)
-    await kube.call("create", "events", ctx.core.create_namespaced_event,
-                    obj["metadata"]["namespace"], body)
-
-
-async def _start_attempt(ctx: Context, sr: Mapping[str, Any], attempt: int, now: dt.datetime,
-                         result: Applied) -> None:
+async def start_attempt(ctx: Context, sr: Obj, attempt: int, now: dt.datetime) -> Outcome:
+    """Create the workload of an attempt: its pod (batch), or its Deployment and Service."""
     ns = sr["metadata"]["namespace"]
     if sr["spec"].get("mode") == "realtime":
         kind, workload = "Deployment", build.build_deployment(sr)
@@ -277,103 +254,115 @@ async def _start_attempt(ctx: Context, sr: Mapping[str, Any], attempt: int, now:
     if res.outcome is kube.Outcome.OK:
         ctx.cache.put(kind, ctx.api.sanitize_for_serialization(res.body))
     elif not res.ok:
-        await _not_created(ctx, sr, kind, workload["metadata"]["name"], sr["metadata"]["uid"],
-                           res, now, result)
+        return Outcome(await _not_created(ctx, sr, kind, workload["metadata"]["name"],
+                                          sr["metadata"]["uid"], res, now))
+    return DONE
 
 
-async def _not_created(ctx: Context, parent: Mapping[str, Any], kind: str, name: str,
-                       owner: str | None, res: kube.Result, now: dt.datetime,
-                       result: Applied) -> None:
+async def write_steprun_status(ctx: Context, sr: Obj, status: dict[str, Any]) -> Outcome:
+    """Write what a StepRun's status should say, unless it says so already or the API server
+    refused this very write before."""
+    meta = sr["metadata"]
+    changes = wire.merge_patch(sr.get("status"), status)
+    if not changes or ctx.refusals.refused_before("StepRun", sr, changes):
+        return DONE
+    res = await _patch_kept(ctx, "StepRun", (meta["namespace"], meta["name"]), {
+        "metadata": {"resourceVersion": meta["resourceVersion"]}, "status": changes},
+        status=True)
+    if res.outcome is kube.Outcome.INVALID:
+        # The API server's own rules refused it (a terminal StepRun cannot change): the next
+        # observation of the StepRun drives the decision instead.
+        await _refused(ctx, "StepRun", sr, changes, res.message, dt.datetime.now(dt.UTC))
+        return Outcome(note=f"StepRun {meta['name']} status refused: {res.message}")
+    if res.outcome in (kube.Outcome.OK, kube.Outcome.GONE):
+        return DONE
+    return Outcome(Retry.SOON)
+
+
+async def delete_steprun(ctx: Context, sr: Obj) -> None:
+    meta = sr["metadata"]
+    await kube.call("delete", STEP_RUNS, ctx.custom.delete_namespaced_custom_object,
+                    GROUP, VERSION, meta["namespace"], STEP_RUNS, meta["name"],
+                    propagation_policy="Background")
+
+
+async def remove_finalizer(ctx: Context, sr: Obj) -> Outcome:
+    """Let a StepRun go: take runctl's finalizer off it (tried again soon if that failed)."""
+    meta = sr["metadata"]
+    finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
+    if finalizers == list(meta.get("finalizers") or []):
+        return DONE
+    patch = {"metadata": {"resourceVersion": meta["resourceVersion"], "finalizers": finalizers}}
+    res = await kube.call("patch", STEP_RUNS, ctx.custom.patch_namespaced_custom_object,
+                          GROUP, VERSION, meta["namespace"], STEP_RUNS, meta["name"], patch)
+    return DONE if res.ok else Outcome(Retry.SOON)
+
+
+async def write_run_status(ctx: Context, key: RunKey, run: Obj, decision: Decision,
+                           now: dt.datetime) -> Outcome:
+    """Write the decided status of the run (its record kept as it is); halts the apply (no
+    Events) unless it was written or needed no write."""
+    changes = wire.merge_patch(run.get("status"), {**wire.run_status(decision.status),
+                                                   **wire.recorded(run.get("status"))})
+    if not changes:
+        return DONE
+    if ctx.refusals.refused_before("StoryRun", run, changes):
+        return Outcome(note="the same status write was refused before; not sent again",
+                       halt=True)
+    res = await _patch_kept(ctx, "StoryRun", key, {
+        "metadata": {"resourceVersion": run["metadata"]["resourceVersion"]},
+        "status": changes}, status=True)
+    if res.outcome is kube.Outcome.OK:
+        return DONE
+    if res.outcome is kube.Outcome.GONE:
+        return Outcome(halt=True)
+    if res.outcome is kube.Outcome.INVALID:
+        await _refused(ctx, "StoryRun", run, changes, res.message, now)
+        return Outcome(note=f"status refused: {res.message}", halt=True)
+    # A conflict means we decided on a stale view: re-decide on a fresh one, and post no
+    # Events for a transition that was not recorded.
+    return Outcome(Retry.SOON, halt=True)
+
+
+# -- what the API server refused, said where a person looks -------------------------------------
+
+
+async def _refused(ctx: Context, kind: str, obj: Obj, changes: Mapping[str, Any], message: str,
+                   now: dt.datetime) -> None:
+    """Remember the refused write, and say so where a person looks: the log and an Event."""
+    ctx.refusals.refuse_write(kind, obj, changes)
+    meta = obj["metadata"]
+    log.error("%s %s/%s: status write refused by the API server, not retried unchanged: %s; "
+              "write was %s", kind, meta["namespace"], meta["name"], message,
+              json.dumps(changes, sort_keys=True))
+    await events.post(ctx.core, kind, obj, type="Warning", reason=EventReason.WRITE_REJECTED,
+                      message=f"status write refused by the API server: {message}", now=now)
+
+
+async def _not_created(ctx: Context, parent: Obj, kind: str, name: str, owner: str | None,
+                       res: kube.Result, now: dt.datetime) -> Retry:
     """A child the API server did not create. Invalid: it never will, so the refusal is
     observed and the next decision fails the step with the API server's words. Forbidden
     (RBAC, a quota): it may be allowed later, so it is tried again every few seconds, and a
     Warning Event on the parent says why it waits (once per reason). Anything else: soon."""
-    result.retry_soon = True
     if res.outcome is kube.Outcome.INVALID:
         ctx.cache.refuse(kind, parent["metadata"]["namespace"], name, owner or "", res.message)
     elif res.outcome is kube.Outcome.FORBIDDEN:
-        result.forbidden = True
-        said = ("CreateForbidden", kind, name)
-        if ctx.refused.get(said) != res.message:
-            _remember(ctx, said, res.message)
+        if ctx.refusals.forbid(kind, name, res.message):
             log.warning("%s %s not created: %s", kind, name, res.message)
-            parent_kind = "StepRun" if kind != "StepRun" else "StoryRun"
-            await _event(ctx, parent_kind, parent, "Warning", "CreateForbidden",
-                         f"{kind} {name} not created, tried again every "
-                         f"{FORBIDDEN_REQUEUE_SECONDS:.0f}s: {res.message}", now)
+            await events.post(
+                ctx.core, "StepRun" if kind != "StepRun" else "StoryRun", parent,
+                type="Warning", reason=EventReason.CREATE_FORBIDDEN,
+                message=f"{kind} {name} not created, tried again every "
+                        f"{FORBIDDEN_REQUEUE_SECONDS:.0f}s: {res.message}", now=now)
+        return Retry.LATER
+    return Retry.SOON
 
 
-async def _stop_workloads(ctx: Context, ns: str, run: str, step: str, grace: int) -> None:
-    """Delete the step's workloads (a Deployment, or a batch attempt's pod) and their pods,
-    giving the pods `grace` seconds to exit.
-
-    A Deployment is stopped in three waves, each sent at once: the Deployment (so its controller
-    makes no new ReplicaSet), then the ReplicaSets that own the step's pods (so none replaces a
-    pod deleted under it: a replacement would start after the stop), then the pods."""
-    key = (ns, run)
-    options = client.V1DeleteOptions(propagation_policy="Background", grace_period_seconds=grace)
-    deployments = [d for d in ctx.cache.children("Deployment", key) if _stoppable(d, step)]
-    await _delete_all(ctx, [("Deployment", d, kube.call(
-        "delete", "deployments", ctx.apps.delete_namespaced_deployment, d["metadata"]["name"],
-        ns, body=options)) for d in deployments])
-    pods = [p for p in ctx.cache.children("Pod", key) if _stoppable(p, step)]
-    owners = sorted({o["name"] for p in pods for o in p["metadata"].get("ownerReferences") or ()
-                     if o.get("kind") == "ReplicaSet"})
-    await asyncio.gather(*(kube.call(
-        "delete", "replicasets", ctx.apps.delete_namespaced_replica_set, name, ns, body=options)
-        for name in owners))
-    await _delete_all(ctx, [("Pod", p, kube.call(
-        "delete", "pods", ctx.core.delete_namespaced_pod, p["metadata"]["name"], ns,
-        grace_period_seconds=grace)) for p in pods])
-
-
-def _stoppable(obj: Mapping[str, Any], step: str) -> bool:
-    """A workload or pod of `step` that no delete has reached yet. A batch attempt's pod is the
-    workload itself: deleted even once it ended, so the stop is seen under way (a late report
-    is then reported once); a Deployment's ended pods go with their ReplicaSet."""
-    meta = obj["metadata"]
-    labels = meta.get("labels", {})
-    if labels.get(STEP_LABEL) != step or meta.get("deletionTimestamp"):
-        return False
-    ended = obj.get("status", {}).get("phase") in ("Succeeded", "Failed")
-    return not ended or ATTEMPT_LABEL in labels
-
-
-async def _delete_all(ctx: Context, deletes: list[tuple[str, Mapping[str, Any],
-                                                         Awaitable[kube.Result]]]) -> None:
-    results = await asyncio.gather(*(call for _, _, call in deletes))
-    for (kind, target, _), res in zip(deletes, results, strict=True):
-        _deleting(ctx, kind, target, res)
-
-
-def _deleting(ctx: Context, kind: str, obj: Mapping[str, Any], res: kube.Result) -> None:
-    """Record a delete that landed in the cache at once, so the next reconcile (which may come
-    before the watch event) sees the stop under way and neither sends it nor reports it twice."""
-    if res.outcome is kube.Outcome.GONE:
-        ctx.cache.drop(kind, obj)
-    elif res.outcome is kube.Outcome.OK:
-        ctx.cache.mark_deleting(kind, obj, dt.datetime.now(dt.UTC))
-
-
-async def remove_finalizer(ctx: Context, sr: Mapping[str, Any], result: Applied) -> None:
-    meta = sr["metadata"]
-    finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
-    if finalizers == list(meta.get("finalizers") or []):
-        return
-    patch = {"metadata": {"resourceVersion": meta["resourceVersion"], "finalizers": finalizers}}
-    res = await kube.call("patch", "stepruns", ctx.custom.patch_namespaced_custom_object,
-                          GROUP, VERSION, meta["namespace"], "stepruns", meta["name"], patch)
-    if not res.ok:
-        result.retry_soon = True
-
-
-async def _emit(ctx: Context, run: Mapping[str, Any], step_runs: Mapping[str, Any],
-                event: act.EmitEvent, now: dt.datetime) -> None:
-    target: Mapping[str, Any] = run
+async def _emit(ctx: Context, run: Obj, step_runs: Mapping[str, Obj], event: act.EmitEvent,
+                now: dt.datetime) -> None:
+    target: Obj = run
     if event.target == "step":
         target = step_runs.get(event.step or "") or run
-    await _event(ctx, "StoryRun" if target is run else "StepRun", target, event.type,
-                 event.reason, event.message, now)
-
-
-__all__ = ["Applied", "apply"]
+    await events.post(ctx.core, "StoryRun" if target is run else "StepRun", target,
+                      type=event.type, reason=event.reason, message=event.message, now=now)

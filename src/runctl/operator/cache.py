@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runctl.api.wire import RUN_LABEL, STEPRUN_UID_LABEL
+from runctl.operator.memo import Bounded
 from runctl.timefmt import fmt_time
 
 TOMBSTONE_TTL = 3600.0
-REFUSALS_KEPT = 10_000
 
 Body = Mapping[str, Any]
 RunKey = tuple[str, str]  # (namespace, storyrun name)
@@ -53,16 +53,15 @@ class ObjectCache:
         self._kinds: dict[str, _Kind] = defaultdict(_Kind)
         self.runs: dict[RunKey, dict[str, Any]] = {}
         self.deleted_runs: set[RunKey] = set()
-        self._refusals: dict[tuple[str, str, str, str], str] = {}
+        self._refusals: Bounded[tuple[str, str, str, str], str] = Bounded()
 
     # -- creates the API server refused ------------------------------------------------------
 
     def refuse(self, kind: str, namespace: str, name: str, owner: str, message: str) -> None:
-        """The API server refused to create this child of `owner` (invalid, forbidden, over a
-        quota): sending the same create again cannot succeed, so it is observed as a failure."""
+        """The API server refused to create this child of `owner` as invalid: sending the same
+        create again cannot succeed, so it is observed as a failure. (A forbidden create is not
+        remembered here: it may be allowed later, and is tried again.)"""
         self._refusals[(kind, namespace, name, owner)] = message
-        while len(self._refusals) > REFUSALS_KEPT:  # oldest first: owners long gone
-            del self._refusals[next(iter(self._refusals))]
 
     def refusal(self, kind: str, namespace: str, name: str, owner: str | None) -> str | None:
         """Why the create of this child of `owner` was refused, if it was."""

@@ -16,6 +16,7 @@ from runctl.machine.phases import RUN_TERMINAL
 from runctl.operator import login
 from runctl.operator.cache import ObjectCache, RunKey, resource_version
 from runctl.operator.queue import WorkQueue
+from runctl.operator.refusals import Refusals
 from runctl.operator.settings import API_THREADS, BATCH_SECONDS
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,9 @@ class Context:
     background: list[asyncio.Task[Any]] = field(default_factory=list)
     listed_scopes: set[tuple[str, str | None]] = field(default_factory=set)
     """(kind, namespace or None) that have been listed at least once."""
-    refused: dict[tuple[str, str, str], str] = field(default_factory=dict)
-    """(kind, uid, name) -> the status write the API server refused last, never sent again."""
+    refusals: Refusals = field(default_factory=Refusals)
+    """The status writes the API server refused (never sent again unchanged), and the forbidden
+    creates already said in an Event."""
 
     @classmethod
     def connect(cls, cache: ObjectCache, queue: WorkQueue, namespaces: tuple[str, ...] = (),

@@ -3,7 +3,8 @@
 An `async` `@kopf.on.event` handler per watched kind hands each event to the cache and the work
 queue (`Context.event`), on the event loop, and does nothing else: no phase logic lives in a
 handler. Workers take runs off the queue and reconcile them one at a time
-(`reconcile.reconcile_run`: snapshot, decide, apply). At start-up the first plain-JSON list of
+(`reconcile.reconcile_run`: its stages, then snapshot, decide, render, apply), and act on
+the `Result` it returns (look again later, or not). At start-up the first plain-JSON list of
 every kind fills the cache before any worker acts, and a relist every `RUNCTL_RESYNC_SECONDS`
 repairs what the watches missed. With leader election, only the leader's workers act; every
 replica keeps its cache current.
@@ -140,7 +141,7 @@ async def _worker(ctx: Context, index: int) -> None:
     while True:
         key: RunKey = await ctx.queue.get()  # type: ignore[assignment]
         try:
-            await reconcile_run(ctx, key)
+            ctx.queue.requeue(key, await reconcile_run(ctx, key))
         except asyncio.CancelledError:
             raise
         except Exception:

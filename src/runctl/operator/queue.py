@@ -9,6 +9,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Hashable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a reconcile asks of the queue once it is done, as controller-runtime's
+    `Result{RequeueAfter}`: the reconcile decides, the worker acts (`WorkQueue.requeue`)."""
+
+    requeue_after: float | None = None
+    """Look at the key again after this many seconds (at once if 0); None: only when woken."""
+    forget: bool = False
+    """The key needs no more work (its run is gone): drop a pending look."""
 
 
 class WorkQueue:
@@ -55,6 +67,13 @@ class WorkQueue:
         if key in self._dirty:
             self._dirty.discard(key)
             self.add(key)
+
+    def requeue(self, key: Hashable, result: Result) -> None:
+        """Act on what the reconcile of `key` asked."""
+        if result.forget:
+            self.forget(key)
+        if result.requeue_after is not None:
+            self.add_after(key, result.requeue_after)
 
     def forget(self, key: Hashable) -> None:
         """Drop a pending timer for a key that needs no more work (a finished, cleaned-up run)."""

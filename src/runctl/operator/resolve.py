@@ -126,17 +126,19 @@ def _pairs(problems: list[Problem]) -> tuple[tuple[str, str], ...]:
 # -- what a step reads -----------------------------------------------------------------------
 
 
-def recorded(step_runs: Mapping[str, m.StepRunStatus | None]) -> dict[str, dict[str, str]]:
+def _recorded(step_runs: Mapping[str, m.StepRunStatus | None]) -> dict[str, dict[str, str]]:
     """The outputs recorded on the StepRuns that succeeded, by step."""
     return {step: dict(status.outputs) for step, status in step_runs.items()
             if status is not None and status.phase is StepPhase.SUCCEEDED}
 
 
-def produced(run: Obj, d: Definition, recorded: Mapping[str, Mapping[str, str]],
+def produced(run: Obj, d: Definition, step_runs: Mapping[str, m.StepRunStatus | None],
              states: Mapping[str, m.StepState]) -> dict[str, dict[str, str]]:
-    """The outputs every finished step offers its readers: a reused step's as the re-run
-    recorded them (its StepRun, made with them, may not be seen yet); a success's recorded
-    outputs (see `recorded`); a skipped step's declared defaults."""
+    """The outputs every finished step offers its readers, from the StepRuns' statuses (as the
+    snapshot parsed them) and the steps' states: a reused step's as the re-run recorded them
+    (its StepRun, made with them, may not be seen yet); a success's recorded outputs; a skipped
+    step's declared defaults."""
+    recorded = _recorded(step_runs)
     out: dict[str, dict[str, str]] = {}
     reused = dict(d.reused)
     for step in d.steps(run):

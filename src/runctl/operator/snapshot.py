@@ -16,6 +16,7 @@ from runctl.api.wire import STEP_LABEL, STEPRUN_UID_LABEL
 from runctl.flow import definition as flow_definition
 from runctl.flow import outputs as flow_outputs
 from runctl.machine import model as m
+from runctl.machine.actions import EventReason
 from runctl.machine.naming import step_run_name, workload_ref
 from runctl.machine.phases import FailureClass, Mode
 from runctl.operator import resolve
@@ -138,8 +139,8 @@ def _gates(run: Obj, definition: resolve.Definition,
                and s["name"] not in step_runs and s["name"] not in reused]
     if not waiting:
         return ()
-    outputs = resolve.produced(run, definition, resolve.recorded(
-        {step: obs.status for step, obs in step_runs.items()}), states)
+    outputs = resolve.produced(run, definition,
+                               {step: obs.status for step, obs in step_runs.items()}, states)
     gates = ((s["name"], resolve.gate(s, definition.params, outputs, definition.facts))
              for s in waiting)
     return tuple(sorted(((n, g) for n, g in gates if g is not None), key=lambda ng: ng[0]))
@@ -165,8 +166,9 @@ def _attempt(cache: ObjectCache, ns: str, mode: Mode, sr: Obj,
 
 
 def refused(attempt: int, message: str) -> m.AttemptObservation:
-    """A child the API server refused to create (invalid, forbidden, over a quota): the
-    attempt failed, and sending the same create again cannot help (Permanent)."""
+    """A child the API server refused to create as invalid (`ObjectCache.refuse`; a forbidden
+    create is tried again instead): the attempt failed, and sending the same create again
+    cannot help (Permanent)."""
     return m.AttemptObservation(attempt=attempt, state=m.WorkloadState.FAILED,
-                                reason="CreateRefused", message=message,
+                                reason=EventReason.CREATE_REFUSED, message=message,
                                 failure_class_hint=FailureClass.PERMANENT)

@@ -1,0 +1,72 @@
+"""Stop a step's workloads: the delete waves of a `StopWorkload`.
+
+A Deployment is stopped in three waves, each sent at once: the Deployment (so its controller makes
+no new ReplicaSet), then the ReplicaSets that own the step's pods (so none replaces a pod deleted
+under it: a replacement would start after the stop), then the pods. A batch attempt's pod has no
+owner but its StepRun, so only the last wave finds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Awaitable, Mapping
+from typing import Any
+
+from kubernetes import client
+
+from runctl.api.wire import ATTEMPT_LABEL, STEP_LABEL
+from runctl.operator import kube
+from runctl.operator.context import Context
+
+
+async def stop_workloads(ctx: Context, ns: str, run: str, step: str, grace: int) -> None:
+    """Delete the step's workloads (a Deployment, or a batch attempt's pod) and their pods,
+    giving the pods `grace` seconds to exit."""
+    key = (ns, run)
+    options = client.V1DeleteOptions(propagation_policy="Background", grace_period_seconds=grace)
+    deployments = [d for d in ctx.cache.children("Deployment", key) if _stoppable(d, step)]
+    await _delete_all(ctx, [("Deployment", d, kube.call(
+        "delete", "deployments", ctx.apps.delete_namespaced_deployment, d["metadata"]["name"],
+        ns, body=options)) for d in deployments])
+    pods = [p for p in ctx.cache.children("Pod", key) if _stoppable(p, step)]
+    await asyncio.gather(*(kube.call(
+        "delete", "replicasets", ctx.apps.delete_namespaced_replica_set, name, ns, body=options)
+        for name in _replicasets(pods)))
+    await _delete_all(ctx, [("Pod", p, kube.call(
+        "delete", "pods", ctx.core.delete_namespaced_pod, p["metadata"]["name"], ns,
+        grace_period_seconds=grace)) for p in pods])
+
+
+def _replicasets(pods: list[dict[str, Any]]) -> list[str]:
+    """The ReplicaSets that own these pods, by name."""
+    return sorted({o["name"] for p in pods for o in p["metadata"].get("ownerReferences") or ()
+                   if o.get("kind") == "ReplicaSet"})
+
+
+def _stoppable(obj: Mapping[str, Any], step: str) -> bool:
+    """A workload or pod of `step` that no delete has reached yet. A batch attempt's pod is the
+    workload itself: deleted even once it ended, so the stop is seen under way (a late report
+    is then reported once); a Deployment's ended pods go with their ReplicaSet."""
+    meta = obj["metadata"]
+    labels = meta.get("labels", {})
+    if labels.get(STEP_LABEL) != step or meta.get("deletionTimestamp"):
+        return False
+    ended = obj.get("status", {}).get("phase") in ("Succeeded", "Failed")
+    return not ended or ATTEMPT_LABEL in labels
+
+
+async def _delete_all(ctx: Context, deletes: list[tuple[str, Mapping[str, Any],
+                                                         Awaitable[kube.Result]]]) -> None:
+    results = await asyncio.gather(*(call for _, _, call in deletes))
+    for (kind, target, _), res in zip(deletes, results, strict=True):
+        _deleting(ctx, kind, target, res)
+
+
+def _deleting(ctx: Context, kind: str, obj: Mapping[str, Any], res: kube.Result) -> None:
+    """Record a delete that landed in the cache at once, so the next reconcile (which may come
+    before the watch event) sees the stop under way and neither sends it nor reports it twice."""
+    if res.outcome is kube.Outcome.GONE:
+        ctx.cache.drop(kind, obj)
+    elif res.outcome is kube.Outcome.OK:
+        ctx.cache.mark_deleting(kind, obj, dt.datetime.now(dt.UTC))
