@@ -368,6 +368,7 @@ def test_a_steprun_create_returns_its_own_outcome(
     pytest.param(None, applying.Retry.NONE, id="removed"),
     pytest.param(ApiException(status=404), applying.Retry.NONE, id="gone-already"),
     pytest.param(ApiException(status=409), applying.Retry.SOON, id="conflict"),
+    pytest.param(ApiException(status=403), applying.Retry.LATER, id="forbidden"),
 ])
 def test_a_finalizer_removal_returns_its_own_outcome(answer: Exception | None,
                                                      retry: applying.Retry) -> None:

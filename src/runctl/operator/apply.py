@@ -287,7 +287,8 @@ async def delete_steprun(ctx: Context, sr: Obj) -> None:
 
 
 async def remove_finalizer(ctx: Context, sr: Obj) -> Outcome:
-    """Let a StepRun go: take runctl's finalizer off it (tried again soon if that failed)."""
+    """Let a StepRun go: take runctl's finalizer off it (tried again soon if that failed, or
+    later if RBAC refused it, so a missing grant is not asked five times a second)."""
     meta = sr["metadata"]
     finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
     if finalizers == list(meta.get("finalizers") or []):
@@ -295,7 +296,9 @@ async def remove_finalizer(ctx: Context, sr: Obj) -> Outcome:
     patch = {"metadata": {"resourceVersion": meta["resourceVersion"], "finalizers": finalizers}}
     res = await kube.call("patch", STEP_RUNS, ctx.custom.patch_namespaced_custom_object,
                           GROUP, VERSION, meta["namespace"], STEP_RUNS, meta["name"], patch)
-    return DONE if res.ok else Outcome(Retry.SOON)
+    if res.ok:
+        return DONE
+    return Outcome(Retry.LATER if res.outcome is kube.Outcome.FORBIDDEN else Retry.SOON)
 
 
 async def write_run_status(ctx: Context, key: RunKey, run: Obj, decision: Decision,
