@@ -303,7 +303,7 @@ def attempt_times_out() -> tuple[m.Observed, dt.datetime, Decision]:
     status = expect(before, RunPhase.FAILED, {"a": entry("a", out)}, now=20,
                     reason=Reason.TIMED_OUT, message=text, duration="20s")
     return before, at(20), Decision(status, (
-        WriteStepRunStatus("a", out), StopWorkload("a", 30, Reason.TIMED_OUT),
+        WriteStepRunStatus("a", out), StopWorkload("a", 30),
         EmitEvent("step", "a", "Warning", Reason.TIMED_OUT, text),
         run_event("Failed", f"Failed after 20s: {text}")), None)
 
@@ -326,7 +326,7 @@ def run_times_out() -> tuple[m.Observed, dt.datetime, Decision]:
     status = expect(before, RunPhase.TIMED_OUT, {"a": entry("a", out), "b": b}, now=30,
                     reason=Reason.TIMED_OUT, message=text, duration="30s")
     return before, at(30), Decision(status, (
-        WriteStepRunStatus("a", out), StopWorkload("a", 30, Reason.TIMED_OUT),
+        WriteStepRunStatus("a", out), StopWorkload("a", 30),
         EmitEvent("step", "a", "Warning", Reason.TIMED_OUT, "the run's deadline passed"),
         run_event("TimedOut", f"TimedOut after 30s: {text}")), None)
 
@@ -364,8 +364,8 @@ def fail_fast() -> tuple[m.Observed, dt.datetime, Decision]:
         now=7, reason=Reason.STEP_FAILED, message=FAIL_TEXT, duration="7s")
     return before, at(7), Decision(status, (
         WriteStepRunStatus("a", failed), WriteStepRunStatus("b", b),
-        WriteStepRunStatus("e", e), StopWorkload("b", 30, Reason.CANCELED),
-        StopWorkload("e", 30, Reason.STOPPED_BEFORE_START),
+        WriteStepRunStatus("e", e), StopWorkload("b", 30),
+        StopWorkload("e", 30),
         EmitEvent("step", "a", "Warning", Reason.STEP_FAILED, FAIL_TEXT),
         run_event("Failed", f"Failed after 7s: {FAIL_TEXT}")), None)
 
@@ -421,8 +421,8 @@ def stop_observed() -> tuple[m.Observed, dt.datetime, Decision]:
                     condition=replace(UNKNOWN, reason="StopRequested",
                                       message="stopping: waiting for 1 running step(s) to end"))
     return before, at(4), Decision(status, (
-        WriteStepRunStatus("e", e), StopWorkload("a", 30, "StopRequested"),
-        StopWorkload("e", 30, Reason.STOPPED_BEFORE_START),
+        WriteStepRunStatus("e", e), StopWorkload("a", 30),
+        StopWorkload("e", 30),
         EmitEvent("run", None, "Normal", "StopRequested",
                   "stop requested: no step starts from now on")), at(34))
 
@@ -452,7 +452,7 @@ def topology_pods_gone() -> tuple[m.Observed, dt.datetime, Decision]:
                     duration="8s")
     return before, at(8), Decision(status, (
         WriteStepRunStatus("a", a), WriteStepRunStatus("b", b),
-        StopWorkload("b", 30, Reason.TOPOLOGY_TERMINATED),
+        StopWorkload("b", 30),
         run_event("Succeeded", "Succeeded after 8s: the topology terminated", "Normal")), None)
 
 
@@ -465,8 +465,8 @@ def topology_ended_by_hub() -> tuple[m.Observed, dt.datetime, Decision]:
                     duration="8s")
     return before, at(8), Decision(status, (
         WriteStepRunStatus("a", a), WriteStepRunStatus("b", b),
-        StopWorkload("a", 30, Reason.TOPOLOGY_TERMINATED),
-        StopWorkload("b", 30, Reason.TOPOLOGY_TERMINATED),
+        StopWorkload("a", 30),
+        StopWorkload("b", 30),
         run_event("Succeeded", "Succeeded after 8s: the topology terminated", "Normal")), None)
 
 
@@ -482,7 +482,7 @@ def topology_ends_a_stop_whatever_the_drain() -> tuple[m.Observed, dt.datetime, 
                     now=5, reason=Reason.CANCELED, message=text, duration="5s", stop=stop)
     return before, at(5), Decision(status, (
         WriteStepRunStatus("a", a), WriteStepRunStatus("b", b),
-        StopWorkload("a", 30, Reason.CANCELED), StopWorkload("b", 30, Reason.CANCELED),
+        StopWorkload("a", 30), StopWorkload("b", 30),
         run_event("Canceled", f"Canceled after 5s: {text}", "Normal")), None)
 
 
@@ -512,7 +512,7 @@ def topology_ends_before_all_started() -> tuple[m.Observed, dt.datetime, Decisio
                     now=8, reason=Reason.TOPOLOGY_TERMINATED, message="the topology terminated",
                     duration="8s")
     return before, at(8), Decision(status, (
-        WriteStepRunStatus("a", a), StopWorkload("a", 30, Reason.TOPOLOGY_TERMINATED),
+        WriteStepRunStatus("a", a), StopWorkload("a", 30),
         run_event("Succeeded", "Succeeded after 8s: the topology terminated", "Normal")), None)
 
 
@@ -528,7 +528,7 @@ def topology_with_a_failed_step() -> tuple[m.Observed, dt.datetime, Decision]:
     status = expect(before, RunPhase.FAILED, {"c": entry("c", c)}, now=8,
                     reason=Reason.STEP_FAILED, message="boom", duration="8s")
     return before, at(8), Decision(status, (
-        WriteStepRunStatus("c", c), StopWorkload("a", 30, Reason.STEP_FAILED),
+        WriteStepRunStatus("c", c), StopWorkload("a", 30),
         run_event("Failed", "Failed after 8s: boom")), None)
 
 
@@ -549,7 +549,7 @@ def realtime_failure_is_not_retried() -> tuple[m.Observed, dt.datetime, Decision
                    failure_class=FailureClass.TRANSIENT)
     status = expect(before, RunPhase.RUNNING, {"a": entry("a", failed)})
     return before, at(6), Decision(status, (
-        WriteStepRunStatus("a", failed), StopWorkload("a", 30, Reason.STEP_FAILED),
+        WriteStepRunStatus("a", failed), StopWorkload("a", 30),
         EmitEvent("step", "a", "Warning", Reason.STEP_FAILED, text)), None)
 
 
@@ -582,7 +582,7 @@ def steprun_deleting() -> tuple[m.Observed, dt.datetime, Decision]:
         ("a", m.StepRunObservation("r-a", sr_status("a"), deleting=True,
                                    attempt=work(W.RUNNING)))]))
     return before, at(6), Decision(status, (WriteStepRunStatus("a", a),
-                                            StopWorkload("a", 30, Reason.WORKLOAD_DELETED),
+                                            StopWorkload("a", 30),
                                             *events), None)
 
 
@@ -633,7 +633,7 @@ def heartbeat_expired() -> tuple[m.Observed, dt.datetime, Decision]:
                     reason=Reason.HEARTBEAT_EXPIRED, message="no heartbeat for 10s",
                     duration="15s")
     return before, at(15), Decision(status, (
-        WriteStepRunStatus("a", a), StopWorkload("a", 30, Reason.HEARTBEAT_EXPIRED),
+        WriteStepRunStatus("a", a), StopWorkload("a", 30),
         EmitEvent("step", "a", "Warning", Reason.HEARTBEAT_EXPIRED, "no heartbeat for 10s"),
         run_event("Failed", "Failed after 15s: no heartbeat for 10s")), None)
 
@@ -648,8 +648,7 @@ def late_success_rejected() -> tuple[m.Observed, dt.datetime, Decision]:
     before = running_run(replace(PAIR, on_failure=OnFailure.CONTINUE),
                          {"a": (LOST_A, work(W.SUCCEEDED)), "b": (sr_status("b"),
                                                                    work(W.RUNNING))})
-    return before, at(9), Decision(before.status, (StopWorkload("a", 30,
-                                                                Reason.WORKLOAD_DELETED), LATE),
+    return before, at(9), Decision(before.status, (StopWorkload("a", 30), LATE),
                                    None)
 
 
@@ -660,7 +659,7 @@ def late_success_after_the_end() -> tuple[m.Observed, dt.datetime, Decision]:
     before = replace(running_run(ONE, {"a": (sr_status("a"), work(W.SUCCEEDED))}),
                      status=final)
     return before, at(9), Decision(final, (WriteStepRunStatus("a", LOST_A),
-                                           StopWorkload("a", 30, Reason.WORKLOAD_DELETED),
+                                           StopWorkload("a", 30),
                                            LATE), None)
 
 
@@ -704,7 +703,7 @@ def ttl_after_steprun_gone() -> tuple[m.Observed, dt.datetime, Decision]:
 def no_work_outlives_its_run() -> tuple[m.Observed, dt.datetime, Decision]:
     before = replace(finished(None), step_runs=m.frozen_step_runs([
         ("a", m.StepRunObservation("r-a", DONE_A, attempt=work(W.RUNNING)))]))
-    return before, at(30), Decision(before.status, (StopWorkload("a", 30, Reason.COMPLETED),),
+    return before, at(30), Decision(before.status, (StopWorkload("a", 30),),
                                     None)
 
 
@@ -883,8 +882,7 @@ STOPPED_AT_ONCE = [
                              {"a": (rt_status("a"), work(W.RUNNING))}, topology_terminated=True),
                  5, {"a": entry("a", TOPOLOGY_STOPPED), "b": replace(NOT_STARTED,
                                                                      finished_at=at(5))},
-                 (WriteStepRunStatus("a", TOPOLOGY_STOPPED), StopWorkload("a", 30,
-                                                                          Reason.CANCELED)),
+                 (WriteStepRunStatus("a", TOPOLOGY_STOPPED), StopWorkload("a", 30)),
                  StopTrigger.TOPOLOGY_TERMINATED, "stopped on request; the topology terminated",
                  id="realtime-stop-and-end-together"),
 ]

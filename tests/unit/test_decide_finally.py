@@ -184,7 +184,7 @@ def main_timeout_keeps_finally_budget() -> tuple[m.Observed, dt.datetime, Decisi
                 "(TimedOut): the run did not finish within its timeout of 10s")
     c = created("clean", at(70))
     return before, at(10), Decision(status, (
-        c[0], WriteStepRunStatus("a", a), c[1], StopWorkload("a", 30, Reason.TIMED_OUT),
+        c[0], WriteStepRunStatus("a", a), c[1], StopWorkload("a", 30),
         EmitEvent("step", "a", "Warning", Reason.TIMED_OUT, "the run's deadline passed")),
         at(70))
 
@@ -204,7 +204,7 @@ def finally_deadline_passes() -> tuple[m.Observed, dt.datetime, Decision]:
     status = expect(before, RunPhase.FAILED, {"notify": entry("notify", n), "unlock": u},
                     now=65, reason=Reason.FINALLY_FAILED, message=message, duration="1m5s")
     return before, at(65), Decision(status, (
-        WriteStepRunStatus("notify", n), StopWorkload("notify", 30, Reason.TIMED_OUT),
+        WriteStepRunStatus("notify", n), StopWorkload("notify", 30),
         EmitEvent("step", "notify", "Warning", Reason.TIMED_OUT,
                   "the finally steps' deadline passed"),
         EmitEvent("run", None, "Warning", "Failed", f"Failed after 1m5s: {message}")), None)
@@ -276,7 +276,7 @@ def test_skip_during_finally_stops_them() -> None:
     before = in_finally(run, {"a": done("a", S, Reason.COMPLETED, None, 5)}, o,
                         {"notify": running("notify", 6)})
     d = decide(before, at(7))
-    assert StopWorkload("notify", 30, Waiting.STOP_REQUESTED) in d.actions
+    assert StopWorkload("notify", 30) in d.actions
     unlock = m.step_state(d.status, "unlock")
     assert unlock is not None
     assert (unlock.phase, unlock.reason) == (
@@ -336,7 +336,7 @@ def test_drain_grace_expires() -> None:
     assert (a.phase, a.reason) == (C, Reason.GRACE_PERIOD_EXPIRED)
     assert d.status.stop is not None
     assert d.status.stop.trigger is StopTrigger.GRACE_PERIOD_EXPIRED
-    assert StopWorkload("a", 30, Reason.GRACE_PERIOD_EXPIRED) in d.actions
+    assert StopWorkload("a", 30) in d.actions
 
 
 def test_drain_no_retry() -> None:

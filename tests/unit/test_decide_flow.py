@@ -92,7 +92,7 @@ def late_report_with_bad_outputs_rejected() -> tuple[m.Observed, dt.datetime, De
                      "a success was reported for step count after it ended Lost "
                      "(WorkloadDeleted); the report is rejected and the step stays Lost")
     return before, at(9), Decision(before.status, (
-        StopWorkload("count", 30, Reason.WORKLOAD_DELETED), late), None)
+        StopWorkload("count", 30), late), None)
 
 
 def reader_starts_once_outputs_recorded() -> tuple[m.Observed, dt.datetime, Decision]:
