@@ -7,7 +7,6 @@ The ways a stop ends are rows of two tables at the end, each row what differs be
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import replace
 
 import pytest
@@ -49,42 +48,36 @@ from tests.unit.builders import (
     step,
     work,
 )
+from tests.unit.decisions import (
+    STARTED,
+    STOP_REQUESTED,
+    Case,
+    created,
+    done,
+    ended,
+    run_event,
+    running,
+    step_event,
+    table,
+)
 
 W = m.WorkloadState
 R, S, F = StepPhase.RUNNING, StepPhase.SUCCEEDED, StepPhase.FAILED
 CHAIN = spec(step("a"), step("b", "a"))
 PAIR = spec(step("a"), step("b"))
-STARTED = EmitEvent("run", None, "Normal", "Started", "the run started")
-
-
-def created(name: str, deadline: dt.datetime | None = None
-            ) -> tuple[CreateStepRun, StartAttempt]:
-    """A StepRun made for a first attempt: no status is written for it (none implies the
-    first attempt, `first_status`), its workload is created at once."""
-    return CreateStepRun(name, f"r-{name}", deadline), StartAttempt(name, 1)
-
-
-def ended(name: str, status: m.StepRunStatus, phase: StepPhase, reason: str, message: str | None,
-          now: float, **kw: object) -> m.StepRunStatus:
-    return replace(status, phase=phase, reason=reason, message=message, finished_at=at(now),
-                   **kw)  # type: ignore[arg-type]
-
-
-def run_event(phase: str, message: str, kind: str = "Warning") -> EmitEvent:
-    return EmitEvent("run", None, kind, phase, message)  # type: ignore[arg-type]
 
 
 # -- first reconcile and readiness -------------------------------------------------------------
 
 
-def first_reconcile() -> tuple[m.Observed, dt.datetime, Decision]:
+def first_reconcile() -> Case:
     before = observed(CHAIN)
     a = entry("a", sr_status("a", StepPhase.PENDING))
     status = expect(before, RunPhase.RUNNING, {"a": a, "b": pending()})
     return before, T0, Decision(status, (*created("a"), STARTED), None)
 
 
-def independent_steps_start_together() -> tuple[m.Observed, dt.datetime, Decision]:
+def independent_steps_start_together() -> Case:
     before = observed(replace(PAIR, timeout_seconds=60))
     ca, cb = created("a", at(60)), created("b", at(60))
     status = expect(before, RunPhase.RUNNING, {
@@ -94,23 +87,22 @@ def independent_steps_start_together() -> tuple[m.Observed, dt.datetime, Decisio
                                 at(60))
 
 
-def batch_waits_for_success() -> tuple[m.Observed, dt.datetime, Decision]:
-    before = running_run(CHAIN, {"a": (sr_status("a"), work(W.RUNNING))})
+def batch_waits_for_success() -> Case:
+    before = running_run(CHAIN, {"a": running("a")})
     return before, at(5), Decision(before.status, (), None)
 
 
-def batch_need_succeeded() -> tuple[m.Observed, dt.datetime, Decision]:
+def batch_need_succeeded() -> Case:
     before = running_run(CHAIN, {"a": (sr_status("a"), work(W.SUCCEEDED, outputs=(("rows",
                                                                                    "12"),)))})
-    done = ended("a", sr_status("a"), S, Reason.COMPLETED, None, 5, outputs=(("rows", "12"),))
+    a = done("a", S, Reason.COMPLETED, None, 5, outputs=(("rows", "12"),))
     status = expect(before, RunPhase.RUNNING, {
-        "a": entry("a", done), "b": entry("b", sr_status("b", StepPhase.PENDING, started=5))})
+        "a": entry("a", a), "b": entry("b", sr_status("b", StepPhase.PENDING, started=5))})
     c = created("b")
-    return before, at(5), Decision(status, (c[0], WriteStepRunStatus("a", done), c[1]),
-                                   None)
+    return before, at(5), Decision(status, (c[0], WriteStepRunStatus("a", a), c[1]), None)
 
 
-def realtime_need_running() -> tuple[m.Observed, dt.datetime, Decision]:
+def realtime_need_running() -> Case:
     rt = replace(CHAIN, mode=Mode.REALTIME)
     a = sr_status("a", StepPhase.PENDING, mode=Mode.REALTIME)
     before = running_run(rt, {"a": (a, work(W.RUNNING))})
@@ -123,7 +115,7 @@ def realtime_need_running() -> tuple[m.Observed, dt.datetime, Decision]:
                                    None)
 
 
-def status_never_written() -> tuple[m.Observed, dt.datetime, Decision]:
+def status_never_written() -> Case:
     """A StepRun with no status is at its first attempt, started when it was made (the run
     recorded no start): its workload is created (idempotent), and nothing is written to it
     until the workload is seen."""
@@ -136,7 +128,7 @@ def status_never_written() -> tuple[m.Observed, dt.datetime, Decision]:
     return before, at(3), Decision(status, (StartAttempt("a", 1),), None)
 
 
-def first_write_records_the_workload_running() -> tuple[m.Observed, dt.datetime, Decision]:
+def first_write_records_the_workload_running() -> Case:
     """Nothing is written to a StepRun made for a first attempt while its workload is only
     Pending (`WorkloadRef.observed` rides along with the next write); its first write is the
     one that records it Running, with the attempt, the start the run recorded and the
@@ -151,7 +143,7 @@ def first_write_records_the_workload_running() -> tuple[m.Observed, dt.datetime,
     return before, at(1), Decision(status, (WriteStepRunStatus("a", up),), None)
 
 
-def recorded_but_never_seen() -> tuple[m.Observed, dt.datetime, Decision]:
+def recorded_but_never_seen() -> Case:
     """The status names a StepRun that was neither observed nor seen deleted (its create may
     have been lost in an API server outage): it is created again under the same name, which
     is idempotent, and the record stands as it was."""
@@ -162,7 +154,7 @@ def recorded_but_never_seen() -> tuple[m.Observed, dt.datetime, Decision]:
         None)
 
 
-def running_record_never_seen() -> tuple[m.Observed, dt.datetime, Decision]:
+def running_record_never_seen() -> Case:
     """A step recorded Running whose StepRun is not observed (nor seen deleted) is created
     again where its record stood: same attempt, started now, still Running, never back to
     Pending."""
@@ -177,18 +169,18 @@ def running_record_never_seen() -> tuple[m.Observed, dt.datetime, Decision]:
 # -- mirroring the workload ----------------------------------------------------------------------
 
 
-def pod_runs() -> tuple[m.Observed, dt.datetime, Decision]:
+def pod_runs() -> Case:
     before = running_run(CHAIN, {"a": (sr_status("a", StepPhase.PENDING), work(W.RUNNING))})
     up = sr_status("a")
     return before, at(2), Decision(expect(before, RunPhase.RUNNING, {"a": entry("a", up)}),
                                    (WriteStepRunStatus("a", up),), None)
 
 
-def permanent_failure_fails_fast() -> tuple[m.Observed, dt.datetime, Decision]:
+def permanent_failure_fails_fast() -> Case:
     before = running_run(CHAIN, {"a": (sr_status("a"), work(
         W.FAILED, exit_code=3, message="schema mismatch in column day"))})
     text = "attempt 1 failed (exit code 3, Permanent): schema mismatch in column day"
-    failed = ended("a", sr_status("a"), F, Reason.STEP_FAILED, text, 9,
+    failed = done("a", F, Reason.STEP_FAILED, text, 9,
                    failure_class=FailureClass.PERMANENT)
     b = m.StepState(StepPhase.SKIPPED, Reason.UPSTREAM_FAILED, "needs a, which did not succeed",
                     finished_at=at(9))
@@ -196,11 +188,11 @@ def permanent_failure_fails_fast() -> tuple[m.Observed, dt.datetime, Decision]:
                     reason=Reason.STEP_FAILED, message=text, duration="9s")
     return before, at(9), Decision(status, (
         WriteStepRunStatus("a", failed),
-        EmitEvent("step", "a", "Warning", Reason.STEP_FAILED, text),
+        step_event("a", Reason.STEP_FAILED, text),
         run_event("Failed", f"Failed after 9s: {text}")), None)
 
 
-def image_pull_is_not_retried() -> tuple[m.Observed, dt.datetime, Decision]:
+def image_pull_is_not_retried() -> Case:
     one = spec(step("a", retry=retry(3)))
     before = running_run(one, {"a": (sr_status("a", StepPhase.PENDING),
                                       work(W.FAILED, reason="ImagePullBackOff"))})
@@ -211,7 +203,7 @@ def image_pull_is_not_retried() -> tuple[m.Observed, dt.datetime, Decision]:
                     reason=Reason.STEP_FAILED, message=text, duration="4s")
     return before, at(4), Decision(status, (
         WriteStepRunStatus("a", failed),
-        EmitEvent("step", "a", "Warning", Reason.STEP_FAILED, text),
+        step_event("a", Reason.STEP_FAILED, text),
         run_event("Failed", f"Failed after 4s: {text}")), None)
 
 
@@ -227,7 +219,7 @@ def backing_off() -> m.StepRunStatus:
                    failure_class=FailureClass.TRANSIENT, next_attempt_at=at(15))
 
 
-def transient_failure_backs_off() -> tuple[m.Observed, dt.datetime, Decision]:
+def transient_failure_backs_off() -> Case:
     before = running_run(RETRYING, {"a": (sr_status("a"), work(W.FAILED, exit_code=75))})
     status = expect(before, RunPhase.RUNNING, {"a": entry("a", backing_off())})
     return before, at(10), Decision(status, (
@@ -235,12 +227,12 @@ def transient_failure_backs_off() -> tuple[m.Observed, dt.datetime, Decision]:
         EmitEvent("step", "a", "Normal", "Retrying", BACKOFF_TEXT)), at(15))
 
 
-def backoff_waits() -> tuple[m.Observed, dt.datetime, Decision]:
+def backoff_waits() -> Case:
     before = running_run(RETRYING, {"a": (backing_off(), work(W.FAILED, exit_code=75))})
     return before, at(12), Decision(before.status, (), at(15))
 
 
-def backoff_over_starts_attempt_two() -> tuple[m.Observed, dt.datetime, Decision]:
+def backoff_over_starts_attempt_two() -> Case:
     before = running_run(RETRYING, {"a": (backing_off(), work(W.FAILED, exit_code=75))})
     second = replace(backing_off(), attempts=2, reason=None, next_attempt_at=at(16),
                      workload=ref("a", 2))
@@ -249,7 +241,7 @@ def backoff_over_starts_attempt_two() -> tuple[m.Observed, dt.datetime, Decision
                                              StartAttempt("a", 2)), at(100))
 
 
-def retry_at_once_without_backoff() -> tuple[m.Observed, dt.datetime, Decision]:
+def retry_at_once_without_backoff() -> Case:
     now_spec = spec(step("a", retry=retry(1)))
     before = running_run(now_spec, {"a": (sr_status("a"), work(W.FAILED, reason="Evicted"))})
     text = "attempt 1 failed (Evicted, Transient); attempt 2 of 2 after 0s"
@@ -261,32 +253,32 @@ def retry_at_once_without_backoff() -> tuple[m.Observed, dt.datetime, Decision]:
         EmitEvent("step", "a", "Normal", "Retrying", text)), None)
 
 
-def no_retry_past_the_run_deadline() -> tuple[m.Observed, dt.datetime, Decision]:
+def no_retry_past_the_run_deadline() -> Case:
     before = running_run(RETRYING, {"a": (sr_status("a"), work(W.FAILED, exit_code=75))})
     text = "attempt 1 failed (exit code 75, Transient)"
-    failed = ended("a", sr_status("a"), F, Reason.STEP_FAILED, text, 95,
+    failed = done("a", F, Reason.STEP_FAILED, text, 95,
                    failure_class=FailureClass.TRANSIENT)
     status = expect(before, RunPhase.FAILED, {"a": entry("a", failed)}, now=95,
                     reason=Reason.STEP_FAILED, message=text, duration="1m35s")
     return before, at(95), Decision(status, (
         WriteStepRunStatus("a", failed),
-        EmitEvent("step", "a", "Warning", Reason.STEP_FAILED, text),
+        step_event("a", Reason.STEP_FAILED, text),
         run_event("Failed", f"Failed after 1m35s: {text}")), None)
 
 
-def success_after_retry() -> tuple[m.Observed, dt.datetime, Decision]:
+def success_after_retry() -> Case:
     second = replace(backing_off(), attempts=2, reason=None, next_attempt_at=at(16),
                      workload=ref("a", 2))
     before = running_run(RETRYING, {"a": (second, work(W.SUCCEEDED, 2))})
-    done = ended("a", second, S, Reason.COMPLETED, None, 30, failure_class=None)
-    status = expect(before, RunPhase.SUCCEEDED, {"a": entry("a", done)}, now=30,
+    a = ended("a", second, S, Reason.COMPLETED, None, 30, failure_class=None)
+    status = expect(before, RunPhase.SUCCEEDED, {"a": entry("a", a)}, now=30,
                     reason=Reason.COMPLETED, message="all 1 steps succeeded", duration="30s")
     return before, at(30), Decision(status, (
-        WriteStepRunStatus("a", done),
+        WriteStepRunStatus("a", a),
         run_event("Succeeded", "Succeeded after 30s: all 1 steps succeeded", "Normal")), None)
 
 
-def ttl_counts_from_the_end() -> tuple[m.Observed, dt.datetime, Decision]:
+def ttl_counts_from_the_end() -> Case:
     before, now, decision = success_after_retry()
     before = replace(before, spec=replace(before.spec, ttl_seconds_after_finished=0))
     return before, now, replace(decision, requeue_at=now)
@@ -295,30 +287,30 @@ def ttl_counts_from_the_end() -> tuple[m.Observed, dt.datetime, Decision]:
 # -- timeouts ------------------------------------------------------------------------------------
 
 
-def attempt_times_out() -> tuple[m.Observed, dt.datetime, Decision]:
+def attempt_times_out() -> Case:
     one = spec(step("a", timeout_seconds=20, retry=retry(2)))
-    before = running_run(one, {"a": (sr_status("a"), work(W.RUNNING))})
+    before = running_run(one, {"a": running("a")})
     text = "attempt 1 did not finish within 20s"
-    out = ended("a", sr_status("a"), StepPhase.TIMED_OUT, Reason.TIMED_OUT, text, 20)
+    out = done("a", StepPhase.TIMED_OUT, Reason.TIMED_OUT, text, 20)
     status = expect(before, RunPhase.FAILED, {"a": entry("a", out)}, now=20,
                     reason=Reason.TIMED_OUT, message=text, duration="20s")
     return before, at(20), Decision(status, (
-        WriteStepRunStatus("a", out), StopWorkload("a", 30, Reason.TIMED_OUT),
-        EmitEvent("step", "a", "Warning", Reason.TIMED_OUT, text),
+        WriteStepRunStatus("a", out), StopWorkload("a", 30),
+        step_event("a", Reason.TIMED_OUT, text),
         run_event("Failed", f"Failed after 20s: {text}")), None)
 
 
-def attempt_deadline_requeues() -> tuple[m.Observed, dt.datetime, Decision]:
+def attempt_deadline_requeues() -> Case:
     one = spec(step("a", timeout_seconds=20, heartbeat_timeout_seconds=15))
     before = running_run(one, {"a": (replace(sr_status("a"), heartbeat_at=at(3)),
                                       work(W.RUNNING))})
     return before, at(5), Decision(before.status, (), at(18))
 
 
-def run_times_out() -> tuple[m.Observed, dt.datetime, Decision]:
+def run_times_out() -> Case:
     before = running_run(replace(CHAIN, timeout_seconds=30),
-                         {"a": (sr_status("a"), work(W.RUNNING))})
-    out = ended("a", sr_status("a"), StepPhase.TIMED_OUT, Reason.TIMED_OUT,
+                         {"a": running("a")})
+    out = done("a", StepPhase.TIMED_OUT, Reason.TIMED_OUT,
                 "the run's deadline passed", 30)
     b = m.StepState(StepPhase.CANCELED, Reason.STOPPED_BEFORE_START,
                     "not started: the run's deadline passed", finished_at=at(30))
@@ -326,8 +318,8 @@ def run_times_out() -> tuple[m.Observed, dt.datetime, Decision]:
     status = expect(before, RunPhase.TIMED_OUT, {"a": entry("a", out), "b": b}, now=30,
                     reason=Reason.TIMED_OUT, message=text, duration="30s")
     return before, at(30), Decision(status, (
-        WriteStepRunStatus("a", out), StopWorkload("a", 30, Reason.TIMED_OUT),
-        EmitEvent("step", "a", "Warning", Reason.TIMED_OUT, "the run's deadline passed"),
+        WriteStepRunStatus("a", out), StopWorkload("a", 30),
+        step_event("a", Reason.TIMED_OUT, "the run's deadline passed"),
         run_event("TimedOut", f"TimedOut after 30s: {text}")), None)
 
 
@@ -340,18 +332,18 @@ def four(on_failure: OnFailure) -> m.Observed:
     """a fails while b runs; c needs a, d needs b; e has not started (no StepRun)."""
     return running_run(replace(FOUR, on_failure=on_failure),
                        {"a": (sr_status("a"), work(W.FAILED, exit_code=2)),
-                        "b": (sr_status("b"), work(W.RUNNING)),
+                        "b": running("b"),
                         "e": (sr_status("e", StepPhase.PENDING), work(W.PENDING))})
 
 
 FAIL_TEXT = "attempt 1 failed (exit code 2, Permanent)"
 
 
-def fail_fast() -> tuple[m.Observed, dt.datetime, Decision]:
+def fail_fast() -> Case:
     before = four(OnFailure.STOP)
-    failed = ended("a", sr_status("a"), F, Reason.STEP_FAILED, FAIL_TEXT, 7,
+    failed = done("a", F, Reason.STEP_FAILED, FAIL_TEXT, 7,
                    failure_class=FailureClass.PERMANENT)
-    b = ended("b", sr_status("b"), StepPhase.CANCELED, Reason.CANCELED, "stopped: step a failed",
+    b = done("b", StepPhase.CANCELED, Reason.CANCELED, "stopped: step a failed",
               7)
     e = ended("e", sr_status("e", StepPhase.PENDING), StepPhase.CANCELED,
               Reason.STOPPED_BEFORE_START, "not started: step a failed", 7)
@@ -364,15 +356,15 @@ def fail_fast() -> tuple[m.Observed, dt.datetime, Decision]:
         now=7, reason=Reason.STEP_FAILED, message=FAIL_TEXT, duration="7s")
     return before, at(7), Decision(status, (
         WriteStepRunStatus("a", failed), WriteStepRunStatus("b", b),
-        WriteStepRunStatus("e", e), StopWorkload("b", 30, Reason.CANCELED),
-        StopWorkload("e", 30, Reason.STOPPED_BEFORE_START),
-        EmitEvent("step", "a", "Warning", Reason.STEP_FAILED, FAIL_TEXT),
+        WriteStepRunStatus("e", e), StopWorkload("b", 30),
+        StopWorkload("e", 30),
+        step_event("a", Reason.STEP_FAILED, FAIL_TEXT),
         run_event("Failed", f"Failed after 7s: {FAIL_TEXT}")), None)
 
 
-def go_on() -> tuple[m.Observed, dt.datetime, Decision]:
+def go_on() -> Case:
     before = four(OnFailure.CONTINUE)
-    failed = ended("a", sr_status("a"), F, Reason.STEP_FAILED, FAIL_TEXT, 7,
+    failed = done("a", F, Reason.STEP_FAILED, FAIL_TEXT, 7,
                    failure_class=FailureClass.PERMANENT)
     status = expect(before, RunPhase.RUNNING, {
         "a": entry("a", failed),
@@ -380,13 +372,13 @@ def go_on() -> tuple[m.Observed, dt.datetime, Decision]:
                          "needs a, which did not succeed", finished_at=at(7))})
     return before, at(7), Decision(status, (
         WriteStepRunStatus("a", failed),
-        EmitEvent("step", "a", "Warning", Reason.STEP_FAILED, FAIL_TEXT)), None)
+        step_event("a", Reason.STEP_FAILED, FAIL_TEXT)), None)
 
 
-def first_failure_by_time_then_spec_order() -> tuple[m.Observed, dt.datetime, Decision]:
+def first_failure_by_time_then_spec_order() -> Case:
     """Under continue the run ends with the words of the failure that came first."""
-    late = ended("a", sr_status("a"), F, Reason.STEP_FAILED, "late", 9)
-    early = ended("b", sr_status("b"), StepPhase.LOST, Reason.HEARTBEAT_EXPIRED, "early", 4)
+    late = done("a", F, Reason.STEP_FAILED, "late", 9)
+    early = done("b", StepPhase.LOST, Reason.HEARTBEAT_EXPIRED, "early", 4)
     before = running_run(replace(PAIR, on_failure=OnFailure.CONTINUE),
                          {"a": (late, work(W.FAILED)), "b": (early, work(W.GONE))})
     status = expect(before, RunPhase.FAILED, now=10, reason=Reason.HEARTBEAT_EXPIRED,
@@ -403,12 +395,12 @@ STOP_AT_4 = m.StopState(requested_at=at(3), observed_at=at(4))
 def stopping_run() -> m.Observed:
     """A stop requested at 3 while a runs, e waits for its pod, and b, c, d never started."""
     return running_run(replace(FOUR, cancel_requested=True, on_failure=OnFailure.CONTINUE),
-                       {"a": (sr_status("a"), work(W.RUNNING)),
+                       {"a": running("a"),
                         "e": (sr_status("e", StepPhase.PENDING), work(W.RUNNING))},
                        cancel_requested_at=at(3))
 
 
-def stop_observed() -> tuple[m.Observed, dt.datetime, Decision]:
+def stop_observed() -> Case:
     before = stopping_run()
     canceled = {n: m.StepState(StepPhase.CANCELED, Reason.STOPPED_BEFORE_START,
                                "not started: the run was stopped", finished_at=at(4))
@@ -421,10 +413,9 @@ def stop_observed() -> tuple[m.Observed, dt.datetime, Decision]:
                     condition=replace(UNKNOWN, reason="StopRequested",
                                       message="stopping: waiting for 1 running step(s) to end"))
     return before, at(4), Decision(status, (
-        WriteStepRunStatus("e", e), StopWorkload("a", 30, "StopRequested"),
-        StopWorkload("e", 30, Reason.STOPPED_BEFORE_START),
-        EmitEvent("run", None, "Normal", "StopRequested",
-                  "stop requested: no step starts from now on")), at(34))
+        WriteStepRunStatus("e", e), StopWorkload("a", 30),
+        StopWorkload("e", 30),
+        STOP_REQUESTED), at(34))
 
 
 # -- realtime topology ---------------------------------------------------------------------------
@@ -442,7 +433,7 @@ def live_topology(**kw: object) -> m.Observed:
                             "b": (rt_status("b"), work(W.RUNNING))}, **kw)  # type: ignore[arg-type]
 
 
-def topology_pods_gone() -> tuple[m.Observed, dt.datetime, Decision]:
+def topology_pods_gone() -> Case:
     before = running_run(RT, {"a": (rt_status("a"), work(W.GONE)),
                               "b": (rt_status("b"), work(W.PENDING, live_pods=0))})
     a, b = (ended(n, rt_status(n), S, Reason.TOPOLOGY_TERMINATED, "the topology terminated", 8)
@@ -452,11 +443,11 @@ def topology_pods_gone() -> tuple[m.Observed, dt.datetime, Decision]:
                     duration="8s")
     return before, at(8), Decision(status, (
         WriteStepRunStatus("a", a), WriteStepRunStatus("b", b),
-        StopWorkload("b", 30, Reason.TOPOLOGY_TERMINATED),
+        StopWorkload("b", 30),
         run_event("Succeeded", "Succeeded after 8s: the topology terminated", "Normal")), None)
 
 
-def topology_ended_by_hub() -> tuple[m.Observed, dt.datetime, Decision]:
+def topology_ended_by_hub() -> Case:
     before = live_topology(conditions=(UNKNOWN, HUB), topology_terminated=True)
     a, b = (ended(n, rt_status(n), S, Reason.TOPOLOGY_TERMINATED, "the topology terminated", 8)
             for n in "ab")
@@ -465,12 +456,12 @@ def topology_ended_by_hub() -> tuple[m.Observed, dt.datetime, Decision]:
                     duration="8s")
     return before, at(8), Decision(status, (
         WriteStepRunStatus("a", a), WriteStepRunStatus("b", b),
-        StopWorkload("a", 30, Reason.TOPOLOGY_TERMINATED),
-        StopWorkload("b", 30, Reason.TOPOLOGY_TERMINATED),
+        StopWorkload("a", 30),
+        StopWorkload("b", 30),
         run_event("Succeeded", "Succeeded after 8s: the topology terminated", "Normal")), None)
 
 
-def topology_ends_a_stop_whatever_the_drain() -> tuple[m.Observed, dt.datetime, Decision]:
+def topology_ends_a_stop_whatever_the_drain() -> Case:
     before = replace(live_topology(topology_terminated=True, stop=STOP_AT_4),
                      spec=replace(RT, cancel_requested=True, drain_timeout_seconds=120))
     before = replace(before, status=replace(before.status, phase=RunPhase.STOPPING))
@@ -482,11 +473,11 @@ def topology_ends_a_stop_whatever_the_drain() -> tuple[m.Observed, dt.datetime, 
                     now=5, reason=Reason.CANCELED, message=text, duration="5s", stop=stop)
     return before, at(5), Decision(status, (
         WriteStepRunStatus("a", a), WriteStepRunStatus("b", b),
-        StopWorkload("a", 30, Reason.CANCELED), StopWorkload("b", 30, Reason.CANCELED),
+        StopWorkload("a", 30), StopWorkload("b", 30),
         run_event("Canceled", f"Canceled after 5s: {text}", "Normal")), None)
 
 
-def stale_running_steps_end_with_their_stepruns() -> tuple[m.Observed, dt.datetime, Decision]:
+def stale_running_steps_end_with_their_stepruns() -> Case:
     """The incident: StepRuns of a stopped realtime run deleted; the steps must not stay
     Running (the StepRuns are gone, so the topology has no live pod left)."""
     base = live_topology(stop=STOP_AT_4, phase=RunPhase.STOPPING)
@@ -503,7 +494,7 @@ def stale_running_steps_end_with_their_stepruns() -> tuple[m.Observed, dt.dateti
         run_event("Canceled", f"Canceled after 6s: {text}", "Normal"),), None)
 
 
-def topology_ends_before_all_started() -> tuple[m.Observed, dt.datetime, Decision]:
+def topology_ends_before_all_started() -> Case:
     before = running_run(RT, {"a": (rt_status("a"), work(W.RUNNING))}, topology_terminated=True)
     a = ended("a", rt_status("a"), S, Reason.TOPOLOGY_TERMINATED, "the topology terminated", 8)
     b = m.StepState(StepPhase.CANCELED, Reason.TOPOLOGY_TERMINATED,
@@ -512,11 +503,11 @@ def topology_ends_before_all_started() -> tuple[m.Observed, dt.datetime, Decisio
                     now=8, reason=Reason.TOPOLOGY_TERMINATED, message="the topology terminated",
                     duration="8s")
     return before, at(8), Decision(status, (
-        WriteStepRunStatus("a", a), StopWorkload("a", 30, Reason.TOPOLOGY_TERMINATED),
+        WriteStepRunStatus("a", a), StopWorkload("a", 30),
         run_event("Succeeded", "Succeeded after 8s: the topology terminated", "Normal")), None)
 
 
-def topology_with_a_failed_step() -> tuple[m.Observed, dt.datetime, Decision]:
+def topology_with_a_failed_step() -> Case:
     failed = ended("a", rt_status("a"), F, Reason.STEP_FAILED, "boom", 3,
                    failure_class=FailureClass.PERMANENT)
     before = running_run(replace(RT, on_failure=OnFailure.CONTINUE, steps=(
@@ -528,18 +519,18 @@ def topology_with_a_failed_step() -> tuple[m.Observed, dt.datetime, Decision]:
     status = expect(before, RunPhase.FAILED, {"c": entry("c", c)}, now=8,
                     reason=Reason.STEP_FAILED, message="boom", duration="8s")
     return before, at(8), Decision(status, (
-        WriteStepRunStatus("c", c), StopWorkload("a", 30, Reason.STEP_FAILED),
+        WriteStepRunStatus("c", c), StopWorkload("a", 30),
         run_event("Failed", "Failed after 8s: boom")), None)
 
 
-def topology_not_up_yet() -> tuple[m.Observed, dt.datetime, Decision]:
+def topology_not_up_yet() -> Case:
     """Workloads not running yet (not even seen) are no sign of a topology that ended."""
     before = running_run(RT, {"a": (sr_status("a", StepPhase.PENDING, mode=Mode.REALTIME),
                                     work(W.ABSENT))})
     return before, at(1), Decision(before.status, (StartAttempt("a", 1),), None)
 
 
-def realtime_failure_is_not_retried() -> tuple[m.Observed, dt.datetime, Decision]:
+def realtime_failure_is_not_retried() -> Case:
     one = spec(step("a", retry=retry(3)), step("b"), mode=Mode.REALTIME,
                on_failure=OnFailure.CONTINUE)
     before = running_run(one, {"a": (rt_status("a"), work(W.FAILED, exit_code=137)),
@@ -549,8 +540,8 @@ def realtime_failure_is_not_retried() -> tuple[m.Observed, dt.datetime, Decision
                    failure_class=FailureClass.TRANSIENT)
     status = expect(before, RunPhase.RUNNING, {"a": entry("a", failed)})
     return before, at(6), Decision(status, (
-        WriteStepRunStatus("a", failed), StopWorkload("a", 30, Reason.STEP_FAILED),
-        EmitEvent("step", "a", "Warning", Reason.STEP_FAILED, text)), None)
+        WriteStepRunStatus("a", failed), StopWorkload("a", 30),
+        step_event("a", Reason.STEP_FAILED, text)), None)
 
 
 # -- lost work -----------------------------------------------------------------------------------
@@ -560,33 +551,33 @@ ONE = spec(step("a"), on_failure=OnFailure.CONTINUE)
 
 def lost(reason: str, message: str, now: float) -> tuple[m.StepRunStatus, m.RunStatus,
                                                           m.Observed, tuple[EmitEvent, ...]]:
-    a = ended("a", sr_status("a"), StepPhase.LOST, reason, message, now)
+    a = done("a", StepPhase.LOST, reason, message, now)
     base = running_run(ONE, {"a": (sr_status("a"), None)})
     status = expect(base, RunPhase.FAILED, {"a": entry("a", a)}, now=now, reason=reason,
                     message=message, duration=f"{now:g}s")
-    return a, status, base, (EmitEvent("step", "a", "Warning", reason, message),
+    return a, status, base, (step_event("a", reason, message),
                              run_event("Failed", f"Failed after {now:g}s: {message}"))
 
 
-def workload_deleted() -> tuple[m.Observed, dt.datetime, Decision]:
+def workload_deleted() -> Case:
     a, status, _, events = lost(Reason.WORKLOAD_DELETED,
                                    "its workload was deleted while the step was not finished", 6)
     before = running_run(ONE, {"a": (sr_status("a"), work(W.GONE))})
     return before, at(6), Decision(status, (WriteStepRunStatus("a", a), *events), None)
 
 
-def steprun_deleting() -> tuple[m.Observed, dt.datetime, Decision]:
+def steprun_deleting() -> Case:
     a, status, base, events = lost(Reason.WORKLOAD_DELETED,
                                    "its StepRun was deleted while the step was not finished", 6)
     before = replace(base, step_runs=m.frozen_step_runs([
         ("a", m.StepRunObservation("r-a", sr_status("a"), deleting=True,
                                    attempt=work(W.RUNNING)))]))
     return before, at(6), Decision(status, (WriteStepRunStatus("a", a),
-                                            StopWorkload("a", 30, Reason.WORKLOAD_DELETED),
+                                            StopWorkload("a", 30),
                                             *events), None)
 
 
-def steprun_gone() -> tuple[m.Observed, dt.datetime, Decision]:
+def steprun_gone() -> Case:
     _, status, base, events = lost(Reason.WORKLOAD_DELETED,
                                    "its StepRun was deleted while the step was not finished", 6)
     before = replace(base, step_runs=m.frozen_step_runs([
@@ -594,13 +585,13 @@ def steprun_gone() -> tuple[m.Observed, dt.datetime, Decision]:
     return before, at(6), Decision(status, events, None)
 
 
-def success_outranks_deletion() -> tuple[m.Observed, dt.datetime, Decision]:
+def success_outranks_deletion() -> Case:
     """The work was done before its StepRun was deleted: that is what is recorded."""
     before = running_run(ONE, {"a": (sr_status("a"), None)})
     before = replace(before, step_runs=m.frozen_step_runs([
         ("a", m.StepRunObservation("r-a", sr_status("a"), deleting=True,
                                    attempt=work(W.SUCCEEDED)))]))
-    a = ended("a", sr_status("a"), S, Reason.COMPLETED, None, 6)
+    a = done("a", S, Reason.COMPLETED, None, 6)
     status = expect(before, RunPhase.SUCCEEDED, {"a": entry("a", a)}, now=6,
                     reason=Reason.COMPLETED, message="all 1 steps succeeded", duration="6s")
     return before, at(6), Decision(status, (
@@ -608,13 +599,13 @@ def success_outranks_deletion() -> tuple[m.Observed, dt.datetime, Decision]:
         run_event("Succeeded", "Succeeded after 6s: all 1 steps succeeded", "Normal")), None)
 
 
-def absent_is_not_gone() -> tuple[m.Observed, dt.datetime, Decision]:
+def absent_is_not_gone() -> Case:
     """A workload the cache has not shown yet is created again (harmless), never Lost."""
     before = running_run(ONE, {"a": (sr_status("a"), work(W.ABSENT))})
     return before, at(6), Decision(before.status, (StartAttempt("a", 1),), None)
 
 
-def seen_then_absent_is_gone() -> tuple[m.Observed, dt.datetime, Decision]:
+def seen_then_absent_is_gone() -> Case:
     """A workload its StepRun records as seen, absent now, was deleted while no operator
     watched (a replica that never saw it acts now): Lost, never created again."""
     a, status, _, events = lost(Reason.WORKLOAD_DELETED,
@@ -624,7 +615,7 @@ def seen_then_absent_is_gone() -> tuple[m.Observed, dt.datetime, Decision]:
     return before, at(6), Decision(status, (WriteStepRunStatus("a", a), *events), None)
 
 
-def heartbeat_expired() -> tuple[m.Observed, dt.datetime, Decision]:
+def heartbeat_expired() -> Case:
     hb = spec(step("a", heartbeat_timeout_seconds=10), on_failure=OnFailure.CONTINUE)
     beat = replace(sr_status("a"), heartbeat_at=at(5))
     before = running_run(hb, {"a": (beat, work(W.RUNNING, started_at=at(1)))})
@@ -633,40 +624,39 @@ def heartbeat_expired() -> tuple[m.Observed, dt.datetime, Decision]:
                     reason=Reason.HEARTBEAT_EXPIRED, message="no heartbeat for 10s",
                     duration="15s")
     return before, at(15), Decision(status, (
-        WriteStepRunStatus("a", a), StopWorkload("a", 30, Reason.HEARTBEAT_EXPIRED),
-        EmitEvent("step", "a", "Warning", Reason.HEARTBEAT_EXPIRED, "no heartbeat for 10s"),
+        WriteStepRunStatus("a", a), StopWorkload("a", 30),
+        step_event("a", Reason.HEARTBEAT_EXPIRED, "no heartbeat for 10s"),
         run_event("Failed", "Failed after 15s: no heartbeat for 10s")), None)
 
 
-LOST_A = ended("a", sr_status("a"), StepPhase.LOST, Reason.WORKLOAD_DELETED, "gone", 6)
-LATE = EmitEvent("step", "a", "Warning", "LateReportRejected",
+LOST_A = done("a", StepPhase.LOST, Reason.WORKLOAD_DELETED, "gone", 6)
+LATE = step_event("a", "LateReportRejected",
                  "a success was reported for step a after it ended Lost (WorkloadDeleted); "
                  "the report is rejected and the step stays Lost")
 
 
-def late_success_rejected() -> tuple[m.Observed, dt.datetime, Decision]:
+def late_success_rejected() -> Case:
     before = running_run(replace(PAIR, on_failure=OnFailure.CONTINUE),
                          {"a": (LOST_A, work(W.SUCCEEDED)), "b": (sr_status("b"),
                                                                    work(W.RUNNING))})
-    return before, at(9), Decision(before.status, (StopWorkload("a", 30,
-                                                                Reason.WORKLOAD_DELETED), LATE),
+    return before, at(9), Decision(before.status, (StopWorkload("a", 30), LATE),
                                    None)
 
 
-def late_success_after_the_end() -> tuple[m.Observed, dt.datetime, Decision]:
+def late_success_after_the_end() -> Case:
     """The StepRun's own write failed: it still says Running, the run recorded Lost."""
     final = expect(running_run(ONE, {"a": (LOST_A, None)}), RunPhase.FAILED, now=6,
                    reason=Reason.WORKLOAD_DELETED, message="gone", duration="6s")
     before = replace(running_run(ONE, {"a": (sr_status("a"), work(W.SUCCEEDED))}),
                      status=final)
     return before, at(9), Decision(final, (WriteStepRunStatus("a", LOST_A),
-                                           StopWorkload("a", 30, Reason.WORKLOAD_DELETED),
+                                           StopWorkload("a", 30),
                                            LATE), None)
 
 
 # -- a terminal run ------------------------------------------------------------------------------
 
-DONE_A = ended("a", sr_status("a"), S, Reason.COMPLETED, None, 5)
+DONE_A = done("a", S, Reason.COMPLETED, None, 5)
 
 
 def finished(ttl: int | None, **steprun: object) -> m.Observed:
@@ -679,39 +669,39 @@ def finished(ttl: int | None, **steprun: object) -> m.Observed:
     return replace(base, status=final, step_runs=m.frozen_step_runs([("a", seen_a)]))
 
 
-def terminal_is_kept_whole() -> tuple[m.Observed, dt.datetime, Decision]:
+def terminal_is_kept_whole() -> Case:
     before = finished(60)
     return before, at(30), Decision(before.status, (), at(65))
 
 
-def finalizer_goes_once_recorded() -> tuple[m.Observed, dt.datetime, Decision]:
+def finalizer_goes_once_recorded() -> Case:
     before = finished(None, deleting=True)
     return before, at(30), Decision(before.status, (RemoveFinalizer("a"),), None)
 
 
-def ttl_deletes_steprun() -> tuple[m.Observed, dt.datetime, Decision]:
+def ttl_deletes_steprun() -> Case:
     before = finished(60)
     return before, at(65), Decision(before.status, (RemoveFinalizer("a"), DeleteStepRun("a")),
                                     None)
 
 
-def ttl_after_steprun_gone() -> tuple[m.Observed, dt.datetime, Decision]:
+def ttl_after_steprun_gone() -> Case:
     before = replace(finished(60), step_runs=m.frozen_step_runs([
         ("a", m.StepRunObservation("r-a", None, deleting=True, gone=True))]))
     return before, at(65), Decision(before.status, (), None)
 
 
-def no_work_outlives_its_run() -> tuple[m.Observed, dt.datetime, Decision]:
+def no_work_outlives_its_run() -> Case:
     before = replace(finished(None), step_runs=m.frozen_step_runs([
         ("a", m.StepRunObservation("r-a", DONE_A, attempt=work(W.RUNNING)))]))
-    return before, at(30), Decision(before.status, (StopWorkload("a", 30, Reason.COMPLETED),),
+    return before, at(30), Decision(before.status, (StopWorkload("a", 30),),
                                     None)
 
 
 # -- invalid spec and conditions ------------------------------------------------------------------
 
 
-def invalid_spec() -> tuple[m.Observed, dt.datetime, Decision]:
+def invalid_spec() -> Case:
     before = observed(spec(step("a", "b"), step("b", "a"), step("c", "x")))
     skipped = m.StepState(StepPhase.SKIPPED, Reason.INVALID_SPEC, "not run: the spec is invalid",
                           finished_at=T0)
@@ -721,9 +711,9 @@ def invalid_spec() -> tuple[m.Observed, dt.datetime, Decision]:
     return before, T0, Decision(status, (run_event("Failed", f"Failed after 0s: {text}"),), None)
 
 
-def conditions_of_others_are_kept() -> tuple[m.Observed, dt.datetime, Decision]:
+def conditions_of_others_are_kept() -> Case:
     """A hub's condition on a batch run means nothing to the core and is kept as it is."""
-    before = running_run(CHAIN, {"a": (sr_status("a"), work(W.RUNNING))},
+    before = running_run(CHAIN, {"a": running("a")},
                          conditions=(HUB, UNKNOWN), topology_terminated=True)
     status = replace(before.status, conditions=(UNKNOWN, HUB))
     return before, at(3), Decision(status, (), None)
@@ -784,9 +774,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("before", "now", "expected"), CASES)
-def test_decide(before: m.Observed, now: dt.datetime, expected: Decision) -> None:
-    assert decide(before, now) == expected
+test_decide = table(CASES)
 
 
 def test_a_workload_seen_is_recorded_seen_with_the_write_the_step_makes_anyway() -> None:
@@ -804,8 +792,6 @@ def test_a_workload_seen_is_recorded_seen_with_the_write_the_step_makes_anyway()
 # the run Canceled with the row's words and trigger, its step actions, then the run's Events.
 
 EVERY_STEP_ENDED = "stopped on request; every step ended"
-STOP_REQUESTED = EmitEvent("run", None, "Normal", "StopRequested",
-                           "stop requested: no step starts from now on")
 
 
 def canceled(before: m.Observed, now: float, changes: dict[str, m.StepState],
@@ -827,22 +813,22 @@ def stop_observed_then(attempt: m.AttemptObservation) -> m.Observed:
 # The last running step (a) of a stopping run ends: what its workload shows, what a becomes, when.
 LAST_STEP_ENDS = [
     pytest.param(work(W.GONE),
-                 ended("a", sr_status("a"), StepPhase.CANCELED, Reason.CANCELED,
+                 done("a", StepPhase.CANCELED, Reason.CANCELED,
                        "stopped: its workload was deleted", 9),
                  9, StopTrigger.ALL_STEPS_TERMINAL, EVERY_STEP_ENDED,
                  id="stop-completes-when-work-is-gone"),
     pytest.param(work(W.SUCCEEDED),
-                 ended("a", sr_status("a"), S, Reason.COMPLETED, None, 9),
+                 done("a", S, Reason.COMPLETED, None, 9),
                  9, StopTrigger.ALL_STEPS_TERMINAL, EVERY_STEP_ENDED,
                  id="success-during-stop-stands"),
     # A pod that exits on the stop's SIGTERM was stopped, not failed.
     pytest.param(work(W.FAILED, exit_code=143),
-                 ended("a", sr_status("a"), StepPhase.CANCELED, Reason.CANCELED,
+                 done("a", StepPhase.CANCELED, Reason.CANCELED,
                        "stopped: attempt 1 failed (exit code 143, Transient)", 9),
                  9, StopTrigger.ALL_STEPS_TERMINAL, EVERY_STEP_ENDED,
                  id="exit-on-sigterm-after-stop-is-canceled"),
     pytest.param(work(W.RUNNING, stopping=True),
-                 ended("a", sr_status("a"), StepPhase.CANCELED, Reason.GRACE_PERIOD_EXPIRED,
+                 done("a", StepPhase.CANCELED, Reason.GRACE_PERIOD_EXPIRED,
                        "still running 30s after the stop: recorded canceled", 34),
                  34, StopTrigger.GRACE_PERIOD_EXPIRED,
                  "stopped on request; the grace period of 30s expired",
@@ -883,8 +869,7 @@ STOPPED_AT_ONCE = [
                              {"a": (rt_status("a"), work(W.RUNNING))}, topology_terminated=True),
                  5, {"a": entry("a", TOPOLOGY_STOPPED), "b": replace(NOT_STARTED,
                                                                      finished_at=at(5))},
-                 (WriteStepRunStatus("a", TOPOLOGY_STOPPED), StopWorkload("a", 30,
-                                                                          Reason.CANCELED)),
+                 (WriteStepRunStatus("a", TOPOLOGY_STOPPED), StopWorkload("a", 30)),
                  StopTrigger.TOPOLOGY_TERMINATED, "stopped on request; the topology terminated",
                  id="realtime-stop-and-end-together"),
 ]

@@ -8,7 +8,6 @@ period's end; `shutdown.finally: Skip` keeps finally steps from running, or stop
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import replace
 
 import pytest
@@ -16,7 +15,6 @@ import pytest
 from runctl.machine import model as m
 from runctl.machine.actions import (
     CreateStepRun,
-    EmitEvent,
     StartAttempt,
     StopWorkload,
     WriteStepRunStatus,
@@ -43,7 +41,17 @@ from tests.unit.builders import (
     step,
     work,
 )
-from tests.unit.test_decide import created, ended
+from tests.unit.decisions import (
+    STOP_REQUESTED,
+    Case,
+    created,
+    done,
+    rows,
+    run_event,
+    running,
+    step_event,
+    table,
+)
 
 W = m.WorkloadState
 S, F, C = StepPhase.SUCCEEDED, StepPhase.FAILED, StepPhase.CANCELED
@@ -53,11 +61,6 @@ S, F, C = StepPhase.SUCCEEDED, StepPhase.FAILED, StepPhase.CANCELED
 NOTIFY = step("notify", conditional=True, reads_facts=True)
 UNLOCK = step("unlock", "notify")
 RUN = spec(step("a"), finally_steps=(NOTIFY, UNLOCK), finally_timeout_seconds=60)
-
-
-def done(name: str, phase: StepPhase, reason: str, message: str | None, now: float,
-         started: float = 0) -> m.StepRunStatus:
-    return ended(name, sr_status(name, started=started), phase, reason, message, now)
 
 
 def pending_status(name: str, now: float) -> m.StepRunStatus:
@@ -79,14 +82,10 @@ def in_finally(run: m.RunSpec, main: dict[str, m.StepRunStatus], o: m.Outcome,
     return replace(before, status=replace(before.status, outcome=o))
 
 
-def running(name: str, started: float = 0) -> tuple[m.StepRunStatus, m.AttemptObservation]:
-    return sr_status(name, started=started), work(W.RUNNING)
-
-
 # -- the main steps end: the outcome is recorded and the finally steps start ---------------------
 
 
-def success_starts_finally() -> tuple[m.Observed, dt.datetime, Decision]:
+def success_starts_finally() -> Case:
     """`a` succeeds: the outcome Succeeded is recorded; `notify` waits for its gate (it reads
     the outcome, which the shell renders once recorded); `unlock` needs it."""
     before = running_run(RUN, {"a": (sr_status("a"), work(W.SUCCEEDED))})
@@ -99,7 +98,7 @@ def success_starts_finally() -> tuple[m.Observed, dt.datetime, Decision]:
     return before, at(5), Decision(status, (WriteStepRunStatus("a", a),), at(65))
 
 
-def gate_false_skips_then_ordered_step_starts() -> tuple[m.Observed, dt.datetime, Decision]:
+def gate_false_skips_then_ordered_step_starts() -> Case:
     """`notify`'s condition is false (the run succeeded): it is skipped, and `unlock`, which
     needs it, still runs (a condition is not a failure)."""
     o = outcome(RunPhase.SUCCEEDED, Reason.COMPLETED, "all 1 steps succeeded", 5)
@@ -115,7 +114,7 @@ def gate_false_skips_then_ordered_step_starts() -> tuple[m.Observed, dt.datetime
     return before, at(6), Decision(status, created("unlock", at(65)), at(65))
 
 
-def failure_runs_notify() -> tuple[m.Observed, dt.datetime, Decision]:
+def failure_runs_notify() -> Case:
     """`a` failed (outcome Failed): `notify`'s gate holds, it starts with the finally
     deadline."""
     a = done("a", F, Reason.STEP_FAILED, "exit 1", 5)
@@ -129,7 +128,7 @@ def failure_runs_notify() -> tuple[m.Observed, dt.datetime, Decision]:
     return before, at(6), Decision(status, created("notify", at(65)), at(65))
 
 
-def failed_outcome_stands() -> tuple[m.Observed, dt.datetime, Decision]:
+def failed_outcome_stands() -> Case:
     """The finally steps all ended: a Failed outcome is the run's end, whatever they did."""
     a = done("a", F, Reason.STEP_FAILED, "exit 1", 5)
     o = outcome(RunPhase.FAILED, Reason.STEP_FAILED, "exit 1", 5)
@@ -142,7 +141,7 @@ def failed_outcome_stands() -> tuple[m.Observed, dt.datetime, Decision]:
                     reason=Reason.STEP_FAILED, message="exit 1", duration="9s")
     return before, at(9), Decision(status, (
         WriteStepRunStatus("unlock", u),
-        EmitEvent("run", None, "Warning", "Failed", "Failed after 9s: exit 1")), None)
+        run_event("Failed", "Failed after 9s: exit 1")), None)
 
 
 def test_failed_finally_fails_a_success() -> None:
@@ -168,7 +167,7 @@ def test_failed_finally_fails_a_success() -> None:
 # -- time: a main timeout leaves the finally steps their own budget ------------------------------
 
 
-def main_timeout_keeps_finally_budget() -> tuple[m.Observed, dt.datetime, Decision]:
+def main_timeout_keeps_finally_budget() -> Case:
     """The run's deadline passes: `a` times out, the outcome is TimedOut, and `unlock`-like
     ungated finally steps start at once with the finally deadline (now + 60s), not the run's."""
     run = replace(spec(step("a"), finally_steps=(step("clean"),), finally_timeout_seconds=60),
@@ -184,12 +183,12 @@ def main_timeout_keeps_finally_budget() -> tuple[m.Observed, dt.datetime, Decisi
                 "(TimedOut): the run did not finish within its timeout of 10s")
     c = created("clean", at(70))
     return before, at(10), Decision(status, (
-        c[0], WriteStepRunStatus("a", a), c[1], StopWorkload("a", 30, Reason.TIMED_OUT),
-        EmitEvent("step", "a", "Warning", Reason.TIMED_OUT, "the run's deadline passed")),
+        c[0], WriteStepRunStatus("a", a), c[1], StopWorkload("a", 30),
+        step_event("a", Reason.TIMED_OUT, "the run's deadline passed")),
         at(70))
 
 
-def finally_deadline_passes() -> tuple[m.Observed, dt.datetime, Decision]:
+def finally_deadline_passes() -> Case:
     """The finally budget passes: the running finally step times out, the one not started is
     canceled before start; a Succeeded outcome becomes FinallyFailed."""
     o = outcome(RunPhase.SUCCEEDED, Reason.COMPLETED, "all 1 steps succeeded", 5)
@@ -204,10 +203,10 @@ def finally_deadline_passes() -> tuple[m.Observed, dt.datetime, Decision]:
     status = expect(before, RunPhase.FAILED, {"notify": entry("notify", n), "unlock": u},
                     now=65, reason=Reason.FINALLY_FAILED, message=message, duration="1m5s")
     return before, at(65), Decision(status, (
-        WriteStepRunStatus("notify", n), StopWorkload("notify", 30, Reason.TIMED_OUT),
-        EmitEvent("step", "notify", "Warning", Reason.TIMED_OUT,
+        WriteStepRunStatus("notify", n), StopWorkload("notify", 30),
+        step_event("notify", Reason.TIMED_OUT,
                   "the finally steps' deadline passed"),
-        EmitEvent("run", None, "Warning", "Failed", f"Failed after 1m5s: {message}")), None)
+        run_event("Failed", f"Failed after 1m5s: {message}")), None)
 
 
 # -- stops -------------------------------------------------------------------------------------
@@ -215,7 +214,7 @@ def finally_deadline_passes() -> tuple[m.Observed, dt.datetime, Decision]:
 STOP = m.StopState(requested_at=at(3), observed_at=at(3))
 
 
-def stop_runs_finally() -> tuple[m.Observed, dt.datetime, Decision]:
+def stop_runs_finally() -> Case:
     """A Cancel stop ends `a` (its pod gone): the stop completes now, the outcome is
     Canceled, and the finally steps still run (`shutdown.finally: Run`): the run is Stopping
     while they do."""
@@ -251,7 +250,7 @@ def test_stop_skips_finally() -> None:
     assert not any(isinstance(x, CreateStepRun | StartAttempt) for x in d.actions)
 
 
-def stop_during_finally_does_not_stop_them() -> tuple[m.Observed, dt.datetime, Decision]:
+def stop_during_finally_does_not_stop_them() -> Case:
     """A stop that arrives while finally steps run does not stop them: nothing is stopped, the
     run shows Stopping, and the outcome stands."""
     o = outcome(RunPhase.FAILED, Reason.STEP_FAILED, "exit 1", 5)
@@ -263,8 +262,7 @@ def stop_during_finally_does_not_stop_them() -> tuple[m.Observed, dt.datetime, D
                     message="running finally steps (2 of 2 not done); the main steps ended "
                             "Failed (StepFailed): exit 1")
     return before, at(7), Decision(status, (
-        EmitEvent("run", None, "Normal", "StopRequested",
-                  "stop requested: no step starts from now on"),), at(65))
+        STOP_REQUESTED,), at(65))
 
 
 def test_skip_during_finally_stops_them() -> None:
@@ -276,7 +274,7 @@ def test_skip_during_finally_stops_them() -> None:
     before = in_finally(run, {"a": done("a", S, Reason.COMPLETED, None, 5)}, o,
                         {"notify": running("notify", 6)})
     d = decide(before, at(7))
-    assert StopWorkload("notify", 30, Waiting.STOP_REQUESTED) in d.actions
+    assert StopWorkload("notify", 30) in d.actions
     unlock = m.step_state(d.status, "unlock")
     assert unlock is not None
     assert (unlock.phase, unlock.reason) == (
@@ -293,7 +291,7 @@ def test_skip_during_finally_stops_them() -> None:
     assert end.status.outcome == o
 
 
-def drain_leaves_running_steps() -> tuple[m.Observed, dt.datetime, Decision]:
+def drain_leaves_running_steps() -> Case:
     """Drain: the running step is not stopped; the step not started is canceled; the run
     waits until the grace period's end."""
     run = replace(spec(step("a"), step("b", "a")), cancel_requested=True,
@@ -305,11 +303,10 @@ def drain_leaves_running_steps() -> tuple[m.Observed, dt.datetime, Decision]:
                     message="stopping: waiting for 1 running step(s) to end",
                     stop=m.StopState(at(3), at(3)))
     return before, at(3), Decision(status, (
-        EmitEvent("run", None, "Normal", "StopRequested",
-                  "stop requested: no step starts from now on"),), at(33))
+        STOP_REQUESTED,), at(33))
 
 
-def drain_keeps_a_success() -> tuple[m.Observed, dt.datetime, Decision]:
+def drain_keeps_a_success() -> Case:
     """Drain: the running step finishes within the grace period and keeps its success; the
     run ends Canceled (trigger AllStepsTerminal)."""
     run = replace(spec(step("a")), cancel_requested=True, shutdown_mode=ShutdownMode.DRAIN)
@@ -322,7 +319,7 @@ def drain_keeps_a_success() -> tuple[m.Observed, dt.datetime, Decision]:
                     reason=Reason.CANCELED, message=message, stop=stop, duration="10s")
     return before, at(10), Decision(status, (
         WriteStepRunStatus("a", a),
-        EmitEvent("run", None, "Normal", "Canceled", f"Canceled after 10s: {message}")), None)
+        run_event("Canceled", f"Canceled after 10s: {message}", "Normal")), None)
 
 
 def test_drain_grace_expires() -> None:
@@ -336,7 +333,7 @@ def test_drain_grace_expires() -> None:
     assert (a.phase, a.reason) == (C, Reason.GRACE_PERIOD_EXPIRED)
     assert d.status.stop is not None
     assert d.status.stop.trigger is StopTrigger.GRACE_PERIOD_EXPIRED
-    assert StopWorkload("a", 30, Reason.GRACE_PERIOD_EXPIRED) in d.actions
+    assert StopWorkload("a", 30) in d.actions
 
 
 def test_drain_no_retry() -> None:
@@ -400,17 +397,15 @@ def test_realtime_finally_is_a_job() -> None:
     assert clean.status.workload == m.WorkloadRef("Pod", "r-clean-1", observed=True)
 
 
-CASES = [pytest.param(*case(), id=case.__name__.replace("_", "-")) for case in (
+CASES = rows(
     success_starts_finally, gate_false_skips_then_ordered_step_starts, failure_runs_notify,
     failed_outcome_stands, main_timeout_keeps_finally_budget,
     finally_deadline_passes, stop_runs_finally,
     stop_during_finally_does_not_stop_them,
-    drain_leaves_running_steps, drain_keeps_a_success)]
+    drain_leaves_running_steps, drain_keeps_a_success)
 
 
-@pytest.mark.parametrize(("before", "now", "expected"), CASES)
-def test_decide(before: m.Observed, now: dt.datetime, expected: Decision) -> None:
-    assert decide(before, now) == expected
+test_decide = table(CASES)
 
 
 @pytest.mark.parametrize(("finals", "problem"), [

@@ -3,7 +3,6 @@ in the style of test_decide.py (named fixture states in, the entire Decision out
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import replace
 
 import pytest
@@ -25,7 +24,16 @@ from tests.unit.builders import (
     step,
     work,
 )
-from tests.unit.test_decide import created, ended, run_event
+from tests.unit.decisions import (
+    STOP_REQUESTED,
+    Case,
+    created,
+    done,
+    run_event,
+    running,
+    step_event,
+    table,
+)
 
 W = m.WorkloadState
 S = StepPhase.SUCCEEDED
@@ -38,7 +46,7 @@ OUT = (("rows", "12"), ("table", "t"))
 
 
 def counted(now: float = 5, outputs: m.Outputs = OUT) -> m.StepRunStatus:
-    return ended("count", sr_status("count"), S, Reason.COMPLETED, None, now, outputs=outputs)
+    return done("count", S, Reason.COMPLETED, None, now, outputs=outputs)
 
 
 def _skipped(reason: str, message: str, now: float) -> m.StepState:
@@ -48,54 +56,54 @@ def _skipped(reason: str, message: str, now: float) -> m.StepState:
 # -- outputs -----------------------------------------------------------------------------------
 
 
-def required_output_missing() -> tuple[m.Observed, dt.datetime, Decision]:
+def required_output_missing() -> Case:
     """A success whose outputs miss a required one fails Permanent (never retried), and the run
     fails fast as for any failure."""
     why = "required output rows missing from the termination message"
     retrying = replace(FLOW, steps=(replace(COUNT, retry=retry(3)), LOAD))
     before = running_run(retrying, {"count": (sr_status("count"), work(
         W.SUCCEEDED, output_problem=(Reason.OUTPUT_MISSING, why)))})
-    failed = ended("count", sr_status("count"), StepPhase.FAILED, Reason.OUTPUT_MISSING, why,
+    failed = done("count", StepPhase.FAILED, Reason.OUTPUT_MISSING, why,
                    5, failure_class=FailureClass.PERMANENT)
     load = _skipped(Reason.UPSTREAM_FAILED, "needs count, which did not succeed", 5)
     status = expect(before, RunPhase.FAILED, {"count": entry("count", failed), "load": load},
                     reason=Reason.OUTPUT_MISSING, message=why, now=5, duration="5s")
     return before, at(5), Decision(status, (
         WriteStepRunStatus("count", failed),
-        EmitEvent("step", "count", "Warning", Reason.OUTPUT_MISSING, why),
+        step_event("count", Reason.OUTPUT_MISSING, why),
         run_event("Failed", f"Failed after 5s: {why}")), None)
 
 
-def outputs_defaulted() -> tuple[m.Observed, dt.datetime, Decision]:
+def outputs_defaulted() -> Case:
     """Defaults used are said in the step's message; the reader waits for the record."""
     before = running_run(FLOW, {"count": (sr_status("count"), work(
         W.SUCCEEDED, outputs=(("rows", "1"), ("table", "unknown")), defaulted=("table",)))})
-    done = replace(counted(outputs=(("rows", "1"), ("table", "unknown"))),
+    count = replace(counted(outputs=(("rows", "1"), ("table", "unknown"))),
                    message="outputs table took their defaults")
-    status = expect(before, RunPhase.RUNNING, {"count": entry("count", done)})
-    return before, at(5), Decision(status, (WriteStepRunStatus("count", done),), None)
+    status = expect(before, RunPhase.RUNNING, {"count": entry("count", count)})
+    return before, at(5), Decision(status, (WriteStepRunStatus("count", count),), None)
 
 
-def late_report_with_bad_outputs_rejected() -> tuple[m.Observed, dt.datetime, Decision]:
+def late_report_with_bad_outputs_rejected() -> Case:
     """A step recorded Lost whose pod then reports success with outputs failing their
     declarations: still a late report (rejected, the step stays Lost, the work is stopped),
     not a new failure of the step."""
-    lost = ended("count", sr_status("count"), StepPhase.LOST, Reason.WORKLOAD_DELETED, "gone",
+    lost = done("count", StepPhase.LOST, Reason.WORKLOAD_DELETED, "gone",
                  6)
     run = spec(COUNT, step("other"), on_failure=OnFailure.CONTINUE)
     before = running_run(run, {
         "count": (lost, work(W.SUCCEEDED, output_problem=(
             Reason.OUTPUT_MISSING, "required output rows missing from the termination "
                                    "message"))),
-        "other": (sr_status("other"), work(W.RUNNING))})
-    late = EmitEvent("step", "count", "Warning", "LateReportRejected",
+        "other": running("other")})
+    late = step_event("count", "LateReportRejected",
                      "a success was reported for step count after it ended Lost "
                      "(WorkloadDeleted); the report is rejected and the step stays Lost")
     return before, at(9), Decision(before.status, (
-        StopWorkload("count", 30, Reason.WORKLOAD_DELETED), late), None)
+        StopWorkload("count", 30), late), None)
 
 
-def reader_starts_once_outputs_recorded() -> tuple[m.Observed, dt.datetime, Decision]:
+def reader_starts_once_outputs_recorded() -> Case:
     before = running_run(FLOW, {"count": (counted(), None)},
                          gates=(("load", m.Gate(True)),))
     c = created("load")
@@ -104,12 +112,12 @@ def reader_starts_once_outputs_recorded() -> tuple[m.Observed, dt.datetime, Deci
     return before, at(9), Decision(status, c, None)
 
 
-def reader_waits_for_its_gate() -> tuple[m.Observed, dt.datetime, Decision]:
+def reader_waits_for_its_gate() -> Case:
     before = running_run(FLOW, {"count": (counted(), None)})
     return before, at(9), Decision(before.status, (), None)
 
 
-def render_refused_fails_the_reader() -> tuple[m.Observed, dt.datetime, Decision]:
+def render_refused_fails_the_reader() -> Case:
     why = "rendered, the text would hold '${{'"
     before = running_run(replace(FLOW, on_failure=OnFailure.CONTINUE),
                          {"count": (counted(), None)},
@@ -118,14 +126,14 @@ def render_refused_fails_the_reader() -> tuple[m.Observed, dt.datetime, Decision
     status = expect(before, RunPhase.FAILED, {"load": load}, reason=Reason.INVALID_SPEC,
                     message=why, now=9, duration="9s")
     return before, at(9), Decision(status, (
-        EmitEvent("step", "load", "Warning", Reason.INVALID_SPEC, why),
+        step_event("load", Reason.INVALID_SPEC, why),
         run_event("Failed", f"Failed after 9s: {why}")), None)
 
 
 # -- conditions --------------------------------------------------------------------------------
 
 
-def condition_false_skips_but_dependents_run() -> tuple[m.Observed, dt.datetime, Decision]:
+def condition_false_skips_but_dependents_run() -> Case:
     """A condition is not a failure: the step is Skipped/ConditionFalse and the step that
     needs it (reading none of its outputs) starts."""
     before = running_run(GATED, {"count": (counted(), None)},
@@ -137,7 +145,7 @@ def condition_false_skips_but_dependents_run() -> tuple[m.Observed, dt.datetime,
     return before, at(9), Decision(status, created("after"), None)
 
 
-def condition_without_message() -> tuple[m.Observed, dt.datetime, Decision]:
+def condition_without_message() -> Case:
     before = running_run(GATED, {"count": (counted(), None)},
                          extra={"after": _skipped(Reason.UPSTREAM_FAILED, "x", 1)},
                          gates=(("publish", m.Gate(False)),))
@@ -148,7 +156,7 @@ def condition_without_message() -> tuple[m.Observed, dt.datetime, Decision]:
         run_event("Succeeded", "Succeeded after 9s: all 3 steps succeeded", "Normal"),), None)
 
 
-def condition_error_fails() -> tuple[m.Observed, dt.datetime, Decision]:
+def condition_error_fails() -> Case:
     """A condition that cannot be evaluated fails its step, and the failure policy acts on it
     in the same decision."""
     why = "RuntimeError: Function 'int' error"
@@ -159,11 +167,11 @@ def condition_error_fails() -> tuple[m.Observed, dt.datetime, Decision]:
     status = expect(before, RunPhase.FAILED, {"publish": publish, "after": after},
                     reason=Reason.CONDITION_ERROR, message=why, now=9, duration="9s")
     return before, at(9), Decision(status, (
-        EmitEvent("step", "publish", "Warning", Reason.CONDITION_ERROR, why),
+        step_event("publish", Reason.CONDITION_ERROR, why),
         run_event("Failed", f"Failed after 9s: {why}")), None)
 
 
-def condition_error_without_message() -> tuple[m.Observed, dt.datetime, Decision]:
+def condition_error_without_message() -> Case:
     """Under continue, the failed step's dependents are skipped and the others go on."""
     run = replace(GATED, on_failure=OnFailure.CONTINUE)
     before = running_run(run, {"count": (counted(), None)},
@@ -175,18 +183,18 @@ def condition_error_without_message() -> tuple[m.Observed, dt.datetime, Decision
                     reason=Reason.CONDITION_ERROR, message=Reason.CONDITION_ERROR, now=9,
                     duration="9s")
     return before, at(9), Decision(status, (
-        EmitEvent("step", "publish", "Warning", Reason.CONDITION_ERROR, Reason.CONDITION_ERROR),
+        step_event("publish", Reason.CONDITION_ERROR, Reason.CONDITION_ERROR),
         run_event("Failed", "Failed after 9s: ConditionError")), None)
 
 
-def gated_step_not_ready() -> tuple[m.Observed, dt.datetime, Decision]:
+def gated_step_not_ready() -> Case:
     """A gate is not acted on before the step's needs are done."""
-    before = running_run(GATED, {"count": (sr_status("count"), work(W.RUNNING))},
+    before = running_run(GATED, {"count": running("count")},
                          gates=(("publish", m.Gate(False, Reason.CONDITION_ERROR)),))
     return before, at(9), Decision(before.status, (), None)
 
 
-def output_of_a_skipped_step() -> tuple[m.Observed, dt.datetime, Decision]:
+def output_of_a_skipped_step() -> Case:
     """A reader of a skipped step's output: Skipped/UpstreamOutputMissing without a default;
     with one, it waits for its gate (the default stands in)."""
     run = spec(step("count", conditional=True, outputs=(ROWS, TABLE)),
@@ -214,7 +222,7 @@ WAIT = m.StoryWait("etl", at(300))
 NOTHING = spec()
 
 
-def story_missing_waits() -> tuple[m.Observed, dt.datetime, Decision]:
+def story_missing_waits() -> Case:
     before = observed(NOTHING, story_wait=WAIT)
     why = ("waiting for Story etl, not found; the run fails if it is still missing at "
            "2026-11-22T12:05:00Z")
@@ -224,7 +232,7 @@ def story_missing_waits() -> tuple[m.Observed, dt.datetime, Decision]:
     return before, at(10), Decision(status, (), at(300))
 
 
-def story_missing_gives_up() -> tuple[m.Observed, dt.datetime, Decision]:
+def story_missing_gives_up() -> Case:
     before = observed(NOTHING, m.RunStatus(phase=RunPhase.PENDING, started_at=T0),
                       story_wait=WAIT)
     why = "Story etl was not found by 2026-11-22T12:05:00Z"
@@ -234,7 +242,7 @@ def story_missing_gives_up() -> tuple[m.Observed, dt.datetime, Decision]:
                                      None)
 
 
-def story_missing_stopped() -> tuple[m.Observed, dt.datetime, Decision]:
+def story_missing_stopped() -> Case:
     before = observed(replace(NOTHING, cancel_requested=True),
                       m.RunStatus(phase=RunPhase.PENDING, started_at=T0), story_wait=WAIT)
     why = "stopped on request before Story etl was found"
@@ -242,8 +250,7 @@ def story_missing_stopped() -> tuple[m.Observed, dt.datetime, Decision]:
     status = expect(before, RunPhase.CANCELED, reason=Reason.CANCELED, message=why, now=20,
                     duration="20s", stop=stop)
     return before, at(20), Decision(status, (
-        EmitEvent("run", None, "Normal", "StopRequested",
-                  "stop requested: no step starts from now on"),
+        STOP_REQUESTED,
         run_event("Canceled", f"Canceled after 20s: {why}", "Normal")), None)
 
 
@@ -266,9 +273,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("before", "now", "expected"), CASES)
-def test_decide(before: m.Observed, now: dt.datetime, expected: Decision) -> None:
-    assert decide(before, now) == expected
+test_decide = table(CASES)
 
 
 

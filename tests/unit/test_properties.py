@@ -9,6 +9,7 @@ refuses creates or loses a run's status write.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import replace
 
 from hypothesis import event, given
@@ -111,6 +112,11 @@ events = st.lists(st.tuples(st.sampled_from(KINDS), st.integers(0, 29),
 
 
 # -- the checks, one per guarantee ------------------------------------------------------------
+# Each takes the run as observed, the decision made on it and the time, and asserts one
+# guarantee of docs/API.md (or one part of it); `check` runs them all on every decision. A new
+# guarantee is one more function in CHECKS.
+
+Check = Callable[[m.Observed, Decision, dt.datetime], None]
 
 
 def _stop_seen(observed: m.Observed) -> bool:
@@ -140,13 +146,68 @@ def _spec_of(spec: m.RunSpec, step: str) -> m.StepSpec:
     return next(s for s in (*spec.steps, *spec.finally_steps) if s.name == step)
 
 
-def check_finally(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
-    """Finally steps start at most once each, never before every main step is terminal (and
-    the outcome recorded), never after a stop that skips them; the outcome, once recorded,
-    never changes; the run's end follows from it."""
-    spec, old, new = observed.spec, observed.status, d.status
-    finals = {s.name for s in spec.finally_steps}
+def _finals(spec: m.RunSpec) -> set[str]:
+    return {s.name for s in spec.finally_steps}
+
+
+def every_step_recorded_at_the_end(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
+    """1: a terminal run has a terminal entry for every step, finally steps included; a
+    finalizer goes only once the recorded status holds the step's final state."""
+    spec, new = observed.spec, d.status
     entries = dict(new.step_states)
+    if new.phase in RUN_TERMINAL:
+        expected = [*(s.name for s in spec.steps), *_finals(spec)]
+        assert sorted(entries) == sorted(expected), "G1: an entry per step"
+        assert all(s.phase in STEP_TERMINAL for s in entries.values()), "G1: terminal entries"
+    old_entries = dict(observed.status.step_states)
+    for a in d.actions:
+        if isinstance(a, act.RemoveFinalizer):
+            assert old_entries[a.step].phase in STEP_TERMINAL, "G1: finalizer before record"
+
+
+def terminal_is_final(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
+    """2: terminal is final (writes are judged again by the simulated API server)."""
+    old, entries = observed.status, dict(d.status.step_states)
+    if old.phase in RUN_TERMINAL:
+        assert d.status == old, "G2: a terminal run's status changed"
+    for step, state in old.step_states:
+        if state.phase in STEP_TERMINAL:
+            assert entries[step] == state, f"G2: terminal entry {step} changed"
+
+
+def nothing_starts_after_a_stop(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
+    """3: after a stop is observed no main step starts; main steps not started are canceled
+    before start (finally steps: `finally_steps_wait_for_the_outcome`)."""
+    old, new = observed.status, d.status
+    if not _stop_seen(observed) or old.phase in RUN_TERMINAL:
+        return
+    finals = _finals(observed.spec)
+    kinds = {type(a) for a in d.actions if getattr(a, "step", None) not in finals}
+    assert not kinds & {act.CreateStepRun, act.StartAttempt}, "G3: a start after the stop"
+    assert new.phase in {RunPhase.STOPPING, *RUN_TERMINAL}, "G3: not Stopping"
+    entries, old_entries = dict(new.step_states), dict(old.step_states)
+    for step in (s.name for s in observed.spec.steps):
+        before = old_entries.get(step)
+        obs = m.lookup(observed.step_runs, step)
+        # Pending by both records (the run's status may lag its StepRun's after a lost
+        # write: a StepRun that says Running ran before the stop).
+        was_pending = (before is None or before.phase is StepPhase.PENDING) and (
+            obs is None or obs.status is None or obs.status.phase is StepPhase.PENDING)
+        if was_pending:
+            assert entries[step].phase is not StepPhase.RUNNING, "G3: Pending -> Running"
+        if was_pending and (before is None or before.step_run is None) and (
+                obs is None and new.reason != "InvalidSpec"):
+            assert (entries[step].phase, entries[step].reason) == (
+                StepPhase.CANCELED, Reason.STOPPED_BEFORE_START), f"G3: {step}"
+
+
+def finally_steps_wait_for_the_outcome(observed: m.Observed, d: Decision,
+                                       now: dt.datetime) -> None:
+    """3: finally steps start at most once each, never before every main step is terminal
+    (and the outcome recorded), never after a stop that skips them; the outcome, once
+    recorded, never changes."""
+    spec, old, new = observed.spec, observed.status, d.status
+    finals, entries = _finals(spec), dict(new.step_states)
     if old.outcome is not None:
         assert new.outcome == old.outcome, "F: the outcome changed"
     if new.outcome is not None:
@@ -160,87 +221,67 @@ def check_finally(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
             assert m.lookup(observed.step_runs, a.step) is None, f"F: {a.step} started twice"
         skip = spec.shutdown_finally is FinallyPolicy.SKIP and _stop_seen(observed)
         assert not skip, f"F: {a.step} started after a stop that skips finally steps"
-    if new.phase in RUN_TERMINAL and new.outcome is not None and old.phase not in RUN_TERMINAL:
-        o = new.outcome
-        if new.reason == Reason.FINALLY_FAILED:
-            assert o.phase is RunPhase.SUCCEEDED, "F: FinallyFailed on a failed outcome"
-            assert any(entries[n].phase in STEP_FAILURES for n in finals), "F: FinallyFailed"
-        elif o.phase is RunPhase.SUCCEEDED and new.phase is RunPhase.CANCELED:
-            assert spec.shutdown_finally is FinallyPolicy.SKIP, "F: Succeeded became Canceled"
-        else:
-            assert (new.phase, new.reason, new.message) == (o.phase, o.reason, o.message), \
-                "F: the run did not end with its outcome"
-    # Drain: running main steps are not stopped before the grace period's end.
-    stop = old.stop
-    if (spec.shutdown_mode is ShutdownMode.DRAIN and stop is not None
-            and stop.observed_at is not None and old.outcome is None
-            and now < stop.observed_at + dt.timedelta(seconds=spec.grace_period_seconds)):
-        for a in d.actions:
-            if isinstance(a, act.StopWorkload) and a.step not in finals:
-                assert entries[a.step].phase in STEP_TERMINAL, f"Drain: {a.step} stopped"
 
 
-def check(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
+def the_run_ends_with_its_outcome(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
+    """A run with finally steps ends as its main steps did, except FinallyFailed (a finally
+    step failed a success) and Canceled (a stop skipped them)."""
     spec, old, new = observed.spec, observed.status, d.status
-    names = [s.name for s in spec.steps]
-    finals = {s.name for s in spec.finally_steps}
-    kinds = {type(a) for a in d.actions if getattr(a, "step", None) not in finals}
-    entries = dict(new.step_states)
-    old_entries = dict(old.step_states)
-    check_finally(observed, d, now)
+    if not (new.phase in RUN_TERMINAL and new.outcome is not None
+            and old.phase not in RUN_TERMINAL):
+        return
+    o, entries = new.outcome, dict(new.step_states)
+    if new.reason == Reason.FINALLY_FAILED:
+        assert o.phase is RunPhase.SUCCEEDED, "F: FinallyFailed on a failed outcome"
+        assert any(entries[n].phase in STEP_FAILURES for n in _finals(spec)), "F: FinallyFailed"
+    elif o.phase is RunPhase.SUCCEEDED and new.phase is RunPhase.CANCELED:
+        assert spec.shutdown_finally is FinallyPolicy.SKIP, "F: Succeeded became Canceled"
+    else:
+        assert (new.phase, new.reason, new.message) == (o.phase, o.reason, o.message), \
+            "F: the run did not end with its outcome"
 
-    # 1: a terminal run has a terminal entry for every step, finally steps included.
-    if new.phase in RUN_TERMINAL:
-        assert sorted(entries) == sorted([*names, *finals]), "G1: an entry per step"
-        assert all(s.phase in STEP_TERMINAL for s in entries.values()), "G1: terminal entries"
-    # A finalizer goes only once the recorded status holds the step's final state.
+
+def drain_leaves_running_steps(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
+    """Drain: running main steps are not stopped before the grace period's end."""
+    spec, stop = observed.spec, observed.status.stop
+    if not (spec.shutdown_mode is ShutdownMode.DRAIN and stop is not None
+            and stop.observed_at is not None and observed.status.outcome is None
+            and now < stop.observed_at + dt.timedelta(seconds=spec.grace_period_seconds)):
+        return
+    finals, entries = _finals(spec), dict(d.status.step_states)
     for a in d.actions:
-        if isinstance(a, act.RemoveFinalizer):
-            assert old_entries[a.step].phase in STEP_TERMINAL, "G1: finalizer before record"
+        if isinstance(a, act.StopWorkload) and a.step not in finals:
+            assert entries[a.step].phase in STEP_TERMINAL, f"Drain: {a.step} stopped"
 
-    # 2: terminal is final (writes are judged again by the simulated API server).
-    if old.phase in RUN_TERMINAL:
-        assert new == old, "G2: a terminal run's status changed"
-    for step, state in old_entries.items():
-        if state.phase in STEP_TERMINAL:
-            assert entries[step] == state, f"G2: terminal entry {step} changed"
 
-    # 3: after a stop is observed no main step starts; main steps not started are canceled
-    # before start (finally steps: `check_finally`).
-    if _stop_seen(observed) and old.phase not in RUN_TERMINAL:
-        assert not kinds & {act.CreateStepRun, act.StartAttempt}, "G3: a start after the stop"
-        assert new.phase in {RunPhase.STOPPING, *RUN_TERMINAL}, "G3: not Stopping"
-        for step in names:
-            before = old_entries.get(step)
-            obs = m.lookup(observed.step_runs, step)
-            # Pending by both records (the run's status may lag its StepRun's after a lost
-            # write: a StepRun that says Running ran before the stop).
-            was_pending = (before is None or before.phase is StepPhase.PENDING) and (
-                obs is None or obs.status is None or obs.status.phase is StepPhase.PENDING)
-            if was_pending:
-                assert entries[step].phase is not StepPhase.RUNNING, "G3: Pending -> Running"
-            if was_pending and (before is None or before.step_run is None) and (
-                    obs is None and new.reason != "InvalidSpec"):
-                assert (entries[step].phase, entries[step].reason) == (
-                    StepPhase.CANCELED, Reason.STOPPED_BEFORE_START), f"G3: {step}"
-
-    # 4: a realtime stop ends when the topology is over, by the grace period at the latest;
-    # drainTimeoutSeconds changes nothing, ever.
-    drain = 7200 if spec.drain_timeout_seconds is None else None
-    other = replace(observed, spec=replace(spec, drain_timeout_seconds=drain))
+def the_drain_timeout_plays_no_part(observed: m.Observed, d: Decision,
+                                    now: dt.datetime) -> None:
+    """4: drainTimeoutSeconds changes nothing, ever."""
+    drain = 7200 if observed.spec.drain_timeout_seconds is None else None
+    other = replace(observed, spec=replace(observed.spec, drain_timeout_seconds=drain))
     assert decide(other, now) == d, "G4: the drain timeout changed a decision"
-    if (spec.mode is Mode.REALTIME and _stop_seen(observed) and old.stop is not None
-            and old.outcome is None):
-        assert old.stop.observed_at is not None
-        grace_end = old.stop.observed_at + dt.timedelta(seconds=spec.grace_period_seconds)
-        if now >= grace_end or observed.topology_terminated or _no_live_pod_left(observed):
-            # Finally steps may still run, but the stop is complete: they never delay it.
-            assert new.stop is not None
-            assert new.stop.completed_at is not None, "G4: a realtime stop outlived its bound"
-            assert new.outcome is not None, "G4: the main steps outlived the stop's bound"
 
-    # 5: continue keeps independent branches; skips only below a failure; the run's words are
-    # its first failure's.
+
+def a_realtime_stop_ends_in_time(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
+    """4: a realtime stop ends when the topology is over, by the grace period at the latest."""
+    spec, old, new = observed.spec, observed.status, d.status
+    if not (spec.mode is Mode.REALTIME and _stop_seen(observed) and old.stop is not None
+            and old.outcome is None):
+        return
+    assert old.stop.observed_at is not None
+    grace_end = old.stop.observed_at + dt.timedelta(seconds=spec.grace_period_seconds)
+    if now >= grace_end or observed.topology_terminated or _no_live_pod_left(observed):
+        # Finally steps may still run, but the stop is complete: they never delay it.
+        assert new.stop is not None
+        assert new.stop.completed_at is not None, "G4: a realtime stop outlived its bound"
+        assert new.outcome is not None, "G4: the main steps outlived the stop's bound"
+
+
+def failures_skip_only_below(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
+    """5: continue keeps independent branches; skips only below a failure; the run's words are
+    its first failure's."""
+    spec, old, new = observed.spec, observed.status, d.status
+    entries, old_entries = dict(new.step_states), dict(old.step_states)
     for step, state in entries.items():
         if state.reason == Reason.UPSTREAM_FAILED and old_entries.get(step) != state:
             needs = _spec_of(spec, step).needs
@@ -256,15 +297,19 @@ def check(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
         first = _first_failure(new, spec)
         assert (new.reason, new.message) == (first.reason, first.message), "G5: first failure"
 
-    # 12: no step starts before every step it reads has its outputs recorded (or was skipped,
-    # its defaults standing in); a reader of an output never made is skipped, never started.
+
+def readers_wait_for_outputs(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
+    """12: no step starts before every step it reads has its outputs recorded (or was skipped,
+    its defaults standing in); a reader of an output never made is skipped, never started.
+    13: a reused step never runs."""
+    old_entries, entries = dict(observed.status.step_states), dict(d.status.step_states)
     for a in d.actions:
         if m.lookup(observed.reused, getattr(a, "step", "") or "") is not None:
             assert not isinstance(a, act.StartAttempt), f"13: {a.step} is reused, yet runs"
             continue  # made with its final status: it reads nothing, nothing of it runs
         if isinstance(a, act.CreateStepRun) and (old_entries.get(a.step) is None
                                                  or old_entries[a.step].step_run is None):
-            reader = _spec_of(spec, a.step)
+            reader = _spec_of(observed.spec, a.step)
             for producer, _ in reader.consumes:
                 obs = m.lookup(observed.step_runs, producer)
                 assert (obs is not None and obs.status is not None
@@ -274,8 +319,10 @@ def check(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
             if reader.gated:
                 assert m.lookup(observed.gates, a.step) is not None, f"G12: {a.step} ungated"
 
-    # 6: a Lost step never succeeds; a late success is rejected with an Event.
-    for step, state in entries.items():
+
+def lost_never_succeeds(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
+    """6: a Lost step never succeeds; a late success is rejected with an Event."""
+    for step, state in d.status.step_states:
         obs = m.lookup(observed.step_runs, step)
         att = obs.attempt if obs else None
         if (state.phase is StepPhase.LOST and att is not None and obs is not None
@@ -284,32 +331,56 @@ def check(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
             assert any(isinstance(e, act.EmitEvent) and e.reason == "LateReportRejected"
                        and e.step == step for e in d.actions), "G6: no LateReportRejected"
 
-    # 7: only Transient failures are retried, within the limit (the failure may be seen in the
-    # same decision as the retry, when the backoff is 0s).
+
+def only_transient_failures_retried(observed: m.Observed, d: Decision,
+                                    now: dt.datetime) -> None:
+    """7: only Transient failures are retried, within the limit (the failure may be seen in
+    the same decision as the retry, when the backoff is 0s)."""
+    spec = observed.spec
     written = {a.step: a.status for a in d.actions if isinstance(a, act.WriteStepRunStatus)}
     for a in d.actions:
-        if isinstance(a, act.StartAttempt) and a.attempt > 1:
-            obs = m.lookup(observed.step_runs, a.step)
-            assert obs is not None
-            # A StepRun never written is at its first attempt.
-            attempts = obs.status.attempts if obs.status is not None else 1
-            if attempts == a.attempt and a.step not in written:
-                continue  # the recorded attempt's workload, never seen, created again
-            limit = _spec_of(spec, a.step).retry.limit
-            assert written[a.step].failure_class is FailureClass.TRANSIENT, "G7: not Transient"
-            assert attempts == a.attempt - 1, "G7: an attempt skipped"
-            assert a.attempt <= limit + 1, "G7: over the retry limit"
-            assert spec.mode is Mode.BATCH or a.step in finals, "G7: realtime retried"
+        if not isinstance(a, act.StartAttempt) or a.attempt <= 1:
+            continue
+        obs = m.lookup(observed.step_runs, a.step)
+        assert obs is not None
+        # A StepRun never written is at its first attempt.
+        attempts = obs.status.attempts if obs.status is not None else 1
+        if attempts == a.attempt and a.step not in written:
+            continue  # the recorded attempt's workload, never seen, created again
+        limit = _spec_of(spec, a.step).retry.limit
+        assert written[a.step].failure_class is FailureClass.TRANSIENT, "G7: not Transient"
+        assert attempts == a.attempt - 1, "G7: an attempt skipped"
+        assert a.attempt <= limit + 1, "G7: over the retry limit"
+        assert spec.mode is Mode.BATCH or a.step in _finals(spec), "G7: realtime retried"
 
-    # 8: once terminal, only stopping, letting go, TTL deletion (and rejecting late reports).
-    if old.phase in RUN_TERMINAL:
-        for a in d.actions:
-            assert isinstance(a, act.StopWorkload | act.RemoveFinalizer | act.DeleteStepRun
-                              | act.WriteStepRunStatus | act.EmitEvent), f"G8: {a}"
-            if isinstance(a, act.WriteStepRunStatus):
-                assert a.status.phase in STEP_TERMINAL, "G8: a live StepRun status"
-            if isinstance(a, act.EmitEvent):
-                assert a.reason == "LateReportRejected", "G8: an Event after the end"
+
+def a_terminal_run_only_lets_go(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
+    """8: once terminal, only stopping, letting go, TTL deletion (and rejecting late
+    reports)."""
+    if observed.status.phase not in RUN_TERMINAL:
+        return
+    for a in d.actions:
+        assert isinstance(a, act.StopWorkload | act.RemoveFinalizer | act.DeleteStepRun
+                          | act.WriteStepRunStatus | act.EmitEvent), f"G8: {a}"
+        if isinstance(a, act.WriteStepRunStatus):
+            assert a.status.phase in STEP_TERMINAL, "G8: a live StepRun status"
+        if isinstance(a, act.EmitEvent):
+            assert a.reason == "LateReportRejected", "G8: an Event after the end"
+
+
+CHECKS: tuple[Check, ...] = (
+    finally_steps_wait_for_the_outcome, the_run_ends_with_its_outcome,
+    drain_leaves_running_steps, every_step_recorded_at_the_end, terminal_is_final,
+    nothing_starts_after_a_stop, the_drain_timeout_plays_no_part,
+    a_realtime_stop_ends_in_time, failures_skip_only_below, readers_wait_for_outputs,
+    lost_never_succeeds, only_transient_failures_retried, a_terminal_run_only_lets_go,
+)
+
+
+def check(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
+    """Every guarantee holds of the decision made on `observed` at `now`."""
+    for guarantee in CHECKS:
+        guarantee(observed, d, now)
 
 
 def check_no_work_outlives(world: World) -> None:

@@ -57,7 +57,6 @@ class StopWorkload:
 
     step: str
     grace_seconds: int
-    reason: str
 
 
 @dataclass(frozen=True, slots=True)

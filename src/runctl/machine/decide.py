@@ -31,7 +31,7 @@ from runctl.machine.actions import (
 )
 from runctl.machine.dag import Problem, validate
 from runctl.machine.failures import MAX_MESSAGE
-from runctl.machine.finale import finally_clock, plan_finally
+from runctl.machine.finale import finally_clock, finally_stop, plan_finally
 from runctl.machine.model import (
     Observed,
     Outcome,
@@ -48,7 +48,6 @@ from runctl.machine.model import (
 from runctl.machine.phases import (
     RUN_TERMINAL,
     STEP_TERMINAL,
-    FinallyPolicy,
     Mode,
     Reason,
     RunPhase,
@@ -56,7 +55,7 @@ from runctl.machine.phases import (
     StepPhase,
     StopTrigger,
 )
-from runctl.machine.plan import Clock, Plan, Tracks, plan
+from runctl.machine.plan import Clock, Plan, Stop, Tracks, plan
 from runctl.machine.status import events, late_report_events, run_status
 from runctl.machine.steps import (
     StepContext,
@@ -66,6 +65,7 @@ from runctl.machine.steps import (
     reused_status,
     timers,
 )
+from runctl.timefmt import fmt_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +98,9 @@ def decide(observed: Observed, now: dt.datetime) -> Decision:
 def _finished(observed: Observed, now: dt.datetime) -> Decision:
     """Terminal is final: the status is kept whole (a stop on it changes nothing); whatever
     still runs is stopped, and a late success is rejected."""
-    ctx = StepContext(observed.spec.mode, now, stopping=True, deadline=None)
+    ctx = StepContext(mode=observed.spec.mode, now=now, halting=True, deadline=None)
     tracks = {**_tracks(observed, ctx), **_final_tracks(observed, ctx)}
-    actions = [*_effects(observed, tracks, True, now),
+    actions = [*_effects(observed, tracks, now, halting=True),
                *(e for t in tracks.values() for e in late_report_events(t))]
     ttl = _ttl_at(observed.status, observed)
     return Decision(observed.status, tuple(actions),
@@ -120,16 +120,12 @@ def _story_missing(observed: Observed, wait: StoryWait, now: dt.datetime) -> Dec
                  StopTrigger.ALL_STEPS_TERMINAL)
     elif now >= wait.give_up_at:
         p = Plan({}, RunPhase.FAILED, Reason.STORY_NOT_FOUND,
-                 f"Story {wait.story} was not found by {fmt(wait.give_up_at)}")
+                 f"Story {wait.story} was not found by {fmt_time(wait.give_up_at)}")
     else:
         p = Plan({}, RunPhase.PENDING, Reason.STORY_NOT_FOUND,
                  f"waiting for Story {wait.story}, not found; the run fails if it is still "
-                 f"missing at {fmt(wait.give_up_at)}")
-    return _conclude(observed, p, stop, Clock(now, wait.give_up_at, None), now, True)
-
-
-def fmt(when: dt.datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+                 f"missing at {fmt_time(wait.give_up_at)}")
+    return _conclude(observed, p, Clock(now, wait.give_up_at), stop=stop, halting=True)
 
 
 # -- rung 3: an invalid spec -----------------------------------------------------------------
@@ -142,22 +138,23 @@ def _invalid(observed: Observed, problems: tuple[Problem, ...], now: dt.datetime
     tracks = {s.name: Track(s, step_state(observed.status, s.name), None, skipped, None)
               for s in (*observed.spec.steps, *observed.spec.finally_steps)}
     return _conclude(observed, Plan(tracks, RunPhase.FAILED, Reason.INVALID_SPEC, message),
-                     _stop(observed, now), Clock(now, None, None), now, True)
+                     Clock(now, None), stop=_stop(observed, now), halting=True)
 
 
 # -- rung 4: a run going on ------------------------------------------------------------------
 
 
-def _stop(observed: Observed, now: dt.datetime) -> StopState | None:
+def _stop(observed: Observed, now: dt.datetime) -> Stop | None:
     """The stop in effect, if one was requested: dated from its first observation (now)."""
     old = observed.status.stop
     if old is None and not observed.spec.cancel_requested:
         return None
-    if old is None:
-        return StopState(requested_at=observed.cancel_requested_at or now, observed_at=now)
-    return StopState(requested_at=old.requested_at or observed.cancel_requested_at or now,
-                     observed_at=old.observed_at or now, completed_at=old.completed_at,
-                     trigger=old.trigger)
+    old = old or StopState(requested_at=None, observed_at=None)
+    observed_at = old.observed_at or now
+    record = StopState(requested_at=old.requested_at or observed.cancel_requested_at or now,
+                       observed_at=observed_at, completed_at=old.completed_at,
+                       trigger=old.trigger)
+    return Stop(record, observed_at + dt.timedelta(seconds=observed.spec.grace_period_seconds))
 
 
 def _topology_over(observed: Observed) -> bool:
@@ -204,62 +201,64 @@ def _progress(observed: Observed, now: dt.datetime) -> Decision:
     and the finally steps."""
     spec = observed.spec
     stop = _stop(observed, now)
-    grace_until = (stop.observed_at + dt.timedelta(seconds=spec.grace_period_seconds)
-                   if stop is not None and stop.observed_at is not None else None)
     if observed.status.outcome is not None:
-        return _finale(observed, observed.status.outcome, stop, grace_until, None, now)
+        return _finale(observed, observed.status.outcome, now, stop=stop)
     started = observed.status.started_at or now
     deadline = (started + dt.timedelta(seconds=spec.timeout_seconds)
                 if spec.timeout_seconds is not None else None)
     # Drain: running main steps are left to finish until the grace period's end.
-    draining = (spec.shutdown_mode is ShutdownMode.DRAIN and grace_until is not None
-                and now < grace_until)
+    draining = (spec.shutdown_mode is ShutdownMode.DRAIN and stop is not None
+                and now < stop.grace_until)
     halting = stop is not None and not draining
     topology_over = _topology_over(observed)
-    ctx = StepContext(spec.mode, now, halting, deadline, topology_over, draining)
-    clock = Clock(now, deadline, grace_until)
-    p = plan(observed, _tracks(observed, ctx), clock, topology_over)
+    ctx = StepContext(mode=spec.mode, now=now, halting=halting, deadline=deadline,
+                      topology_over=topology_over, draining=draining)
+    clock = Clock(now, deadline, stop.grace_until if stop is not None else None)
+    p = plan(observed, _tracks(observed, ctx), clock, stop=stop, topology_over=topology_over)
     if p.phase not in RUN_TERMINAL:
         waiting = _final_tracks(observed, ctx)
         if waiting:
             p = replace(p, tracks={**p.tracks, **waiting})
-        return _conclude(observed, p, stop, clock, now, halting)
+        return _conclude(observed, p, clock, stop=stop, halting=halting)
     outcome = Outcome(p.phase, p.reason, p.message, now)
     if stop is not None:
         # The stop is complete when the main steps (or the topology) have ended: finally
         # steps do not delay it.
-        stop = replace(stop, completed_at=now, trigger=p.trigger)
+        stop = replace(stop, record=replace(stop.record, completed_at=now, trigger=p.trigger))
     if not spec.finally_steps:
-        return _conclude(observed, p, stop, clock, now, True, outcome)
-    return _finale(observed, outcome, stop, grace_until, p.tracks, now, p.creates)
+        return _conclude(observed, p, clock, stop=stop, halting=True, outcome=outcome)
+    return _finale(observed, outcome, now, stop=stop, main=p.tracks, made=p.creates)
 
 
-def _finale(observed: Observed, outcome: Outcome, stop: StopState | None,
-            grace_until: dt.datetime | None, main: Tracks | None, now: dt.datetime,
-            made: tuple[CreateStepRun, ...] = ()) -> Decision:
+def _finale(observed: Observed, outcome: Outcome, now: dt.datetime, *, stop: Stop | None,
+            main: Tracks | None = None, made: tuple[CreateStepRun, ...] = ()) -> Decision:
     """The finally steps, once the outcome is known (`main`: the main steps as this decision
     ended them, or None to read them, all terminal, as recorded; `made`: StepRuns this
     decision makes for them, reused ones)."""
-    skip = stop is not None and observed.spec.shutdown_finally is FinallyPolicy.SKIP
-    clock = finally_clock(observed, outcome, now, grace_until, skip)
+    clock = finally_clock(observed, outcome, now, stop)
+    halting = finally_stop(observed.spec, stop) is not None
     if main is None:
-        main = _tracks(observed, StepContext(observed.spec.mode, now, True, None))
-    finals = _final_tracks(observed, StepContext(Mode.BATCH, now, skip, clock.deadline))
-    p = plan_finally(observed, main, finals, clock, stop is not None, skip, outcome)
-    return _conclude(observed, replace(p, creates=(*made, *p.creates)), stop, clock, now, skip,
-                     outcome)
+        main = _tracks(observed, StepContext(mode=observed.spec.mode, now=now, halting=True,
+                                             deadline=None))
+    finals = _final_tracks(observed, StepContext(mode=Mode.BATCH, now=now, halting=halting,
+                                                 deadline=clock.deadline))
+    p = plan_finally(observed, main, finals, clock, outcome, stop=stop)
+    return _conclude(observed, replace(p, creates=(*made, *p.creates)), clock, stop=stop,
+                     halting=halting, outcome=outcome)
 
 
-def _conclude(observed: Observed, p: Plan, stop: StopState | None, clock: Clock,
-              now: dt.datetime, stopping: bool, outcome: Outcome | None = None) -> Decision:
+def _conclude(observed: Observed, p: Plan, clock: Clock, *, stop: Stop | None, halting: bool,
+              outcome: Outcome | None = None) -> Decision:
     """The status the plan makes, the actions that make it true, and when to look again.
-    `stopping`: workloads of steps still going are to be stopped now."""
-    old = observed.status
+    `halting`: workloads of steps still going are to be stopped now."""
+    old, now = observed.status, clock.now
     states = step_states_from((name, t.state) for name, t in p.tracks.items())
-    status = run_status(old, p.phase, p.reason, p.message, states, stop, p.trigger,
-                        old.started_at or now, now, observed.generation, outcome)
+    status = run_status(old, phase=p.phase, reason=p.reason, message=p.message, states=states,
+                        stop=stop.record if stop is not None else None, trigger=p.trigger,
+                        started_at=old.started_at or now, now=now,
+                        generation=observed.generation, outcome=outcome)
     actions: list[Action] = [*p.creates]
-    actions += _effects(observed, p.tracks, stopping or p.phase in RUN_TERMINAL, now)
+    actions += _effects(observed, p.tracks, now, halting=halting or p.phase in RUN_TERMINAL)
     actions += p.starts
     actions += events(old, status, p.phase, p.tracks)
     return Decision(status, tuple(_ordered(actions)),
@@ -288,8 +287,8 @@ def _ttl_at(status: RunStatus, observed: Observed) -> dt.datetime | None:
     return status.finished_at + dt.timedelta(seconds=ttl)
 
 
-def _effects(observed: Observed, tracks: Mapping[str, Track], stopping: bool,
-             now: dt.datetime) -> list[Action]:
+def _effects(observed: Observed, tracks: Mapping[str, Track], now: dt.datetime, *,
+             halting: bool) -> list[Action]:
     """StepRun writes, workload stops, finalizer removals and TTL deletions that follow from
     the next states. A finalizer goes only once the *recorded* run status has the step final."""
     grace = observed.spec.grace_period_seconds
@@ -310,8 +309,8 @@ def _effects(observed: Observed, tracks: Mapping[str, Track], stopping: bool,
         if t.status is not None and t.status != t.standing:
             out.append(WriteStepRunStatus(name, t.status))
         mode = Mode.BATCH if name in finals else observed.spec.mode
-        if needs_stop(mode, t) and (t.terminal or stopping):
-            out.append(StopWorkload(name, grace, t.state.reason or "StopRequested"))
+        if needs_stop(mode, t) and (t.terminal or halting):
+            out.append(StopWorkload(name, grace))
         if obs is None or obs.gone:
             continue
         kept = t.recorded is not None and t.recorded.phase in STEP_TERMINAL

@@ -14,11 +14,12 @@ from dataclasses import replace
 
 from runctl.machine import dag
 from runctl.machine.failures import MAX_MESSAGE
-from runctl.machine.model import Observed, Outcome
-from runctl.machine.phases import Mode, Reason, RunPhase, StopTrigger, Waiting
+from runctl.machine.model import Observed, Outcome, RunSpec
+from runctl.machine.phases import FinallyPolicy, Mode, Reason, RunPhase, StopTrigger, Waiting
 from runctl.machine.plan import (
     Clock,
     Plan,
+    Stop,
     Tracks,
     first_failure,
     gate_failures,
@@ -28,14 +29,20 @@ from runctl.machine.plan import (
 )
 
 
+def finally_stop(spec: RunSpec, stop: Stop | None) -> Stop | None:
+    """The run's stop as it governs the finally steps: only when `shutdown.finally` is Skip."""
+    return stop if spec.shutdown_finally is FinallyPolicy.SKIP else None
+
+
 def plan_finally(observed: Observed, main: Tracks, finals: Tracks, clock: Clock,
-                 stop: bool, skip: bool, outcome: Outcome) -> Plan:
+                 outcome: Outcome, *, stop: Stop | None) -> Plan:
     """The finally ladder, first rule that holds: a stop that skips them; their deadline;
-    otherwise they go on. `clock.deadline` is theirs, `clock.grace_until` is set only when
-    they are skipped; `stop`: a stop is in effect (the run shows Stopping)."""
+    otherwise they go on. `clock` is theirs; `stop` is the run's (the run shows Stopping
+    while they go)."""
     spec, now = observed.spec, clock.now
-    if skip and clock.grace_until is not None:
-        p = stopped(finals, now, clock.grace_until, spec.grace_period_seconds)
+    skipping = finally_stop(spec, stop)
+    if skipping is not None:
+        p = stopped(finals, now, skipping, spec.grace_period_seconds)
     elif clock.deadline is not None and now >= clock.deadline:
         p = timed_out(finals, "the finally steps' deadline",
                       f"the finally steps did not finish within "
@@ -46,10 +53,10 @@ def plan_finally(observed: Observed, main: Tracks, finals: Tracks, clock: Clock,
                   Mode.BATCH)
     tracks = {**main, **{name: p.tracks[name] for name in finals}}
     if any(not tracks[name].terminal for name in finals):
-        phase = RunPhase.STOPPING if stop else RunPhase.RUNNING
+        phase = RunPhase.STOPPING if stop is not None else RunPhase.RUNNING
         return replace(p, tracks=tracks, phase=phase, reason=Waiting.RUNNING_FINALLY,
                        message=_running(finals, tracks, outcome))
-    return _verdict(tracks, finals, outcome, skip, p.trigger)
+    return _verdict(tracks, finals, outcome, p.trigger, skipped=skipping is not None)
 
 
 def _running(finals: Tracks, tracks: Tracks, outcome: Outcome) -> str:
@@ -58,13 +65,13 @@ def _running(finals: Tracks, tracks: Tracks, outcome: Outcome) -> str:
             f"ended {outcome.phase} ({outcome.reason}): {outcome.message}")[:MAX_MESSAGE]
 
 
-def _verdict(tracks: Tracks, finals: Tracks, outcome: Outcome, skip: bool,
-             trigger: StopTrigger | None) -> Plan:
+def _verdict(tracks: Tracks, finals: Tracks, outcome: Outcome, trigger: StopTrigger | None,
+             *, skipped: bool) -> Plan:
     """Every finally step is terminal: the run ends as its outcome says, except an outcome of
     Succeeded, which a stop that skipped them turns Canceled and a failed one Failed."""
     failed = first_failure({name: tracks[name] for name in finals})
     phase, reason, message = outcome.phase, outcome.reason, outcome.message
-    if outcome.phase is RunPhase.SUCCEEDED and skip:
+    if outcome.phase is RunPhase.SUCCEEDED and skipped:
         phase, reason = RunPhase.CANCELED, Reason.CANCELED
         message = "stopped on request while the finally steps ran"
     elif outcome.phase is RunPhase.SUCCEEDED and failed is not None:
@@ -75,6 +82,10 @@ def _verdict(tracks: Tracks, finals: Tracks, outcome: Outcome, skip: bool,
 
 
 def finally_clock(observed: Observed, outcome: Outcome, now: dt.datetime,
-                  grace_until: dt.datetime | None, skip: bool) -> Clock:
-    deadline = outcome.decided_at + dt.timedelta(seconds=observed.spec.finally_timeout_seconds)
-    return Clock(now, deadline, grace_until if skip else None)
+                  stop: Stop | None) -> Clock:
+    """The finally steps' timers: their own deadline, counted from the outcome, and the grace
+    period of the run's stop when it skips them."""
+    spec = observed.spec
+    deadline = outcome.decided_at + dt.timedelta(seconds=spec.finally_timeout_seconds)
+    skipping = finally_stop(spec, stop)
+    return Clock(now, deadline, skipping.grace_until if skipping is not None else None)

@@ -72,7 +72,9 @@ STEP_TERMINAL: frozenset[StepPhase] = frozenset(
 
 
 class Reason(StrEnum):
-    """Terminal reasons named by the contract."""
+    """Reasons named by the contract: of a step or a run that ended, and `StoryNotFound`, which
+    a run also shows while it waits Pending for its Story (`Waiting` names the other reasons of
+    what has not ended)."""
 
     COMPLETED = "Completed"
     STEP_FAILED = "StepFailed"

@@ -13,7 +13,15 @@ from dataclasses import dataclass, replace
 
 from runctl.machine import dag
 from runctl.machine.actions import CreateStepRun, StartAttempt
-from runctl.machine.model import Gate, Observed, Reuse, StepState, WorkloadState, lookup
+from runctl.machine.model import (
+    Gate,
+    Observed,
+    Reuse,
+    StepState,
+    StopState,
+    WorkloadState,
+    lookup,
+)
 from runctl.machine.naming import step_run_name, workload_ref
 from runctl.machine.phases import (
     STEP_FAILURES,
@@ -41,14 +49,26 @@ Tracks = Mapping[str, Track]
 
 
 @dataclass(frozen=True, slots=True)
+class Stop:
+    """A stop in effect: nothing starts any more, and what still runs at `grace_until` is
+    recorded canceled anyway."""
+
+    record: StopState
+    """The stop as the run's status records it."""
+    grace_until: dt.datetime
+    """The end of its grace period: its first observation plus gracePeriodSeconds."""
+
+
+@dataclass(frozen=True, slots=True)
 class Clock:
-    """The run's timers, all known before the ladder runs."""
+    """The times at which the steps a ladder governs change without anything being observed,
+    all known before the ladder runs."""
 
     now: dt.datetime
     deadline: dt.datetime | None
-    """The run's deadline (startedAt + timeoutSeconds), if it has one."""
-    grace_until: dt.datetime | None
-    """When a stop forces what is still running; None without a stop."""
+    """Their deadline (the run's: startedAt + timeoutSeconds), if they have one."""
+    grace_until: dt.datetime | None = None
+    """The grace period's end of the stop that governs them; None when none does."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +118,10 @@ def _verdict(tracks: Tracks, success_reason: str, success_message: str) -> Plan:
 # -- the rules, in order ---------------------------------------------------------------------
 
 
-def _topology_terminated(tracks: Tracks, stopping: bool, now: dt.datetime) -> Plan:
+def _topology_terminated(tracks: Tracks, stop: Stop | None, now: dt.datetime) -> Plan:
     """Realtime: the session is over. Everything ends in this one decision (guarantee 4)."""
     def rule(t: Track) -> tuple[StepPhase, str, str]:
-        if stopping:
+        if stop is not None:
             if t.started:
                 return StepPhase.CANCELED, Reason.CANCELED, "stopped: the topology terminated"
             return (StepPhase.CANCELED, Reason.STOPPED_BEFORE_START,
@@ -113,7 +133,7 @@ def _topology_terminated(tracks: Tracks, stopping: bool, now: dt.datetime) -> Pl
                 "not started: the topology terminated first")
 
     ended = _ending(tracks, rule, now)
-    if stopping:
+    if stop is not None:
         return Plan(ended, RunPhase.CANCELED, Reason.CANCELED,
                     "stopped on request; the topology terminated",
                     StopTrigger.TOPOLOGY_TERMINATED)
@@ -131,7 +151,7 @@ def timed_out(tracks: Tracks, deadline: str, message: str, now: dt.datetime) -> 
     return Plan(_ending(tracks, rule, now), RunPhase.TIMED_OUT, Reason.TIMED_OUT, message)
 
 
-def stopped(tracks: Tracks, now: dt.datetime, grace_until: dt.datetime, grace: int) -> Plan:
+def stopped(tracks: Tracks, now: dt.datetime, stop: Stop, grace: int) -> Plan:
     """A stop is in effect: nothing starts; what did not start is canceled at once; what runs
     gets until the grace period's end to go (stopped at once, or drained: that is the shell's
     StopWorkload, sent or not), then is recorded canceled anyway."""
@@ -144,7 +164,7 @@ def stopped(tracks: Tracks, now: dt.datetime, grace_until: dt.datetime, grace: i
         return None
 
     tracks = _ending(tracks, rule, now)
-    if now >= grace_until:
+    if now >= stop.grace_until:
         forced = _ending(tracks, lambda _: (
             StepPhase.CANCELED, Reason.GRACE_PERIOD_EXPIRED,
             f"still running {grace}s after the stop: recorded canceled"), now)
@@ -335,18 +355,19 @@ def go_on(observed: Observed, tracks: Tracks, order: tuple[str, ...], clock: Clo
                    creates=tuple(creates))
 
 
-def plan(observed: Observed, tracks: Tracks, clock: Clock, topology_over: bool) -> Plan:
+def plan(observed: Observed, tracks: Tracks, clock: Clock, *, stop: Stop | None,
+         topology_over: bool) -> Plan:
     """The run-level ladder, first rule that holds wins."""
     spec, now = observed.spec, clock.now
     order = dag.topological_order(spec.steps)
     if topology_over:
-        return _topology_terminated(tracks, clock.grace_until is not None, now)
+        return _topology_terminated(tracks, stop, now)
     if clock.deadline is not None and now >= clock.deadline:
         return timed_out(tracks, "the run's deadline",
                          f"the run did not finish within its timeout of "
                          f"{spec.timeout_seconds}s", now)
-    if clock.grace_until is not None:
-        return stopped(tracks, now, clock.grace_until, spec.grace_period_seconds)
+    if stop is not None:
+        return stopped(tracks, now, stop, spec.grace_period_seconds)
     tracks = gate_failures(observed, tracks, spec.mode, now)
     failed = first_failure(tracks)
     if failed is not None and spec.on_failure is OnFailure.STOP:

@@ -63,10 +63,10 @@ def conditions(old: Iterable[Condition], phase: RunPhase, reason: str | None,
     return (mine, *(c for c in old if c.type != SUCCEEDED))
 
 
-def run_status(old: RunStatus, phase: RunPhase, reason: str | None, message: str | None,
+def run_status(old: RunStatus, *, phase: RunPhase, reason: str | None, message: str | None,
                states: StepStates, stop: StopState | None, trigger: StopTrigger | None,
                started_at: dt.datetime, now: dt.datetime, generation: int,
-               outcome: Outcome | None = None) -> RunStatus:
+               outcome: Outcome | None) -> RunStatus:
     """The whole status. A stop completes when the run ends unless it already completed
     (when the main steps ended, before the finally steps); a run that ends with no outcome
     recorded records its end as its outcome."""

@@ -37,14 +37,15 @@ LIVE = frozenset({WorkloadState.PENDING, WorkloadState.RUNNING})
 SEEN = LIVE | {WorkloadState.SUCCEEDED, WorkloadState.FAILED}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StepContext:
     """What a step's ladder needs to know about its run."""
 
     mode: Mode
     now: dt.datetime
-    stopping: bool
-    """A stop is in effect: work that ends now ends Canceled, and nothing new starts."""
+    halting: bool
+    """Work still going is stopped now (a stop that does not drain it, or a run already
+    ended): work that ends now ends Canceled, and nothing new starts."""
     deadline: dt.datetime | None
     """The run's deadline: a retry that could not start before it is not made."""
     topology_over: bool = False
@@ -147,7 +148,7 @@ def _ended(status: StepRunStatus, phase: StepPhase, reason: str, message: str | 
 
 
 def _deletion(ctx: StepContext, what: str) -> tuple[StepPhase, Reason, str]:
-    if ctx.stopping:
+    if ctx.halting:
         return StepPhase.CANCELED, Reason.CANCELED, f"stopped: its {what} was deleted"
     return (StepPhase.LOST, Reason.WORKLOAD_DELETED,
             f"its {what} was deleted while the step was not finished")
@@ -157,7 +158,7 @@ def _on_failure(spec: StepSpec, status: StepRunStatus, attempt: AttemptObservati
                 ctx: StepContext) -> StepRunStatus:
     failure = classify(attempt, spec.retry)
     text = describe(attempt, failure)
-    if ctx.stopping:
+    if ctx.halting:
         return _ended(status, StepPhase.CANCELED, Reason.CANCELED, f"stopped: {text}", ctx.now)
     retry_at = ctx.now + dt.timedelta(seconds=spec.retry.backoff_seconds)
     if (failure is FailureClass.TRANSIENT and ctx.mode is Mode.BATCH and not ctx.draining
@@ -252,7 +253,7 @@ def propose(spec: StepSpec, status: StepRunStatus, obs: StepRunObservation,
         return _ended(status, StepPhase.TIMED_OUT, Reason.TIMED_OUT,
                       f"attempt {status.attempts} did not finish within "
                       f"{spec.timeout_seconds}s", now)
-    if state is WorkloadState.RUNNING and not ((ctx.stopping or ctx.draining)
+    if state is WorkloadState.RUNNING and not ((ctx.halting or ctx.draining)
                                                and status.phase is StepPhase.PENDING):
         return replace(status, phase=StepPhase.RUNNING)
     return status
