@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from runctl.cli import render
-from runctl.cli.view import age, progress, run_view
+from runctl.cli.view import age, run_view
 from runctl.timefmt import parse_time
 
 RUNS = Path(__file__).parent / "runs"
@@ -112,12 +112,12 @@ ops        ✖ keep-going   Failed   4/4       StepFailed  3m
 
 
 def test_a_run_whose_spec_was_invalid_counts_no_step_done_in_get_watch_and_list() -> None:
-    """The core records each step of such a run Skipped, a terminal phase, so the run records
-    every step as ended (`4/4`); none ran, and that is what a person reads."""
+    """The core records each step of such a run Skipped, a terminal phase, yet none began: the
+    run records `0/4` (runctl.machine.status.progress), and the CLI shows what it records."""
     data = recorded("invalid-params")
     status = data["storyrun"]["status"]
-    assert (status["reason"], status["progress"]) == ("InvalidSpec", "4/4")
-    assert view_of("invalid-params").progress == progress(status) == "0/4"
+    assert (status["reason"], status["progress"]) == ("InvalidSpec", "0/4")
+    assert view_of("invalid-params").progress == "0/4"
     assert "0/4 steps" in text(render.transitions(None, view_of("invalid-params"), "t"))
 
 

@@ -706,8 +706,9 @@ def invalid_spec() -> Case:
     skipped = m.StepState(StepPhase.SKIPPED, Reason.INVALID_SPEC, "not run: the spec is invalid",
                           finished_at=T0)
     text = 'spec.steps[2].needs: unknown step "x"'
-    status = expect(before, RunPhase.FAILED, dict.fromkeys("abc", skipped),
-                    reason=Reason.INVALID_SPEC, message=text, duration="0s")
+    status = replace(expect(before, RunPhase.FAILED, dict.fromkeys("abc", skipped),
+                            reason=Reason.INVALID_SPEC, message=text, duration="0s"),
+                     progress="0/3")  # none of them ran: not 3/3
     return before, T0, Decision(status, (run_event("Failed", f"Failed after 0s: {text}"),), None)
 
 

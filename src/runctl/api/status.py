@@ -209,7 +209,8 @@ class StoryRunStatus(ApiModel):
         description="The metadata.generation of the spec this status reflects.")
     progress: str | None = Field(
         default=None, max_length=16,
-        description="Terminal steps out of all steps, e.g. 3/5 (the Steps printer column).")
+        description="Steps ended out of all steps, e.g. 3/5 (the Steps printer column); a run "
+                    "whose spec is invalid reads 0/N, none of its steps having begun.")
     story: StoryRecord | None = Field(
         default=None,
         description="A run of a Story: the Story it resolved on its first reconcile. Set "

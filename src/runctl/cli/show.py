@@ -13,7 +13,7 @@ from kubernetes.client.exceptions import ApiException
 from runctl.api.wire import GROUP, STORY_RUNS, VERSION
 from runctl.cli import output, render
 from runctl.cli.session import REQUEST_TIMEOUT, add_login_flags, connect
-from runctl.cli.view import age, progress, run_view
+from runctl.cli.view import age, run_view
 
 
 def _get(args: argparse.Namespace) -> int:
@@ -46,7 +46,7 @@ def _list(args: argparse.Namespace) -> int:
     rows = sorted((render.RunRow(
         namespace=item["metadata"].get("namespace", ""), name=item["metadata"]["name"],
         phase=(item.get("status") or {}).get("phase") or "Pending",
-        progress=progress(item.get("status")),
+        progress=(item.get("status") or {}).get("progress") or "",
         reason=(item.get("status") or {}).get("reason") or "",
         age=age(item["metadata"].get("creationTimestamp"), now),
     ) for item in found.get("items", [])), key=lambda r: (r.namespace, r.name))

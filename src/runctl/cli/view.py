@@ -31,7 +31,6 @@ from runctl.machine.phases import RUN_TERMINAL, STEP_TERMINAL, Mode, Reason, Ste
 from runctl.timefmt import fmt_time, parse_time
 
 PENDING = StepPhase.PENDING.value
-SKIPPED = StepPhase.SKIPPED.value
 
 
 @dataclass(frozen=True)
@@ -206,22 +205,10 @@ def run_view(storyrun: Mapping[str, Any], stepruns: Iterable[Mapping[str, Any]],
         mode=str(run.spec.mode), phase=str(phase) if phase is not None else PENDING,
         reason=(status.reason or "") if status is not None else "",
         message=" ".join(((status.message or "") if status is not None else "").split()),
-        progress=progress(storyrun.get("status")),
+        progress=(status.progress or "") if status is not None else "",
         started=fmt_time(started) or "", duration=duration, stop=_stop(run), steps=lines,
         rerun=_rerun(run, record),
     )
-
-
-def progress(status: Mapping[str, Any] | None) -> str:
-    """Steps ended out of all, as the run records them (`status.progress`), except where the
-    spec was invalid: each step is then recorded Skipped (InvalidSpec), terminal though none
-    ran, and `N/N` would read as every step done; such a run shows `0/N`."""
-    status = status or {}
-    states = list((status.get("stepStates") or {}).values())
-    if states and all(s.get("phase") == SKIPPED and s.get("reason") == Reason.INVALID_SPEC
-                      for s in states):
-        return f"0/{len(states)}"
-    return str(status.get("progress") or "")
 
 
 def _rerun(run: StoryRun, record: RerunRecord | None) -> str:

@@ -26,7 +26,9 @@ from runctl.machine.phases import (
     RUN_TERMINAL,
     STEP_FAILURES,
     STEP_TERMINAL,
+    Reason,
     RunPhase,
+    StepPhase,
     StopTrigger,
     Waiting,
 )
@@ -37,7 +39,10 @@ SUCCEEDED = "Succeeded"
 
 
 def progress(states: StepStates) -> str:
-    done = sum(1 for _, s in states if s.phase in STEP_TERMINAL)
+    """Steps ended out of all: a step not run because the spec is invalid has not ended, it was
+    never begun, so such a run reads 0/N rather than as if every step were done."""
+    done = sum(1 for _, s in states if s.phase in STEP_TERMINAL
+               and not (s.phase is StepPhase.SKIPPED and s.reason == Reason.INVALID_SPEC))
     return f"{done}/{len(states)}"
 
 
