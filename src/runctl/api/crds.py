@@ -20,7 +20,7 @@ from runctl.api import rules
 from runctl.api.base import ApiModel
 from runctl.api.spec import MAX_RUN_NAME, StepRunSpec, StoryRunSpec, StorySpec
 from runctl.api.status import StepRunStatus, StoryRunStatus
-from runctl.api.wire import GROUP, VERSION
+from runctl.api.wire import GROUP, STEP_RUNS, STORIES, STORY_RUNS, VERSION
 
 CATEGORIES = ["runctl"]
 
@@ -131,7 +131,7 @@ class Kind:
 _AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 
 STORY_RUN = Kind(
-    kind="StoryRun", plural="storyruns", short_names=["sr"],
+    kind="StoryRun", plural=STORY_RUNS, short_names=["sr"],
     description="A StoryRun runs a DAG of steps, each a container, to one terminal outcome. "
                 "Users create it; the runctl operator records its progress in status.",
     spec=StoryRunSpec, status=StoryRunStatus,
@@ -156,7 +156,7 @@ STORY_RUN = Kind(
 )
 
 STEP_RUN = Kind(
-    kind="StepRun", plural="stepruns", short_names=["stpr"],
+    kind="StepRun", plural=STEP_RUNS, short_names=["stpr"],
     description="A StepRun is the attempt history of one step of a StoryRun. The operator "
                 "creates it (named <run>-<step>) and owns its workload; users read it.",
     spec=StepRunSpec, status=StepRunStatus, root_rules=rules.STEP_RUN_ROOT_RULES,
@@ -177,7 +177,7 @@ STEP_RUN = Kind(
 )
 
 STORY = Kind(
-    kind="Story", plural="stories", short_names=["st"],
+    kind="Story", plural=STORIES, short_names=["st"],
     description="A Story is a reusable, parameterised run definition: typed params and the "
                 "steps a StoryRun of it (spec.storyRef) executes. It runs nothing by itself.",
     spec=StorySpec, status=None, root_rules=[],
