@@ -116,7 +116,7 @@ def test_a_first_reconcile_creates_the_steprun_its_pod_then_the_run_status() -> 
     and its first write is the one that records its pod running."""
     ctx = context(run := fresh_run())
     result = reconcile(ctx, run)
-    assert (result.retry_soon, result.notes) == (False, ())
+    assert (result.landed_short, result.notes) == (False, ())
     assert methods(ctx) == [
         "create_namespaced_custom_object",        # StepRun ok-extract
         "create_namespaced_pod",                  # ok-extract-1
@@ -147,7 +147,7 @@ def test_a_steprun_create_refused_as_invalid_fails_the_step_with_the_api_server_
     why = 'StepRun.runctl.dev "ok-extract" is invalid: spec.image: Required value'
     ctx.fake.answers["create_namespaced_custom_object"] = [refusal(422, why)]
     result = reconcile(ctx, run)
-    assert (result.retry_soon, result.forbidden) == (True, False)
+    assert (result.landed_short, result.forbidden) == (True, False)
     assert "ok-extract not created" in result.notes[0]
     assert methods(ctx) == ["create_namespaced_custom_object"]
 
@@ -170,7 +170,7 @@ def test_a_forbidden_steprun_create_waits_says_why_once_and_is_tried_again() -> 
     why = 'stepruns.runctl.dev "ok-extract" is forbidden: exceeded quota: none'
     ctx.fake.answers["create_namespaced_custom_object"] = [refusal(403, why)] * 2
     result = reconcile(ctx, run)
-    assert (result.retry_soon, result.forbidden) == (True, True)
+    assert (result.landed_short, result.forbidden) == (True, True)
     assert methods(ctx) == ["create_namespaced_custom_object", "create_namespaced_event"]
     event = ctx.fake.calls[1][1][-1]
     assert (event["reason"], event["involvedObject"]["kind"]) == ("CreateForbidden", "StoryRun")
@@ -191,7 +191,7 @@ def test_a_steprun_create_lost_in_an_outage_leaves_the_run_status_unwritten(
     ctx.fake.answers["create_namespaced_custom_object"] = [
         ConnectionRefusedError("connection refused")] * applying.kube.MAX_TRIES
     result = reconcile(ctx, run)
-    assert result.retry_soon
+    assert result.landed_short
     assert methods(ctx) == ["create_namespaced_custom_object"] * applying.kube.MAX_TRIES
 
 
@@ -207,14 +207,14 @@ def test_a_recorded_steprun_never_seen_is_created_again() -> None:
                                 "create_namespaced_pod"]
     assert ctx.fake.calls[0][1][-1]["metadata"]["name"] == "ok-load"
     assert ctx.fake.calls[2][1][-1]["metadata"]["name"] == "ok-load-1"
-    assert not result.retry_soon
+    assert not result.landed_short
 
 
 def test_an_existing_steprun_not_yet_seen_is_waited_for() -> None:
     ctx = context(run := fresh_run())
     ctx.fake.answers["create_namespaced_custom_object"] = [ApiException(status=409)]
     result = reconcile(ctx, run)
-    assert result.retry_soon
+    assert result.landed_short
     assert methods(ctx) == ["create_namespaced_custom_object"]
 
 
@@ -223,7 +223,7 @@ def test_a_conflicting_status_write_posts_no_event_and_looks_again() -> None:
     ctx.fake.answers["patch_namespaced_custom_object_status"] = [
         ApiException(status=409)]  # the run's status (the new StepRun's needs no write)
     result = reconcile(ctx, run)
-    assert result.retry_soon
+    assert result.landed_short
     assert "create_namespaced_event" not in methods(ctx)
 
 
@@ -387,5 +387,5 @@ def test_the_outcomes_of_an_apply_add_up_to_the_latest_retry_and_every_note() ->
         applying.Outcome(applying.Retry.LATER, "forbidden"), applying.DONE,
         applying.Outcome(applying.Retry.SOON, "conflict")])
     assert (applied.retry, applied.notes) == (applying.Retry.LATER, ("forbidden", "conflict"))
-    assert (applied.retry_soon, applied.forbidden) == (True, True)
+    assert (applied.landed_short, applied.forbidden) == (True, True)
     assert applying.Applied.of([]) == applying.Applied()

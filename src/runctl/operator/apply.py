@@ -99,8 +99,8 @@ class Applied:
                    notes=tuple(o.note for o in done if o.note is not None))
 
     @property
-    def retry_soon(self) -> bool:
-        """Some write did not land: the run is looked at again (soon, or later)."""
+    def landed_short(self) -> bool:
+        """Some write did not land: the run is looked at again (soon, or later if forbidden)."""
         return self.retry is not Retry.NONE
 
     @property

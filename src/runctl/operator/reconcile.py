@@ -63,7 +63,7 @@ async def reconcile_run(ctx: Context, key: RunKey) -> Result:
     metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
     for note in applied.notes:
         log.warning("%s/%s: %s", *key, note)
-    if not was_terminal and decision.status.phase in RUN_TERMINAL and not applied.retry_soon:
+    if not was_terminal and decision.status.phase in RUN_TERMINAL and not applied.landed_short:
         stop = decision.status.stop
         if stop is not None and stop.observed_at is not None:
             metrics.STOP_LATENCY.observe(max(0.0, (now - stop.observed_at).total_seconds()))
