@@ -195,6 +195,47 @@ def test_a_steprun_create_lost_in_an_outage_leaves_the_run_status_unwritten(
     assert methods(ctx) == ["create_namespaced_custom_object"] * applying.kube.MAX_TRIES
 
 
+def load_succeeded() -> tuple[FakeContext, dict[str, Any]]:
+    """The recorded run with load Running, and load's pod just ended with its outputs."""
+    pod = load("pod-ok-load-1")
+    pod["status"]["phase"] = "Succeeded"
+    pod["status"]["containerStatuses"][0]["state"] = {"terminated": {
+        "exitCode": 0, "reason": "Completed", "message": '{"loaded": "1200"}',
+        "startedAt": "2026-11-26T00:25:12Z", "finishedAt": "2026-11-26T00:25:13Z"}}
+    run = load("storyrun-ok-running")
+    return context(run, load("steprun-ok-extract"), load("steprun-ok-load"), pod), run
+
+
+@pytest.mark.parametrize("answer", [
+    pytest.param(ConnectionRefusedError("connection refused"), id="outage"),
+    pytest.param(ApiException(status=409), id="conflict"),
+])
+def test_a_steprun_status_write_that_did_not_land_leaves_the_run_status_unwritten(
+        monkeypatch: pytest.MonkeyPatch, answer: Exception) -> None:
+    """A step's end (with its outputs) is recorded on its StepRun before the run records it:
+    were the run written first, its record (which keeps no outputs) would be all that is
+    left of the step's end, and the steps reading its outputs would wait for ever. Found by
+    make chaos (seed 2026): a StepRun write lost in an API server restart, the run's write
+    landing after it."""
+    monkeypatch.setattr(applying.kube, "BASE_DELAY", 0.001)
+    ctx, run = load_succeeded()
+    ctx.fake.answers["patch_namespaced_custom_object_status"] = (
+        [answer] * applying.kube.MAX_TRIES)
+    result = reconcile(ctx, run)
+    assert result.landed_short
+    patched = [c[1][3] for c in ctx.fake.calls if c[0] == "patch_namespaced_custom_object_status"]
+    assert set(patched) == {"stepruns"}, patched  # never the run's status
+    assert "create_namespaced_event" not in methods(ctx)
+
+    ctx.fake.calls.clear()
+    ctx.fake.answers.clear()
+    reconcile(ctx, run)  # the API server answers again: the StepRun first, then the run
+    patched = [(c[1][3], c[1][-1]["status"]) for c in ctx.fake.calls
+               if c[0] == "patch_namespaced_custom_object_status"]
+    assert [plural for plural, _ in patched] == ["stepruns", "storyruns"]
+    assert patched[0][1]["outputs"] == {"loaded": "1200"}
+
+
 def test_a_recorded_steprun_never_seen_is_created_again() -> None:
     """The run's status names ok-load (Running), which the cache has never seen: it is created
     again under the same name (the API server answers AlreadyExists if it does exist), at the

@@ -261,7 +261,9 @@ async def start_attempt(ctx: Context, sr: Obj, attempt: int, now: dt.datetime) -
 
 async def write_steprun_status(ctx: Context, sr: Obj, status: dict[str, Any]) -> Outcome:
     """Write what a StepRun's status should say, unless it says so already or the API server
-    refused this very write before."""
+    refused this very write before. One that did not land (an outage, a conflict) halts the
+    apply before the run's status: a step's end is recorded on its StepRun, with its outputs,
+    before the run records it, since the run's record keeps no outputs."""
     meta = sr["metadata"]
     changes = wire.merge_patch(sr.get("status"), status)
     if not changes or ctx.refusals.refused_before("StepRun", sr, changes):
@@ -276,7 +278,8 @@ async def write_steprun_status(ctx: Context, sr: Obj, status: dict[str, Any]) ->
         return Outcome(note=f"StepRun {meta['name']} status refused: {res.message}")
     if res.outcome in (kube.Outcome.OK, kube.Outcome.GONE):
         return DONE
-    return Outcome(Retry.SOON)
+    return Outcome(Retry.SOON, f"StepRun {meta['name']} status not written ({res.outcome}); "
+                               "the run's status waits for it", halt=True)
 
 
 async def delete_steprun(ctx: Context, sr: Obj) -> None:
