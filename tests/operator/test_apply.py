@@ -7,13 +7,14 @@ import asyncio
 import copy
 import datetime as dt
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from runctl.machine import actions as act
 from runctl.machine import model as m
 from runctl.machine.decide import decide
 from runctl.machine.model import WorkloadState
@@ -234,6 +235,23 @@ def test_a_steprun_status_write_that_did_not_land_leaves_the_run_status_unwritte
                if c[0] == "patch_namespaced_custom_object_status"]
     assert [plural for plural, _ in patched] == ["stepruns", "storyruns"]
     assert patched[0][1]["outputs"] == {"loaded": "1200"}
+
+
+def test_a_steprun_status_write_that_did_not_land_never_holds_back_a_stop_s_deletes() -> None:
+    """Only the run's status waits for a StepRun's record: the workloads a decision stops are
+    deleted in the same apply, whatever became of the record (a stop stops at once)."""
+    ctx, run = load_succeeded()
+    definition = resolve.definition(ctx.cache, run, NOW)
+    observed = snapshot(ctx.cache, KEY, run, definition)
+    decision = decide(observed, NOW)
+    write = next(a for a in decision.actions if isinstance(a, act.WriteStepRunStatus))
+    stopping_too = replace(decision, actions=(write, act.StopWorkload("load", 30)))
+    ctx.fake.answers["patch_namespaced_custom_object_status"] = [ApiException(status=409)]
+    result = asyncio.run(applying.apply(ctx, KEY, run, stopping_too, {}, NOW))
+    assert result.landed_short
+    assert methods(ctx) == ["patch_namespaced_custom_object_status",  # the StepRun: refused
+                            "delete_namespaced_pod"]                  # load-1, at once
+    assert ctx.fake.calls[1][1][0] == "ok-load-1"
 
 
 def test_a_recorded_steprun_never_seen_is_created_again() -> None:

@@ -80,6 +80,8 @@ class Outcome:
     """Said in the log: what did not happen, and why."""
     halt: bool = False
     """Nothing after this write may be sent in this apply."""
+    hold_status: bool = False
+    """The rest of the children's writes go on, but the run's status waits for a next apply."""
 
 
 DONE = Outcome()
@@ -177,6 +179,8 @@ async def apply(ctx: Context, key: RunKey, run: Obj, decision: Decision, rendere
         outcomes.append(outcome)
         if outcome.halt:
             return Applied.of(outcomes)
+    if any(o.hold_status for o in outcomes):
+        return Applied.of(outcomes)
     written = await write_run_status(ctx, key, run, decision, now)
     outcomes.append(written)
     if not written.halt:
@@ -261,9 +265,10 @@ async def start_attempt(ctx: Context, sr: Obj, attempt: int, now: dt.datetime) -
 
 async def write_steprun_status(ctx: Context, sr: Obj, status: dict[str, Any]) -> Outcome:
     """Write what a StepRun's status should say, unless it says so already or the API server
-    refused this very write before. One that did not land (an outage, a conflict) halts the
-    apply before the run's status: a step's end is recorded on its StepRun, with its outputs,
-    before the run records it, since the run's record keeps no outputs."""
+    refused this very write before. One that did not land (an outage, a conflict) holds the
+    run's status back: a step's end is recorded on its StepRun, with its outputs, before the
+    run records it, since the run's record keeps no outputs. The other children's writes (a
+    stop's deletes) go on: a stop never waits for a record."""
     meta = sr["metadata"]
     changes = wire.merge_patch(sr.get("status"), status)
     if not changes or ctx.refusals.refused_before("StepRun", sr, changes):
@@ -279,7 +284,7 @@ async def write_steprun_status(ctx: Context, sr: Obj, status: dict[str, Any]) ->
     if res.outcome in (kube.Outcome.OK, kube.Outcome.GONE):
         return DONE
     return Outcome(Retry.SOON, f"StepRun {meta['name']} status not written ({res.outcome}); "
-                               "the run's status waits for it", halt=True)
+                               "the run's status waits for it", hold_status=True)
 
 
 async def delete_steprun(ctx: Context, sr: Obj) -> None:
