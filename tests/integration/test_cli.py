@@ -191,6 +191,8 @@ def test_a_run_whose_spec_was_invalid_reads_no_step_done_in_get_and_list(
     listed = runctl(cluster, "list", "-n", namespace).stdout.splitlines()
     assert [line.split()[:5] for line in listed[1:]] == [
         ["✖", "typo", "Failed", "0/2", "InvalidSpec"]]
+    columns = cluster.kubectl("get", "sr", "typo", "-n", namespace, "--no-headers").stdout
+    assert columns.split()[1:4] == ["Failed", "0/2", "InvalidSpec"], columns  # STEPS agrees
 
 
 def test_rerun_as_the_guide_says_reuses_what_succeeded_and_get_marks_it(
