@@ -101,6 +101,8 @@ class Reason(StrEnum):
     """A finally step failed a run whose main steps succeeded."""
     REUSED = "Reused"
     """Succeeded: a re-run took the step's result from the run it re-runs, executing nothing."""
+    NO_ITEMS = "NoItems"
+    """Succeeded: a fan-out step's list of items was empty, so nothing ran."""
 
 
 class StopTrigger(StrEnum):

@@ -70,6 +70,9 @@ class Track:
     standing: StepRunStatus | None = None
     """The StepRun's status as it stands: as written, or for one never written, the first
     attempt its existence implies. `status` is written only where it differs."""
+    items: tuple[Track, ...] | None = None
+    """A fan-out step whose items are known: one track each, in index order (`state` is
+    then what they add up to, `runctl.machine.items`). None for any other step."""
 
     @property
     def name(self) -> str:
