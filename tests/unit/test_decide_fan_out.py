@@ -252,3 +252,23 @@ def test_a_gate_failing_once_a_reused_need_is_made_fails_the_run_in_that_decisio
     assert (states["c"].phase, states["c"].reason) == (P.CANCELED, Reason.STOPPED_BEFORE_START)
     assert of(d, CreateStepRun) == [CreateStepRun("a", "r-a", None)]
     assert of(d, StartAttempt) == []
+
+
+def test_a_condition_false_once_a_reused_need_is_made_skips_in_that_decision() -> None:
+    reuse = m.Reuse(m.ReusedFrom("src", "src-a", "u-a"), ())
+    lean = spec(step("a"), step("b", "a", conditional=True))
+    d = decide(observed(lean, gates=(("b", m.Gate(False, message="when 'x' is false")),),
+                        reused=(("a", reuse),)), at(0))
+    assert m.step_state(d.status, "b") == m.StepState(
+        P.SKIPPED, Reason.CONDITION_FALSE, "when 'x' is false", finished_at=at(0))
+    assert d.status.phase is RunPhase.SUCCEEDED
+
+
+def test_items_made_before_the_record_counted_them_are_counted_from_the_gate() -> None:
+    """The run's status write was lost after its items' StepRuns were made: the step is known
+    to have begun by its items, and its gate says how many it has."""
+    status = run_status(RunPhase.RUNNING, {"f": m.StepState(P.PENDING),
+                                           "after": m.StepState(P.PENDING)})
+    d = decide(observed(FLOW, status, dict([item(0)]), gates=gate(3)), at(1))
+    assert counts(d) == {"total": 3, "Pending": 2, "Running": 1}
+    assert of(d, CreateStepRun) == [CreateStepRun("f[1]", "r-f-1", None)]

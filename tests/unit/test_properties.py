@@ -188,7 +188,8 @@ def every_step_recorded_at_the_end(observed: m.Observed, d: Decision, now: dt.da
         if state.items is not None:
             assert sum(n for _, n in state.items.by_phase) == state.items.total, "counts"
             assert all(n > 0 for _, n in state.items.by_phase), "a count of none"
-            going = state.items.of(StepPhase.PENDING) + state.items.of(StepPhase.RUNNING)
+            by_phase = dict(state.items.by_phase)
+            going = by_phase.get(StepPhase.PENDING, 0) + by_phase.get(StepPhase.RUNNING, 0)
             assert going == 0 or state.phase not in STEP_TERMINAL, f"G1: {step} ended, items not"
     old_entries = dict(observed.status.step_states)
     for a in d.actions:

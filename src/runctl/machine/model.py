@@ -135,9 +135,6 @@ class ItemCounts:
     by_phase: tuple[tuple[StepPhase, int], ...] = ()
     """Phases with at least one item, in `StepPhase` order."""
 
-    def of(self, phase: StepPhase) -> int:
-        return lookup(self.by_phase, phase) or 0
-
 
 @dataclass(frozen=True, slots=True)
 class FailedItem:
