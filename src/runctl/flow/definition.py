@@ -109,8 +109,7 @@ def _step_problems(step: Step, here: str, decls: Mapping[str, params.Param],
         problems.append(Problem(f"{here}.when", "conditions are for batch runs"))
     elif when:
         try:
-            conditions.check(when, decls, declared, main,
-                             None if fan_out else items.probes(step))
+            conditions.check(when, decls, declared, main, items.probes(step))
         except conditions.Invalid as e:
             problems.append(Problem(f"{here}.when", str(e)))
         else:

@@ -92,10 +92,16 @@ def _literal(for_each: Mapping[str, Any]) -> list[Any] | None:
 
 
 def literal(step: Step) -> list[Any] | None:
-    """A fan-out step's items when its definition holds them (a list or a matrix), else None."""
-    if not fans_out(step) or not isinstance(step["forEach"], Mapping):
+    """A fan-out step's items when its definition holds them (a list, or a matrix of lists)
+    and they are not too many to be run, else None."""
+    for_each = step.get("forEach")
+    if not isinstance(for_each, Mapping):
         return None
-    return _literal(step["forEach"]) if _count(step["forEach"]) is not None else None
+    matrix = for_each.get("matrix")
+    if isinstance(matrix, Mapping) and not all(isinstance(v, list) for v in matrix.values()):
+        return None
+    count = _count(for_each)
+    return _literal(for_each) if count is not None and count <= MAX_ITEMS else None
 
 
 def source(for_each: Mapping[str, Any]) -> Ref | None:
@@ -117,11 +123,8 @@ def probes(step: Step) -> tuple[Any, ...] | None:
     item, or a value of each JSON type for items known at run time (None: not a fan-out)."""
     if not fans_out(step):
         return None
-    for_each = step["forEach"]
-    if for_each.get("matrix") is not None and _count(for_each):
-        return (next(matrix_items(for_each["matrix"])),)
-    items = for_each.get("items")
-    return (items[0],) if isinstance(items, list) and items else _DYNAMIC_PROBES
+    given = literal(step)
+    return (given[0],) if given else _DYNAMIC_PROBES
 
 
 def _item_fields(step: Step) -> tuple[tuple[str, Ref], ...]:
@@ -278,7 +281,7 @@ def expand(step: Step, values: Mapping[str, Any], outputs: Mapping[str, Mapping[
 
 def _too_many(count: int, limit: int) -> Expansion:
     return Expansion(None, Reason.TOO_MANY_ITEMS,
-                     f"forEach.items: {count} items, more than {limit} a run may have")
+                     f"forEach: {count} items, more than {limit} a run may have")
 
 
 def aggregate_outputs(declared: Sequence[Mapping[str, Any]] | None,
