@@ -178,22 +178,6 @@ STEP_RULES: list[Rule] = [
 ]
 """On each step (StoryRun spec.steps[*] and StepRun spec)."""
 
-FOR_EACH_RULES: list[Rule] = [
-    _rule("has(self.items) != has(self.matrix)",
-          "forEach: exactly one of items and matrix",
-          message_expression=("has(self.items) ? 'forEach: exactly one of items and matrix, "
-                              "not both' : 'forEach: exactly one of items and matrix; none is "
-                              "set'"),
-          reason="FieldValueInvalid"),
-    _rule("!has(self.matrix) || self.matrix.all(k, k.matches('^[A-Za-z][A-Za-z0-9_]*$'))",
-          "forEach.matrix: a dimension's name is letters, digits and '_', starting with a "
-          "letter (items read it as item.NAME)",
-          field_path=".matrix", reason="FieldValueInvalid"),
-]
-"""On a step's forEach. Its other bounds are the schema's (parallelism at least 1, a matrix
-dimension a non-empty list); what needs the whole run (a reference, the number of items) is the
-webhook's."""
-
 _BAD_KEY = "format.qualifiedName().validate(k).hasValue()"
 
 POD_RULES: list[Rule] = [

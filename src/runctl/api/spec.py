@@ -178,9 +178,11 @@ class OutputSpec(ApiModel):
 
 
 class ForEach(ApiModel):
-    """A fan-out: the step runs once per item, each item a StepRun of its own."""
+    """A fan-out: the step runs once per item, each item a StepRun of its own.
 
-    model_config = ConfigDict(json_schema_extra=rules.schema_extra(rules.FOR_EACH_RULES))
+    No CEL rule can read it: the API server's CEL leaves out a field of any JSON type (items,
+    a matrix's values), so exactly one of items and matrix, and a matrix's names, are the
+    webhook's checks (`runctl.flow.items`); the schema keeps the bounds it can state."""
 
     items: Any = Field(
         default=None,
