@@ -65,10 +65,6 @@ MAX_PARAMS = 64
 # MAX_ITEMS, the most items a run's fan-outs have together, is defined by the layer that checks
 # it (runctl.flow.items: flow cannot import the API) and offered here with the other bounds.
 
-MAX_FAILED_ITEMS = 10
-"""The most failed items a fan-out step's record lists (`failedItems`, the first to fail): the
-record keeps a fixed size however many fail."""
-
 MAX_MATRIX = 16
 """The most dimensions of a fan-out step's matrix."""
 MAX_OUTPUTS = 64

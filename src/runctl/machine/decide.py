@@ -344,5 +344,11 @@ _ORDER = {"CreateStepRun": 0, "WriteStepRunStatus": 1, "StartAttempt": 2, "StopW
 
 
 def _ordered(actions: list[Action]) -> list[Action]:
-    """Children first (a StepRun exists before its status and workload), Events last."""
-    return sorted(actions, key=lambda a: _ORDER[type(a).__name__])
+    """Children first (a StepRun exists before its status and workload), Events last; but the
+    end of an item comes before anything is made, so no reader ever sees more items of a
+    fan-out going than its parallelism (one ends as another starts)."""
+    def rank(a: Action) -> int:
+        ends = isinstance(a, WriteStepRunStatus) and parse_key(a.step)[1] is not None and (
+            a.status.phase in STEP_TERMINAL)
+        return -1 if ends else _ORDER[type(a).__name__]
+    return sorted(actions, key=rank)

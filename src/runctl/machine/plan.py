@@ -270,17 +270,16 @@ def _condition_false(t: Track, gate: Gate, now: dt.datetime) -> Track:
 def _fail_fast(tracks: Tracks, failed: Track, order: tuple[str, ...], mode: Mode,
                now: dt.datetime) -> Plan:
     """onFailure: stop. Dependents of the failure are skipped, other steps that had not
-    started are canceled before start, running ones are canceled (their workloads stopped)."""
-    skipped = _skip_blocked(tracks, order, mode, now)
-
+    started are canceled before start, running ones are canceled (their workloads stopped). A
+    fan-out that failed at an item has its verdict once its other items are ended: first."""
     def rule(t: Track) -> tuple[StepPhase, str, str]:
         if t.started:
             return StepPhase.CANCELED, Reason.CANCELED, f"stopped: step {failed.name} failed"
         return (StepPhase.CANCELED, Reason.STOPPED_BEFORE_START,
                 f"not started: step {failed.name} failed")
 
-    ended = _ending(skipped, rule, now)
-    # A fan-out that failed at an item has its verdict once its other items are ended too.
+    first = _ending({failed.name: failed}, rule, now)
+    ended = _ending(_skip_blocked({**tracks, **first}, order, mode, now), rule, now)
     verdict = ended[failed.name].state
     return Plan(ended, RunPhase.FAILED, verdict.reason, verdict.message)
 

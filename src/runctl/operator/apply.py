@@ -28,7 +28,6 @@ from runctl.api.wire import (
     FINALIZER,
     GROUP,
     RERUN_LABEL,
-    STEP_LABEL,
     STEP_RUNS,
     STORY_RUNS,
     VERSION,
@@ -164,7 +163,7 @@ async def apply(ctx: Context, key: RunKey, run: Obj, decision: Decision, rendere
     """Send the decision's actions in order (`rendered`: the StepRuns it creates), then the
     run's status, then its Events."""
     run_uid = run["metadata"].get("uid")
-    step_runs = {sr["metadata"]["labels"][STEP_LABEL]: sr
+    step_runs = {wire.key_of(sr["metadata"]["labels"]): sr
                  for sr in ctx.cache.children("StepRun", key) if owned_by(sr, run_uid)}
     outcomes: list[Outcome] = []
     for action in decision.actions:
