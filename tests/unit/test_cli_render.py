@@ -260,7 +260,7 @@ def test_a_fan_out_step_not_evaluated_yet_is_said_without_counts() -> None:
 def test_items_are_listed_in_index_order_with_the_next_page_s_command() -> None:
     data = recorded("fanout-items")
     view = view_of("fanout-items")
-    items = item_lines(data["stepruns"], parse_time(data["now"]))
+    items = item_lines(data["storyrun"], data["stepruns"], parse_time(data["now"]))
     more = f"runctl get convert-all --items convert --continue {data['continue']}"
     page = text(render.items_page(view, _fan_out(view), items, more))
     assert page == (RUNS / "fanout-items.txt").read_text()
@@ -273,3 +273,10 @@ def test_the_tree_and_watch_read_the_run_s_stepruns_but_not_its_items() -> None:
     assert steps_selector("convert-all") == "runctl.dev/storyrun=convert-all,!runctl.dev/item"
     assert items_selector("convert-all", "convert") == \
         "runctl.dev/storyrun=convert-all,runctl.dev/step=convert,runctl.dev/item"
+
+
+def test_an_item_of_an_earlier_run_of_the_same_name_is_not_listed() -> None:
+    data = recorded("fanout-items")
+    data["stepruns"][0]["metadata"]["ownerReferences"][0]["uid"] = "an-earlier-run"
+    lines = item_lines(data["storyrun"], data["stepruns"], parse_time(data["now"]))
+    assert [line.name for line in lines] == ["1", "2", "3", "10"]

@@ -88,7 +88,7 @@ def _items(args: argparse.Namespace, session: Session, run: dict[str, Any]) -> i
     if args.output in ("json", "yaml"):
         _dump(args, items, more)
         return 0
-    output.show(render.items_page(view, step, item_lines(items, now),
+    output.show(render.items_page(view, step, item_lines(run, items, now),
                                   next_page(args, more) if more else ""))
     return 0
 

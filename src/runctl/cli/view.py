@@ -3,9 +3,11 @@
 `run_view(storyrun, stepruns, now)` turns the API's JSON of one StoryRun and its StepRuns into a
 `RunView`: a header and one `StepLine` a step, in DAG order, each step under the step it needs.
 A step that needs several is shown once, under the first it names, and its other needs are
-named on its line, so a fan-in is never drawn twice. Every command that shows a run (`get`,
-`watch`, `stop --watch`) renders this one value, so they cannot disagree; the time is passed in,
-so the same objects always give the same text.
+named on its line, so a fan-in is never drawn twice. A fan-out step (`forEach`) is one line
+whose items the run's record counts; `item_lines` makes a line of each item's StepRun for
+`runctl get RUN --items STEP`. Every command that shows a run (`get`, `watch`, `stop --watch`)
+renders this one value, so they cannot disagree; the time is passed in, so the same objects
+always give the same text.
 """
 
 from __future__ import annotations
@@ -226,16 +228,18 @@ def run_view(storyrun: Mapping[str, Any], stepruns: Iterable[Mapping[str, Any]],
     )
 
 
-def item_lines(stepruns: Iterable[Mapping[str, Any]], now: dt.datetime) -> list[StepLine]:
-    """One line an item, named by its index, in index order: each from the item's own StepRun
-    as a step's line is (attempts of its retry policy, times, workload, reason)."""
+def item_lines(storyrun: Mapping[str, Any], stepruns: Iterable[Mapping[str, Any]],
+               now: dt.datetime) -> list[StepLine]:
+    """One line an item of the run, named by its index, in index order: each from the item's
+    own StepRun as a step's line is (attempts of its retry policy, times, workload, reason)."""
+    uid = (storyrun.get("metadata") or {}).get("uid")
     lines = []
     for body in stepruns:
         step_run = parse_step_run(body)
-        index = item_index(body)
-        lines.append((index, replace(_line(step_run.spec, "", [], None, step_run, now),
-                                     name=str(index))))
-    return [line for _, line in sorted(lines, key=lambda pair: pair[0])]
+        if _owned(step_run, uid):
+            lines.append((item_index(body), step_run))
+    return [replace(_line(step_run.spec, "", [], None, step_run, now), name=str(index))
+            for index, step_run in sorted(lines, key=lambda pair: pair[0])]
 
 
 def _rerun(run: StoryRun, record: RerunRecord | None) -> str:
