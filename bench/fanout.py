@@ -61,7 +61,7 @@ class FanOut(System, Protocol):
 
 def size(obj: dict[str, Any]) -> int:
     """An object's size as the API server serves it: compact JSON, in bytes."""
-    return len(json.dumps(obj, separators=(",", ":")).encode())
+    return len(json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 @dataclass

@@ -79,11 +79,13 @@ class Runctl:
                                 "forEach": {"items": list(range(items)),
                                             "parallelism": parallelism}}])
 
-    def items(self, steprun: dict[str, Any]) -> dict[str, bool]:
+    @staticmethod
+    def items(steprun: dict[str, Any]) -> dict[str, bool]:
         phase = (steprun.get("status") or {}).get("phase")
         return {steprun["metadata"]["name"]: phase in STEP_TERMINAL}
 
-    def phase(self, run: dict[str, Any]) -> str:
+    @staticmethod
+    def phase(run: dict[str, Any]) -> str:
         return str((run.get("status") or {}).get("phase", ""))
 
     def started(self, run: dict[str, Any]) -> bool:

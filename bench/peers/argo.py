@@ -155,11 +155,13 @@ class Argo:
                 "metadata": {"name": name},
                 "spec": {"entrypoint": templates[0]["name"], "templates": templates}}
 
-    def items(self, run: dict[str, Any]) -> dict[str, bool]:
+    @staticmethod
+    def items(run: dict[str, Any]) -> dict[str, bool]:
         return {k: n.get("phase") in NODE_TERMINAL for k, n in nodes(run).items()
                 if n.get("type") == "Pod"}
 
-    def phase(self, run: dict[str, Any]) -> str:
+    @staticmethod
+    def phase(run: dict[str, Any]) -> str:
         return str((run.get("status") or {}).get("phase", ""))
 
     def started(self, run: dict[str, Any]) -> bool:

@@ -150,14 +150,21 @@ class Tekton:
     def started(self, run: dict[str, Any]) -> bool:
         return self.succeeded(run).get("reason") == "Running"
 
-    def items(self, task_run: dict[str, Any]) -> dict[str, bool]:
-        return {task_run["metadata"]["name"]: self.terminal(task_run)}
+    @staticmethod
+    def items(task_run: dict[str, Any]) -> dict[str, bool]:
+        return {task_run["metadata"]["name"]: Tekton.ended(task_run)}
 
-    def phase(self, run: dict[str, Any]) -> str:
-        return str(self.succeeded(run).get("reason", ""))
+    @staticmethod
+    def phase(run: dict[str, Any]) -> str:
+        return str(Tekton.succeeded(run).get("reason", ""))
+
+    @staticmethod
+    def ended(run: dict[str, Any]) -> bool:
+        """A PipelineRun or a TaskRun has ended: its Succeeded condition is decided."""
+        return Tekton.succeeded(run).get("status") in ("True", "False")
 
     def terminal(self, run: dict[str, Any]) -> bool:
-        return self.succeeded(run).get("status") in ("True", "False")
+        return self.ended(run)
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.proc.pid)
