@@ -133,7 +133,7 @@ class Watching:
     thread, until `close`."""
 
     def __init__(self, b: Bench, system: FanOut, ns: str, pods: bool) -> None:
-        self.w, self.lock = Watched(), threading.Lock()
+        self.w, self.lock, self.closed = Watched(), threading.Lock(), False
         self.watches: list[watch.Watch] = []
         kind = system.kind
 
@@ -180,6 +180,8 @@ class Watching:
                                                     timeout_seconds=RUN_SECONDS, **kwargs)
         for ev in events:
             with self.lock:
+                if self.closed:
+                    return
                 seen(ev, time.monotonic())
 
     def read(self, what: Callable[[Watched], Any]) -> Any:
@@ -187,6 +189,9 @@ class Watching:
             return what(self.w)
 
     def close(self) -> Watched:
+        """What was seen until now: a watch ends at its next event, which is not recorded."""
+        with self.lock:
+            self.closed = True
         for w in self.watches:
             w.stop()
         return self.w
