@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from kubernetes import watch
+from urllib3.exceptions import ProtocolError
 
 from bench.harness import Bench, Kind
 from bench.report import Report
@@ -174,15 +175,30 @@ class Watching:
     def _follow(self, list_call: Callable[..., Any], args: tuple[Any, ...],
                 kwargs: dict[str, Any],
                 seen: Callable[[dict[str, Any], float], None]) -> None:
-        w = watch.Watch()
-        self.watches.append(w)
-        events: Iterator[dict[str, Any]] = w.stream(list_call, *args, deserialize=False,
-                                                    timeout_seconds=RUN_SECONDS, **kwargs)
-        for ev in events:
-            with self.lock:
-                if self.closed:
-                    return
-                seen(ev, time.monotonic())
+        """Feed one watch's events to `seen` until closed. The API server may cut a watch
+        whose reader falls behind (a Workflow of 1,000 nodes is half a megabyte an event): it is
+        resumed from the last version seen, or listed again if that version is gone."""
+        version: str | None = None
+        while not self.closed:
+            w = watch.Watch()
+            self.watches.append(w)
+            since = {"resource_version": version} if version else {}
+            events: Iterator[dict[str, Any]] = w.stream(
+                list_call, *args, deserialize=False, timeout_seconds=RUN_SECONDS,
+                **since, **kwargs)
+            try:
+                for ev in events:
+                    with self.lock:
+                        if self.closed:
+                            return
+                        seen(ev, time.monotonic())
+                    version = ev["object"]["metadata"]["resourceVersion"]
+            except ProtocolError:
+                if not self.closed:
+                    print(f"[bench] a watch in {args[-1]} was cut; resumed", flush=True)
+            except KeyError:  # an ERROR event, undecoded: its version is gone (410)
+                print(f"[bench] a watch in {args[-1]} lost its place; listed again", flush=True)
+                version = None
 
     def read(self, what: Callable[[Watched], Any]) -> Any:
         with self.lock:
