@@ -79,6 +79,7 @@ class Watched:
     pods_gone_at: float | None = None
     """When the last live pod went, if none has started since."""
     stop_at: float | None = None
+    pods_at_stop: int = 0
 
     def run(self, obj: dict[str, Any], ended: bool, phase: str, now: float) -> None:
         self.largest = max(self.largest, size(obj))
@@ -103,6 +104,7 @@ class Watched:
 
     def stopped(self, now: float) -> None:
         self.stop_at = now
+        self.pods_at_stop = len(self.live_pods)
 
 
 class Stop(NamedTuple):
@@ -267,7 +269,8 @@ def stopped(b: Bench, out: Report, system: FanOut, label: str, ns: str) -> Watch
     s = stop_figures(w)
     left = s.live - len(s.to_terminal)
     out.record(f"{label}: stop mid-way, items live at the stop", float(s.live), "",
-               note=f"{len(w.item_ended)} of {len(w.item_seen)} item records ended by the end")
+               note=f"{len(w.item_ended)} of {len(w.item_seen)} item records ended by the end; "
+               f"{w.pods_at_stop} pods live at the stop")
     for p in (50, 99):
         out.record(f"{label}: stop mid-way, items to terminal, p{p}",
                    percentile(s.to_terminal, p), "s",

@@ -116,7 +116,9 @@ def stopped_run() -> Watched:
 
 
 def test_a_stop_times_each_item_live_at_it_or_started_after_it() -> None:
-    s = stop_figures(stopped_run())
+    w = stopped_run()
+    s = stop_figures(w)
+    assert w.pods_at_stop == 1
     assert s.live == 3
     assert s.to_terminal == [pytest.approx(0.5), pytest.approx(1.0)]
     assert s.run_terminal == pytest.approx(0.8)
