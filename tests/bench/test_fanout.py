@@ -107,9 +107,9 @@ def stopped_run() -> Watched:
         if ended is not None:
             w.item(name, True, ended)
     w.pod("p1", True, 2.0)
-    w.pod("p1", False, 11.0)
     w.stopped(10.0)
     w.pod("p2", True, 10.2)
+    w.pod("p1", False, 11.0)
     w.pod("p2", False, 12.0)
     w.run({}, True, "Canceled", 10.8)
     return w
