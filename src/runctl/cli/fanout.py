@@ -13,12 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from runctl.api.wire import RUN_LABEL, STEP_LABEL
-from runctl.machine.phases import STEP_TERMINAL, StepPhase
+from runctl.api.wire import ITEM_LABEL, RUN_LABEL, STEP_LABEL
+from runctl.machine.phases import STEP_FAILURES, STEP_TERMINAL, StepPhase
 
-_ITEM_LABEL = "runctl.dev/item"
-
-FAILED = (StepPhase.FAILED, StepPhase.TIMED_OUT, StepPhase.LOST)
+FAILED = tuple(p for p in StepPhase if p in STEP_FAILURES)
 """The phases counted under `✖`: the item ended without succeeding, of itself."""
 
 
@@ -74,14 +72,14 @@ def items_of(state: Mapping[str, Any] | None) -> Items | None:
 
 def steps_selector(run: str) -> str:
     """The run's StepRuns but its items': what the tree and `watch` read."""
-    return f"{RUN_LABEL}={run},!{_ITEM_LABEL}"
+    return f"{RUN_LABEL}={run},!{ITEM_LABEL}"
 
 
 def items_selector(run: str, step: str) -> str:
     """The StepRuns of one fan-out step's items."""
-    return f"{RUN_LABEL}={run},{STEP_LABEL}={step},{_ITEM_LABEL}"
+    return f"{RUN_LABEL}={run},{STEP_LABEL}={step},{ITEM_LABEL}"
 
 
 def item_index(step_run: Mapping[str, Any]) -> int:
     """An item StepRun's index, from its label (set by the operator, a decimal number)."""
-    return int(((step_run.get("metadata") or {}).get("labels") or {})[_ITEM_LABEL])
+    return int(((step_run.get("metadata") or {}).get("labels") or {})[ITEM_LABEL])
