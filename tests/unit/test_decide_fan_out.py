@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from runctl.machine import model as m
 from runctl.machine.actions import (
     CreateStepRun,
@@ -15,8 +17,9 @@ from runctl.machine.actions import (
 )
 from runctl.machine.dag import Problem, validate
 from runctl.machine.decide import Decision, decide
-from runctl.machine.items import MAX_FAILED_ITEMS
+from runctl.machine.items import MAX_FAILED_ITEMS, item_spec, settled
 from runctl.machine.phases import Mode, OnFailure, Reason, RunPhase, StepPhase
+from runctl.machine.steps import StepContext, observe_step
 from tests.unit.builders import at, observed, run_status, spec, sr_status, step, work
 
 W = m.WorkloadState
@@ -272,3 +275,21 @@ def test_items_made_before_the_record_counted_them_are_counted_from_the_gate() -
     d = decide(observed(FLOW, status, dict([item(0)]), gates=gate(3)), at(1))
     assert counts(d) == {"total": 3, "Pending": 2, "Running": 1}
     assert of(d, CreateStepRun) == [CreateStepRun("f[1]", "r-f-1", None)]
+
+
+@pytest.mark.parametrize("phase", [P.SUCCEEDED, P.FAILED, P.CANCELED, P.TIMED_OUT, P.LOST])
+@pytest.mark.parametrize("state", list(W))
+@pytest.mark.parametrize("problem", [None, ("OutputMissing", "o0 is missing")])
+@pytest.mark.parametrize("deleting", [False, True])
+def test_an_item_that_ended_is_read_as_observe_step_reads_it(
+        phase: P, state: W, problem: tuple[str, str] | None, deleting: bool) -> None:
+    """The short way through an item that ended gives what the whole ladder gives, or is not
+    taken."""
+    status = sr_status("f-0", phase, finished=3, reason="StepFailed", message="exit 1")
+    obs = m.StepRunObservation("r-f-0", status, deleting,
+                               attempt=work(state, output_problem=problem))
+    ctx = StepContext(mode=Mode.BATCH, now=at(9), halting=False, deadline=None)
+    spec_ = item_spec(FAN, 0)
+    short = settled(spec_, obs)
+    if short is not None:
+        assert short == observe_step(spec_, None, obs, ctx)
