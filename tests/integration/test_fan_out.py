@@ -26,6 +26,7 @@ from tests.support import (
 pytestmark = pytest.mark.integration
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fan-out.yaml"
+MATRIX = EXAMPLE.with_name("matrix.yaml")
 STOP = json.dumps({"spec": {"cancelRequested": True}})
 
 
@@ -134,3 +135,39 @@ def test_an_empty_list_succeeds_with_no_stepruns_and_a_non_list_fails_the_step(
     assert "not a JSON array" in odd["message"]
     assert (run["status"]["phase"], run["status"]["reason"]) == ("Failed", "ItemsInvalid")
     assert items(crds, namespace, "stepruns", "runctl.dev/step in (each,each-odd)") == []
+
+
+def test_the_operator_s_item_limit_fails_a_longer_list_known_at_run_time(
+        crds: ControlPlane, namespace: str) -> None:
+    op = OperatorProcess(crds, crds.logs, extra=("-n", namespace, "--max-items", "3"),
+                         label=f"operator-{namespace}")
+    op.start()
+    try:
+        apply(crds, namespace, storyrun("long", [
+            step("list", message='{"files": "[1, 2, 3, 4]"}', outputs=[{"name": "files"}]),
+            step("each", forEach={"items": "${{ steps.list.outputs.files }}"}),
+        ]))
+        run = wait_terminal(crds, namespace, "long", timeout=120)
+    finally:
+        op.stop()
+    each = step_states(run)["each"]
+    assert (each["phase"], each["reason"]) == ("Failed", "TooManyItems")
+    assert each["message"] == "forEach: 4 items, more than 3 a run may have"
+    assert items(crds, namespace, "stepruns", "runctl.dev/step=each") == []
+
+
+def test_the_matrix_example_skips_one_combination_and_its_reader_sees_null_there(
+        crds: ControlPlane, namespace: str, operator: OperatorProcess) -> None:
+    apply(crds, namespace, yaml.safe_load(MATRIX.read_text()))
+    run = wait_terminal(crds, namespace, "train-models", timeout=180)
+    assert run["status"]["phase"] == "Succeeded", run["status"]
+    train = step_states(run)["train"]
+    assert train["items"] == {"total": 6, "Succeeded": 5, "Skipped": 1}
+    made = items(crds, namespace, "stepruns", "runctl.dev/step=train")
+    values = sorted((sr["spec"]["item"]["index"], sr["spec"]["item"]["value"]) for sr in made)
+    assert values == [(0, {"region": "eu", "size": "s"}), (1, {"region": "eu", "size": "m"}),
+                      (2, {"region": "eu", "size": "l"}), (3, {"region": "us", "size": "s"}),
+                      (4, {"region": "us", "size": "m"})]
+    compare = items(crds, namespace, "stepruns", "runctl.dev/step=compare")[0]
+    assert json.dumps(["0.90", "0.91", "0.92", "0.93", "0.94", None],
+                      separators=(",", ":")) in " ".join(compare["spec"]["args"])

@@ -23,7 +23,7 @@ from runctl.machine import model as m
 from runctl.machine.dag import Problem
 from runctl.machine.naming import item_key
 from runctl.machine.phases import RUN_TERMINAL, STEP_FAILURES, Mode, Reason, StepPhase
-from runctl.operator import rerun
+from runctl.operator import rerun, settings
 from runctl.operator.cache import ObjectCache
 from runctl.operator.memo import Bounded, PerGeneration
 from runctl.operator.settings import STORY_WAIT_SECONDS
@@ -240,7 +240,7 @@ def items_of(run: Obj, step: Obj, values: Mapping[str, Any], offered: Offered,
         return known
     taken = sum(s.items.total for name, s in states.items()
                 if s.items is not None and name != step["name"])
-    found = fan_out(step, values, offered, facts, items.MAX_ITEMS - taken)
+    found = fan_out(step, values, offered, facts, settings.OPTIONS.max_items - taken)
     if found.gate is not None:
         _FANS[key] = found
     return found
