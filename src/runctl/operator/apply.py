@@ -167,6 +167,12 @@ async def apply(ctx: Context, key: RunKey, run: Obj, decision: Decision, rendere
                  for sr in ctx.cache.children("StepRun", key) if owned_by(sr, run_uid)}
     outcomes: list[Outcome] = []
     for action in decision.actions:
+        if isinstance(action, act.CreateStepRun | act.StartAttempt) and _stopped_since(
+                ctx, key, run):
+            # A wide decision takes a while to send: what it would start after a stop
+            # arrived is not started (the run's next decision takes up the stop).
+            outcomes.append(Outcome(Retry.SOON, halt=True))
+            return Applied.of(outcomes)
         match action:
             case act.CreateStepRun(step=step):
                 outcome, created = await create_steprun(ctx, run, rendered[step],
@@ -187,6 +193,12 @@ async def apply(ctx: Context, key: RunKey, run: Obj, decision: Decision, rendere
             if isinstance(event, act.EmitEvent):
                 await _emit(ctx, run, step_runs, event, now)
     return Applied.of(outcomes)
+
+
+def _stopped_since(ctx: Context, key: RunKey, run: Obj) -> bool:
+    """Was a stop of the run requested after the view this decision was made on?"""
+    now = ctx.cache.runs.get(key) or run
+    return bool(now["spec"].get("cancelRequested")) and not run["spec"].get("cancelRequested")
 
 
 async def _child_action(ctx: Context, key: RunKey, step_runs: Mapping[str, Obj],
