@@ -139,9 +139,16 @@ class Bench:
                 for name in CONTROL_PLANE}
 
     def rss_mb(self) -> float:
+        return self._status_mb("VmRSS:")
+
+    def peak_rss_mb(self) -> float:
+        """The operator's largest RSS since it started (the kernel's high-water mark)."""
+        return self._status_mb("VmHWM:")
+
+    def _status_mb(self, field: str) -> float:
         assert self.op is not None
         for line in Path(f"/proc/{self.op.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
         return 0.0
 
@@ -151,9 +158,16 @@ class Bench:
 
     def operator_requests(self) -> Counter[tuple[str, str]]:
         """runctl's requests as it counts them, from its metrics endpoint."""
+        return metrics.operator_requests(self._operator_metrics())
+
+    def reconciles(self) -> tuple[float, float]:
+        """How many reconciles the operator has made, and their seconds in all."""
+        return metrics.reconciles(self._operator_metrics())
+
+    def _operator_metrics(self) -> str:
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=10) as r:
-            return metrics.operator_requests(r.read().decode())
+            return str(r.read().decode())
 
     # -- runs ----------------------------------------------------------------------------------
 

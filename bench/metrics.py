@@ -40,3 +40,9 @@ def operator_requests(text: str) -> Counter[tuple[str, str]]:
         if s.labels.get("outcome") == "conflict":
             counts[("conflicts", "")] += n
     return counts
+
+
+def reconciles(text: str) -> tuple[float, float]:
+    """runctl's reconciles so far and their seconds in all, from its duration histogram."""
+    return (sum(s.value for s in samples(text, "runctl_reconcile_duration_seconds_count")),
+            sum(s.value for s in samples(text, "runctl_reconcile_duration_seconds_sum")))

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from bench.harness import GROUP, STORYRUNS, TERMINAL, VERSION, Bench, Kind
-from runctl.api.wire import RUN_LABEL
+from runctl.api.wire import RUN_LABEL, STEP_RUNS
+from runctl.machine.phases import STEP_TERMINAL
 
 # The diamond every system runs: each step with the steps it needs.
 SHAPE: list[tuple[str, tuple[str, ...]]] = [
@@ -56,6 +57,7 @@ class Runctl:
     label = "runctl, defaults"
     kind = STORYRUNS
     run_label = RUN_LABEL
+    item_kind = Kind(GROUP, VERSION, STEP_RUNS)
     stop_patch: dict[str, Any] = {"spec": {"cancelRequested": True}}
 
     def __init__(self, b: Bench) -> None:
@@ -69,6 +71,22 @@ class Runctl:
         are still live, so the stop also has to take the topology down."""
         return run_body(name, [step("hub", duration=FOREVER)], mode="realtime",
                         transport={"lifecycle": {"drainTimeoutSeconds": 120}})
+
+    @staticmethod
+    def fanout(name: str, items: int, parallelism: int, duration: str) -> dict[str, Any]:
+        """One step over `items` items, `parallelism` at once, each a pod of `duration`."""
+        return run_body(name, [{**step("item", duration=duration), "args": ["${{ item }}"],
+                                "forEach": {"items": list(range(items)),
+                                            "parallelism": parallelism}}])
+
+    @staticmethod
+    def items(steprun: dict[str, Any]) -> dict[str, bool]:
+        phase = (steprun.get("status") or {}).get("phase")
+        return {steprun["metadata"]["name"]: phase in STEP_TERMINAL}
+
+    @staticmethod
+    def phase(run: dict[str, Any]) -> str:
+        return str((run.get("status") or {}).get("phase", ""))
 
     def started(self, run: dict[str, Any]) -> bool:
         states = (run.get("status") or {}).get("stepStates") or {}

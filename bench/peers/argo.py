@@ -16,9 +16,11 @@ server listens on :6060, every address, and cannot be moved: nothing connects to
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -38,6 +40,7 @@ NAMESPACE = "argo"
 SERVICE_ACCOUNT = "argo"
 KIND = Kind("argoproj.io", "v1alpha1", "workflows")
 TERMINAL = {"Succeeded", "Failed", "Error"}
+NODE_TERMINAL = TERMINAL | {"Skipped", "Omitted"}
 
 
 def install(b: Bench) -> None:
@@ -82,11 +85,21 @@ def template(name: str, duration: str) -> dict[str, Any]:
             "container": {"image": STEP_IMAGE, "command": STEP_COMMAND}}
 
 
+def nodes(run: dict[str, Any]) -> dict[str, Any]:
+    """A Workflow's nodes, also where the controller compressed them (gzip, then base64) to
+    keep a large Workflow under its size limit."""
+    status = run.get("status") or {}
+    if packed := status.get("compressedNodes"):
+        return cast(dict[str, Any], json.loads(gzip.decompress(base64.b64decode(packed))))
+    return cast(dict[str, Any], status.get("nodes") or {})
+
+
 class Argo:
     """A running workflow-controller, at its defaults or tuned to the control plane."""
 
     kind = KIND
     run_label = "workflows.argoproj.io/workflow"
+    item_kind = None  # an item is a node of the Workflow's status
     stop_patch: dict[str, Any] = {"spec": {"shutdown": "Terminate"}}
 
     def __init__(self, b: Bench, bin_dir: Path, tuned: bool) -> None:
@@ -125,10 +138,31 @@ class Argo:
         return Argo.workflow(name, [template("hub", FOREVER)])
 
     @staticmethod
+    def fanout(name: str, items: int, parallelism: int, duration: str) -> dict[str, Any]:
+        """One step `withItems` over `items` items, the Workflow's `parallelism` at once."""
+        step = {"name": "item", "template": "item", "withItems": list(range(items)),
+                "arguments": {"parameters": [{"name": "index", "value": "{{item}}"}]}}
+        item = template("item", duration)
+        item["inputs"] = {"parameters": [{"name": "index"}]}
+        item["container"]["args"] = ["{{inputs.parameters.index}}"]
+        wf = Argo.workflow(name, [{"name": "fanout", "steps": [[step]]}, item])
+        wf["spec"]["parallelism"] = parallelism
+        return wf
+
+    @staticmethod
     def workflow(name: str, templates: list[dict[str, Any]]) -> dict[str, Any]:
         return {"apiVersion": f"{KIND.group}/{KIND.version}", "kind": "Workflow",
                 "metadata": {"name": name},
                 "spec": {"entrypoint": templates[0]["name"], "templates": templates}}
+
+    @staticmethod
+    def items(run: dict[str, Any]) -> dict[str, bool]:
+        return {k: n.get("phase") in NODE_TERMINAL for k, n in nodes(run).items()
+                if n.get("type") == "Pod"}
+
+    @staticmethod
+    def phase(run: dict[str, Any]) -> str:
+        return str((run.get("status") or {}).get("phase", ""))
 
     def started(self, run: dict[str, Any]) -> bool:
         status = run.get("status") or {}

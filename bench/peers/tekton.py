@@ -42,6 +42,10 @@ TUNED_THREADS = 32
 # Observability off: no metrics server, no exporter, no tracing, no profiling.
 OBSERVABILITY = {"metrics-protocol": "none", "tracing-protocol": "none",
                  "runtime-profiling": "disabled"}
+MAX_MATRIX = 1000
+"""A matrix's most combinations (`default-max-matrix-combinations-count`, 256 by default, read
+by the reconciler with no upper bound of its own): raised so the fan-out case runs in one
+PipelineRun."""
 
 
 def install(b: Bench) -> None:
@@ -57,6 +61,9 @@ def install(b: Bench) -> None:
             obj["spec"]["conversion"] = {"strategy": "None"}
         if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] == "config-observability":
             obj["data"] = {**obj.get("data", {}), **OBSERVABILITY}
+        if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] == "config-defaults":
+            obj["data"] = {**obj.get("data", {}),
+                           "default-max-matrix-combinations-count": str(MAX_MATRIX)}
     b.cluster.kubectl("apply", "--server-side", "-f", "-",
                       input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
     b.cluster.wait_established(*(o["metadata"]["name"] for o in objects
@@ -75,6 +82,7 @@ class Tekton:
 
     kind = KIND
     run_label = "tekton.dev/pipelineRun"
+    item_kind = Kind(KIND.group, KIND.version, "taskruns")
     stop_patch: dict[str, Any] = {"spec": {"status": "Cancelled"}}
 
     def __init__(self, b: Bench, bin_dir: Path, tuned: bool) -> None:
@@ -116,6 +124,17 @@ class Tekton:
         return Tekton.pipeline_run(name, [task("hub", ())], FOREVER)
 
     @staticmethod
+    def fanout(name: str, items: int, parallelism: int, duration: str) -> dict[str, Any]:
+        """One task over a matrix of `items` combinations. A matrix has no parallelism of its
+        own: all its TaskRuns are created at once."""
+        del parallelism
+        item = task("item", ())
+        item["matrix"] = {"params": [{"name": "index", "value": [str(i) for i in range(items)]}]}
+        item["taskSpec"]["params"] = [{"name": "index"}]
+        item["taskSpec"]["steps"][0]["args"] = ["$(params.index)"]
+        return Tekton.pipeline_run(name, [item], duration)
+
+    @staticmethod
     def pipeline_run(name: str, tasks: list[dict[str, Any]], duration: str) -> dict[str, Any]:
         """A PipelineRun; its annotations reach its TaskRuns' pods, where kwok reads them."""
         return {"apiVersion": f"{KIND.group}/{KIND.version}", "kind": "PipelineRun",
@@ -131,8 +150,21 @@ class Tekton:
     def started(self, run: dict[str, Any]) -> bool:
         return self.succeeded(run).get("reason") == "Running"
 
+    @staticmethod
+    def items(task_run: dict[str, Any]) -> dict[str, bool]:
+        return {task_run["metadata"]["name"]: Tekton.ended(task_run)}
+
+    @staticmethod
+    def phase(run: dict[str, Any]) -> str:
+        return str(Tekton.succeeded(run).get("reason", ""))
+
+    @staticmethod
+    def ended(run: dict[str, Any]) -> bool:
+        """A PipelineRun or a TaskRun has ended: its Succeeded condition is decided."""
+        return Tekton.succeeded(run).get("status") in ("True", "False")
+
     def terminal(self, run: dict[str, Any]) -> bool:
-        return self.succeeded(run).get("status") in ("True", "False")
+        return self.ended(run)
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.proc.pid)

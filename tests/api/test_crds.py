@@ -102,8 +102,17 @@ ANY_VALUE = {
              "storyruns.runctl.dev:.status.resolved.spec.params[*].default",
              "storyruns.runctl.dev:.status.resolved.spec.params[*].enum[*]",
              "stories.runctl.dev:.spec.params[*].default",
-             "stories.runctl.dev:.spec.params[*].enum[*]"}
-"""Where a node holds any JSON value (a param's value): kept as it is, and nowhere else."""
+             "stories.runctl.dev:.spec.params[*].enum[*]",
+             "stepruns.runctl.dev:.spec.item.value",
+             *(f"{where}.forEach.{field}" for where in (
+                 "storyruns.runctl.dev:.spec.steps[*]", "storyruns.runctl.dev:.spec.finally[*]",
+                 "storyruns.runctl.dev:.status.resolved.spec.steps[*]",
+                 "storyruns.runctl.dev:.status.resolved.spec.finally[*]",
+                 "stepruns.runctl.dev:.spec", "stories.runctl.dev:.spec.steps[*]",
+                 "stories.runctl.dev:.spec.finally[*]")
+               for field in ("items", "matrix{*}[*]"))}
+"""Where a node holds any JSON value (a param's value, a fan-out's items): kept as it is, and
+nowhere else."""
 
 
 def test_every_node_is_structural() -> None:

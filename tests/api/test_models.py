@@ -122,6 +122,53 @@ def test_a_full_step_run_round_trips_unchanged() -> None:
     assert StepRunStatus.model_validate(STEP_RUN["status"]).to_api() == STEP_RUN["status"]
 
 
+FAN_OUT: dict[str, Any] = {
+    "name": "convert", "needs": ["list"], "image": "ghcr.io/acme/convert:1.0",
+    "args": ["--file", "${{ item }}", "--slot", "${{ index }}"],
+    "outputs": [{"name": "size"}],
+    "forEach": {"items": "${{ steps.list.outputs.files }}", "parallelism": 50},
+}
+"""A fan-out step as the API server stores it (parallelism defaulted or given)."""
+
+ITEM_STEP_RUN: dict[str, Any] = {
+    "name": "convert", "needs": ["list"], "image": "ghcr.io/acme/convert:1.0",
+    "args": ["--file", "b.csv", "--slot", "1"], "outputs": [{"name": "size"}],
+    "storyRun": "nightly", "step": "convert", "mode": "batch",
+    "inputsDigest": "sha256:" + "0" * 64, "item": {"index": 1, "value": "b.csv"},
+}
+"""An item's StepRun spec: the step rendered for item 1, and the item."""
+
+
+@pytest.mark.parametrize("for_each", [
+    pytest.param(FAN_OUT["forEach"], id="a reference"),
+    pytest.param({"items": ["a", 2, {"k": [None, True]}], "parallelism": 100}, id="a list"),
+    pytest.param({"matrix": {"region": ["eu", "us"], "size": [{"cpu": 1}]},
+                  "parallelism": 1}, id="a matrix"),
+])
+def test_a_fan_out_step_round_trips_unchanged(for_each: dict[str, Any]) -> None:
+    step = {**FAN_OUT, "forEach": for_each}
+    assert StepSpec.model_validate(step).to_api() == step
+    story = {"steps": [{"name": "list", "image": "x", "outputs": [{"name": "files"}]}, step]}
+    assert StorySpec.model_validate(story).to_api()["steps"][1] == step
+    assert definition.check(story) == []
+
+
+def test_a_fan_out_s_parallelism_defaults_to_100() -> None:
+    step = StepSpec.model_validate({**FAN_OUT, "forEach": {"items": ["a"]}})
+    assert step.for_each is not None
+    assert step.for_each.parallelism == 100
+    assert step.for_each.matrix is None
+
+
+def test_an_item_s_step_run_round_trips_unchanged() -> None:
+    spec = StepRunSpec.model_validate(ITEM_STEP_RUN)
+    assert spec.item is not None
+    assert (spec.item.index, spec.item.value) == (1, "b.csv")
+    assert spec.to_api() == ITEM_STEP_RUN
+    assert StepRunSpec.model_validate(
+        {**ITEM_STEP_RUN, "item": {"index": 0, "value": None}}).to_api()["item"] == {"index": 0}
+
+
 def test_defaults_are_the_contract_s() -> None:
     spec = StoryRunSpec.model_validate({"steps": [{"name": "a", "image": "x"}]})
     assert spec.mode is Mode.BATCH
@@ -192,6 +239,13 @@ BAD_SPECS = [
     pytest.param({"steps": [{"name": "a", "image": "x", "port": 0}]}, "port", id="port"),
     pytest.param({"shutdown": {"gracePeriodSeconds": -1}, "steps": [{"name": "a", "image": "x"}]},
                  "gracePeriodSeconds", id="grace"),
+    pytest.param({"steps": [{"name": "a", "image": "x", "forEach": {"items": [1],
+                                                                     "parallelism": 0}}]},
+                 "parallelism", id="parallelism"),
+    pytest.param({"steps": [{"name": "a", "image": "x", "forEach": {"matrix": {"r": []}}}]},
+                 "matrix", id="empty-dimension"),
+    pytest.param({"steps": [{"name": "a", "image": "x", "forEach": {"matrix": {"r": "eu"}}}]},
+                 "matrix", id="dimension-not-a-list"),
 ]
 
 

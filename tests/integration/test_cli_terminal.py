@@ -112,3 +112,27 @@ def test_no_color_turns_colour_off_on_a_terminal(
     assert "[exit 0]" in end
     assert "✔ only  Succeeded" in end
     assert not any(colour in terminal.screen(colours=True) for colour in COLOURS)
+
+
+def test_watch_shows_a_fan_out_as_one_line_of_counts_and_its_failed_items(
+        cluster: ControlPlane, operator: OperatorProcess, namespace: str,
+        terminal: Terminal) -> None:
+    wide = step("convert", duration="2s",
+                annotations={"sim.runctl.dev/exit-code": "${{ item }}"},
+                forEach={"items": [0] * 30 + [4] + [0] * 9, "parallelism": 10})
+    apply(cluster, namespace, storyrun("wide", [wide], onFailure="continue"))
+    terminal.run(f"{RUNCTL} watch wide -n {namespace}",
+                 {"KUBECONFIG": str(cluster.kubeconfig), "TERM": "xterm-256color"})
+
+    middle = terminal.wait_for("● convert")
+    assert middle.count("Run:") == 1
+    convert = next(line for line in middle.splitlines() if "convert" in line)
+    assert convert.split()[:3] == ["●", "convert", "Running"]
+    shown = [line for line in middle.splitlines() if line.strip()]
+    assert len(shown) == 6, shown  # header, columns, one line for 40 items: not one an item
+
+    end = terminal.wait_for("[exit ")
+    assert "[exit 3]" in end
+    convert = next(line for line in end.splitlines() if "convert" in line)
+    assert convert.split()[:5] == ["✖", "convert", "Failed", "40/40", "✔39"]
+    assert "✖ item 30" in end

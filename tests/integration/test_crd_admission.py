@@ -89,6 +89,15 @@ BAD = [
                  id="toleration-seconds-without-no-execute"),
     pytest.param([{"name": "a"}], {}, ["spec.steps[0].image", "Required value"],
                  id="no-image"),
+    pytest.param([step("a", forEach={"items": ["x"], "parallelism": 0})], {},
+                 ["spec.steps[0].forEach.parallelism", "greater than or equal to 1"],
+                 id="for-each-parallelism"),
+    pytest.param([step("a", forEach={"matrix": {"region": []}})], {},
+                 ["spec.steps[0].forEach.matrix.region", "should have at least 1 items"],
+                 id="for-each-empty-dimension"),
+    pytest.param([step("a", forEach={"matrix": {"region": "eu"}})], {},
+                 ["spec.steps[0].forEach.matrix.region", "must be of type array"],
+                 id="for-each-dimension-not-a-list"),
 ]
 
 
@@ -149,6 +158,25 @@ def test_good_input_is_accepted_with_its_defaults(crds: ControlPlane, namespace:
     assert spec["steps"][1]["timeoutSeconds"] == 600
 
 
+def test_a_fan_out_is_accepted_with_its_items_as_given(crds: ControlPlane,
+                                                       namespace: str) -> None:
+    """Items of any JSON type, or one reference as a string, are kept as they are."""
+    body = run("fan", [
+        step("list", outputs=[{"name": "files"}]),
+        step("literal", forEach={"items": ["a.csv", 3, {"k": [True, None]}]}),
+        step("dynamic", "list", forEach={"items": "${{ steps.list.outputs.files }}",
+                                         "parallelism": 5}),
+        step("grid", forEach={"matrix": {"region": ["eu", "us"], "size": [1, 2]}}),
+    ])
+    code, output = create(crds, namespace, body)
+    assert code == 0, output
+    steps = kubectl_json(crds, "get", "sr", "fan", "-n", namespace)["spec"]["steps"]
+    assert steps[1]["forEach"] == {"items": ["a.csv", 3, {"k": [True, None]}],
+                                   "parallelism": 100}
+    assert steps[2]["forEach"] == {"items": "${{ steps.list.outputs.files }}", "parallelism": 5}
+    assert steps[3]["forEach"]["matrix"] == {"region": ["eu", "us"], "size": [1, 2]}
+
+
 def test_a_step_run_as_the_operator_creates_it_is_accepted(
         crds: ControlPlane, namespace: str) -> None:
     body: dict[str, Any] = {
@@ -158,6 +186,12 @@ def test_a_step_run_as_the_operator_creates_it_is_accepted(
                  "step": "extract", "mode": "batch", "deadline": "2026-11-22T11:00:00Z"}}
     code, output = create(crds, namespace, body)
     assert code == 0, output
+    item = {**body, "metadata": {"name": "nightly-convert-3"},
+            "spec": {**body["spec"], "item": {"index": 3, "value": {"file": "d.csv"}}}}
+    code, output = create(crds, namespace, item)
+    assert code == 0, output
+    assert kubectl_json(crds, "get", "stpr", "nightly-convert-3", "-n", namespace)["spec"][
+        "item"] == {"index": 3, "value": {"file": "d.csv"}}
     body["metadata"]["name"] = "self-needing"
     body["spec"]["needs"] = ["extract"]
     code, output = create(crds, namespace, body)

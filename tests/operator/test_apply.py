@@ -448,3 +448,20 @@ def test_the_outcomes_of_an_apply_add_up_to_the_latest_retry_and_every_note() ->
     assert (applied.retry, applied.notes) == (applying.Retry.LATER, ("forbidden", "conflict"))
     assert (applied.landed_short, applied.forbidden) == (True, True)
     assert applying.Applied.of([]) == applying.Applied()
+
+
+def test_a_stop_that_arrives_while_a_decision_is_sent_starts_nothing_more() -> None:
+    """The decision was made before the stop: what it has not yet started is left alone, and
+    the run's status waits for the decision that takes up the stop."""
+    ctx = context(run := fresh_run())
+    definition = resolve.definition(ctx.cache, run, NOW)
+    observed = snapshot(ctx.cache, KEY, run, definition)
+    decision = decide(observed, NOW)
+    stopped = copy.deepcopy(run)
+    stopped["spec"]["cancelRequested"] = True
+    stopped["metadata"]["resourceVersion"] = str(int(run["metadata"]["resourceVersion"]) + 1)
+    ctx.cache.put_run(stopped)
+    result = asyncio.run(applying.apply(
+        ctx, KEY, run, decision, render.step_runs(run, definition, observed, decision), NOW))
+    assert methods(ctx) == []
+    assert result.landed_short

@@ -117,7 +117,7 @@ def test_facts_come_from_the_recorded_outcome_and_main_steps() -> None:
 
 def test_a_gate_on_facts_waits_for_the_outcome() -> None:
     step = {"name": "notify", "image": "x", "when": "run.outcome == 'Failed'"}
-    assert resolve.gate(step, {}, {}) is None
-    assert resolve.gate(step, {}, {}, FAILED) == m.Gate(True)
-    assert resolve.gate(step, {}, {}, SUCCEEDED) == m.Gate(
+    assert resolve.gate(step, {}, resolve.Offered({})) is None
+    assert resolve.gate(step, {}, resolve.Offered({}), FAILED) == m.Gate(True)
+    assert resolve.gate(step, {}, resolve.Offered({}), SUCCEEDED) == m.Gate(
         False, message="when \"run.outcome == 'Failed'\" is false")

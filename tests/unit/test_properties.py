@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from runctl.machine import actions as act
 from runctl.machine import model as m
 from runctl.machine.decide import Decision, decide
+from runctl.machine.naming import parse_key
 from runctl.machine.phases import (
     RUN_TERMINAL,
     STEP_FAILURES,
@@ -55,6 +56,8 @@ def steps(draw: st.DrawFn, max_steps: int = 30) -> tuple[m.StepSpec, ...]:
             outputs=(m.OutputSpec("o0"), m.OutputSpec("o1", has_default=True)),
             consumes=tuple((f"s{j}", draw(st.sampled_from(["o0", "o1"]))) for j in sorted(reads)),
             conditional=draw(st.integers(0, 4)) == 0,
+            for_each=m.ForEach(draw(st.integers(1, 3))) if draw(st.integers(0, 3)) == 0
+            else None,
             timeout_seconds=draw(rarely(st.integers(5, 400))),
             retry=m.RetryPolicy(limit=draw(st.integers(0, 3)),
                                 backoff_seconds=draw(st.integers(0, 30)),
@@ -90,7 +93,9 @@ def run_specs(draw: st.DrawFn) -> m.RunSpec:
     if mode is Mode.REALTIME:
         # Outputs, references to them and conditions are refused in a realtime run before the
         # core sees it (runctl.flow.definition.check): its steps never end to produce outputs.
-        drawn = tuple(replace(s, outputs=(), consumes=(), conditional=False) for s in drawn)
+        # So is a fan-out (`dag.validate`): its steps serve, they go through no items.
+        drawn = tuple(replace(s, outputs=(), consumes=(), conditional=False, for_each=None)
+                      for s in drawn)
     return m.RunSpec(
         steps=drawn,
         finally_steps=draw(finally_steps(drawn, mode is Mode.REALTIME)),
@@ -137,13 +142,33 @@ def _first_failure(status: m.RunStatus, spec: m.RunSpec) -> m.StepState:
     """The first failed main step (finally steps never give the run their words but as
     FinallyFailed)."""
     order = {s.name: i for i, s in enumerate(spec.steps)}
-    failed = [(s.finished_at, order[n], s) for n, s in status.step_states
-              if s.phase in STEP_FAILURES and n in order]
+    # A fan-out failed when its first item did (its record names it first).
+    failed = [(s.failed_items[0].finished_at if s.failed_items else s.finished_at, order[n], s)
+              for n, s in status.step_states if s.phase in STEP_FAILURES and n in order]
     return min(failed, key=lambda f: (f[0], f[1]))[2]
 
 
-def _spec_of(spec: m.RunSpec, step: str) -> m.StepSpec:
-    return next(s for s in (*spec.steps, *spec.finally_steps) if s.name == step)
+def _spec_of(spec: m.RunSpec, key: str) -> m.StepSpec:
+    """The spec of a step, or of the step an item is of."""
+    return next(s for s in (*spec.steps, *spec.finally_steps) if s.name == _owner(key))
+
+
+def _owner(key: str | None) -> str | None:
+    """The step an action's key is of (itself, or the fan-out step of an item)."""
+    return None if key is None else parse_key(key)[0]
+
+
+def _items_of(observed: m.Observed, step: str) -> list[m.StepRunObservation]:
+    return [obs for key, obs in observed.step_runs if key != step and _owner(key) == step]
+
+
+def _item_ended(observed: m.Observed, d: Decision, key: str) -> bool:
+    """An item is terminal after the decision: its status as written now, or as observed."""
+    written = [a.status for a in d.actions
+               if isinstance(a, act.WriteStepRunStatus) and a.step == key]
+    obs = m.lookup(observed.step_runs, key)
+    status = written[0] if written else obs.status if obs is not None else None
+    return status is not None and status.phase in STEP_TERMINAL
 
 
 def _finals(spec: m.RunSpec) -> set[str]:
@@ -159,10 +184,18 @@ def every_step_recorded_at_the_end(observed: m.Observed, d: Decision, now: dt.da
         expected = [*(s.name for s in spec.steps), *_finals(spec)]
         assert sorted(entries) == sorted(expected), "G1: an entry per step"
         assert all(s.phase in STEP_TERMINAL for s in entries.values()), "G1: terminal entries"
+    for step, state in entries.items():
+        if state.items is not None:
+            assert sum(n for _, n in state.items.by_phase) == state.items.total, "counts"
+            assert all(n > 0 for _, n in state.items.by_phase), "a count of none"
+            by_phase = dict(state.items.by_phase)
+            going = by_phase.get(StepPhase.PENDING, 0) + by_phase.get(StepPhase.RUNNING, 0)
+            assert going == 0 or state.phase not in STEP_TERMINAL, f"G1: {step} ended, items not"
     old_entries = dict(observed.status.step_states)
     for a in d.actions:
         if isinstance(a, act.RemoveFinalizer):
-            assert old_entries[a.step].phase in STEP_TERMINAL, "G1: finalizer before record"
+            assert old_entries[_owner(a.step)].phase in STEP_TERMINAL, \
+                "G1: finalizer before record"
 
 
 def terminal_is_final(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
@@ -182,17 +215,19 @@ def nothing_starts_after_a_stop(observed: m.Observed, d: Decision, now: dt.datet
     if not _stop_seen(observed) or old.phase in RUN_TERMINAL:
         return
     finals = _finals(observed.spec)
-    kinds = {type(a) for a in d.actions if getattr(a, "step", None) not in finals}
+    kinds = {type(a) for a in d.actions if _owner(getattr(a, "step", None)) not in finals}
     assert not kinds & {act.CreateStepRun, act.StartAttempt}, "G3: a start after the stop"
     assert new.phase in {RunPhase.STOPPING, *RUN_TERMINAL}, "G3: not Stopping"
     entries, old_entries = dict(new.step_states), dict(old.step_states)
     for step in (s.name for s in observed.spec.steps):
         before = old_entries.get(step)
-        obs = m.lookup(observed.step_runs, step)
+        obs = m.lookup(observed.step_runs, step) or next(iter(_items_of(observed, step)), None)
         # Pending by both records (the run's status may lag its StepRun's after a lost
         # write: a StepRun that says Running ran before the stop).
-        was_pending = (before is None or before.phase is StepPhase.PENDING) and (
-            obs is None or obs.status is None or obs.status.phase is StepPhase.PENDING)
+        was_pending = (before is None or before.phase is StepPhase.PENDING) and all(
+            o.status is None or o.status.phase is StepPhase.PENDING
+            for o in (m.lookup(observed.step_runs, step), *_items_of(observed, step))
+            if o is not None)
         if was_pending:
             assert entries[step].phase is not StepPhase.RUNNING, "G3: Pending -> Running"
         if was_pending and (before is None or before.step_run is None) and (
@@ -214,7 +249,8 @@ def finally_steps_wait_for_the_outcome(observed: m.Observed, d: Decision,
         assert all(entries[s.name].phase in STEP_TERMINAL for s in spec.steps), \
             "F: an outcome with a main step going"
     for a in d.actions:
-        if not isinstance(a, act.CreateStepRun | act.StartAttempt) or a.step not in finals:
+        if not isinstance(a, act.CreateStepRun | act.StartAttempt) or (
+                _owner(a.step) not in finals):
             continue
         assert new.outcome is not None, f"F: {a.step} started before the main steps ended"
         if isinstance(a, act.CreateStepRun):
@@ -250,8 +286,10 @@ def drain_leaves_running_steps(observed: m.Observed, d: Decision, now: dt.dateti
         return
     finals, entries = _finals(spec), dict(d.status.step_states)
     for a in d.actions:
-        if isinstance(a, act.StopWorkload) and a.step not in finals:
-            assert entries[a.step].phase in STEP_TERMINAL, f"Drain: {a.step} stopped"
+        if isinstance(a, act.StopWorkload) and _owner(a.step) not in finals:
+            ended = (_item_ended(observed, d, a.step) if a.step not in entries
+                     else entries[a.step].phase in STEP_TERMINAL)
+            assert ended, f"Drain: {a.step} stopped"
 
 
 def the_drain_timeout_plays_no_part(observed: m.Observed, d: Decision,
@@ -310,14 +348,20 @@ def readers_wait_for_outputs(observed: m.Observed, d: Decision, now: dt.datetime
         if isinstance(a, act.CreateStepRun) and (old_entries.get(a.step) is None
                                                  or old_entries[a.step].step_run is None):
             reader = _spec_of(observed.spec, a.step)
+            if a.step not in entries:
+                # An item: its step's gate counted the items, and may not be gone since.
+                assert m.lookup(observed.gates, reader.name) is not None, f"{a.step} ungated"
             for producer, _ in reader.consumes:
                 obs = m.lookup(observed.step_runs, producer)
+                fanned = old_entries.get(producer) or m.StepState(StepPhase.PENDING)
                 assert (obs is not None and obs.status is not None
                         and obs.status.phase is StepPhase.SUCCEEDED) or (
-                    entries[producer].phase is StepPhase.SKIPPED), \
+                    entries[producer].phase is StepPhase.SKIPPED) or (
+                    fanned.items is not None and fanned.phase is StepPhase.SUCCEEDED), \
                     f"G12: {a.step} started before {producer}'s outputs were recorded"
             if reader.gated:
-                assert m.lookup(observed.gates, a.step) is not None, f"G12: {a.step} ungated"
+                assert m.lookup(observed.gates, reader.name) is not None, \
+                    f"G12: {a.step} ungated"
 
 
 def lost_never_succeeds(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
@@ -351,7 +395,8 @@ def only_transient_failures_retried(observed: m.Observed, d: Decision,
         assert written[a.step].failure_class is FailureClass.TRANSIENT, "G7: not Transient"
         assert attempts == a.attempt - 1, "G7: an attempt skipped"
         assert a.attempt <= limit + 1, "G7: over the retry limit"
-        assert spec.mode is Mode.BATCH or a.step in _finals(spec), "G7: realtime retried"
+        assert spec.mode is Mode.BATCH or _owner(a.step) in _finals(spec), \
+            "G7: realtime retried"
 
 
 def a_terminal_run_only_lets_go(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
@@ -390,6 +435,19 @@ def check_no_work_outlives(world: World) -> None:
                 assert w.stopping, "G8: a workload outlived its run"
 
 
+def check_parallelism(world: World) -> None:
+    """Never more items of a fan-out step going (a StepRun made, not ended) than its
+    parallelism."""
+    for s in (*world.spec.steps, *world.spec.finally_steps):
+        if s.for_each is None:
+            continue
+        going = [k for k, sr in world.runs.items() if _owner(k) == s.name and k != s.name
+                 and not sr.gone and (sr.status is None or sr.status.phase not in STEP_TERMINAL)]
+        assert len(going) <= s.for_each.parallelism, f"{s.name}: {going} going at once"
+        if going:
+            event(f"items going at once: {len(going)} of {s.for_each.parallelism}")
+
+
 def cycle(world: World) -> Decision:
     """Observe, decide, check, apply; then decide again at the same time: nothing more to do."""
     observed, d = world.decide()
@@ -399,6 +457,7 @@ def cycle(world: World) -> Decision:
     if not whole:
         return d  # the API server failed some of it: the next decision takes it up again
     check_no_work_outlives(world)
+    check_parallelism(world)
     # Decided again on the same observation: gates come from records, and a record just
     # written is a new observation (a gated step starts only once the outputs it reads are
     # recorded), so the gates stay those the decision was made on.
@@ -409,7 +468,7 @@ def cycle(world: World) -> Decision:
     released = {s for s, e in d.status.step_states if e.phase in STEP_TERMINAL}
     follow_up = [a for a in again.actions
                  if not (isinstance(a, act.RemoveFinalizer | act.DeleteStepRun)
-                         and a.step in released)]
+                         and _owner(a.step) in released)]
     assert follow_up == [], f"not idempotent: {follow_up}"
     if again.actions:
         world.apply(again)
@@ -445,12 +504,15 @@ def finish(world: World, rounds: int, stubborn: bool) -> None:
 @st.composite
 def reruns(draw: st.DrawFn) -> tuple[m.RunSpec, tuple[tuple[str, m.Reuse], ...]]:
     """A batch run and the steps its re-run record says it reuses: any set of main steps
-    closed upstream (a step is reused only with every step it needs), as the rule makes it."""
+    closed upstream (a step is reused only with every step it needs), as the rule makes it;
+    no fan-out step."""
     spec = replace(draw(run_specs()), mode=Mode.BATCH)
     reused: dict[str, m.Reuse] = {}
     by_name = {s.name: s for s in spec.steps}
     for name in sorted(by_name, key=lambda n: int(n[1:])):
-        if all(n in reused for n in by_name[name].needs) and draw(st.booleans()):
+        # A fan-out step is reused item by item, not as a whole (nor are the steps below it).
+        fans = by_name[name].for_each is not None
+        if all(n in reused for n in by_name[name].needs) and not fans and draw(st.booleans()):
             outputs = (("o0", draw(st.text(max_size=4))), ("o1", "d"))
             reused[name] = m.Reuse(m.ReusedFrom("src", f"src-{name}", f"u-{name}"), outputs)
     return spec, tuple(reused.items())
@@ -484,9 +546,9 @@ def test_guarantees_hold_for_reruns(rerun: tuple[m.RunSpec, tuple[tuple[str, m.R
     names = [s.name for s in (*spec.steps, *spec.finally_steps)]
     for kind, index, param in script:
         cycle(world)
-        active = [n for n in names if n in world.runs and not world.runs[n].gone] or names
+        active = [k for k, sr in world.runs.items() if not sr.gone] or names
         happen(world, kind, active[index % len(active)], param)
-    finish(world, rounds=32 + 8 * len(names), stubborn=stubborn)
+    finish(world, rounds=32 + 24 * len(names), stubborn=stubborn)
     check_finally_ran(world)
     check_reused(world)
     event(f"reused {len(reused) // 5 * 5}+ of {len(spec.steps)}")
@@ -500,14 +562,17 @@ def test_guarantees_hold_whatever_happens(spec: m.RunSpec, script: list[tuple[st
     names = [s.name for s in (*spec.steps, *spec.finally_steps)]
     for kind, index, param in script:
         cycle(world)
-        # Events go mostly to steps that have a StepRun: that is where things happen.
-        active = [n for n in names if n in world.runs and not world.runs[n].gone] or names
+        # Events go mostly to steps (and items) that have a StepRun: that is where things
+        # happen.
+        active = [k for k, sr in world.runs.items() if not sr.gone] or names
         happen(world, kind, active[index % len(active)], param)
-    finish(world, rounds=32 + 8 * len(names), stubborn=stubborn)
+    finish(world, rounds=32 + 24 * len(names), stubborn=stubborn)
     event(f"{spec.mode} run ended {world.status.phase}/{world.status.reason}")
     event(f"steps: {len(names) // 10 * 10}+")
     for _, state in world.status.step_states:
         event(f"a step ended {state.phase}/{state.reason}")
+        if state.items is not None:
+            event(f"a fan-out of {state.items.total} ended {state.phase}")
     check_finally_ran(world)
     finals = [m.step_state(world.status, s.name) for s in spec.finally_steps]
     if any(f is not None and f.step_run is not None for f in finals):
@@ -609,8 +674,9 @@ def test_every_run_ends_whatever_the_api_server_loses(
     names = [s.name for s in spec.steps]
     for kind, index, param in script:
         cycle(world)
-        happen(world, kind, names[index % len(names)], param)
-    finish(world, rounds=32 + 8 * len(names), stubborn=False)
+        keys = [*names, *(k for k in world.runs if k not in names)]
+        happen(world, kind, keys[index % len(keys)], param)
+    finish(world, rounds=32 + 24 * len(names), stubborn=False)
     assert world.status.phase in RUN_TERMINAL
     if any(kind == "lost_creates" for kind, _, _ in script):
         event("creates were refused while the status landed")

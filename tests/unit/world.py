@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from runctl.machine import actions as act
 from runctl.machine import model as m
 from runctl.machine.decide import Decision, decide
-from runctl.machine.naming import step_run_name
+from runctl.machine.naming import parse_key, step_run_name
 from runctl.machine.phases import (
     RUN_TERMINAL,
     STEP_TERMINAL,
@@ -79,8 +79,10 @@ class World:
         return (*self.spec.steps, *self.spec.finally_steps)
 
     def batch(self, step: str) -> bool:
-        """Does the step run as a batch step (every step of a batch run, and finally steps)?"""
-        return self.spec.mode is Mode.BATCH or step in {s.name for s in self.spec.finally_steps}
+        """Does the step (or item) run as a batch step (every step of a batch run, and finally
+        steps)?"""
+        return self.spec.mode is Mode.BATCH or parse_key(step)[0] in {
+            s.name for s in self.spec.finally_steps}
 
     def current(self, sr: StepRun, step: str) -> tuple[int, Workload | None]:
         n = max(1, sr.status.attempts if sr.status else 1)
@@ -109,7 +111,8 @@ class World:
     def gates(self) -> tuple[tuple[str, m.Gate], ...]:
         """As the shell gives them: for a gated step once every producer it reads has its
         outputs recorded on its StepRun (or is recorded Skipped). Whether its condition holds
-        is a fixed function of its name, as a condition is of its inputs."""
+        is a fixed function of its name, as a condition is of its inputs; so are the items of a
+        fan-out step (how many, which its condition skips; some lists cannot be had)."""
         out = []
         for s in self.all_steps():
             if not s.gated:
@@ -121,16 +124,26 @@ class World:
                 state = m.step_state(self.status, producer)
                 ready &= (sr is not None and sr.status is not None
                           and sr.status.phase is StepPhase.SUCCEEDED) or (
-                    state is not None and state.phase is StepPhase.SKIPPED)
+                    state is not None and state.phase is StepPhase.SKIPPED) or (
+                    # A fan-out's outputs: on its items' StepRuns, all written before its
+                    # record says it succeeded.
+                    state is not None and state.items is not None
+                    and state.phase is StepPhase.SUCCEEDED)
             if ready:
                 n = int(s.name[1:])
-                out.append((s.name, m.Gate(n % 3 != 0, Reason.CONDITION_ERROR if n % 11 == 5
-                                           else None)))
+                if n % 11 == 5:
+                    out.append((s.name, m.Gate(False, Reason.CONDITION_ERROR)))
+                elif s.for_each is not None:
+                    total = n % 6
+                    out.append((s.name, m.Gate(True, items=total, skipped=frozenset(
+                        i for i in range(total) if s.conditional and (i + n) % 4 == 3))))
+                else:
+                    out.append((s.name, m.Gate(n % 3 != 0)))
         return tuple(out)
 
     def checked(self, step: str, w: Workload) -> tuple[tuple[str, str] | None, tuple[str, ...]]:
         """A success's outputs checked against the step's declarations, as the shell does."""
-        declared = next(s.outputs for s in self.all_steps() if s.name == step)
+        declared = next(s.outputs for s in self.all_steps() if s.name == parse_key(step)[0])
         if w.state is not W.SUCCEEDED or not declared:
             return None, ()
         names = {k for k, _ in w.outputs}

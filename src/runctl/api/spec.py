@@ -19,6 +19,7 @@ from pydantic import ConfigDict, Field, StringConstraints
 
 from runctl.api import rules
 from runctl.api.base import DNS_LABEL, DNS_SUBDOMAIN, ApiModel, Timestamp
+from runctl.flow.items import DEFAULT_PARALLELISM, MAX_ITEMS, MAX_RENDERED_ARRAY
 from runctl.machine.phases import FinallyPolicy, Mode, OnFailure, ShutdownMode
 
 MAX_STEPS = 100
@@ -60,6 +61,12 @@ FINALLY_TIMEOUT_SECONDS = 600
 
 MAX_PARAMS = 64
 """The most params a Story may declare (and a run may give)."""
+
+# MAX_ITEMS, the most items a run's fan-outs have together, is defined by the layer that checks
+# it (runctl.flow.items: flow cannot import the API) and offered here with the other bounds.
+
+MAX_MATRIX = 16
+"""The most dimensions of a fan-out step's matrix."""
 MAX_OUTPUTS = 64
 """The most outputs a step may declare (as many as a StepRun may record)."""
 
@@ -166,6 +173,38 @@ class OutputSpec(ApiModel):
                     "the output is required.")
 
 
+class ForEach(ApiModel):
+    """A fan-out: the step runs once per item, each item a StepRun of its own.
+
+    No CEL rule can read it: the API server's CEL leaves out a field of any JSON type (items,
+    a matrix's values), so exactly one of items and matrix, and a matrix's names, are the
+    webhook's checks (`runctl.flow.items`); the schema keeps the bounds it can state."""
+
+    items: Any = Field(
+        default=None,
+        description="The items: a JSON list (of any values), or a string holding one "
+                    "reference ${{ params.NAME }} or ${{ steps.STEP.outputs.NAME }} whose value "
+                    "is a JSON array (a param of type array, or a string holding one). The "
+                    "step's args, command, env values and pod annotations read ${{ item }} (a "
+                    "string as it is, anything else as JSON), ${{ item.FIELD }} and ${{ index }} "
+                    "(from 0); its when reads item and index. At run time a value that is not a "
+                    "JSON array fails the step ItemsInvalid, too many items TooManyItems, an "
+                    "empty list makes it Succeeded with reason NoItems. Exactly one of items "
+                    "and matrix.")
+    matrix: dict[str, Annotated[list[Any], Field(min_length=1, max_length=MAX_ITEMS)]] | None = (
+        Field(default=None, max_length=MAX_MATRIX,
+              description="The items as the cartesian product of named lists: each item an "
+                          "object {name: value}, read as ${{ item.NAME }}. Dimensions are taken "
+                          "in name order, the last varying fastest ({a: [1, 2], b: [x, y]}: "
+                          "a=1 b=x, a=1 b=y, a=2 b=x, a=2 b=y). Names are letters, digits and "
+                          f"'_', starting with a letter; at most {MAX_MATRIX}, each a non-empty "
+                          "list. Exactly one of items and matrix."))
+    parallelism: int = Field(
+        default=DEFAULT_PARALLELISM, ge=1,
+        description="The most items running at once (at least 1; default "
+                    f"{DEFAULT_PARALLELISM}). Items start in index order.")
+
+
 class StepSpec(ApiModel):
     """One step of the DAG: a container image to run once its needs are met."""
 
@@ -236,8 +275,18 @@ class StepSpec(ApiModel):
                     "(batch steps), e.g. \"params.dryRun == false && "
                     "int(steps.count.outputs.rows) > 0\". Evaluated once the steps it reads "
                     "have succeeded; false skips the step (ConditionFalse) and its dependents "
-                    "still run. Checked at apply: syntax, names and a boolean result. "
-                    "Default: the step always runs.")
+                    "still run. Checked at apply: syntax, names and a boolean result. In a "
+                    "fan-out step it is evaluated per item, with item and index as variables, "
+                    "and false skips that item only. Default: the step always runs.")
+    for_each: ForEach | None = Field(
+        default=None, alias="forEach",
+        description="Run the step once per item (batch steps): a literal list, a JSON array "
+                    "from a param or an upstream output, or a matrix. Each item is a StepRun "
+                    "named <run>-<step>-<index>, labelled runctl.dev/item, with its own "
+                    "attempts, retries, timeout and outputs; the step succeeds when every item "
+                    "succeeded or was skipped. Readers of its outputs get JSON arrays of the "
+                    f"items' values in item order (at most {MAX_RENDERED_ARRAY} bytes each). "
+                    f"A run has at most {MAX_ITEMS} items in all. Default: the step runs once.")
 
 
 class ShutdownSpec(ApiModel):
@@ -454,6 +503,15 @@ class StoryRunSpec(RunShape):
         description="Only with rerunOf: steps to execute again whatever the reuse rule says.")
 
 
+class StepRunItem(ApiModel):
+    """Which item of a fan-out step a StepRun runs."""
+
+    index: int = Field(ge=0, le=MAX_ITEMS - 1, description="The item's index, from 0.")
+    value: Any = Field(
+        default=None,
+        description="The item, as its references and condition read it (any JSON value).")
+
+
 class StepRunSpec(StepSpec):
     """The step's definition as it was when the StepRun was created, plus where it belongs.
 
@@ -481,6 +539,10 @@ class StepRunSpec(StepSpec):
                     "image, command, args, env and pod with references rendered, and the "
                     "condition with the values it reads. A re-run reuses the step only where "
                     "its own digest is equal; a StepRun without one is never reused.")
+    item: StepRunItem | None = Field(
+        default=None,
+        description="For an item of a fan-out step: its index and value (the StepRun is "
+                    "named <run>-<step>-<index>). Default: the step is not a fan-out.")
 
 
 def _spec_rules(schema: dict[str, Any], cls: type[ApiModel]) -> None:

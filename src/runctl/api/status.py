@@ -13,6 +13,7 @@ from pydantic import ConfigDict, Field, StringConstraints
 from runctl.api import rules
 from runctl.api.base import DNS_SUBDOMAIN, MAX_MESSAGE, MAX_REASON, ApiModel, Timestamp
 from runctl.api.spec import MAX_FINALLY, MAX_PARAMS, MAX_STEPS, StorySpec
+from runctl.machine.items import MAX_FAILED_ITEMS
 from runctl.machine.phases import FailureClass, RunPhase, StepPhase, StopTrigger
 
 MAX_OUTPUTS = 64
@@ -26,6 +27,36 @@ def _reason(what: str) -> Any:
         default=None, max_length=MAX_REASON,
         description=f"Machine-readable CamelCase reason for {what}, e.g. Completed, StepFailed, "
                     "UpstreamFailed, StoppedBeforeStart, Canceled, TimedOut, WorkloadDeleted.")
+
+
+def _count(phase: StepPhase) -> Any:
+    return Field(default=None, ge=0, alias=phase.value,
+                 description=f"How many of its items are {phase.value}.")
+
+
+class ItemCounts(ApiModel):
+    """How many items of a fan-out step are in each phase."""
+
+    total: int = Field(ge=0, description="How many items the step has.")
+    pending: int | None = _count(StepPhase.PENDING)
+    running: int | None = _count(StepPhase.RUNNING)
+    succeeded: int | None = _count(StepPhase.SUCCEEDED)
+    failed: int | None = _count(StepPhase.FAILED)
+    canceled: int | None = _count(StepPhase.CANCELED)
+    timed_out: int | None = _count(StepPhase.TIMED_OUT)
+    lost: int | None = _count(StepPhase.LOST)
+    skipped: int | None = _count(StepPhase.SKIPPED)
+
+
+class FailedItem(ApiModel):
+    """One failed item of a fan-out step (the rest of its story is on its StepRun)."""
+
+    index: int = Field(ge=0, description="The item's index, from 0.")
+    reason: str | None = _reason("the item's end")
+    message: str | None = Field(default=None, max_length=MAX_MESSAGE,
+                                description="A sentence for people about how the item ended.")
+    finished_at: Timestamp | None = Field(default=None,
+                                          description="When the item failed (RFC 3339).")
 
 
 class StepState(ApiModel):
@@ -47,6 +78,15 @@ class StepState(ApiModel):
         default=None, description="When the step's first attempt started (RFC 3339).")
     finished_at: Timestamp | None = Field(
         default=None, description="When the step became terminal (RFC 3339).")
+    items: ItemCounts | None = Field(
+        default=None,
+        description="A fan-out step's items by phase, once it knows how many it has: `total`, "
+                    "then the number of items in each phase that has any (they add up to "
+                    "total). Per-item detail is in the items' StepRuns.")
+    failed_items: list[FailedItem] | None = Field(
+        default=None, max_length=MAX_FAILED_ITEMS,
+        description=f"A fan-out step's first items to fail, at most {MAX_FAILED_ITEMS}, in the "
+                    "order they failed.")
 
 
 class StopState(ApiModel):

@@ -22,7 +22,9 @@ from runctl.api.spec import (
     StorySpec,
 )
 from runctl.flow import definition, inputs
+from runctl.flow.items import DEFAULT_PARALLELISM
 from runctl.machine import model as m
+from runctl.machine.naming import item_key
 from runctl.machine.phases import (
     FailureClass,
     FinallyPolicy,
@@ -45,6 +47,9 @@ RUN_LABEL = "runctl.dev/storyrun"
 """On every StepRun, workload and pod of a run: the run's name. The operator watches by it."""
 STEP_LABEL = "runctl.dev/step"
 """On every StepRun, workload and pod: the step's name."""
+ITEM_LABEL = "runctl.dev/item"
+"""On an item's StepRun, workload and pods (a fan-out step's): the item's index, so `kubectl get
+stpr -l runctl.dev/item=3` finds it."""
 ATTEMPT_LABEL = "runctl.dev/attempt"
 """On a batch attempt's pod: the attempt's number."""
 RERUN_LABEL = "runctl.dev/rerun-of"
@@ -136,7 +141,15 @@ def _step(step: Mapping[str, Any], retry: RetryPolicy, main: list[str] | None = 
         consumes=definition.consumes(step),
         conditional=bool(step.get("when")),
         reads_facts=definition.reads_facts(step),
+        for_each=None if step.get("forEach") is None else m.ForEach(
+            step["forEach"].get("parallelism", DEFAULT_PARALLELISM)),
     )
+
+
+def key_of(labels: Mapping[str, str]) -> str:
+    """The core's key of a StepRun, workload or pod (`naming.item_key` for an item's)."""
+    step, index = labels.get(STEP_LABEL, ""), labels.get(ITEM_LABEL)
+    return step if index is None else item_key(step, int(index))
 
 
 # -- a run of a Story ------------------------------------------------------------------------
@@ -222,6 +235,7 @@ def cancel_requested_at(body: Mapping[str, Any]) -> dt.datetime | None:
 
 
 def _step_state(d: Mapping[str, Any]) -> m.StepState:
+    items = d.get("items")
     return m.StepState(
         phase=StepPhase(d["phase"]),
         reason=d.get("reason"),
@@ -230,7 +244,20 @@ def _step_state(d: Mapping[str, Any]) -> m.StepState:
         attempts=d.get("attempts", 0),
         started_at=parse_time(d.get("startedAt")),
         finished_at=parse_time(d.get("finishedAt")),
+        items=None if items is None else m.ItemCounts(
+            items["total"], tuple((p, items[p.value]) for p in StepPhase if items.get(p.value))),
+        failed_items=tuple(
+            m.FailedItem(f["index"], f.get("reason"), f.get("message"),
+                         parse_time(f.get("finishedAt")))
+            for f in d.get("failedItems") or ()),
     )
+
+
+def _items(counts: m.ItemCounts | None) -> dict[str, int] | None:
+    """A fan-out step's counts as the API has them: the total, then each phase with items."""
+    if counts is None:
+        return None
+    return {"total": counts.total, **{p.value: n for p, n in counts.by_phase}}
 
 
 def _condition(d: Mapping[str, Any]) -> m.Condition:
@@ -258,6 +285,10 @@ def run_status(status: m.RunStatus) -> dict[str, Any]:
                 "phase": s.phase.value, "reason": s.reason, "message": s.message,
                 "stepRun": s.step_run, "attempts": s.attempts,
                 "startedAt": fmt_time(s.started_at), "finishedAt": fmt_time(s.finished_at),
+                "items": _items(s.items),
+                "failedItems": [_drop_none({
+                    "index": f.index, "reason": f.reason, "message": f.message,
+                    "finishedAt": fmt_time(f.finished_at)}) for f in s.failed_items] or None,
             })
             for name, s in m.step_state_items(status)
         },
@@ -366,16 +397,22 @@ def parse_steprun_status(status: Mapping[str, Any] | None) -> m.StepRunStatus | 
 
 
 def new_steprun(run: Mapping[str, Any], step_spec: Mapping[str, Any], mode: str | None,
-                name: str, deadline: dt.datetime | None, inputs_digest: str | None = None
-                ) -> dict[str, Any]:
-    """A StepRun for a step: its definition as it runs (references rendered), plus where it
-    belongs, the run's mode, its deadline and its inputs digest."""
+                name: str, deadline: dt.datetime | None, inputs_digest: str | None = None,
+                item: tuple[int, Any] | None = None) -> dict[str, Any]:
+    """A StepRun for a step, or for one `item` (index, value) of a fan-out step: its definition
+    as it runs (references rendered; an item's without its forEach), plus where it belongs, the
+    run's mode, its deadline and its inputs digest."""
     meta, step = run["metadata"], step_spec["name"]
+    labels = {RUN_LABEL: meta["name"], STEP_LABEL: step}
+    if item is not None:
+        labels[ITEM_LABEL] = str(item[0])
+        step_spec = {**{k: v for k, v in step_spec.items() if k != "forEach"},
+                     "item": {"index": item[0], "value": item[1]}}
     return {
         "apiVersion": API_VERSION, "kind": "StepRun",
         "metadata": {
             "name": name, "namespace": meta["namespace"],
-            "labels": {RUN_LABEL: meta["name"], STEP_LABEL: step},
+            "labels": labels,
             "finalizers": [FINALIZER],
             "ownerReferences": [{
                 "apiVersion": API_VERSION, "kind": "StoryRun", "name": meta["name"],

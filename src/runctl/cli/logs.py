@@ -133,7 +133,7 @@ def _follow(session: Session, run: str, selector: str, order: dict[str, int],
 def _logs(args: argparse.Namespace) -> int:
     session = connect(args)
     story = session.get_run(args.run)
-    steps = [s for s, _, _ in tree_order(executed_steps(parse_story_run(story)))]
+    steps = [s for s, *_ in tree_order(executed_steps(parse_story_run(story)))]
     names = [s.name for s in steps]
     if args.step and args.step not in names:
         raise Failed(f"storyrun {args.run} has no step {args.step} (its steps: "

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from runctl.cli.session import Failed
+from runctl.flow.items import MAX_ITEMS
 
 
 def _operator(args: argparse.Namespace) -> int:
@@ -36,7 +37,7 @@ def _operator(args: argparse.Namespace) -> int:
     settings.OPTIONS = settings.Options(
         namespaces=namespaces, lease=lease,
         webhook_port=args.webhook_port, webhook_host=args.webhook_host,
-        webhook_cert_dir=Path(args.webhook_cert_dir),
+        webhook_cert_dir=Path(args.webhook_cert_dir), max_items=args.max_items,
     )
     if args.webhook_port:
         from runctl.operator import handlers, webhook
@@ -73,6 +74,13 @@ def _crds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _max_items(text: str) -> int:
+    value = int(text) if text.isdigit() else 0
+    if not 1 <= value <= MAX_ITEMS:
+        raise argparse.ArgumentTypeError(f"must be a number from 1 to {MAX_ITEMS}, not {text!r}")
+    return value
+
+
 def register(sub: Any) -> None:
     op = sub.add_parser("operator", help="run the operator (kubeconfig or in-cluster login)")
     op.add_argument("-n", "--namespace", action="append",
@@ -95,6 +103,10 @@ def register(sub: Any) -> None:
                     help="the host or IP the API server reaches the webhook at")
     op.add_argument("--webhook-cert-dir", default="/tmp/runctl-webhook",
                     help="where the webhook's CA and serving certificate are kept")
+    op.add_argument("--max-items", type=_max_items, default=MAX_ITEMS, metavar="N",
+                    help="the most items a run's fan-outs may have together, known at run "
+                         f"time (1 to {MAX_ITEMS}, the default; a literal list is held to "
+                         f"{MAX_ITEMS} at apply)")
     op.add_argument("-v", "--verbose", action="store_true")
     op.set_defaults(func=_operator)
 

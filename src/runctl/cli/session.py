@@ -18,7 +18,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from runctl.api.wire import API_VERSION, GROUP, RUN_LABEL, STEP_RUNS, STORY_RUNS, VERSION
+from runctl.api.wire import API_VERSION, GROUP, STEP_RUNS, STORY_RUNS, VERSION
+from runctl.cli.fanout import items_selector, steps_selector
 from runctl.operator import login
 
 REQUEST_TIMEOUT = (5.0, 30.0)
@@ -58,14 +59,33 @@ class Session:
         return self.get("storyrun", STORY_RUNS, name)
 
     def list_stepruns(self, run: str) -> list[dict[str, Any]]:
+        """The run's StepRuns but its fan-out items' (the run's record counts those)."""
         try:
             found: Any = self.custom.list_namespaced_custom_object(
                 GROUP, VERSION, self.namespace, STEP_RUNS,
-                label_selector=f"{RUN_LABEL}={run}", _request_timeout=REQUEST_TIMEOUT)
+                label_selector=steps_selector(run), _request_timeout=REQUEST_TIMEOUT)
         except ApiException as exc:
             raise self.refused(exc, f"the stepruns of {run}") from exc
         items: list[dict[str, Any]] = found.get("items", [])
         return items
+
+    def list_items(self, run: str, step: str, limit: int, token: str | None
+                   ) -> tuple[list[dict[str, Any]], str]:
+        """One page of a fan-out step's item StepRuns, in the API server's order (by name),
+        and the token of the next page ("" after the last)."""
+        try:
+            found: Any = self.custom.list_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, STEP_RUNS,
+                label_selector=items_selector(run, step), limit=limit,
+                _continue=token, _request_timeout=REQUEST_TIMEOUT)
+        except ApiException as exc:
+            if exc.status == 410:
+                raise Failed(f"the page of the items of {step} of {run} has expired (the "
+                             f"server keeps a page token a few minutes): list from the "
+                             f"start, without --continue") from exc
+            raise self.refused(exc, f"the items of {step} of {run}") from exc
+        items: list[dict[str, Any]] = found.get("items", [])
+        return items, (found.get("metadata") or {}).get("continue") or ""
 
     def installed(self) -> bool:
         """Whether the API server serves runctl's kinds (the CRDs are installed)."""

@@ -3,16 +3,18 @@
 `run_view(storyrun, stepruns, now)` turns the API's JSON of one StoryRun and its StepRuns into a
 `RunView`: a header and one `StepLine` a step, in DAG order, each step under the step it needs.
 A step that needs several is shown once, under the first it names, and its other needs are
-named on its line, so a fan-in is never drawn twice. Every command that shows a run (`get`,
-`watch`, `stop --watch`) renders this one value, so they cannot disagree; the time is passed in,
-so the same objects always give the same text.
+named on its line, so a fan-in is never drawn twice. A fan-out step (`forEach`) is one line
+whose items the run's record counts; `item_lines` makes a line of each item's StepRun for
+`runctl get RUN --items STEP`. Every command that shows a run (`get`, `watch`, `stop --watch`)
+renders this one value, so they cannot disagree; the time is passed in, so the same objects
+always give the same text.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from runctl.api.resources import (
@@ -25,6 +27,7 @@ from runctl.api.resources import (
 )
 from runctl.api.spec import StepSpec
 from runctl.api.status import RerunRecord, StepRunStatus, StepState, WorkloadRef
+from runctl.cli.fanout import Items, fan_out_steps, item_index, items_of
 from runctl.machine.durations import go_duration
 from runctl.machine.naming import workload_ref
 from runctl.machine.phases import RUN_TERMINAL, STEP_TERMINAL, Mode, Reason, StepPhase
@@ -48,6 +51,11 @@ class StepLine:
     started: str
     finished: str
     workload: str
+    fan_out: bool = False
+    items: Items | None = None
+    """A fan-out step's items as the run's record counts them (None until it does)."""
+    under: str = ""
+    """The tree drawing before a line shown under this step (its failed items)."""
 
 
 @dataclass(frozen=True)
@@ -128,8 +136,9 @@ def _first_workload(step_run: StepRun | None) -> WorkloadRef | None:
     return WorkloadRef(kind=ref.kind, name=ref.name)
 
 
-def tree_order(steps: Iterable[StepSpec]) -> list[tuple[StepSpec, str, list[str]]]:
-    """Each step with its tree drawing and the needs it is not drawn under, depth first.
+def tree_order(steps: Iterable[StepSpec]) -> list[tuple[StepSpec, str, str, list[str]]]:
+    """Each step with its tree drawing, the drawing of a line shown under it (not a step), and
+    the needs it is not drawn under, depth first.
 
     A step hangs under the first step it needs; steps that need nothing are the roots; siblings
     keep spec order. Admission refuses cycles and unknown needs, so every step is reached."""
@@ -139,15 +148,16 @@ def tree_order(steps: Iterable[StepSpec]) -> list[tuple[StepSpec, str, list[str]
     for s in steps:
         parent = next((n for n in s.needs if n in names), None)
         children.setdefault(parent, []).append(s)
-    out: list[tuple[StepSpec, str, list[str]]] = []
+    out: list[tuple[StepSpec, str, str, list[str]]] = []
 
     def walk(parent: str | None, indent: str) -> None:
         kids = children.get(parent, [])
         for i, s in enumerate(kids):
             last = i == len(kids) - 1
             branch = "" if parent is None else indent + ("└─ " if last else "├─ ")
-            out.append((s, branch, list(s.needs[1:])))
             below = "" if parent is None else indent + ("   " if last else "│  ")
+            under = below + ("│  " if s.name in children else "   ")
+            out.append((s, branch, under, list(s.needs[1:])))
             walk(s.name, below)
 
     walk(None, "")
@@ -186,13 +196,20 @@ def run_view(storyrun: Mapping[str, Any], stepruns: Iterable[Mapping[str, Any]],
     recorded = (status.step_states if status is not None else None) or {}
     finals = executed_finally(run)
     named = {s.name for s in finals}
+    margin = " " * len(_FINALLY)
     drawn = [*tree_order(s for s in executed_steps(run) if s.name not in named),
-             *((spec, _FINALLY + branch if not branch else " " * len(_FINALLY) + branch, also)
-               for spec, branch, also in tree_order(finals))]
+             *((spec, _FINALLY + branch if not branch else margin + branch, margin + under, also)
+               for spec, branch, under, also in tree_order(finals))]
     record = status.rerun if status is not None else None
     made_by = {step: r.story_run for step, r in ((record.steps or {}) if record else {}).items()}
-    lines = tuple(_line(spec, branch, also, recorded.get(spec.name), by_step.get(spec.name), now,
-                        made_by.get(spec.name, "")) for spec, branch, also in drawn)
+    fan_outs = fan_out_steps(storyrun)
+    states = (storyrun.get("status") or {}).get("stepStates") or {}
+    lines = tuple(
+        replace(_line(spec, branch, also, recorded.get(spec.name), None, now), under=under,
+                fan_out=True, items=items_of(states.get(spec.name))) if spec.name in fan_outs
+        else _line(spec, branch, also, recorded.get(spec.name), by_step.get(spec.name), now,
+                   made_by.get(spec.name, ""))
+        for spec, branch, under, also in drawn)
     started = status.started_at if status is not None else None
     phase = status.phase if status is not None else None
     terminal = phase in RUN_TERMINAL
@@ -209,6 +226,20 @@ def run_view(storyrun: Mapping[str, Any], stepruns: Iterable[Mapping[str, Any]],
         started=fmt_time(started) or "", duration=duration, stop=_stop(run), steps=lines,
         rerun=_rerun(run, record),
     )
+
+
+def item_lines(storyrun: Mapping[str, Any], stepruns: Iterable[Mapping[str, Any]],
+               now: dt.datetime) -> list[StepLine]:
+    """One line an item of the run, named by its index, in index order: each from the item's
+    own StepRun as a step's line is (attempts of its retry policy, times, workload, reason)."""
+    uid = (storyrun.get("metadata") or {}).get("uid")
+    lines = []
+    for body in stepruns:
+        step_run = parse_step_run(body)
+        if _owned(step_run, uid):
+            lines.append((item_index(body), step_run))
+    return [replace(_line(step_run.spec, "", [], None, step_run, now), name=str(index))
+            for index, step_run in sorted(lines, key=lambda pair: pair[0])]
 
 
 def _rerun(run: StoryRun, record: RerunRecord | None) -> str:

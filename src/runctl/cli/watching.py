@@ -24,8 +24,9 @@ from kubernetes.client.exceptions import ApiException
 from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.live import Live
 
-from runctl.api.wire import GROUP, RUN_LABEL, STEP_RUNS, STORY_RUNS, VERSION
+from runctl.api.wire import GROUP, STEP_RUNS, STORY_RUNS, VERSION
 from runctl.cli import output, render
+from runctl.cli.fanout import steps_selector
 from runctl.cli.session import Failed, Session, add_login_flags, connect
 from runctl.cli.view import RunView, run_view
 from runctl.machine.phases import RUN_TERMINAL, FinallyPolicy, ShutdownMode
@@ -76,11 +77,14 @@ def _watch(session: Session, plural: str, events: queue.Queue[Event],
 
 
 def follow(session: Session, name: str) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
-    """The run and its StepRuns each time either changes, until the run is terminal."""
+    """The run and its StepRuns each time either changes, until the run is terminal.
+
+    Not the StepRuns of fan-out items: the run's record counts them, so a step of 10,000 items
+    is one object to follow, not 10,000."""
     session.get_run(name)  # an unknown run or missing CRDs fail here, in one line
     events: queue.Queue[Event] = queue.Queue()
     for plural, selector in ((STORY_RUNS, {"field_selector": f"metadata.name={name}"}),
-                             (STEP_RUNS, {"label_selector": f"{RUN_LABEL}={name}"})):
+                             (STEP_RUNS, {"label_selector": steps_selector(name)})):
         threading.Thread(target=_watch, args=(session, plural, events), kwargs=selector,
                          daemon=True, name=f"watch-{plural}").start()
     run: dict[str, Any] | None = None

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import cel
 
 from runctl.flow.params import Param
-from runctl.flow.references import IDENT, RUN_FACTS, Facts, Ref
+from runctl.flow.references import IDENT, RUN_FACTS, Facts, Item, Ref
 
 _STRING = re.compile("|".join([
     r"[rRbB]*'''.*?'''",
@@ -95,18 +95,27 @@ def _program(expr: str) -> Any:
         raise Invalid(f"not valid CEL: {str(e).splitlines()[0]}") from None
 
 
+ITEM_VARIABLES = frozenset({"item", "index"})
+"""The variables a fan-out step's condition has beside params and steps: its item, its index."""
+
+
 def check(expr: str, params: Mapping[str, Param], outputs: Mapping[str, frozenset[str]],
-          main: frozenset[str] | None = None) -> None:
+          main: frozenset[str] | None = None, items: Sequence[Any] | None = None) -> None:
     """Refuse (Invalid) a condition that does not compile, names a variable other than `params`
-    and `steps` (and `run`, for a finally step: `main` holds the main steps' names), a param not
+    and `steps` (and `run`, for a finally step: `main` holds the main steps' names; `item` and
+    `index`, for a fan-out step: `items` holds values its items may take), a param not
     declared, a step not in `outputs` or an output that step does not declare, a phase of a step
-    that is not a main step, or whose result is not a boolean."""
+    that is not a main step, or whose result is not a boolean (for a fan-out step: for none of
+    the values in `items`)."""
     program = _program(expr)
     bound = set(_BOUND.findall(_code(expr)))
-    known = {"params", "steps"} | ({"run"} if main is not None else set())
+    known = ({"params", "steps"} | ({"run"} if main is not None else set())
+             | (ITEM_VARIABLES if items is not None else set()))
     unknown = sorted(set(program.variables()) - known - bound)
     if unknown:
-        extra = " (run only in a finally step)" if unknown[0] == "run" else ""
+        extra = {"run": " (run only in a finally step)",
+                 "item": " (item and index only in a step with forEach)",
+                 "index": " (item and index only in a step with forEach)"}.get(unknown[0], "")
         raise Invalid(f"unknown variable {unknown[0]} (use params.NAME or "
                       f"steps.STEP.outputs.NAME){extra}")
     refs = references(expr)
@@ -122,10 +131,13 @@ def check(expr: str, params: Mapping[str, Param], outputs: Mapping[str, frozense
              for p in params.values()}
     facts = None if main is None else Facts("Succeeded", "Completed", (),
                                             dict.fromkeys(main, "Succeeded"))
-    result = evaluate(expr, probe, {s: dict.fromkeys(names, "0") for s, names in outputs.items()},
-                      facts)
-    if result.error is not None and ("overload" in result.error or _NOT_BOOL in result.error):
-        raise Invalid(result.error)
+    zeros = {s: dict.fromkeys(names, "0") for s, names in outputs.items()}
+    candidates = [None] if items is None else [Item(0, v) for v in items]
+    errors = [e for item in candidates
+              if (e := evaluate(expr, probe, zeros, facts, item).error) is not None
+              and ("overload" in e or _NOT_BOOL in e)]
+    if errors and len(errors) == len(candidates):
+        raise Invalid(errors[0])
 
 
 _RUN_WORD = re.compile(r"(?<![\w.])run\b")
@@ -151,11 +163,13 @@ _NOT_BOOL = "not a boolean"
 
 
 def evaluate(expr: str, params: Mapping[str, Any], outputs: Mapping[str, Mapping[str, str]],
-             facts: Facts | None = None) -> Evaluated:
-    """The condition's value over these params, outputs and (for a finally step) the run's
-    facts; an error instead of raising."""
+             facts: Facts | None = None, item: Item | None = None) -> Evaluated:
+    """The condition's value over these params, outputs, (for a finally step) the run's facts
+    and (for an item of a fan-out step) its item and index; an error instead of raising."""
     steps: dict[str, dict[str, Any]] = {s: {"outputs": dict(o)} for s, o in outputs.items()}
     env: dict[str, Any] = {"params": dict(params), "steps": steps}
+    if item is not None:
+        env |= {"item": item.value, "index": item.index}
     if facts is not None:
         for step, phase in facts.phases.items():
             steps.setdefault(step, {"outputs": {}})["phase"] = phase

@@ -12,22 +12,29 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from runctl.flow import conditions, params, references
-from runctl.flow.references import Malformed, Ref
+from runctl.flow import conditions, items, params, references
+from runctl.flow.references import Item, Malformed, Ref
 from runctl.machine.dag import Problem
 
 Step = Mapping[str, Any]
 
 
 def step_refs(step: Step) -> list[tuple[str, Ref]]:
-    """(field under the step, reference) for every reference in the step's fields and its
-    condition. Malformed references are skipped (`check` reports them)."""
+    """(field under the step, reference) for every reference in the step's fields, its
+    condition and its fan-out's items. Malformed references are skipped (`check` reports
+    them)."""
     out: list[tuple[str, Ref]] = []
     for where, text in references.fields(step):
         try:
             out += [(where, r) for r in references.find(text)]
         except Malformed:
             continue
+    try:
+        source = items.source(step["forEach"]) if items.fans_out(step) else None
+    except Malformed:
+        source = None
+    if source is not None:
+        out.append(("forEach.items", source))
     if step.get("when"):
         out += [("when", r) for r in conditions.references(step["when"])]
     return out
@@ -83,6 +90,8 @@ def _step_problems(step: Step, here: str, decls: Mapping[str, params.Param],
         seen.add(out["name"])
     if realtime and step.get("outputs"):
         problems.append(Problem(f"{here}.outputs", "a realtime step has no outputs"))
+    fan_out = items.step_problems(step, here, decls, realtime=realtime and main is None)
+    problems += fan_out
     for where, text in references.fields(step):
         try:
             refs = references.find(text)
@@ -90,26 +99,32 @@ def _step_problems(step: Step, here: str, decls: Mapping[str, params.Param],
             problems.append(Problem(f"{here}.{where}", str(e)))
             continue
         problems += [Problem(f"{here}.{where}", why) for r in refs
-                     if (why := _ref_problem(r, step["name"], decls, declared, upstream,
-                                             realtime, main))]
+                     if (why := _ref_problem(r, step, decls, declared, upstream, realtime,
+                                             main))]
+    source = [(w, r) for w, r in step_refs(step) if w == "forEach.items"] if not fan_out else []
+    problems += [Problem(f"{here}.{w}", why) for w, r in source
+                 if (why := _ref_problem(r, step, decls, declared, upstream, realtime, main))]
     when = step.get("when")
     if when and realtime and main is None:
         problems.append(Problem(f"{here}.when", "conditions are for batch runs"))
     elif when:
         try:
-            conditions.check(when, decls, declared, main)
+            conditions.check(when, decls, declared, main, items.probes(step))
         except conditions.Invalid as e:
             problems.append(Problem(f"{here}.when", str(e)))
         else:
             problems += [Problem(f"{here}.when", why) for r in conditions.references(when)
-                         if (why := _ref_problem(r, step["name"], decls, declared, upstream,
+                         if (why := _ref_problem(r, step, decls, declared, upstream,
                                                  realtime, main))]
     return problems
 
 
-def _ref_problem(ref: Ref, consumer: str, decls: Mapping[str, params.Param],
+def _ref_problem(ref: Ref, step: Step, decls: Mapping[str, params.Param],
                  declared: Mapping[str, frozenset[str]], upstream: Mapping[str, set[str]],
                  realtime: bool, main: frozenset[str] | None) -> str | None:
+    consumer = step["name"]
+    if ref.item:
+        return None if items.fans_out(step) else f"{ref}: only a step with forEach has an item"
     if ref.fact:
         if main is None:
             return f"{ref}: only finally steps read the run's outcome and its steps' phases"
@@ -148,21 +163,29 @@ def check(spec: Mapping[str, Any], field: str = "spec") -> list[Problem]:
     for i, step in enumerate(finals):
         problems += _step_problems(step, f"{field}.finally[{i}]", decls, declared, upstream,
                                    realtime, main)
-    return problems
+    return problems + items.run_problems(steps, finals, field)
 
 
 def trial_render(spec: Mapping[str, Any], values: Mapping[str, Any], here: str
                  ) -> list[Problem]:
-    """Fields that read params only, rendered now: a value that would make them unusable
-    (spelling `${{` with the text around it) fails the run before anything starts."""
+    """Fields that read params only (or params and the items of a literal fan-out, for each
+    item), rendered now: a value that would make them unusable (spelling `${{` with the text
+    around it) fails the run before anything starts."""
     problems: list[Problem] = []
     for key in ("steps", "finally"):
         for i, step in enumerate(spec.get(key) or ()):
+            literal = items.literal(step)
             for where, text in references.fields(step):
                 refs = references.find(text)
                 if refs and all(r.param for r in refs):
-                    try:
-                        references.render(text, values, {})
-                    except references.Malformed as e:
-                        problems.append(Problem(f"{here}.{key}[{i}].{where}", str(e)))
+                    each: list[Item | None] = [None]
+                elif refs and literal is not None and all(r.param or r.item for r in refs):
+                    each = [Item(n, v) for n, v in enumerate(literal)]
+                else:
+                    continue
+                try:
+                    for item in each:
+                        references.render(text, values, {}, item=item)
+                except references.Malformed as e:
+                    problems.append(Problem(f"{here}.{key}[{i}].{where}", str(e)))
     return problems

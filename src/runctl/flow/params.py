@@ -52,21 +52,21 @@ def type_of(value: Any) -> str:
     return "object" if isinstance(value, dict) else "null"
 
 
-def _marked(value: Any) -> bool:
+def marked(value: Any) -> bool:
     """Does any string inside this value hold the reference marker?"""
     if isinstance(value, str):
         return MARKER in value
     if isinstance(value, list):
-        return any(_marked(v) for v in value)
+        return any(marked(v) for v in value)
     if isinstance(value, dict):
-        return any(_marked(k) or _marked(v) for k, v in value.items())
+        return any(marked(k) or marked(v) for k, v in value.items())
     return False
 
 
 def _value_problems(param: Param, value: Any, field: str, what: str) -> list[Problem]:
     if type_of(value) != param.type:
         return [Problem(field, f"{what} must be of type {param.type}, not {type_of(value)}")]
-    if _marked(value):
+    if marked(value):
         return [Problem(field, f"{what} cannot contain {MARKER!r}")]
     if param.enum is not None and value not in param.enum:
         allowed = ", ".join(json.dumps(v) for v in param.enum)

@@ -1,6 +1,6 @@
 """`${{ params.NAME }}` and `${{ steps.STEP.outputs.NAME }}` (and, for finally steps, the run's
-facts `${{ run.outcome|reason|failures }}` and `${{ steps.STEP.phase }}`): found, checked and
-rendered.
+facts `${{ run.outcome|reason|failures }}` and `${{ steps.STEP.phase }}`; for a fan-out step's
+items, `${{ item }}`, `${{ item.FIELD }}` and `${{ index }}`): found, checked and rendered.
 
 A reference is the whole of `${{ ... }}`; anything else that opens with `${{` is malformed and
 refused at apply, so a text that passed the check renders with no `${{` left in it (values
@@ -27,31 +27,61 @@ RUN_FACTS = ("outcome", "reason", "failures")
 """What `run.` offers a finally step: its outcome's phase and reason, the failed main steps."""
 _RUN = re.compile(rf"run\.({'|'.join(RUN_FACTS)})")
 _PHASE = re.compile(rf"steps\.({STEP})\.phase")
+_ITEM = re.compile(rf"item(?:\.({IDENT}))?|index")
 
 
 @dataclass(frozen=True, slots=True)
 class Ref:
-    """A param (`step` None), an output of a step, or a fact of the run (`fact`): `run.NAME`
-    (`step` None) or `steps.STEP.phase` (`name` "phase")."""
+    """A param (`step` None), an output of a step, a fact of the run (`fact`): `run.NAME`
+    (`step` None) or `steps.STEP.phase` (`name` "phase"), or what a fan-out step's item offers
+    (`item`: `name` "item", "item.FIELD" or "index")."""
 
     name: str
     step: str | None = None
     fact: bool = False
+    item: bool = False
 
     @property
     def param(self) -> bool:
-        return self.step is None and not self.fact
+        return self.step is None and not self.fact and not self.item
+
+    @property
+    def field(self) -> str | None:
+        """The field of the item an `item.FIELD` reference reads."""
+        field = self.name.partition(".")[2] if self.item else ""
+        return field or None
 
     @property
     def output(self) -> bool:
         return self.step is not None and not self.fact
 
     def __str__(self) -> str:
+        if self.item:
+            return self.name
         if self.fact:
             return f"run.{self.name}" if self.step is None else f"steps.{self.step}.phase"
         if self.step is None:
             return f"params.{self.name}"
         return f"steps.{self.step}.outputs.{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One item of a fan-out step, as its references and its condition read it."""
+
+    index: int
+    value: Any
+
+    def read(self, ref: Ref) -> Any:
+        """The value an item reference reads. Raises Malformed for a field of an item that is
+        not an object holding it."""
+        if ref.name == "index":
+            return self.index
+        if ref.field is None:
+            return self.value
+        if not isinstance(self.value, dict) or ref.field not in self.value:
+            raise Malformed(f"${{{{ {ref} }}}}: item {self.index} has no field {ref.field!r}")
+        return self.value[ref.field]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +116,12 @@ def _parse(inner: str) -> Ref:
         return Ref(m.group(1), fact=True)
     if m := _PHASE.fullmatch(body):
         return Ref("phase", m.group(1), fact=True)
+    if _ITEM.fullmatch(body):
+        return Ref(body, item=True)
     raise Malformed(f"malformed reference ${{{{{inner}}}}}: write ${{{{ params.NAME }}}} or "
                     "${{ steps.STEP.outputs.NAME }} (finally steps also ${{ run.outcome }}, "
-                    "${{ run.reason }}, ${{ run.failures }}, ${{ steps.STEP.phase }})")
+                    "${{ run.reason }}, ${{ run.failures }}, ${{ steps.STEP.phase }}; fan-out "
+                    "steps ${{ item }}, ${{ item.FIELD }}, ${{ index }})")
 
 
 def _pieces(text: str) -> Iterator[str | Ref]:
@@ -120,16 +153,22 @@ def rendered_value(value: Any) -> str:
 
 
 def render(text: str, params: Mapping[str, Any],
-           outputs: Mapping[str, Mapping[str, str]], facts: Facts | None = None) -> str:
+           outputs: Mapping[str, Mapping[str, str]], facts: Facts | None = None,
+           item: Item | None = None) -> str:
     """The text with every reference replaced by its value. Raises KeyError for a value that
     is not there (the core starts a step only once all of them are; facts are there once the
-    run's outcome is recorded), and Malformed for a text
-    that is not well formed or whose values, put together with it, spell `${{` (a literal `$`
-    before a value opening with `{{`): such a text is never handed to a workload."""
+    run's outcome is recorded; an item is there for an item of a fan-out step), and Malformed
+    for a text that is not well formed, reads a field its item has not, or whose values, put
+    together with it, spell `${{` (a literal `$` before a value opening with `{{`): such a text
+    is never handed to a workload."""
     out = []
     for piece in _pieces(text):
         if isinstance(piece, str):
             out.append(piece)
+        elif piece.item:
+            if item is None:
+                raise KeyError(str(piece))
+            out.append(rendered_value(item.read(piece)))
         elif piece.fact:
             if facts is None:
                 raise KeyError(str(piece))
@@ -157,13 +196,14 @@ def fields(step: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
 
 
 def render_step(step: Mapping[str, Any], params: Mapping[str, Any],
-                outputs: Mapping[str, Mapping[str, str]], facts: Facts | None = None
-                ) -> dict[str, Any]:
-    """A copy of the step with every reference in its fields rendered."""
+                outputs: Mapping[str, Mapping[str, str]], facts: Facts | None = None,
+                item: Item | None = None) -> dict[str, Any]:
+    """A copy of the step with every reference in its fields rendered (for a fan-out step's
+    `item`: with that item's)."""
     out = dict(step)
 
     def r(text: str) -> str:
-        return render(text, params, outputs, facts)
+        return render(text, params, outputs, facts, item)
 
     for key in ("command", "args"):
         if step.get(key) is not None:

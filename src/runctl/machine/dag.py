@@ -36,7 +36,8 @@ def validate(spec: RunSpec) -> tuple[Problem, ...]:
     problems = [*_duplicates(spec.steps, "spec.steps", {}),
                 *_duplicates(spec.finally_steps, "spec.finally", main),
                 *_needs(spec.steps, "spec.steps", main, {}),
-                *_needs(spec.finally_steps, "spec.finally", finals, main)]
+                *_needs(spec.finally_steps, "spec.finally", finals, main),
+                *_fan_outs(spec)]
     if problems:
         return tuple(problems)
     return tuple(Problem(field, "cycle " + " -> ".join(cycle))
@@ -74,6 +75,26 @@ def _needs(steps: tuple[StepSpec, ...], field: str, known: Mapping[str, object],
                                         "finally steps start once every main step is terminal"))
             elif need not in known:
                 problems.append(Problem(f"{field}[{i}].needs", f'unknown step "{need}"'))
+    return problems
+
+
+def _fan_outs(spec: RunSpec) -> list[Problem]:
+    """A fan-out in a realtime run (its steps serve until the topology ends: there are no
+    items to go through), and a step named like an item of a fan-out step (`<step>-<index>`),
+    whose StepRun would share a name with that item's."""
+    fanning = {s.name for s in (*spec.steps, *spec.finally_steps) if s.for_each is not None}
+    problems = [Problem(f"spec.steps[{i}].forEach",
+                        "a realtime run cannot fan out: its steps are services that run until "
+                        "the topology ends, not work over items")
+                for i, s in enumerate(spec.steps)
+                if s.for_each is not None and spec.mode is Mode.REALTIME]
+    for field, steps in (("spec.steps", spec.steps), ("spec.finally", spec.finally_steps)):
+        for i, s in enumerate(steps):
+            owner, _, index = s.name.rpartition("-")
+            if owner in fanning and index.isdigit():
+                problems.append(Problem(f"{field}[{i}].name",
+                                        f'step "{s.name}" would share its StepRun name with '
+                                        f'item {index} of fan-out step "{owner}"'))
     return problems
 
 

@@ -18,7 +18,7 @@ Whatever the rung, the actions follow from comparing what will be true with what
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 
 from runctl.machine.actions import (
@@ -32,11 +32,13 @@ from runctl.machine.actions import (
 from runctl.machine.dag import Problem, validate
 from runctl.machine.failures import MAX_MESSAGE
 from runctl.machine.finale import finally_clock, finally_stop, plan_finally
+from runctl.machine.items import observe_fan_out
 from runctl.machine.model import (
     Observed,
     Outcome,
     RunStatus,
     StepRunObservation,
+    StepSpec,
     StepState,
     StopState,
     StoryWait,
@@ -45,6 +47,7 @@ from runctl.machine.model import (
     step_state,
     step_states_from,
 )
+from runctl.machine.naming import parse_key
 from runctl.machine.phases import (
     RUN_TERMINAL,
     STEP_TERMINAL,
@@ -101,7 +104,7 @@ def _finished(observed: Observed, now: dt.datetime) -> Decision:
     ctx = StepContext(mode=observed.spec.mode, now=now, halting=True, deadline=None)
     tracks = {**_tracks(observed, ctx), **_final_tracks(observed, ctx)}
     actions = [*_effects(observed, tracks, now, halting=True),
-               *(e for t in tracks.values() for e in late_report_events(t))]
+               *(e for _, t in flat(tracks) for e in late_report_events(t))]
     ttl = _ttl_at(observed.status, observed)
     return Decision(observed.status, tuple(actions),
                     ttl if ttl is not None and ttl > now else None)
@@ -179,11 +182,18 @@ def _dead(obs: StepRunObservation) -> bool:
     return a.state not in (WorkloadState.ABSENT, WorkloadState.RUNNING) and a.live_pods == 0
 
 
+def _observe(observed: Observed, spec: StepSpec, by_key: Mapping[str, StepRunObservation],
+             ctx: StepContext) -> Track:
+    recorded = step_state(observed.status, spec.name)
+    if spec.for_each is not None:
+        return observe_fan_out(spec, recorded, lookup(observed.gates, spec.name), by_key, ctx)
+    return observe_step(spec, recorded, by_key.get(spec.name), ctx,
+                        lookup(observed.reused, spec.name))
+
+
 def _tracks(observed: Observed, ctx: StepContext) -> dict[str, Track]:
-    return {s.name: observe_step(s, step_state(observed.status, s.name),
-                                 lookup(observed.step_runs, s.name), ctx,
-                                 lookup(observed.reused, s.name))
-            for s in observed.spec.steps}
+    by_key = dict(observed.step_runs)
+    return {s.name: _observe(observed, s, by_key, ctx) for s in observed.spec.steps}
 
 
 def _final_tracks(observed: Observed, ctx: StepContext) -> dict[str, Track]:
@@ -191,9 +201,17 @@ def _final_tracks(observed: Observed, ctx: StepContext) -> dict[str, Track]:
     if not observed.spec.finally_steps:
         return {}  # most runs have none: no context to make for them
     batch = replace(ctx, mode=Mode.BATCH, topology_over=False)
-    return {s.name: observe_step(s, step_state(observed.status, s.name),
-                                 lookup(observed.step_runs, s.name), batch)
-            for s in observed.spec.finally_steps}
+    by_key = dict(observed.step_runs)
+    return {s.name: _observe(observed, s, by_key, batch) for s in observed.spec.finally_steps}
+
+
+def flat(tracks: Mapping[str, Track]) -> Iterator[tuple[str, Track]]:
+    """Every step, or for a fan-out step whose items are known, each of its items, by key."""
+    for name, t in tracks.items():
+        if t.items is None:
+            yield name, t
+        else:
+            yield from ((i.name, i) for i in t.items)
 
 
 def _progress(observed: Observed, now: dt.datetime) -> Decision:
@@ -271,7 +289,7 @@ def _requeue(observed: Observed, p: Plan, clock: Clock, status: RunStatus,
         # Counted from the end this decision records, so it is never in the past, even at 0s.
         return _ttl_at(status, observed)
     times = [clock.deadline, clock.grace_until]
-    for t in p.tracks.values():
+    for _, t in flat(p.tracks):
         if not t.terminal and t.status is not None:
             times += timers(t.spec, t.status, t.attempt)
     return min((t for t in times if t is not None and t > now), default=None)
@@ -297,7 +315,7 @@ def _effects(observed: Observed, tracks: Mapping[str, Track], now: dt.datetime, 
     ttl_at = _ttl_at(observed.status, observed) if recorded_terminal else None
     ttl_due = ttl_at is not None and now >= ttl_at
     out: list[Action] = []
-    for name, t in tracks.items():
+    for name, t in flat(tracks):
         obs = t.observation
         reuse = lookup(observed.reused, name)
         if (reuse is not None and obs is None and not recorded_terminal and t.recorded
@@ -308,7 +326,7 @@ def _effects(observed: Observed, tracks: Mapping[str, Track], now: dt.datetime, 
                     WriteStepRunStatus(name, reused_status(reuse, now))]
         if t.status is not None and t.status != t.standing:
             out.append(WriteStepRunStatus(name, t.status))
-        mode = Mode.BATCH if name in finals else observed.spec.mode
+        mode = Mode.BATCH if parse_key(name)[0] in finals else observed.spec.mode
         if needs_stop(mode, t) and (t.terminal or halting):
             out.append(StopWorkload(name, grace))
         if obs is None or obs.gone:
@@ -326,5 +344,11 @@ _ORDER = {"CreateStepRun": 0, "WriteStepRunStatus": 1, "StartAttempt": 2, "StopW
 
 
 def _ordered(actions: list[Action]) -> list[Action]:
-    """Children first (a StepRun exists before its status and workload), Events last."""
-    return sorted(actions, key=lambda a: _ORDER[type(a).__name__])
+    """Children first (a StepRun exists before its status and workload), Events last; but the
+    end of an item comes before anything is made, so no reader ever sees more items of a
+    fan-out going than its parallelism (one ends as another starts)."""
+    def rank(a: Action) -> int:
+        ends = isinstance(a, WriteStepRunStatus) and parse_key(a.step)[1] is not None and (
+            a.status.phase in STEP_TERMINAL)
+        return -1 if ends else _ORDER[type(a).__name__]
+    return sorted(actions, key=rank)

@@ -22,7 +22,7 @@ from runctl.machine.plan import (
     Stop,
     Tracks,
     first_failure,
-    gate_failures,
+    gate_verdicts,
     go_on,
     stopped,
     timed_out,
@@ -48,9 +48,9 @@ def plan_finally(observed: Observed, main: Tracks, finals: Tracks, clock: Clock,
                       f"the finally steps did not finish within "
                       f"{spec.finally_timeout_seconds}s", now)
     else:
-        gated = gate_failures(observed, {**main, **finals}, Mode.BATCH, now)
-        p = go_on(observed, gated, dag.topological_order(spec.finally_steps), clock,
-                  Mode.BATCH)
+        order = dag.topological_order(spec.finally_steps)
+        gated = gate_verdicts(observed, {**main, **finals}, order, Mode.BATCH, now)
+        p = go_on(observed, gated, order, clock, Mode.BATCH)
     tracks = {**main, **{name: p.tracks[name] for name in finals}}
     if any(not tracks[name].terminal for name in finals):
         phase = RunPhase.STOPPING if stop is not None else RunPhase.RUNNING

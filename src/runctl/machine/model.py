@@ -70,6 +70,15 @@ class OutputSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ForEach:
+    """A fan-out: the step runs once per item, as items of its own (one StepRun each). Which
+    items there are is the shell's business (`Gate.items`); the core counts and starts them."""
+
+    parallelism: int
+    """How many of its items may be going (started, not terminal) at once."""
+
+
+@dataclass(frozen=True, slots=True)
 class StepSpec:
     name: str
     needs: tuple[str, ...] = ()
@@ -85,11 +94,14 @@ class StepSpec:
     reads_facts: bool = False
     """A finally step reading the run's outcome or a main step's phase: rendered by the shell
     once the outcome is recorded."""
+    for_each: ForEach | None = None
 
     @property
     def gated(self) -> bool:
-        """Does it wait for a gate (a condition to evaluate, or values to render)?"""
-        return self.conditional or bool(self.consumes) or self.reads_facts
+        """Does it wait for a gate (a condition to evaluate, values to render, its items to
+        count)?"""
+        return (self.conditional or bool(self.consumes) or self.reads_facts
+                or self.for_each is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +128,24 @@ class RunSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ItemCounts:
+    """How many items of a fan-out step are in each phase: they always add up to `total`."""
+
+    total: int
+    by_phase: tuple[tuple[StepPhase, int], ...] = ()
+    """Phases with at least one item, in `StepPhase` order."""
+
+
+@dataclass(frozen=True, slots=True)
+class FailedItem:
+    index: int
+    reason: str | None
+    message: str | None
+    finished_at: dt.datetime | None = None
+    """When it failed: a fan-out fails with its first failed item (`onFailure: stop`)."""
+
+
+@dataclass(frozen=True, slots=True)
 class StepState:
     phase: StepPhase
     reason: str | None = None
@@ -124,6 +154,11 @@ class StepState:
     attempts: int = 0
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
+    items: ItemCounts | None = None
+    """A fan-out step's items by phase, once it knows how many it has (per-item detail is in
+    the items' StepRuns: the record stays the same size however many there are)."""
+    failed_items: tuple[FailedItem, ...] = ()
+    """The first items of a fan-out step to fail, at most `MAX_FAILED_ITEMS`."""
 
 
 StepStates = tuple[tuple[str, StepState], ...]
@@ -303,8 +338,14 @@ class Gate:
 
     holds: bool
     reason: str | None = None
-    """Why the step cannot run at all (ConditionError, InvalidSpec): it fails."""
+    """Why the step cannot run at all (ConditionError, InvalidSpec; for a fan-out
+    ItemsInvalid, TooManyItems): it fails."""
     message: str | None = None
+    """Why it is skipped; for a fan-out, why its `skipped` items are."""
+    items: int = 0
+    """A fan-out step's number of items (its gate holds once they are known)."""
+    skipped: frozenset[int] = frozenset()
+    """The indexes of the items of a fan-out step its condition skips."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,10 +13,25 @@ MAX_STEP_RUN_NAME = 60
 _HASH = 8
 
 
-def step_run_name(run: str, step: str) -> str:
-    """`<run>-<step>`, or when longer than MAX_STEP_RUN_NAME a prefix of it plus `-<hash>` of
-    the whole, so two long names that share a prefix still differ."""
-    name = f"{run}-{step}".lower()
+def item_key(step: str, index: int) -> str:
+    """How the core names one item of a fan-out step: `<step>[<index>]`. A step name is a
+    DNS label, so it never holds brackets and no key of an item is ever a step's name."""
+    return f"{step}[{index}]"
+
+
+def parse_key(key: str) -> tuple[str, int | None]:
+    """The step and, for an item, its index, of a key `item_key` made or a step's name."""
+    step, bracket, rest = key.partition("[")
+    return (step, int(rest[:-1])) if bracket else (step, None)
+
+
+def step_run_name(run: str, key: str) -> str:
+    """`<run>-<step>` for a step, `<run>-<step>-<index>` for an item (`key` is `item_key`'s),
+    or when longer than MAX_STEP_RUN_NAME a prefix of it plus `-<hash>` of the whole, so two
+    long names that share a prefix still differ. No step may be named like an item of another
+    (`dag.validate`), so the names of two children never meet."""
+    step, index = parse_key(key)
+    name = (f"{run}-{step}" if index is None else f"{run}-{step}-{index}").lower()
     if len(name) <= MAX_STEP_RUN_NAME:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:_HASH]

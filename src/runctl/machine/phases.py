@@ -101,6 +101,16 @@ class Reason(StrEnum):
     """A finally step failed a run whose main steps succeeded."""
     REUSED = "Reused"
     """Succeeded: a re-run took the step's result from the run it re-runs, executing nothing."""
+    NO_ITEMS = "NoItems"
+    """Succeeded: a fan-out step's items are an empty list, so it ran nothing."""
+    ITEMS_INVALID = "ItemsInvalid"
+    """Failed: a fan-out step's items, known at run time, are not a JSON array (or lack a
+    field its references read)."""
+    TOO_MANY_ITEMS = "TooManyItems"
+    """Failed: a fan-out step's items, known at run time, are more than the run may have."""
+    OUTPUT_TOO_LARGE = "OutputTooLarge"
+    """Failed: an output of a fan-out step it reads, an array of its items' values, is larger
+    than a reference may render."""
 
 
 class StopTrigger(StrEnum):

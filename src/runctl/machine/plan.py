@@ -11,9 +11,10 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from runctl.machine import dag
+from runctl.machine import dag, items
 from runctl.machine.actions import CreateStepRun, StartAttempt
 from runctl.machine.model import (
+    ForEach,
     Gate,
     Observed,
     Reuse,
@@ -21,6 +22,7 @@ from runctl.machine.model import (
     StopState,
     WorkloadState,
     lookup,
+    step_state,
 )
 from runctl.machine.naming import step_run_name, workload_ref
 from runctl.machine.phases import (
@@ -35,6 +37,7 @@ from runctl.machine.phases import (
     Waiting,
 )
 from runctl.machine.steps import (
+    StepContext,
     Track,
     end,
     first_status,
@@ -91,6 +94,9 @@ def _ending(tracks: Tracks, rule: Callable[[Track], tuple[StepPhase, str, str] |
     """`tracks` with each going step ended as `rule` says (None: left going)."""
     out = dict(tracks)
     for track in _going(tracks):
+        if track.items is not None:
+            out[track.name] = items.end_items(track, track.items, rule, now)
+            continue
         verdict = rule(track)
         if verdict is not None:
             out[track.name] = end(track, *verdict, now)
@@ -98,12 +104,10 @@ def _ending(tracks: Tracks, rule: Callable[[Track], tuple[StepPhase, str, str] |
 
 
 def first_failure(tracks: Tracks) -> Track | None:
-    """The first failed step: by failure time, ties in spec order (tracks are in spec order)."""
-    failed = [t for t in tracks.values() if t.state.phase in STEP_FAILURES]
-    if not failed:
-        return None
-    epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
-    return min(failed, key=lambda t: t.state.finished_at or epoch)
+    """The first failed step (a fan-out fails with its first failed item): by failure time,
+    ties in spec order (tracks are in spec order)."""
+    failed = [(at, t) for t in tracks.values() if (at := items.failed_at(t)) is not None]
+    return min(failed, key=lambda f: f[0])[1] if failed else None
 
 
 def _verdict(tracks: Tracks, success_reason: str, success_message: str) -> Plan:
@@ -206,7 +210,7 @@ def _skip(tracks: Tracks, t: Track, mode: Mode, now: dt.datetime) -> Track:
     """A step with no StepRun yet that never can have one: needing a failed or skipped step
     (Skipped/UpstreamFailed), or reading an output that will never exist
     (Skipped/UpstreamOutputMissing). Anything else is returned as it is."""
-    if t.terminal or t.observation is not None:
+    if t.terminal or t.observation is not None or t.items is not None:
         return t
     failed = [n for n in t.spec.needs if _blocked(mode, tracks[n].state)]
     if failed:
@@ -229,48 +233,69 @@ def _skip_blocked(tracks: Tracks, order: tuple[str, ...], mode: Mode,
     return out
 
 
-def gate_failures(observed: Observed, tracks: Tracks, mode: Mode, now: dt.datetime
-                  ) -> dict[str, Track]:
-    """Gated steps whose gate says they cannot run at all (their condition failed to evaluate,
-    their references would not render) fail before the failure policy is applied, so the run
-    reacts to them in the same decision."""
+def gate_verdicts(observed: Observed, tracks: Tracks, order: tuple[str, ...], mode: Mode,
+                  now: dt.datetime) -> dict[str, Track]:
+    """Gated steps whose gate has its verdict, before the failure policy is applied so the
+    run reacts to them in the same decision: a gate that says the step cannot run at all (its
+    condition failed to evaluate, its references would not render, its items cannot be had)
+    fails it; a condition false skips it. In dependency order (`order`), so a skip lets the
+    steps below it be judged in the same decision. `tracks` may hold more steps (the main
+    ones, for finally steps), which are read, never judged."""
     out = dict(tracks)
-    for t in _going(tracks):
-        if not t.spec.gated or t.state.step_run is not None or t.observation is not None or (
-                lookup(observed.reused, t.name) is not None):
+    for name in order:
+        t = out[name]
+        if t.terminal or not t.spec.gated or t.state.step_run is not None or (
+                t.observation is not None or t.items is not None
+                or lookup(observed.reused, t.name) is not None):
             continue
-        states = {n: tracks[n].state for n in {*t.spec.needs, *(p for p, _ in t.spec.consumes)}}
+        states = {n: out[n].state for n in {*t.spec.needs, *(p for p, _ in t.spec.consumes)}}
         gate = _gate(observed, t, states) if dag.is_ready(t.spec, states, mode) else None
         if gate is not None and gate.reason is not None:
-            out[t.name] = end(t, StepPhase.FAILED, gate.reason, gate.message or gate.reason,
-                              now)
+            out[name] = end(t, StepPhase.FAILED, gate.reason, gate.message or gate.reason, now)
+        elif gate is not None and not gate.holds:
+            out[name] = _condition_false(t, gate, now)
+        elif gate is not None and t.spec.for_each is not None and (
+                len(gate.skipped) >= gate.items):
+            # No item to run (none, or its condition skips them all): ended as it is made.
+            out[name] = items.expand(t.spec, t.recorded, gate.items, gate, {},
+                                     _context(now, mode, None))
     return out
+
+
+def _condition_false(t: Track, gate: Gate, now: dt.datetime) -> Track:
+    return end(t, StepPhase.SKIPPED, Reason.CONDITION_FALSE,
+               gate.message or "its condition is false", now)
 
 
 def _fail_fast(tracks: Tracks, failed: Track, order: tuple[str, ...], mode: Mode,
                now: dt.datetime) -> Plan:
     """onFailure: stop. Dependents of the failure are skipped, other steps that had not
-    started are canceled before start, running ones are canceled (their workloads stopped)."""
-    skipped = _skip_blocked(tracks, order, mode, now)
-
+    started are canceled before start, running ones are canceled (their workloads stopped). A
+    fan-out that failed at an item has its verdict once its other items are ended: first."""
     def rule(t: Track) -> tuple[StepPhase, str, str]:
         if t.started:
             return StepPhase.CANCELED, Reason.CANCELED, f"stopped: step {failed.name} failed"
         return (StepPhase.CANCELED, Reason.STOPPED_BEFORE_START,
                 f"not started: step {failed.name} failed")
 
-    return Plan(_ending(skipped, rule, now), RunPhase.FAILED, failed.state.reason,
-                failed.state.message)
+    first = _ending({failed.name: failed}, rule, now)
+    ended = _ending(_skip_blocked({**tracks, **first}, order, mode, now), rule, now)
+    verdict = ended[failed.name].state
+    return Plan(ended, RunPhase.FAILED, verdict.reason, verdict.message)
 
 
 def _gate(observed: Observed, t: Track, states: Mapping[str, StepState]) -> Gate | None:
     """The shell's gate for a gated step, once every producer it reads has its outputs
     recorded on its StepRun (or was skipped, its defaults standing in): no step starts before
-    the outputs it reads are recorded."""
+    the outputs it reads are recorded. A fan-out's outputs are on its items' StepRuns, which
+    are written before the run's record of it: its record says when they all are."""
     for producer in {p for p, _ in t.spec.consumes}:
         obs = lookup(observed.step_runs, producer)
-        recorded = obs is not None and obs.status is not None and (
-            obs.status.phase is StepPhase.SUCCEEDED)
+        record = step_state(observed.status, producer)
+        recorded = (obs is not None and obs.status is not None
+                    and obs.status.phase is StepPhase.SUCCEEDED) or (
+            record is not None and record.items is not None
+            and record.phase is StepPhase.SUCCEEDED)
         if not (recorded or states[producer].phase is StepPhase.SKIPPED):
             return None
     return lookup(observed.gates, t.name)
@@ -320,12 +345,53 @@ def _start(observed: Observed, t: Track, states: Mapping[str, StepState], clock:
         gate = _gate(observed, t, states)
         if gate is None:
             return t, None, None
+        if gate.reason is not None:
+            # Ready only now (a step it needs was reused in this decision): it fails as
+            # `gate_verdicts` would have failed it.
+            return (end(t, StepPhase.FAILED, gate.reason, gate.message or gate.reason, now),
+                    None, None)
         if not gate.holds:
-            return end(t, StepPhase.SKIPPED, Reason.CONDITION_FALSE,
-                       gate.message or "its condition is false", now), None, None
+            return _condition_false(t, gate, now), None, None
     status = first_status(mode, name, None, now)
     return (start_first(t, status, name), CreateStepRun(t.name, name, clock.deadline),
             StartAttempt(t.name, 1))
+
+
+def _start_items(observed: Observed, t: Track, for_each: ForEach,
+                 states: Mapping[str, StepState], clock: Clock, mode: Mode
+                 ) -> tuple[Track, list[CreateStepRun], list[StartAttempt]]:
+    """A fan-out step: once it may start and its gate counts its items, they are made; then
+    each goes on as a step does, and items not started yet start in index order while fewer
+    than `for_each.parallelism` are going (none without a gate: they could not be made)."""
+    gate = lookup(observed.gates, t.name)
+    if t.items is None:
+        ready = dag.is_ready(t.spec, states, mode) and _gate(observed, t, states) is not None
+        if gate is None or not ready:
+            return t, [], []
+        if gate.reason is not None:  # ready only now: as in `_start`
+            return end(t, StepPhase.FAILED, gate.reason, gate.message or gate.reason,
+                       clock.now), [], []
+        t = items.expand(t.spec, t.recorded, gate.items, gate, {},
+                         _context(clock.now, mode, clock.deadline))
+    free = for_each.parallelism - sum(
+        1 for i in t.items or () if not i.terminal and i.state.step_run is not None)
+    out, creates, starts = [], [], []
+    for item in t.items or ():
+        fresh = item.observation is None and item.state.step_run is None
+        if item.terminal or (fresh and (free <= 0 or gate is None)):
+            out.append(item)
+            continue
+        item, create, attempt = _start(observed, item, {}, clock, mode)
+        free -= fresh and not item.terminal
+        out.append(item)
+        creates += [create] if create else []
+        starts += [attempt] if attempt else []
+    return items.with_items(t, tuple(out), clock.now), creates, starts
+
+
+def _context(now: dt.datetime, mode: Mode, deadline: dt.datetime | None) -> StepContext:
+    """For items made now: nothing of them is observed, so little of it is read."""
+    return StepContext(mode=mode, now=now, halting=False, deadline=deadline)
 
 
 def go_on(observed: Observed, tracks: Tracks, order: tuple[str, ...], clock: Clock,
@@ -343,11 +409,18 @@ def go_on(observed: Observed, tracks: Tracks, order: tuple[str, ...], clock: Clo
             continue
         states = {n: out[n].state for n in {*out[name].spec.needs,
                                             *(p for p, _ in out[name].spec.consumes)}}
+        for_each = out[name].spec.for_each
+        if for_each is not None:
+            out[name], made, started = _start_items(observed, out[name], for_each, states,
+                                                    clock, mode)
+            creates += made
+            starts += started
+            continue
         out[name], create, attempt = _start(observed, out[name], states, clock, mode)
         creates += [create] if create else []
         starts += [attempt] if attempt else []
     if _going(out):
-        began = any(t.state.step_run is not None for t in out.values())
+        began = any(items.began(t) for t in out.values())
         return Plan(out, RunPhase.RUNNING if began else RunPhase.PENDING,
                     creates=tuple(creates), starts=tuple(starts))
     # Every step terminal: a step made in this decision (a reused one) still needs its StepRun.
@@ -368,8 +441,18 @@ def plan(observed: Observed, tracks: Tracks, clock: Clock, *, stop: Stop | None,
                          f"{spec.timeout_seconds}s", now)
     if stop is not None:
         return stopped(tracks, now, stop, spec.grace_period_seconds)
-    tracks = gate_failures(observed, tracks, spec.mode, now)
+    tracks = gate_verdicts(observed, tracks, order, spec.mode, now)
     failed = first_failure(tracks)
     if failed is not None and spec.on_failure is OnFailure.STOP:
         return _fail_fast(tracks, failed, order, spec.mode, now)
-    return go_on(observed, tracks, order, clock, spec.mode)
+    p = go_on(observed, tracks, order, clock, spec.mode)
+    failed = first_failure(p.tracks)
+    if failed is not None and spec.on_failure is OnFailure.STOP:
+        # A gated step that became ready only as this decision went on (a step it needs was
+        # reused) cannot run at all: the run fails fast now. What this decision ended stands
+        # (a reused step's StepRun is still made); what it started never starts.
+        settled = {n: t for n, t in p.tracks.items() if t.terminal}
+        ended = _fail_fast({**tracks, **settled}, failed, order, spec.mode, now)
+        return replace(ended, creates=tuple(
+            c for c in p.creates if c.step in settled))
+    return p

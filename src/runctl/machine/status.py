@@ -133,6 +133,7 @@ def events(old: RunStatus, new: RunStatus, phase: RunPhase, tracks: Mapping[str,
         out.append(EmitEvent("run", None, "Normal", EventReason.STARTED, "the run started"))
     for track in tracks.values():
         out += _step_events(track)
+        out += [e for item in track.items or () for e in late_report_events(item)]
     if phase in RUN_TERMINAL and phase is not old.phase:
         kind: Literal["Normal", "Warning"] = (
             "Normal" if phase in (RunPhase.SUCCEEDED, RunPhase.CANCELED) else "Warning")

@@ -70,6 +70,9 @@ class Track:
     standing: StepRunStatus | None = None
     """The StepRun's status as it stands: as written, or for one never written, the first
     attempt its existence implies. `status` is written only where it differs."""
+    items: tuple[Track, ...] | None = None
+    """A fan-out step whose items are known: one track each, in index order (`state` is
+    then what they add up to, `runctl.machine.items`). None for any other step."""
 
     @property
     def name(self) -> str:
@@ -214,7 +217,7 @@ def _succeeded(status: StepRunStatus, attempt: AttemptObservation,
                    outputs=attempt.outputs, failure_class=None)
 
 
-def _vanished(obs: StepRunObservation, status: StepRunStatus) -> StepRunObservation:
+def vanished(obs: StepRunObservation, status: StepRunStatus) -> StepRunObservation:
     """A workload its StepRun records as seen, now absent: it was deleted (perhaps while no
     operator watched, so no deletion was observed), never a create still to land."""
     attempt = obs.attempt
@@ -299,7 +302,7 @@ def observe_step(spec: StepSpec, recorded: StepState | None, obs: StepRunObserva
         return Track(spec, recorded, obs, keep_final_state(recorded, ended), None)
     current = obs.status or first_status(ctx.mode, obs.name, recorded,
                                          obs.created_at or ctx.now)
-    track = Track(spec, recorded, _vanished(obs, current), base, current, standing=current)
+    track = Track(spec, recorded, vanished(obs, current), base, current, standing=current)
     proposed = propose(spec, current, obs, track.attempt, ctx)
     status = keep_final(obs.status, proposed)
     if recorded is not None and _final(recorded.phase, status.phase):

@@ -28,7 +28,6 @@ from runctl.api.wire import (
     FINALIZER,
     GROUP,
     RERUN_LABEL,
-    STEP_LABEL,
     STEP_RUNS,
     STORY_RUNS,
     VERSION,
@@ -164,10 +163,16 @@ async def apply(ctx: Context, key: RunKey, run: Obj, decision: Decision, rendere
     """Send the decision's actions in order (`rendered`: the StepRuns it creates), then the
     run's status, then its Events."""
     run_uid = run["metadata"].get("uid")
-    step_runs = {sr["metadata"]["labels"][STEP_LABEL]: sr
+    step_runs = {wire.key_of(sr["metadata"]["labels"]): sr
                  for sr in ctx.cache.children("StepRun", key) if owned_by(sr, run_uid)}
     outcomes: list[Outcome] = []
     for action in decision.actions:
+        if isinstance(action, act.CreateStepRun | act.StartAttempt) and _stopped_since(
+                ctx, key, run):
+            # A wide decision takes a while to send: what it would start after a stop
+            # arrived is not started (the run's next decision takes up the stop).
+            outcomes.append(Outcome(Retry.SOON, halt=True))
+            return Applied.of(outcomes)
         match action:
             case act.CreateStepRun(step=step):
                 outcome, created = await create_steprun(ctx, run, rendered[step],
@@ -188,6 +193,12 @@ async def apply(ctx: Context, key: RunKey, run: Obj, decision: Decision, rendere
             if isinstance(event, act.EmitEvent):
                 await _emit(ctx, run, step_runs, event, now)
     return Applied.of(outcomes)
+
+
+def _stopped_since(ctx: Context, key: RunKey, run: Obj) -> bool:
+    """Was a stop of the run requested after the view this decision was made on?"""
+    now = ctx.cache.runs.get(key) or run
+    return bool(now["spec"].get("cancelRequested")) and not run["spec"].get("cancelRequested")
 
 
 async def _child_action(ctx: Context, key: RunKey, step_runs: Mapping[str, Obj],

@@ -17,7 +17,6 @@ from typing import Any
 
 from runctl.api import wire
 from runctl.api.spec import StorySpec
-from runctl.api.wire import STEP_LABEL
 from runctl.flow import definition as flow
 from runctl.flow import inputs, params, references
 from runctl.machine import model as m
@@ -122,7 +121,9 @@ def _read(cache: ObjectCache, source: Source) -> dict[str, reuse.SourceStep]:
     renders to on the source's outputs."""
     meta = source.run["metadata"]
     run_status = wire.parse_run_status(source.run.get("status"))
-    step_runs = {sr["metadata"]["labels"].get(STEP_LABEL, ""): sr
+    # Keyed as the core keys them: a fan-out step has no StepRun of its own (each item has
+    # one), so it is never reused whole: a re-run executes it again, and the steps below it.
+    step_runs = {wire.key_of(sr["metadata"]["labels"]): sr
                  for sr in cache.children("StepRun", (meta["namespace"], meta["name"]))
                  if owned_by(sr, meta["uid"])}
     statuses = {step: wire.parse_steprun_status(sr.get("status"))

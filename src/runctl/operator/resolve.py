@@ -17,14 +17,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runctl.api import wire
-from runctl.flow import conditions, params, references
+from runctl.flow import conditions, items, params, references
 from runctl.flow import definition as flow
 from runctl.machine import model as m
 from runctl.machine.dag import Problem
+from runctl.machine.naming import item_key
 from runctl.machine.phases import RUN_TERMINAL, STEP_FAILURES, Mode, Reason, StepPhase
-from runctl.operator import rerun
+from runctl.operator import rerun, settings
 from runctl.operator.cache import ObjectCache
-from runctl.operator.memo import PerGeneration
+from runctl.operator.memo import Bounded, PerGeneration
 from runctl.operator.settings import STORY_WAIT_SECONDS
 from runctl.timefmt import parse_time
 
@@ -126,51 +127,88 @@ def _pairs(problems: list[Problem]) -> tuple[tuple[str, str], ...]:
 # -- what a step reads -----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Offered:
+    """The outputs every finished step offers its readers, by step."""
+
+    outputs: dict[str, dict[str, str]]
+    too_large: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(step, output) of a fan-out step whose array of its items' values is too large to
+    render, with why: a step reading one fails `OutputTooLarge`."""
+
+
 def _recorded(step_runs: Mapping[str, m.StepRunStatus | None]) -> dict[str, dict[str, str]]:
-    """The outputs recorded on the StepRuns that succeeded, by step."""
-    return {step: dict(status.outputs) for step, status in step_runs.items()
+    """The outputs recorded on the StepRuns that succeeded, by key (a step's or an item's)."""
+    return {key: dict(status.outputs) for key, status in step_runs.items()
             if status is not None and status.phase is StepPhase.SUCCEEDED}
 
 
 def produced(run: Obj, d: Definition, step_runs: Mapping[str, m.StepRunStatus | None],
-             states: Mapping[str, m.StepState]) -> dict[str, dict[str, str]]:
+             states: Mapping[str, m.StepState]) -> Offered:
     """The outputs every finished step offers its readers, from the StepRuns' statuses (as the
     snapshot parsed them) and the steps' states: a reused step's as the re-run recorded them
-    (its StepRun, made with them, may not be seen yet); a success's recorded outputs; a skipped
-    step's declared defaults."""
+    (its StepRun, made with them, may not be seen yet); a success's recorded outputs (a
+    fan-out's: one JSON array per output, its items' values in item order); a skipped step's
+    declared defaults."""
     recorded = _recorded(step_runs)
-    out: dict[str, dict[str, str]] = {}
+    offered = Offered({})
     reused = dict(d.reused)
     for step in d.steps(run):
-        name = step["name"]
+        name, state = step["name"], states.get(step["name"])
         if name in reused:
-            out[name] = dict(reused[name].outputs)
+            offered.outputs[name] = dict(reused[name].outputs)
+        elif state is not None and state.items is not None and (
+                state.phase is StepPhase.SUCCEEDED):
+            _fan_in(step, state.items.total, recorded, offered)
         elif name in recorded:
-            out[name] = dict(recorded[name])
-        elif (state := states.get(name)) is not None and state.phase is StepPhase.SKIPPED:
-            out[name] = {o["name"]: o["default"] for o in step.get("outputs") or ()
-                         if "default" in o}
-    return out
+            offered.outputs[name] = dict(recorded[name])
+        elif state is not None and state.phase is StepPhase.SKIPPED:
+            offered.outputs[name] = {o["name"]: o["default"] for o in step.get("outputs") or ()
+                                     if "default" in o}
+    return offered
 
 
-def gate(step: Obj, values: Mapping[str, Any], outputs: Mapping[str, Mapping[str, str]],
+def _fan_in(step: Obj, total: int, recorded: Mapping[str, dict[str, str]],
+            offered: Offered) -> None:
+    """A fan-out step that succeeded: each item that did not succeed was skipped."""
+    name = step["name"]
+    together = items.aggregate_outputs(
+        step.get("outputs"), [recorded.get(item_key(name, i)) for i in range(total)])
+    offered.outputs[name] = dict(together.outputs)
+    offered.too_large.update(((name, o), why) for o, why in together.too_large.items())
+
+
+def gate(step: Obj, values: Mapping[str, Any], offered: Offered,
          facts: references.Facts | None = None) -> m.Gate | None:
     """The verdict on a gated step whose inputs are there: its condition evaluated on typed
-    values, then its references rendered. None: an input is missing (the core waits, or skips
-    the step for an output never made; a finally step reading the run's facts waits for the
-    outcome to be recorded)."""
+    values, then its references rendered (a fan-out's: its items counted, its condition
+    evaluated per item). None: an input is missing (the core waits, or skips the step for an
+    output never made; a finally step reading the run's facts waits for the outcome to be
+    recorded)."""
     if facts is None and flow.reads_facts(step):
         return None
+    for producer, output in flow.consumes(step):
+        why = offered.too_large.get((producer, output))
+        if why is not None:
+            return m.Gate(False, Reason.OUTPUT_TOO_LARGE, why)
+    if items.fans_out(step):
+        return None  # `items_of` judges it
     when = step.get("when")
     if when:
-        evaluated = conditions.evaluate(when, values, outputs, facts)
+        evaluated = conditions.evaluate(when, values, offered.outputs, facts)
         if evaluated.error is not None:
             return m.Gate(False, Reason.CONDITION_ERROR,
                           f"when {when!r} could not be evaluated: {evaluated.error}")
         if not evaluated.holds:
             return m.Gate(False, message=f"when {when!r} is false")
+    return _renders(step, values, offered.outputs, facts)
+
+
+def _renders(step: Obj, values: Mapping[str, Any], outputs: Mapping[str, Mapping[str, str]],
+             facts: references.Facts | None, item: references.Item | None = None
+             ) -> m.Gate | None:
     try:
-        references.render_step(step, values, outputs, facts)
+        references.render_step(step, values, outputs, facts, item)
     except KeyError:
         return None
     except references.Malformed as e:
@@ -178,8 +216,71 @@ def gate(step: Obj, values: Mapping[str, Any], outputs: Mapping[str, Mapping[str
     return m.Gate(True)
 
 
+@dataclass(frozen=True)
+class FanOut:
+    """A fan-out step's verdict (None: an input is missing) and, when it holds, its items."""
+
+    gate: m.Gate | None
+    items: tuple[Any, ...] = ()
+
+
+_FANS: Bounded[tuple[str, str], FanOut] = Bounded()
+"""A fan-out's items once its inputs are there, by (run uid, step): what they are read from is
+recorded and never changes, so its items are counted (and its condition evaluated for each)
+once, not at every decision."""
+
+
+def items_of(run: Obj, step: Obj, values: Mapping[str, Any], offered: Offered,
+             facts: references.Facts | None, states: Mapping[str, m.StepState]) -> FanOut:
+    """`fan_out`, kept once it has a verdict. A run's fan-outs share its item limit: each may
+    have what the others' counts leave."""
+    key = (run["metadata"].get("uid", ""), step["name"])
+    known = _FANS.get(key)
+    if known is not None:
+        return known
+    taken = sum(s.items.total for name, s in states.items()
+                if s.items is not None and name != step["name"])
+    found = fan_out(step, values, offered, facts, settings.OPTIONS.max_items - taken)
+    if found.gate is not None:
+        _FANS[key] = found
+    return found
+
+
+def fan_out(step: Obj, values: Mapping[str, Any], offered: Offered,
+            facts: references.Facts | None, limit: int) -> FanOut:
+    """The items of a fan-out step whose inputs are there, and which of them its condition
+    skips; or why it has none it can run."""
+    try:
+        expansion = items.expand(step, values, offered.outputs, limit)
+    except KeyError:
+        return FanOut(None)
+    if expansion.items is None:
+        return FanOut(m.Gate(False, expansion.reason, expansion.message))
+    when: str | None = step.get("when")
+    skipped: set[int] = set()
+    for index, value in enumerate(expansion.items if when else ()):
+        evaluated = conditions.evaluate(str(when), values, offered.outputs, facts,
+                                        references.Item(index, value))
+        if evaluated.error is not None:
+            return FanOut(m.Gate(False, Reason.CONDITION_ERROR,
+                                 f"when {when!r} could not be evaluated for item {index}: "
+                                 f"{evaluated.error}"))
+        if not evaluated.holds:
+            skipped.add(index)
+    first = next((i for i in range(len(expansion.items)) if i not in skipped), None)
+    if first is not None:
+        trial = _renders(step, values, offered.outputs, facts,
+                         references.Item(first, expansion.items[first]))
+        if trial is None or not trial.holds:
+            return FanOut(trial)
+    return FanOut(m.Gate(True, message=f"when {when!r} is false for this item",
+                         items=len(expansion.items), skipped=frozenset(skipped)),
+                  expansion.items)
+
+
 def rendered(step: Obj, values: Mapping[str, Any], outputs: Mapping[str, Mapping[str, str]],
-             facts: references.Facts | None = None) -> dict[str, Any]:
-    """The step as its StepRun carries it: every reference rendered (its gate said they
-    render)."""
-    return references.render_step(step, values, outputs, facts)
+             facts: references.Facts | None = None, item: references.Item | None = None
+             ) -> dict[str, Any]:
+    """The step as its StepRun carries it (an item's: with its item): every reference
+    rendered (its gate said they render)."""
+    return references.render_step(step, values, outputs, facts, item)

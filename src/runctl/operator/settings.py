@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from runctl.flow.items import MAX_ITEMS
+
 WORKERS = int(os.environ.get("RUNCTL_WORKERS", "32"))
 """Runs reconciled at once. A reconcile spends nearly all its time waiting on API calls, so many
 runs stopped together finish sooner with many workers than with a few (`make bench` measures stop
@@ -50,6 +52,8 @@ class Options:
     webhook_port: int = 0
     webhook_host: str = "127.0.0.1"
     webhook_cert_dir: Path = Path("/tmp/runctl-webhook")
+    max_items: int = MAX_ITEMS
+    """The most items a run's fan-outs may have together, counted as they become known."""
 
 
 OPTIONS = Options()

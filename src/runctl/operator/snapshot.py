@@ -14,11 +14,12 @@ from typing import Any
 from runctl.api import wire
 from runctl.api.wire import STEP_LABEL, STEPRUN_UID_LABEL
 from runctl.flow import definition as flow_definition
+from runctl.flow import items as flow_items
 from runctl.flow import outputs as flow_outputs
 from runctl.machine import model as m
 from runctl.machine.actions import EventReason
 from runctl.machine.naming import step_run_name, workload_ref
-from runctl.machine.phases import FailureClass, Mode
+from runctl.machine.phases import STEP_TERMINAL, FailureClass, Mode
 from runctl.operator import resolve
 from runctl.operator.cache import ObjectCache, RunKey, owned_by
 from runctl.operator.memo import PerGeneration
@@ -71,7 +72,7 @@ def snapshot(cache: ObjectCache, key: RunKey, run: Obj,
         if not owned_by(sr, run_uid):
             continue  # a StepRun of an earlier run of the same name, on its way out
         sr_status = wire.parse_steprun_status(sr.get("status"))
-        step_runs[sr["metadata"]["labels"].get(STEP_LABEL, "")] = m.StepRunObservation(
+        step_runs[wire.key_of(sr["metadata"]["labels"])] = m.StepRunObservation(
             name=sr["metadata"]["name"],
             status=sr_status,
             deleting=bool(sr["metadata"].get("deletionTimestamp")),
@@ -132,17 +133,23 @@ def _gates(run: Obj, definition: resolve.Definition,
            step_runs: Mapping[str, m.StepRunObservation],
            states: Mapping[str, m.StepState]) -> tuple[tuple[str, m.Gate], ...]:
     """The gate of every gated step not started yet whose inputs are all there (a reused step
-    has none: it is not evaluated again)."""
+    has none: it is not evaluated again), and of every fan-out step not ended (its items are
+    read from its gate as long as it goes)."""
     reused = {step for step, _ in definition.reused}
     waiting = [s for s in definition.steps(run)
                if (s.get("when") or flow_definition.consumes(s) or flow_definition.reads_facts(s))
-               and s["name"] not in step_runs and s["name"] not in reused]
-    if not waiting:
+               and s["name"] not in step_runs and s["name"] not in reused
+               and not flow_items.fans_out(s)]
+    fanning = [s for s in definition.steps(run) if flow_items.fans_out(s) and (
+        s["name"] not in states or states[s["name"]].phase not in STEP_TERMINAL)]
+    if not waiting and not fanning:
         return ()
-    outputs = resolve.produced(run, definition,
-                               {step: obs.status for step, obs in step_runs.items()}, states)
-    gates = ((s["name"], resolve.gate(s, definition.params, outputs, definition.facts))
-             for s in waiting)
+    offered = resolve.produced(run, definition,
+                               {key: obs.status for key, obs in step_runs.items()}, states)
+    gates = [(s["name"], resolve.gate(s, definition.params, offered, definition.facts))
+             for s in waiting]
+    gates += [(s["name"], resolve.items_of(run, s, definition.params, offered,
+                                           definition.facts, states).gate) for s in fanning]
     return tuple(sorted(((n, g) for n, g in gates if g is not None), key=lambda ng: ng[0]))
 
 

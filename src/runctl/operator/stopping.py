@@ -15,7 +15,7 @@ from typing import Any
 
 from kubernetes import client
 
-from runctl.api.wire import ATTEMPT_LABEL, STEP_LABEL
+from runctl.api.wire import ATTEMPT_LABEL, key_of
 from runctl.operator import kube
 from runctl.operator.context import Context
 
@@ -50,7 +50,7 @@ def _stoppable(obj: Mapping[str, Any], step: str) -> bool:
     is then reported once); a Deployment's ended pods go with their ReplicaSet."""
     meta = obj["metadata"]
     labels = meta.get("labels", {})
-    if labels.get(STEP_LABEL) != step or meta.get("deletionTimestamp"):
+    if key_of(labels) != step or meta.get("deletionTimestamp"):
         return False
     ended = obj.get("status", {}).get("phase") in ("Succeeded", "Failed")
     return not ended or ATTEMPT_LABEL in labels

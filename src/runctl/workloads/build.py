@@ -16,6 +16,7 @@ from runctl.api.wire import (
     API_VERSION,
     ATTEMPT_LABEL,
     CONTAINER,
+    ITEM_LABEL,
     RUN_LABEL,
     STEP_LABEL,
     STEPRUN_UID_LABEL,
@@ -36,7 +37,8 @@ def _owner(steprun: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def _labels(steprun: Mapping[str, Any]) -> dict[str, str]:
     spec = steprun["spec"]
-    return {RUN_LABEL: spec["storyRun"], STEP_LABEL: spec["step"],
+    item = {ITEM_LABEL: str(spec["item"]["index"])} if spec.get("item") else {}
+    return {RUN_LABEL: spec["storyRun"], STEP_LABEL: spec["step"], **item,
             STEPRUN_UID_LABEL: steprun["metadata"]["uid"]}
 
 
