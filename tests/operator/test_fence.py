@@ -4,6 +4,8 @@ the renew deadline ago (on the monotonic clock), whatever froze it meanwhile."""
 from __future__ import annotations
 
 import asyncio
+import http.server
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -113,3 +115,71 @@ def test_without_a_fence_every_write_is_sent(unfenced: None) -> None:
     kube.fence(None)
     assert asyncio.run(kube.call("delete", "pods", sent.append, "x")).ok
     assert sent == ["x"]
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Answers every request with an empty JSON object and remembers what reached it."""
+
+    seen: list[str] = []
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.seen.append(f"{self.command} {self.path}")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    do_GET = do_POST = do_PUT = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[client.ApiClient, list[str]]]:
+    """A loopback HTTP server that records requests, and an API client fenced as the
+    operator's is."""
+    seen: list[str] = []
+    handler = type("Recorder", (_Recorder,), {"seen": seen})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    cfg = client.Configuration(host=f"http://127.0.0.1:{httpd.server_address[1]}")
+    api = client.ApiClient(cfg)
+    kube.fence_connections(api)
+    try:
+        yield api, seen
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        kube.fence(None)
+
+
+def test_a_replica_frozen_after_the_first_check_sends_nothing_when_it_wakes(
+        server: tuple[client.ApiClient, list[str]]) -> None:
+    """The hold is asked again as the request's bytes go out, after the client has built the
+    request: a freeze while it was being built (the hold ran out meanwhile) sends nothing."""
+    api, seen = server
+    answers = iter([True, False])
+    kube.fence(lambda: next(answers, False))
+    pods = client.CoreV1Api(api)
+    res = asyncio.run(kube.call("create", "pods", pods.create_namespaced_pod, "ns",
+                                {"metadata": {"name": "p"}}, _preload_content=False))
+    assert res.outcome is kube.Outcome.TRANSIENT
+    assert res.message == kube.NOT_HELD
+    assert seen == []
+
+
+def test_a_held_write_and_the_elections_own_calls_reach_the_server(
+        server: tuple[client.ApiClient, list[str]]) -> None:
+    api, seen = server
+    kube.fence(lambda: True)
+    pods = client.CoreV1Api(api)
+    assert asyncio.run(kube.call("create", "pods", pods.create_namespaced_pod, "ns",
+                                 {"metadata": {"name": "p"}}, _preload_content=False)).ok
+    kube.fence(lambda: False)  # the Lease's calls are not writes of a reconcile: never fenced
+    client.CoordinationV1Api(api).read_namespaced_lease("lease", "ns", _preload_content=False)
+    assert seen == ["POST /api/v1/namespaces/ns/pods",
+                    "GET /apis/coordination.k8s.io/v1/namespaces/ns/leases/lease"]

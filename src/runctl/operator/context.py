@@ -13,7 +13,7 @@ from typing import Any
 from kubernetes import client
 
 from runctl.machine.phases import RUN_TERMINAL
-from runctl.operator import login
+from runctl.operator import kube, login
 from runctl.operator.cache import ObjectCache, RunKey, resource_version
 from runctl.operator.queue import WorkQueue
 from runctl.operator.refusals import Refusals
@@ -53,6 +53,7 @@ class Context:
         cfg.connection_pool_maxsize = API_THREADS
         api = client.ApiClient(cfg)
         api.user_agent = user_agent(identity)
+        kube.fence_connections(api)
         return cls(cache=cache, queue=queue, api=api, namespaces=namespaces)
 
     # Made once: each `client.XxxApi` name is imported lazily by the kubernetes package, which

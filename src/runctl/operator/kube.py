@@ -15,6 +15,9 @@ until its deadline, then leadership ends), and kopf registers the webhook's conf
 - fenced: with leader election, a write is not sent at all while this replica cannot be sure it
   still holds the Lease (`fence`); it is handed back as transient, not retried here: the
   election either renews (and the requeued reconcile writes then) or stops the workers.
+  The hold is asked twice: before the client builds the request (so nothing is built for
+  nothing) and again as each of its bytes go out on the connection (`fence_connections`), so
+  a replica frozen while the request was being built sends nothing when it wakes.
 """
 
 from __future__ import annotations
@@ -24,11 +27,14 @@ import enum
 import json
 import logging
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import urllib3
+import urllib3.connection
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from runctl.operator import metrics
@@ -41,6 +47,8 @@ MAX_DELAY = 5.0
 NOT_HELD = "not sent: this replica's hold on the leader Lease is not known to be current"
 
 _holds: Callable[[], bool] | None = None
+_sending = threading.local()
+"""`holds`, while this thread sends a write of a reconcile (the Lease's own calls do not)."""
 
 
 def fence(holds: Callable[[], bool] | None) -> None:
@@ -62,8 +70,47 @@ def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     def send(*args: Any, **kwargs: Any) -> Any:
         if not holds():
             raise _Fenced
-        return fn(*args, **kwargs)
+        _sending.holds = holds
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _sending.holds = None
     return send
+
+
+def _still_held() -> None:
+    holds = getattr(_sending, "holds", None)
+    if holds is not None and not holds():
+        raise _Fenced
+
+
+class _FencedHTTPConnection(urllib3.connection.HTTPConnection):
+    def send(self, data: Any) -> None:
+        _still_held()
+        super().send(data)
+
+
+class _FencedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def send(self, data: Any) -> None:
+        _still_held()
+        super().send(data)
+
+
+class _FencedHTTPConnectionPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _FencedHTTPConnection
+
+
+class _FencedHTTPSConnectionPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _FencedHTTPSConnection
+
+
+def fence_connections(api: client.ApiClient) -> None:
+    """Make `api`'s connections ask the hold again right before they put a write's bytes on
+    the socket: building a request (serializing its body, taking a pooled connection) takes
+    long enough for a freeze to land in between, and the first check is stale by then."""
+    manager = api.rest_client.pool_manager
+    manager.pool_classes_by_scheme = {"http": _FencedHTTPConnectionPool,
+                                      "https": _FencedHTTPSConnectionPool}
 
 
 class Outcome(enum.StrEnum):
