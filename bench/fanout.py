@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
@@ -23,7 +24,7 @@ from urllib3.exceptions import ProtocolError
 
 from bench.harness import Bench, Kind
 from bench.report import Report
-from bench.scenarios import percentile, writes_per_run
+from bench.scenarios import MUTATING, percentile, writes_per_run
 from bench.systems import System
 
 ITEMS, PARALLELISM, DURATION = 1000, 200, "1s"
@@ -236,12 +237,22 @@ def timed(b: Bench, out: Report, system: FanOut, label: str, items: int, paralle
     out.record(f"{label}: wall time, create to terminal", w.ended_at - began, "s",
                note=f"ended {w.phase}")
     out.record(f"{label}: writes per item by every client (API server's count)",
-               writes_per_run(before_api, after, items), "")
+               writes_per_run(before_api, after, items), "", note=write_parts(
+                   before_api, after, items))
     out.record(f"{label}: controller CPU per item", cpu, "s")
     parts = ", ".join(f"{k} {1000 * v:.1f}" for k, v in plane.items())
     out.record(f"{label}: CPU per item, every process", cpu + sum(plane.values()), "s",
                note=f"ms: controller {1000 * cpu:.1f}, {parts}")
     return w
+
+
+def write_parts(before: Counter[tuple[str, str, str]], after: Counter[tuple[str, str, str]],
+                items: int) -> str:
+    """Where the writes per item go, by verb and resource, largest first."""
+    parts = {f"{verb} {resource}{'/' + sub if sub else ''}": (after[k] - before[k]) / items
+             for k in after if k[0] in MUTATING for verb, resource, sub in [k]}
+    return ", ".join(f"{k} {v:.2f}" for k, v in sorted(parts.items(), key=lambda p: -p[1])
+                     if v >= 0.01)
 
 
 def stopped(b: Bench, out: Report, system: FanOut, label: str, ns: str) -> Watched:

@@ -65,6 +65,21 @@ def test_a_list_holds_only_labelled_objects_of_its_namespace(cluster: ControlPla
 
 
 @pytest.mark.integration
+def test_a_list_read_in_pages_holds_every_object_once_slimmed(cluster: ControlPlane,
+                                                              namespace: str) -> None:
+    for i in range(5):
+        configmap(cluster, namespace, f"c{i}")
+    whole, version = relist.list_kind(cluster.api_client(), CONFIGMAPS, namespace)
+    paged, paged_version = relist.list_kind(cluster.api_client(), CONFIGMAPS, namespace,
+                                            page=2)
+    names = [f"c{i}" for i in range(5)]
+    assert [i["metadata"]["name"] for i in whole] == names
+    assert [i["metadata"]["name"] for i in paged] == names
+    assert paged_version >= version > 0
+    assert not any("managedFields" in i["metadata"] for i in paged)  # kept as the cache keeps it
+
+
+@pytest.mark.integration
 def test_a_relist_marks_what_vanished_as_deleted(crds: ControlPlane, namespace: str) -> None:
     run = {"apiVersion": "runctl.dev/v1alpha1", "kind": "StoryRun",
            "metadata": {"name": "r", "namespace": namespace},
