@@ -293,3 +293,35 @@ def test_an_item_that_ended_is_read_as_observe_step_reads_it(
     short = settled(spec_, obs)
     if short is not None:
         assert short == observe_step(spec_, None, obs, ctx)
+
+
+def never_written(index: int, state: W, **kw: object) -> tuple[str, m.StepRunObservation]:
+    """Item `index` made at 0 and never written, its pod `state`, started at 1."""
+    return f"f[{index}]", m.StepRunObservation(
+        f"r-f-{index}", None, attempt=work(state, started_at=at(1), **kw),  # type: ignore[arg-type]
+        created_at=at(0))
+
+
+def test_an_item_running_is_written_so_only_once_it_has_run_five_seconds() -> None:
+    o = fanning(2, never_written(0, W.RUNNING), never_written(1, W.RUNNING))
+    early = decide(o, at(3))
+    assert of(early, WriteStepRunStatus) == []
+    assert counts(early) == {"total": 2, "Running": 2}  # the run's record says so meanwhile
+    assert early.requeue_at == at(6)
+    late = decide(o, at(6))
+    assert [(a.step, a.status.phase) for a in of(late, WriteStepRunStatus)] == [  # type: ignore[attr-defined]
+        ("f[0]", P.RUNNING), ("f[1]", P.RUNNING)]
+
+
+def test_an_item_that_ends_first_gets_one_write_its_end() -> None:
+    d = decide(fanning(2, never_written(0, W.SUCCEEDED), never_written(1, W.RUNNING)), at(2))
+    writes = of(d, WriteStepRunStatus)
+    assert [(a.step, a.status.phase) for a in writes] == [("f[0]", P.SUCCEEDED)]  # type: ignore[attr-defined]
+
+
+def test_a_step_that_is_no_item_is_written_running_at_once() -> None:
+    o = observed(spec(step("s")), run_status(RunPhase.RUNNING, {"s": m.StepState(P.PENDING)}),
+                 {"s": m.StepRunObservation("r-s", None, attempt=work(W.RUNNING, started_at=at(1)),
+                                            created_at=at(0))})
+    assert [a.status.phase for a in of(decide(o, at(2)), WriteStepRunStatus)] == [  # type: ignore[attr-defined]
+        P.RUNNING]

@@ -63,6 +63,7 @@ from runctl.machine.status import events, late_report_events, run_status
 from runctl.machine.steps import (
     StepContext,
     Track,
+    first_write_held,
     needs_stop,
     observe_step,
     reused_status,
@@ -291,7 +292,7 @@ def _requeue(observed: Observed, p: Plan, clock: Clock, status: RunStatus,
     times = [clock.deadline, clock.grace_until]
     for _, t in flat(p.tracks):
         if not t.terminal and t.status is not None:
-            times += timers(t.spec, t.status, t.attempt)
+            times += (*timers(t.spec, t.status, t.attempt), first_write_held(t))
     return min((t for t in times if t is not None and t > now), default=None)
 
 
@@ -324,7 +325,8 @@ def _effects(observed: Observed, tracks: Mapping[str, Track], now: dt.datetime, 
             # StepRun recorded but never seen (the name makes it idempotent).
             out += [CreateStepRun(name, t.recorded.step_run, None),
                     WriteStepRunStatus(name, reused_status(reuse, now))]
-        if t.status is not None and t.status != t.standing:
+        held = first_write_held(t)
+        if t.status is not None and t.status != t.standing and (held is None or now >= held):
             out.append(WriteStepRunStatus(name, t.status))
         mode = Mode.BATCH if parse_key(name)[0] in finals else observed.spec.mode
         if needs_stop(mode, t) and (t.terminal or halting):

@@ -22,7 +22,7 @@ from runctl.machine.model import (
     StepState,
     WorkloadState,
 )
-from runctl.machine.naming import workload_ref
+from runctl.machine.naming import parse_key, workload_ref
 from runctl.machine.phases import (
     STEP_TERMINAL,
     FailureClass,
@@ -201,6 +201,25 @@ def timers(spec: StepSpec, status: StepRunStatus,
     retry = status.next_attempt_at if in_backoff(status) else None
     return tuple(t for t in (retry, _heartbeat_due(spec, status, attempt),
                              _attempt_due(spec, status)) if t is not None)
+
+
+ITEM_RUNNING_AFTER = dt.timedelta(seconds=5)
+"""How long an item's workload runs before its StepRun, never written yet, records it Running."""
+
+
+def first_write_held(track: Track) -> dt.datetime | None:
+    """Until when an item's first StepRun write waits, if it would only say the item runs
+    (None: written at once). Most items of a wide fan-out end within seconds; their one write
+    is then their end, not Running and then their end. Any end, a retry and any step that is
+    not an item are written at once; the run's record counts the item Running meanwhile."""
+    obs, status = track.observation, track.status
+    if (obs is None or obs.status is not None or status is None
+            or status.phase is not StepPhase.RUNNING or status.attempts != 1
+            or parse_key(track.name)[1] is None):
+        return None
+    attempt = track.attempt
+    started = (attempt.started_at if attempt is not None else None) or status.started_at
+    return None if started is None else started + ITEM_RUNNING_AFTER
 
 
 def _succeeded(status: StepRunStatus, attempt: AttemptObservation,
