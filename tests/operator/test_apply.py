@@ -465,3 +465,12 @@ def test_a_stop_that_arrives_while_a_decision_is_sent_starts_nothing_more() -> N
         ctx, KEY, run, decision, render.step_runs(run, definition, observed, decision), NOW))
     assert methods(ctx) == []
     assert result.landed_short
+
+
+def test_finalizer_removals_and_deletions_go_in_groups_everything_else_one_by_one() -> None:
+    let_go = [act.RemoveFinalizer(f"s{i}") for i in range(applying.HOUSEKEEPING_AT_ONCE + 2)]
+    deletes = [act.DeleteStepRun("a"), act.DeleteStepRun("b")]
+    write = act.WriteStepRunStatus("s0", m.StepRunStatus(StepPhase.SUCCEEDED))
+    groups = list(applying._groups([write, *let_go, *deletes, write]))
+    assert groups == [[write], let_go[:applying.HOUSEKEEPING_AT_ONCE],
+                      let_go[applying.HOUSEKEEPING_AT_ONCE:], deletes, [write]]

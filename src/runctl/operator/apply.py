@@ -2,7 +2,8 @@
 
 Everything a write needs was decided and rendered before (`decide`, `render`): each action kind
 has one function here that sends it and returns its own `Outcome`, and `apply` sends them in
-order, then the run's status, then the decision's Events.
+order (runs of finalizer removals or StepRun deletions a few at once), then the run's status,
+then the decision's Events.
 
 Order matters only for what a crash in the middle could leave behind, so children are written
 first and the run's status last: a restarted operator that finds a StepRun the status does not
@@ -15,6 +16,7 @@ the re-decision it causes) never posts an Event twice.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import enum
 import json
@@ -166,7 +168,8 @@ async def apply(ctx: Context, key: RunKey, run: Obj, decision: Decision, rendere
     step_runs = {wire.key_of(sr["metadata"]["labels"]): sr
                  for sr in ctx.cache.children("StepRun", key) if owned_by(sr, run_uid)}
     outcomes: list[Outcome] = []
-    for action in decision.actions:
+    for group in _groups(decision.actions):
+        action = group[0]
         if isinstance(action, act.CreateStepRun | act.StartAttempt) and _stopped_since(
                 ctx, key, run):
             # A wide decision takes a while to send: what it would start after a stop
@@ -179,10 +182,12 @@ async def apply(ctx: Context, key: RunKey, run: Obj, decision: Decision, rendere
                                                         step in step_runs, now)
                 if created is not None:
                     step_runs[step] = created
+                sent = [outcome]
             case _:
-                outcome = await _child_action(ctx, key, step_runs, action, now)
-        outcomes.append(outcome)
-        if outcome.halt:
+                sent = list(await asyncio.gather(
+                    *(_child_action(ctx, key, step_runs, a, now) for a in group)))
+        outcomes += sent
+        if any(o.halt for o in sent):
             return Applied.of(outcomes)
     if any(o.hold_status for o in outcomes):
         return Applied.of(outcomes)
@@ -193,6 +198,29 @@ async def apply(ctx: Context, key: RunKey, run: Obj, decision: Decision, rendere
             if isinstance(event, act.EmitEvent):
                 await _emit(ctx, run, step_runs, event, now)
     return Applied.of(outcomes)
+
+
+HOUSEKEEPING_AT_ONCE = 16
+"""Finalizer removals and StepRun deletions sent together: a run of 10,000 items lets go of
+10,000 StepRuns, which one after another take minutes."""
+
+
+def _groups(actions: Iterable[act.Action]) -> Iterable[list[act.Action]]:
+    """The actions in order, one by one, except runs of finalizer removals or StepRun
+    deletions, which nothing after them in a decision waits on one by one: those in groups."""
+    group: list[act.Action] = []
+    for action in actions:
+        together = isinstance(action, act.RemoveFinalizer | act.DeleteStepRun)
+        if group and (not together or type(action) is not type(group[0])
+                      or len(group) == HOUSEKEEPING_AT_ONCE):
+            yield group
+            group = []
+        if together:
+            group.append(action)
+        else:
+            yield [action]
+    if group:
+        yield group
 
 
 def _stopped_since(ctx: Context, key: RunKey, run: Obj) -> bool:
