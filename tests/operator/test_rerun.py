@@ -254,3 +254,27 @@ def test_items_are_not_offered_for_reuse_below_from_or_once_made() -> None:
     ended["status"]["stepStates"] = {"load": {"phase": "Failed", "reason": "StepFailed"}}
     ctx = context(*objects, ended)
     assert snapshot(ctx.cache, KEY, ended, definition).reused == definition.reused
+
+
+def test_which_items_are_reused_is_decided_once() -> None:
+    """Read once before the items are made: what becomes of the source afterwards (here an
+    item's StepRun rewritten) changes nothing of it; items made are offered no more."""
+    objects = fanned_source()
+    run = fanned_rerun(objects, "uid-again-once")
+    ctx = context(*objects, run)
+    definition = resolve.definition(ctx.cache, run, NOW)
+    first = snapshot(ctx.cache, KEY, run, definition).reused
+    changed = copy.deepcopy(objects[2])
+    changed["spec"]["inputsDigest"] = "sha256:changed"
+    changed["metadata"]["resourceVersion"] = "999"
+    ctx.cache.put("StepRun", changed)
+    assert snapshot(ctx.cache, KEY, run, definition).reused == first
+    made = copy.deepcopy(objects[2])
+    made["metadata"] |= {"name": "again-load-0", "uid": "uid-again-load-0",
+                         "ownerReferences": [{"uid": "uid-again-once", "kind": "StoryRun",
+                                              "name": "again", "controller": True}],
+                         "labels": {wire.RUN_LABEL: "again", wire.STEP_LABEL: "load",
+                                    wire.ITEM_LABEL: "0"}}
+    ctx.cache.put("StepRun", made)
+    assert [k for k, _ in snapshot(ctx.cache, KEY, run, definition).reused] == [
+        "extract", "load[2]"]
