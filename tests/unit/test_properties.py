@@ -354,10 +354,14 @@ def readers_wait_for_outputs(observed: m.Observed, d: Decision, now: dt.datetime
             for producer, _ in reader.consumes:
                 obs = m.lookup(observed.step_runs, producer)
                 fanned = old_entries.get(producer) or m.StepState(StepPhase.PENDING)
+                # A step the re-run reuses has its outputs in the run's record from the start
+                # (its StepRun, made with them, may be gone since).
                 assert (obs is not None and obs.status is not None
                         and obs.status.phase is StepPhase.SUCCEEDED) or (
                     entries[producer].phase is StepPhase.SKIPPED) or (
-                    fanned.items is not None and fanned.phase is StepPhase.SUCCEEDED), \
+                    fanned.items is not None and fanned.phase is StepPhase.SUCCEEDED) or (
+                    observed.reuse(producer) is not None
+                    and entries[producer].phase is StepPhase.SUCCEEDED), \
                     f"G12: {a.step} started before {producer}'s outputs were recorded"
             if reader.gated:
                 assert m.lookup(observed.gates, reader.name) is not None, \
