@@ -10,7 +10,8 @@ import copy
 from typing import Any
 
 from runctl.api import wire
-from runctl.flow import inputs
+from runctl.flow import inputs, references
+from runctl.flow.references import Item
 from runctl.machine.decide import decide
 from runctl.machine.phases import Reason
 from runctl.machine.steps import reused_status
@@ -140,3 +141,140 @@ def test_what_a_rerun_records_is_what_a_real_api_server_stored() -> None:
     ctx = context(load("storyrun-part-failed"), load("steprun-part-first"))
     record = resolve.definition(ctx.cache, again, NOW).record
     assert record == {k: stored[k] for k in ("story", "resolved", "rerun")}
+
+
+# -- a fan-out step, item by item ------------------------------------------------------------
+
+ITEMS = ["a", "b", "c", "d"]
+
+
+def fanned_source() -> list[dict[str, Any]]:
+    """Run `ok` with `load` a fan-out over four items, ended Failed: items 0 and 2 succeeded,
+    item 1 failed, item 3 succeeded with other inputs than the re-run's (its digest differs);
+    each item's StepRun made from the recorded one as the operator makes an item's."""
+    run, extract, template = source()[0], source()[1], load("steprun-ok-load")
+    load_ = run["spec"]["steps"][1]
+    load_ |= {"forEach": {"items": ITEMS, "parallelism": 1}, "args": ["${{ item }}"]}
+    run["status"]["stepStates"]["load"] = {
+        "phase": "Failed", "reason": "StepFailed", "attempts": 0,
+        "items": {"total": 4, "Succeeded": 3, "Failed": 1}}
+    made = {"extract": {"rows": "1200", "table": "events"}}
+    items = []
+    for index, value in enumerate(ITEMS):
+        sr = copy.deepcopy(template)
+        sr["metadata"] |= {"name": f"ok-load-{index}", "uid": f"uid-ok-load-{index}",
+                           "labels": {**sr["metadata"]["labels"],
+                                      wire.ITEM_LABEL: str(index)}}
+        item = Item(index, value)
+        spec = references.render_step(load_, {}, made, None, item)
+        sr["spec"] = {**sr["spec"], **spec, "item": {"index": index, "value": value},
+                      "inputsDigest": inputs.inputs_digest(spec, {}, made, None, item)}
+        failed = index == 1
+        sr["status"] |= {"phase": "Failed" if failed else "Succeeded",
+                         "reason": "StepFailed" if failed else "Completed",
+                         "outputs": {} if failed else {"n": str(index)}}
+        items.append(sr)
+    items[3]["spec"]["inputsDigest"] = "sha256:other"
+    return [run, extract, *items]
+
+
+def fanned_rerun(objects: list[dict[str, Any]], uid: str) -> dict[str, Any]:
+    """The re-run of the fanned source, recorded; a uid of its own (what the operator keeps of a
+    run, it keeps by uid)."""
+    run = recorded_run(context(*objects))
+    run["metadata"]["uid"] = uid
+    return run
+
+
+def test_a_rerun_reuses_the_items_whose_digest_matches_and_runs_the_others() -> None:
+    objects = fanned_source()
+    ctx = context(*objects, run := fanned_rerun(objects, "uid-again-fanned"))
+    assert run["status"]["rerun"]["reused"] == 1  # extract; a fan-out is never reused whole
+    assert set(run["status"]["rerun"]["steps"]) == {"extract"}
+    extract = copy.deepcopy(objects[1])
+    extract["metadata"] |= {"name": "again-extract", "uid": "uid-again-extract",
+                            "ownerReferences": [{"uid": "uid-again-fanned", "kind": "StoryRun",
+                                                 "name": "again", "controller": True}],
+                            "labels": {wire.RUN_LABEL: "again", wire.STEP_LABEL: "extract"}}
+    extract["status"] = wire.steprun_status(
+        reused_status(dict(wire.reuses(run["status"]))["extract"], NOW))
+    ctx.cache.put("StepRun", extract)
+    reconcile_once(ctx, run)
+    creates = [args[-1] for name, args in ctx.fake.calls
+               if name == "create_namespaced_custom_object"]
+    # Items 0 and 2 reused (made whatever the parallelism of 1); item 1 runs; item 3 waits.
+    assert [c["metadata"]["name"] for c in creates] == [
+        "again-load-0", "again-load-1", "again-load-2"]
+    assert [c["spec"]["inputsDigest"] for c in creates] == [
+        objects[2 + i]["spec"]["inputsDigest"] for i in range(3)]
+    pods = [args[-1]["metadata"]["name"] for name, args in ctx.fake.calls
+            if name == "create_namespaced_pod"]
+    assert pods == ["again-load-1-1"]
+    written = {args[-2]: args[-1]["status"] for name, args in ctx.fake.calls
+               if name == "patch_namespaced_custom_object_status" and args[-2] != "again"}
+    assert set(written) == {"again-load-0", "again-load-2"}
+    for index in (0, 2):
+        status = written[f"again-load-{index}"]
+        assert (status["phase"], status["reason"], status["attempts"]) == (
+            "Succeeded", Reason.REUSED, 0)
+        assert status["outputs"] == {"n": str(index)}
+        assert status["reusedFrom"] == {"storyRun": "ok", "stepRun": f"ok-load-{index}",
+                                        "uid": f"uid-ok-load-{index}"}
+    record = [args[-1]["status"] for name, args in ctx.fake.calls
+              if name == "patch_namespaced_custom_object_status" and args[-2] == "again"][-1]
+    assert record["stepStates"]["load"]["items"] == {"total": 4, "Succeeded": 2, "Pending": 2}
+    assert not [c for c in ctx.fake.calls for a in c[1]
+                if isinstance(a, str) and a.startswith("ok")]
+
+
+def test_no_item_is_reused_when_the_source_is_gone_or_another_run() -> None:
+    objects = fanned_source()
+    run = fanned_rerun(objects, "uid-again-gone")
+    gone = context(*objects[2:], run)
+    definition = resolve.definition(gone.cache, run, NOW)
+    there = context(*objects, run)
+    offered = snapshot(there.cache, KEY, run, definition).reused
+    assert [k for k, _ in offered] == ["extract", "load[0]", "load[2]"]
+    assert snapshot(gone.cache, KEY, run, definition).reused == definition.reused
+    other = copy.deepcopy(objects[0])
+    other["metadata"]["uid"] = "uid-another-ok"
+    again = context(other, *objects[1:], run)
+    assert snapshot(again.cache, KEY, run, definition).reused == definition.reused
+
+
+def test_items_are_not_offered_for_reuse_below_from_or_once_made() -> None:
+    objects = fanned_source()
+    run = fanned_rerun(objects, "uid-again-from")
+    named = copy.deepcopy(run)
+    named["spec"]["rerun"] = {"from": ["load"]}
+    ctx = context(*objects, named)
+    definition = resolve.definition(ctx.cache, named, NOW)
+    assert snapshot(ctx.cache, KEY, named, definition).reused == definition.reused
+    ended = copy.deepcopy(run)
+    ended["status"]["stepStates"] = {"load": {"phase": "Failed", "reason": "StepFailed"}}
+    ctx = context(*objects, ended)
+    assert snapshot(ctx.cache, KEY, ended, definition).reused == definition.reused
+
+
+def test_which_items_are_reused_is_decided_once() -> None:
+    """Read once before the items are made: what becomes of the source afterwards (here an
+    item's StepRun rewritten) changes nothing of it; items made are offered no more."""
+    objects = fanned_source()
+    run = fanned_rerun(objects, "uid-again-once")
+    ctx = context(*objects, run)
+    definition = resolve.definition(ctx.cache, run, NOW)
+    first = snapshot(ctx.cache, KEY, run, definition).reused
+    changed = copy.deepcopy(objects[2])
+    changed["spec"]["inputsDigest"] = "sha256:changed"
+    changed["metadata"]["resourceVersion"] = "999"
+    ctx.cache.put("StepRun", changed)
+    assert snapshot(ctx.cache, KEY, run, definition).reused == first
+    made = copy.deepcopy(objects[2])
+    made["metadata"] |= {"name": "again-load-0", "uid": "uid-again-load-0",
+                         "ownerReferences": [{"uid": "uid-again-once", "kind": "StoryRun",
+                                              "name": "again", "controller": True}],
+                         "labels": {wire.RUN_LABEL: "again", wire.STEP_LABEL: "load",
+                                    wire.ITEM_LABEL: "0"}}
+    ctx.cache.put("StepRun", made)
+    assert [k for k, _ in snapshot(ctx.cache, KEY, run, definition).reused] == [
+        "extract", "load[2]"]

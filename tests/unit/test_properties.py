@@ -354,10 +354,14 @@ def readers_wait_for_outputs(observed: m.Observed, d: Decision, now: dt.datetime
             for producer, _ in reader.consumes:
                 obs = m.lookup(observed.step_runs, producer)
                 fanned = old_entries.get(producer) or m.StepState(StepPhase.PENDING)
+                # A step the re-run reuses has its outputs in the run's record from the start
+                # (its StepRun, made with them, may be gone since).
                 assert (obs is not None and obs.status is not None
                         and obs.status.phase is StepPhase.SUCCEEDED) or (
                     entries[producer].phase is StepPhase.SKIPPED) or (
-                    fanned.items is not None and fanned.phase is StepPhase.SUCCEEDED), \
+                    fanned.items is not None and fanned.phase is StepPhase.SUCCEEDED) or (
+                    observed.reuse(producer) is not None
+                    and entries[producer].phase is StepPhase.SUCCEEDED), \
                     f"G12: {a.step} started before {producer}'s outputs were recorded"
             if reader.gated:
                 assert m.lookup(observed.gates, reader.name) is not None, \
@@ -503,19 +507,27 @@ def finish(world: World, rounds: int, stubborn: bool) -> None:
 
 @st.composite
 def reruns(draw: st.DrawFn) -> tuple[m.RunSpec, tuple[tuple[str, m.Reuse], ...]]:
-    """A batch run and the steps its re-run record says it reuses: any set of main steps
-    closed upstream (a step is reused only with every step it needs), as the rule makes it;
-    no fan-out step."""
+    """A batch run and what its re-run reuses: any set of main steps closed upstream (a step
+    is reused only with every step it needs), as the rule makes it, and of each fan-out step
+    whose needs are all reused, any of its items (the world gives a fan-out sN N % 6 items).
+    A fan-out step is reused item by item, never whole (nor are the steps below it)."""
     spec = replace(draw(run_specs()), mode=Mode.BATCH)
     reused: dict[str, m.Reuse] = {}
+    items: dict[str, m.Reuse] = {}
     by_name = {s.name: s for s in spec.steps}
     for name in sorted(by_name, key=lambda n: int(n[1:])):
-        # A fan-out step is reused item by item, not as a whole (nor are the steps below it).
-        fans = by_name[name].for_each is not None
-        if all(n in reused for n in by_name[name].needs) and not fans and draw(st.booleans()):
+        if not all(n in reused for n in by_name[name].needs):
+            continue
+        if by_name[name].for_each is not None:
+            total = int(name[1:]) % 6
+            for index in draw(st.sets(st.sampled_from(range(total)))) if total else ():
+                key = f"{name}[{index}]"
+                items[key] = m.Reuse(m.ReusedFrom("src", f"src-{name}-{index}", f"u-{key}"),
+                                     (("o0", str(index)),))
+        elif draw(st.booleans()):
             outputs = (("o0", draw(st.text(max_size=4))), ("o1", "d"))
             reused[name] = m.Reuse(m.ReusedFrom("src", f"src-{name}", f"u-{name}"), outputs)
-    return spec, tuple(reused.items())
+    return spec, (*reused.items(), *items.items())
 
 
 def check_reused(world: World) -> None:
@@ -523,9 +535,12 @@ def check_reused(world: World) -> None:
     ended before its reuse was seen (a stop, a deadline, fail-fast: Canceled), or lost its
     StepRun; it never had a workload (the world records one as a violation)."""
     for step, reuse in world.reused:
+        sr = world.runs.get(step)
+        if "[" in step:
+            _check_reused_item(world, step, reuse)
+            continue
         state = m.step_state(world.status, step)
         assert state is not None
-        sr = world.runs.get(step)
         if state.phase is StepPhase.SUCCEEDED:
             assert state.reason == Reason.REUSED, f"13: {step} {state}"
             assert sr is not None
@@ -534,6 +549,28 @@ def check_reused(world: World) -> None:
         else:
             assert state.phase in (StepPhase.CANCELED, StepPhase.LOST), f"13: {step} {state}"
         assert sr is None or not sr.workloads, f"13: {step} had a workload"
+
+
+def _check_reused_item(world: World, key: str, reuse: m.Reuse) -> None:
+    """A reused item never had a workload; made, it is Succeeded/Reused with the outputs of the
+    item that made it (or its StepRun was lost, or never made: the step ended first, a stop,
+    a fail-fast, its condition skipped it). Its step counts it Succeeded."""
+    sr = world.runs.get(key)
+    assert sr is None or not sr.workloads, f"13: {key} had a workload"
+    if sr is None or sr.gone or sr.status is None:
+        return
+    assert (sr.status.phase, sr.status.reason) == (StepPhase.SUCCEEDED, Reason.REUSED), key
+    assert (sr.status.outputs, sr.status.reused_from) == (reuse.outputs, reuse.source)
+    state = m.step_state(world.status, _owner(key) or "")
+    assert state is not None
+    assert state.items is not None
+    counted = dict(state.items.by_phase)
+    assert sum(counted.values()) == state.items.total
+    reused_made = sum(1 for k, r in world.runs.items()
+                      if _owner(k) == _owner(key) and not r.gone and r.status is not None
+                      and r.status.reason == Reason.REUSED)
+    assert counted.get(StepPhase.SUCCEEDED, 0) >= reused_made, f"{key}: {state.items}"
+    event("an item reused")
 
 
 @given(rerun=reruns(), script=events, stubborn=st.booleans())

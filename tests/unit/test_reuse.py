@@ -14,7 +14,7 @@ from runctl.machine import actions as act
 from runctl.machine import model as m
 from runctl.machine.decide import Decision, decide
 from runctl.machine.phases import Mode, Reason, RunPhase, StepPhase
-from runctl.machine.reuse import SourceStep, reused, why_not
+from runctl.machine.reuse import SourceStep, reused, reused_items, why_not
 from runctl.machine.steps import reused_status
 from tests.unit.builders import (
     T0,
@@ -273,3 +273,100 @@ def test_a_rerun_that_reuses_every_step_succeeds_in_its_first_decision() -> None
     assert m.step_state(d.status, "a") == _reused_entry("a", REUSED_A)
     assert [a for a in d.actions if not isinstance(a, act.EmitEvent)] == [
         act.CreateStepRun("a", "r-a", None), act.WriteStepRunStatus("a", REUSED_A)]
+
+
+# -- a fan-out step, item by item ------------------------------------------------------------
+
+FAN = step("f", "a", for_each=m.ForEach(parallelism=2))
+FANNED = spec(A, FAN, step("after", "f"))
+
+
+def item_source(index: int, digest: str | None = "d", **kw: object) -> SourceStep:
+    return source(f"f-{index}", digest, **kw)
+
+
+@pytest.mark.parametrize(("items", "rerun_from", "reused_now", "want"), [
+    pytest.param([item_source(0), item_source(1)], [], {"a"}, [0, 1], id="all"),
+    pytest.param([item_source(0), None, item_source(2)], [], {"a"}, [0, 2],
+                 id="no-such-item-in-source"),
+    pytest.param([item_source(0), replace(item_source(1), phase=StepPhase.FAILED,
+                                          status=sr_status("f-1", StepPhase.FAILED))],
+                 [], {"a"}, [0], id="one-failed"),
+    pytest.param([item_source(0), replace(item_source(1), digest="other")], [], {"a"}, [0],
+                 id="value-or-index-changed"),
+    pytest.param([item_source(0, digest=None)], [], {"a"}, [], id="no-digest"),
+    pytest.param([replace(item_source(0), step_run=None)], [], {"a"}, [], id="steprun-gone"),
+    pytest.param([item_source(0)], ["f"], {"a"}, [], id="from"),
+    pytest.param([item_source(0)], [], set(), [], id="a-need-executes-again"),
+])
+def test_which_items_of_a_fan_out_a_rerun_reuses(items: list[SourceStep | None],
+                                                  rerun_from: list[str], reused_now: set[str],
+                                                  want: list[int]) -> None:
+    got = reused_items(FANNED, "f", SRC, items, rerun_from, reused_now)
+    assert [i for i, _ in got] == want
+    for index, r in got:
+        assert r == m.Reuse(made_by(f"f-{index}"), (("o0", "1"),))
+
+
+@pytest.mark.parametrize(("run_spec", "name"), [
+    pytest.param(replace(FANNED, mode=Mode.REALTIME), "f", id="realtime"),
+    pytest.param(FANNED, "after", id="not-a-fan-out"),
+    pytest.param(replace(FANNED, steps=(A,), finally_steps=(FAN,)), "f", id="finally-step"),
+])
+def test_items_that_are_never_reused(run_spec: m.RunSpec, name: str) -> None:
+    assert reused_items(run_spec, name, SRC, [item_source(0)], [], {"a"}) == ()
+
+
+def test_an_item_the_source_reused_points_at_the_run_that_made_it() -> None:
+    first = made_by("f-0", "first")
+    got = reused_items(FANNED, "f", SRC, [item_source(0, status=done("f-0", reused_from=first))],
+                       [], {"a"})
+    assert got == ((0, m.Reuse(first, (("o0", "1"),))),)
+
+
+ITEM_REUSE = m.Reuse(made_by("f-0"), (("o0", "1"),))
+ALONE = spec(step("f", for_each=m.ForEach(parallelism=1)))
+F_GATE = (("f", m.Gate(True, items=3)),)
+
+
+def test_reused_items_are_made_succeeded_at_once_beside_parallelism() -> None:
+    """Items 0 and 2 are reused: made with their final status in the decision that makes the
+    step's items, whatever its parallelism; item 1 runs."""
+    reuses = (("f[0]", ITEM_REUSE), ("f[2]", m.Reuse(made_by("f-2"), ())))
+    d = decide(observed(ALONE, gates=F_GATE, reused=reuses), T0)
+    creates = [a for a in d.actions if isinstance(a, act.CreateStepRun)]
+    assert creates == [act.CreateStepRun("f[0]", "r-f-0", None),
+                       act.CreateStepRun("f[1]", "r-f-1", None),
+                       act.CreateStepRun("f[2]", "r-f-2", None)]
+    assert [a for a in d.actions if isinstance(a, act.StartAttempt)] == [
+        act.StartAttempt("f[1]", 1)]
+    assert [a.step for a in d.actions if isinstance(a, act.WriteStepRunStatus)] == [
+        "f[0]", "f[2]"]
+    assert reused_status(ITEM_REUSE, T0) in [
+        a.status for a in d.actions if isinstance(a, act.WriteStepRunStatus)]
+    state = m.step_state(d.status, "f")
+    assert state is not None
+    assert state.items == m.ItemCounts(3, ((StepPhase.PENDING, 1), (S, 2)))
+
+
+def test_a_rerun_reusing_every_item_succeeds_in_its_first_decision() -> None:
+    reuses = tuple((f"f[{i}]", ITEM_REUSE) for i in range(3))
+    d = decide(observed(ALONE, gates=F_GATE, reused=reuses), T0)
+    assert (d.status.phase, d.status.reason) == (RunPhase.SUCCEEDED, Reason.COMPLETED)
+    assert not [a for a in d.actions if isinstance(a, act.StartAttempt)]
+
+
+def test_a_reused_item_seen_without_its_status_gets_it_and_never_a_workload() -> None:
+    """Its create landed, its status write did not: written now, nothing started for it."""
+    entry = m.StepState(StepPhase.RUNNING, items=m.ItemCounts(1, ((StepPhase.PENDING, 1),)),
+                        started_at=T0)
+    seen = m.StepRunObservation("r-f-0", None, attempt=m.AttemptObservation(
+        1, m.WorkloadState.ABSENT))
+    before = running_run(ALONE, {}, extra={"f": entry}, reused=(("f[0]", ITEM_REUSE),))
+    before = replace(before, step_runs=m.frozen_step_runs([("f[0]", seen)]),
+                     gates=(("f", m.Gate(True, items=1)),))
+    d = decide(before, at(2))
+    written = reused_status(ITEM_REUSE, at(2))
+    assert act.WriteStepRunStatus("f[0]", written) in d.actions
+    assert not [a for a in d.actions if isinstance(a, act.StartAttempt | act.CreateStepRun)]
+    assert (d.status.phase, d.status.reason) == (RunPhase.SUCCEEDED, Reason.COMPLETED)

@@ -536,9 +536,10 @@ class StepRunSpec(StepSpec):
     inputs_digest: str | None = Field(
         default=None, max_length=71, pattern=r"^sha256:[0-9a-f]{64}$",
         description="sha256: of what the step's workload is made from, as canonical JSON: "
-                    "image, command, args, env and pod with references rendered, and the "
-                    "condition with the values it reads. A re-run reuses the step only where "
-                    "its own digest is equal; a StepRun without one is never reused.")
+                    "image, command, args, env and pod with references rendered, the "
+                    "condition with the values it reads, and for an item its index and value. "
+                    "A re-run reuses the step (or the item of the same index) only where its "
+                    "own digest is equal; a StepRun without one is never reused.")
     item: StepRunItem | None = Field(
         default=None,
         description="For an item of a fan-out step: its index and value (the StepRun is "

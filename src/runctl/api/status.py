@@ -196,7 +196,8 @@ class RerunRecord(ApiModel):
     source: RerunSource = Field(description="The run it runs again.")
     reused: int = Field(
         ge=0, description="How many steps it reuses (the Reused column of kubectl get sr -o "
-                          "wide).")
+                          "wide). A fan-out step is never reused whole and its reused items "
+                          "are not counted: each is a StepRun with reason Reused.")
     steps: dict[str, ReusedStep] | None = Field(
         default=None, max_length=MAX_STEPS,
         description="The steps it reuses, by name, each with the StepRun that executed it and "

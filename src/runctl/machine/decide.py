@@ -189,7 +189,7 @@ def _observe(observed: Observed, spec: StepSpec, by_key: Mapping[str, StepRunObs
     if spec.for_each is not None:
         return observe_fan_out(spec, recorded, lookup(observed.gates, spec.name), by_key, ctx)
     return observe_step(spec, recorded, by_key.get(spec.name), ctx,
-                        lookup(observed.reused, spec.name))
+                        observed.reuse(spec.name))
 
 
 def _tracks(observed: Observed, ctx: StepContext) -> dict[str, Track]:
@@ -318,7 +318,7 @@ def _effects(observed: Observed, tracks: Mapping[str, Track], now: dt.datetime, 
     out: list[Action] = []
     for name, t in flat(tracks):
         obs = t.observation
-        reuse = lookup(observed.reused, name)
+        reuse = observed.reuse(name)
         if (reuse is not None and obs is None and not recorded_terminal and t.recorded
                 and t.recorded.step_run and t.status is None):
             # Recorded as made, yet never seen: its create never landed. Made again, as any
@@ -348,9 +348,10 @@ _ORDER = {"CreateStepRun": 0, "WriteStepRunStatus": 1, "StartAttempt": 2, "StopW
 def _ordered(actions: list[Action]) -> list[Action]:
     """Children first (a StepRun exists before its status and workload), Events last; but the
     end of an item comes before anything is made, so no reader ever sees more items of a
-    fan-out going than its parallelism (one ends as another starts)."""
+    fan-out going than its parallelism (one ends as another starts). A reused item's status
+    follows its StepRun's create, as a step's does: it is made in the same decision."""
     def rank(a: Action) -> int:
         ends = isinstance(a, WriteStepRunStatus) and parse_key(a.step)[1] is not None and (
-            a.status.phase in STEP_TERMINAL)
+            a.status.phase in STEP_TERMINAL) and a.status.reused_from is None
         return -1 if ends else _ORDER[type(a).__name__]
     return sorted(actions, key=rank)

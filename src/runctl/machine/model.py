@@ -379,8 +379,19 @@ class Observed:
     story_wait: StoryWait | None = None
     """Set while the run's Story was not found: the run has no definition yet."""
     reused: tuple[tuple[str, Reuse], ...] = ()
-    """Step name -> what a re-run's record says it reuses (`runctl.machine.reuse` chose them):
-    those steps get a StepRun that is Succeeded from the start, and no workload."""
+    """Step name (or an item's key) -> what a re-run reuses (`runctl.machine.reuse` chose
+    them): the steps its record names, and the items of a fan-out step the shell found
+    reusable before they were made. Those get a StepRun that is Succeeded from the start, and
+    no workload."""
     problems: tuple[tuple[str, str], ...] = ()
     """(field, message) of what the shell found wrong with what the run executes (its params,
     references, conditions: `runctl.flow`); the run fails InvalidSpec as for a bad graph."""
+    _reuses: dict[str, Reuse] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # A fan-out may offer thousands of items: looked up by key, never scanned.
+        object.__setattr__(self, "_reuses", dict(self.reused))
+
+    def reuse(self, key: str) -> Reuse | None:
+        """What the run reuses for a step or an item (None: it executes it)."""
+        return self._reuses.get(key)

@@ -246,7 +246,7 @@ def gate_verdicts(observed: Observed, tracks: Tracks, order: tuple[str, ...], mo
         t = out[name]
         if t.terminal or not t.spec.gated or t.state.step_run is not None or (
                 t.observation is not None or t.items is not None
-                or lookup(observed.reused, t.name) is not None):
+                or observed.reuse(t.name) is not None):
             continue
         states = {n: out[n].state for n in {*t.spec.needs, *(p for p, _ in t.spec.consumes)}}
         gate = _gate(observed, t, states) if dag.is_ready(t.spec, states, mode) else None
@@ -304,7 +304,11 @@ def _gate(observed: Observed, t: Track, states: Mapping[str, StepState]) -> Gate
 def _reuse(observed: Observed, t: Track, reuse: Reuse, states: Mapping[str, StepState],
            clock: Clock, mode: Mode) -> tuple[Track, CreateStepRun | None, None]:
     """A step a re-run reuses: once the steps it needs are (they are reused too, earlier in
-    the order), its StepRun is made with its final status, and nothing ever runs for it."""
+    the order), its StepRun is made with its final status, and nothing ever runs for it. An
+    item whose StepRun was made but whose status never landed gets that status now."""
+    obs = t.observation
+    if obs is not None and obs.status is None and not obs.gone:
+        return start(t, reused_status(reuse, clock.now), obs.name), None, None
     if t.observation is not None or not dag.is_ready(t.spec, states, mode):
         return t, None, None  # a StepRun of it with another status: never run, whatever it says
     name = step_run_name(observed.run_name, t.name)
@@ -319,7 +323,7 @@ def _start(observed: Observed, t: Track, states: Mapping[str, StepState], clock:
     idempotent); the recorded StepRun again if it was never seen either; a StepRun for a step
     whose needs are met."""
     now, step_run = clock.now, t.state.step_run or ""
-    reuse = lookup(observed.reused, t.name)
+    reuse = observed.reuse(t.name)
     if reuse is not None:
         return _reuse(observed, t, reuse, states, clock, mode)
     if t.status is not None and in_backoff(t.status):
@@ -378,7 +382,9 @@ def _start_items(observed: Observed, t: Track, for_each: ForEach,
     out, creates, starts = [], [], []
     for item in t.items or ():
         fresh = item.observation is None and item.state.step_run is None
-        if item.terminal or (fresh and (free <= 0 or gate is None)):
+        # A reused item runs nothing: it takes no place among the items going.
+        waits = free <= 0 and observed.reuse(item.name) is None
+        if item.terminal or (fresh and (waits or gate is None)):
             out.append(item)
             continue
         item, create, attempt = _start(observed, item, {}, clock, mode)

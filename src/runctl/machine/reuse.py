@@ -6,11 +6,15 @@ re-run's step renders to on the source's outputs) when the re-run records what i
 the source is needed afterwards. A step is reused only when nothing it depends on executes
 again: the reused steps are closed upstream, so the outputs every one of them reads are the ones
 the source made, and its digest, rendered on them, says whether it would run the same pod.
+
+A fan-out step is never reused whole (its record would have to hold every item's outputs):
+`reused_items` says which of its items are, one by one, by the same rule, when the re-run is
+about to make them (the shell then reads the source's item StepRuns).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from runctl.machine import dag
@@ -81,3 +85,24 @@ def reused(spec: RunSpec, source_run: str, source: Mapping[str, SourceStep],
         if made is not None and why_not(steps[name], found, rerun_from, out) is None:
             out[name] = made
     return tuple(out.items())
+
+
+def reused_items(spec: RunSpec, step: str, source_run: str, items: Sequence[SourceStep | None],
+                 rerun_from: Collection[str], reused_steps: Collection[str]
+                 ) -> tuple[tuple[int, Reuse], ...]:
+    """The items of the fan-out main step `step` that a re-run of `source_run` reuses, by
+    index, each with the StepRun that executed it and its outputs. `items[i]` is the source's
+    item of the same index (None: the source had no such item), its `digest` the one the
+    re-run's item i renders to (it covers the item's index and value); `reused_steps`: the
+    steps the re-run's record reuses. An item is reused as a step is (`why_not`): its step not
+    named in `from`, every step it needs reused, its source StepRun Succeeded with the same
+    digest. Finally steps and a realtime run's steps reuse nothing."""
+    found = next((s for s in spec.steps if s.name == step), None)
+    if spec.mode is Mode.REALTIME or found is None or found.for_each is None:
+        return ()
+    out: list[tuple[int, Reuse]] = []
+    for index, item in enumerate(items):
+        made = _made(item, source_run) if item is not None else None
+        if made is not None and why_not(found, item, rerun_from, reused_steps) is None:
+            out.append((index, made))
+    return tuple(out)

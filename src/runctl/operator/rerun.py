@@ -22,8 +22,10 @@ from runctl.flow import inputs, params, references
 from runctl.machine import model as m
 from runctl.machine import reuse
 from runctl.machine.dag import Problem
+from runctl.machine.naming import item_key
 from runctl.machine.phases import RUN_TERMINAL, StepPhase
 from runctl.operator.cache import ObjectCache, owned_by
+from runctl.operator.memo import Bounded
 
 Obj = Mapping[str, Any]
 
@@ -144,12 +146,82 @@ def _read(cache: ObjectCache, source: Source) -> dict[str, reuse.SourceStep]:
     return out
 
 
-def _digest(step: Obj, values: Mapping[str, Any], outputs: Mapping[str, Mapping[str, str]]
+def _digest(step: Obj, values: Mapping[str, Any], outputs: Mapping[str, Mapping[str, str]],
+            facts: references.Facts | None = None, item: references.Item | None = None
             ) -> str | None:
-    """The digest of the step as the re-run would make it from the source's outputs (None: it
-    reads one the source did not make, or renders to nothing usable)."""
+    """The digest of the step (or of one item of it) as the re-run would make it from the
+    source's outputs (None: it reads one the source did not make, or renders to nothing
+    usable)."""
     try:
-        rendered = references.render_step(step, values, outputs)
+        rendered = references.render_step(step, values, outputs, facts, item)
     except (KeyError, references.Malformed):
         return None
-    return inputs.inputs_digest(rendered, values, outputs)
+    return inputs.inputs_digest(rendered, values, outputs, facts, item)
+
+
+@dataclass(frozen=True)
+class FanOut:
+    """A fan-out step of a re-run, about to have items made: what the reuse rule reads."""
+
+    step: Obj
+    values: tuple[Any, ...]
+    """Its items, as the re-run has them."""
+    unmade: frozenset[int]
+    """The indexes of its items with no StepRun yet (or one whose status never landed)."""
+
+
+def reused_items(cache: ObjectCache, run: Obj, spec: m.RunSpec, params: Mapping[str, Any],
+                 outputs: Mapping[str, Mapping[str, str]], fan_outs: list[FanOut],
+                 reused_steps: set[str]) -> tuple[tuple[str, m.Reuse], ...]:
+    """The items not made yet of a recorded re-run's fan-out steps that it reuses
+    (`reuse.reused_items`), by key, read from the source's item StepRuns as the cache holds
+    them when the items are first about to be made (decided once per step): each whose
+    digest, rendered with its own item and index on the outputs the re-run offers (those the
+    source made, every step the fan-out needs being reused), equals the one its source item of
+    the same index recorded, and that succeeded there. Nothing when the source is gone (or is
+    another run of the same name)."""
+    record = (run.get("status") or {}).get("rerun")
+    if record is None or not fan_outs:
+        return ()
+    ns, name = run["metadata"]["namespace"], record["source"]["name"]
+    source = cache.runs.get((ns, name))
+    if source is None or source["metadata"]["uid"] != record["source"]["uid"]:
+        return ()
+    out: list[tuple[str, m.Reuse]] = []
+    for fan in fan_outs:
+        key = (run["metadata"].get("uid", ""), fan.step["name"])
+        decided = _ITEMS.get(key)
+        if decided is None:
+            decided = _ITEMS[key] = dict(reuse.reused_items(
+                spec, fan.step["name"], name, _source_items(cache, source, fan, params, outputs),
+                _from(run["spec"]), reused_steps))
+        out += [(item_key(fan.step["name"], i), r) for i, r in sorted(decided.items())
+                if i in fan.unmade]
+    return tuple(out)
+
+
+_ITEMS: Bounded[tuple[str, str], dict[int, m.Reuse]] = Bounded()
+"""Which items of a re-run's fan-out step it reuses, by (run uid, step): decided once, the
+first time its items are about to be made (the digests of thousands of items are not rendered
+again at every decision while the rest of them wait for their turn)."""
+
+
+def _source_items(cache: ObjectCache, source: Obj, fan: FanOut, params: Mapping[str, Any],
+                  outputs: Mapping[str, Mapping[str, str]]) -> list[reuse.SourceStep | None]:
+    """The source's item of each index the re-run's step has, as the reuse rule reads it."""
+    meta = source["metadata"]
+    by_key = {wire.key_of(sr["metadata"]["labels"]): sr
+              for sr in cache.children("StepRun", (meta["namespace"], meta["name"]))
+              if owned_by(sr, meta["uid"])}
+    found: list[reuse.SourceStep | None] = []
+    for index, value in enumerate(fan.values):
+        sr = by_key.get(item_key(fan.step["name"], index))
+        status = wire.parse_steprun_status(sr.get("status")) if sr is not None else None
+        if sr is None or status is None:
+            found.append(None)
+            continue
+        found.append(reuse.SourceStep(
+            phase=status.phase, step_run=sr["metadata"]["name"], uid=sr["metadata"]["uid"],
+            status=status, recorded_digest=sr["spec"].get("inputsDigest"),
+            digest=_digest(fan.step, params, outputs, None, references.Item(index, value))))
+    return found

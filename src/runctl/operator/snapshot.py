@@ -18,9 +18,9 @@ from runctl.flow import items as flow_items
 from runctl.flow import outputs as flow_outputs
 from runctl.machine import model as m
 from runctl.machine.actions import EventReason
-from runctl.machine.naming import step_run_name, workload_ref
+from runctl.machine.naming import item_key, step_run_name, workload_ref
 from runctl.machine.phases import STEP_TERMINAL, FailureClass, Mode
-from runctl.operator import resolve
+from runctl.operator import rerun, resolve
 from runctl.operator.cache import ObjectCache, RunKey, owned_by
 from runctl.operator.memo import PerGeneration
 from runctl.timefmt import parse_time
@@ -111,9 +111,43 @@ def snapshot(cache: ObjectCache, key: RunKey, run: Obj,
         else None,
         gates=_gates(run, definition, step_runs, dict(m.step_state_items(status))),
         story_wait=definition.wait,
-        reused=definition.reused,
+        reused=definition.reused + _reused_items(cache, run, definition, spec, step_runs,
+                                                 dict(m.step_state_items(status))),
         problems=definition.problems,
     )
+
+
+def _reused_items(cache: ObjectCache, run: Obj, definition: resolve.Definition,
+                  spec: m.RunSpec, step_runs: Mapping[str, m.StepRunObservation],
+                  states: Mapping[str, m.StepState]) -> tuple[tuple[str, m.Reuse], ...]:
+    """A recorded re-run's fan-out steps that may reuse items (main steps not ended, not named
+    in `rerun.from`, every step they need reused), with their items not made yet: which of
+    those it reuses (`rerun.reused_items`). Nothing for any other run."""
+    if "rerun" not in (run.get("status") or {}) or spec.mode is Mode.REALTIME:
+        return ()
+    reused = {step for step, _ in definition.reused}
+    again = set((run["spec"].get("rerun") or {}).get("from") or ())
+    candidates = [s for s in spec.steps if s.for_each is not None and s.name not in again
+                  and all(n in reused for n in s.needs) and (
+                      s.name not in states or states[s.name].phase not in STEP_TERMINAL)]
+    if not candidates:
+        return ()
+    offered = resolve.produced(run, definition,
+                               {key: obs.status for key, obs in step_runs.items()}, states)
+    fan_outs = []
+    for candidate in candidates:
+        step = definition.step(run, candidate.name)
+        found = resolve.items_of(run, step, definition.params, offered, definition.facts, states)
+        if found.gate is None or not found.gate.holds:
+            continue
+        unmade = frozenset(
+            i for i in range(len(found.items)) if i not in found.gate.skipped and (
+                (obs := step_runs.get(item_key(candidate.name, i))) is None
+                or (obs.status is None and not obs.gone)))
+        if unmade:
+            fan_outs.append(rerun.FanOut(step, found.items, unmade))
+    return rerun.reused_items(cache, run, spec, definition.params, offered.outputs, fan_outs,
+                              reused)
 
 
 def _checked(attempt: m.AttemptObservation, declared: Sequence[Obj] | None
