@@ -186,7 +186,9 @@ def _observe(observed: Observed, spec: StepSpec, by_key: Mapping[str, StepRunObs
              ctx: StepContext) -> Track:
     recorded = step_state(observed.status, spec.name)
     if spec.for_each is not None:
-        return observe_fan_out(spec, recorded, lookup(observed.gates, spec.name), by_key, ctx)
+        # A terminal run's TTL deletes every StepRun: no item is left alone then.
+        return observe_fan_out(spec, recorded, lookup(observed.gates, spec.name), by_key, ctx,
+                               lazy=observed.status.phase not in RUN_TERMINAL)
     return observe_step(spec, recorded, by_key.get(spec.name), ctx,
                         lookup(observed.reused, spec.name))
 

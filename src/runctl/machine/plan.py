@@ -95,7 +95,7 @@ def _ending(tracks: Tracks, rule: Callable[[Track], tuple[StepPhase, str, str] |
     out = dict(tracks)
     for track in _going(tracks):
         if track.items is not None:
-            out[track.name] = items.end_items(track, track.items, rule, now)
+            out[track.name] = items.end_items(track, rule, now)
             continue
         verdict = rule(track)
         if verdict is not None:
@@ -375,6 +375,9 @@ def _start_items(observed: Observed, t: Track, for_each: ForEach,
                          _context(clock.now, mode, clock.deadline))
     free = for_each.parallelism - sum(
         1 for i in t.items or () if not i.terminal and i.state.step_run is not None)
+    if gate is not None and free > 0:
+        # Each waiting item made now starts and takes a slot (reuse names steps, never items).
+        t = items.made_waiting(t, free)
     out, creates, starts = [], [], []
     for item in t.items or ():
         fresh = item.observation is None and item.state.step_run is None

@@ -57,6 +57,23 @@ class StepContext:
 
 
 @dataclass(frozen=True, slots=True)
+class Rest:
+    """The items of a fan-out step that nothing in this decision can change or act on, held
+    as counts: most items of a wide fan-out are such at every decision (`items.expand`)."""
+
+    waiting: tuple[int, ...] = ()
+    """Items with no StepRun, not skipped, in index order: Pending until `plan` starts them
+    or a rule ends them (it then makes them tracks)."""
+    ended: tuple[tuple[StepPhase, int], ...] = ()
+    """Items whose StepRun records their end and whose workload holds nothing: how many in
+    each phase, in `StepPhase` order."""
+    failures: tuple[tuple[dt.datetime, int, StepState], ...] = ()
+    """The failed ones among them, (when, index, state), in index order."""
+    canceled: tuple[int, StepState] | None = None
+    """The first canceled one among them (index, state)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Track:
     """One step in this decision: its records as observed and as they will be written."""
 
@@ -72,8 +89,11 @@ class Track:
     """The StepRun's status as it stands: as written, or for one never written, the first
     attempt its existence implies. `status` is written only where it differs."""
     items: tuple[Track, ...] | None = None
-    """A fan-out step whose items are known: one track each, in index order (`state` is
-    then what they add up to, `runctl.machine.items`). None for any other step."""
+    """A fan-out step whose items are known: a track for each item this decision may change
+    or act on, in index order; the others are counted in `rest` (`state` is then what they
+    all add up to, `runctl.machine.items`). None for any other step."""
+    rest: Rest | None = None
+    """A fan-out step's items held as counts, not tracks (`items`)."""
 
     @property
     def name(self) -> str:
@@ -362,8 +382,11 @@ def needs_stop(mode: Mode, track: Track) -> bool:
     attempt = track.observation.attempt if track.observation else None
     if attempt is None or attempt.stopping:
         return False
-    if track.late_report:
-        return True
+    return track.late_report or holds_pods(mode, attempt)
+
+
+def holds_pods(mode: Mode, attempt: AttemptObservation) -> bool:
+    """The workload may still hold pods (a failed realtime one keeps its Deployment)."""
     if attempt.state in LIVE or attempt.live_pods > 0:
         return True
     return mode is Mode.REALTIME and attempt.state is WorkloadState.FAILED
