@@ -328,7 +328,7 @@ def _effects(observed: Observed, tracks: Mapping[str, Track], now: dt.datetime, 
                     WriteStepRunStatus(name, reused_status(reuse, now))]
         if t.status is not None and t.status != t.standing:
             out.append(WriteStepRunStatus(name, t.status))
-        mode = Mode.BATCH if parse_key(name)[0] in finals else observed.spec.mode
+        mode = Mode.BATCH if finals and parse_key(name)[0] in finals else observed.spec.mode
         if needs_stop(mode, t) and (t.terminal or halting):
             out.append(StopWorkload(name, grace))
         if obs is None or obs.gone:

@@ -151,7 +151,7 @@ def expand(spec: StepSpec, recorded: StepState | None, total: int, gate: Gate | 
     counting = lazy and final is None
     held: list[Track] = []
     waiting: list[int] = []
-    ended: Counter[StepPhase] = Counter()
+    ended: list[StepPhase] = []
     failures: list[tuple[dt.datetime, int, StepState]] = []
     canceled: tuple[int, StepState] | None = None
     for i in range(total):
@@ -164,12 +164,13 @@ def expand(spec: StepSpec, recorded: StepState | None, total: int, gate: Gate | 
             held.append(_item(spec, i, final, why if i in skipped else None, obs, ctx))
             continue
         phase = status.phase
-        ended[phase] += 1
+        ended.append(phase)
         if phase in STEP_FAILURES:
             failures.append((status.finished_at or _EPOCH, i, state_of(status, obs.name)))
         elif phase is StepPhase.CANCELED and canceled is None:
             canceled = (i, state_of(status, obs.name))
-    rest = Rest(tuple(waiting), tuple((p, ended[p]) for p in StepPhase if ended[p]),
+    counts = Counter(ended)
+    rest = Rest(tuple(waiting), tuple((p, counts[p]) for p in StepPhase if counts[p]),
                 tuple(failures), canceled)
     return with_items(Track(spec, recorded, None, recorded or _PENDING, None, rest=rest),
                       tuple(held), ctx.now)

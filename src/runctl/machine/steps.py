@@ -112,9 +112,16 @@ class Track:
     def attempt(self) -> AttemptObservation | None:
         """The observed workload, when it is the one of the attempt the StepRun names."""
         obs = self.observation
-        if obs is None or obs.attempt is None or self.status is None:
+        if obs is None or self.status is None:
             return None
-        return obs.attempt if obs.attempt.attempt == self.status.attempts else None
+        return current_attempt(obs, self.status)
+
+
+def current_attempt(obs: StepRunObservation, status: StepRunStatus
+                    ) -> AttemptObservation | None:
+    """The observed workload, when it is the one of the attempt `status` names."""
+    attempt = obs.attempt
+    return attempt if attempt is not None and attempt.attempt == status.attempts else None
 
 
 def in_backoff(status: StepRunStatus) -> bool:
@@ -234,8 +241,8 @@ def _succeeded(status: StepRunStatus, attempt: AttemptObservation,
                        failure_class=FailureClass.PERMANENT)
     note = (f"outputs {', '.join(attempt.defaulted)} took their defaults"
             if attempt.defaulted else None)
-    return replace(_ended(status, StepPhase.SUCCEEDED, Reason.COMPLETED, note, now),
-                   outputs=attempt.outputs, failure_class=None)
+    return replace(status, phase=StepPhase.SUCCEEDED, reason=Reason.COMPLETED, message=note,
+                   finished_at=now, outputs=attempt.outputs, failure_class=None)
 
 
 def vanished(obs: StepRunObservation, status: StepRunStatus) -> StepRunObservation:
@@ -322,12 +329,12 @@ def observe_step(spec: StepSpec, recorded: StepState | None, obs: StepRunObserva
     its StepRun is what the reuse made it."""
     if obs is None:
         return Track(spec, recorded, None, recorded or StepState(StepPhase.PENDING), None)
-    base = recorded or StepState(StepPhase.PENDING, step_run=obs.name)
     if reuse is not None and not obs.gone:
         status = obs.status or reused_status(reuse, ctx.now)  # none yet: written now
         return Track(spec, recorded, obs, keep_final_state(recorded, state_of(status, obs.name)),
                      status, standing=obs.status)
     if obs.gone:
+        base = recorded or StepState(StepPhase.PENDING, step_run=obs.name)
         if ctx.topology_over:
             return Track(spec, recorded, obs, base, None)
         phase, reason, message = _deletion(ctx, "StepRun")
@@ -336,8 +343,8 @@ def observe_step(spec: StepSpec, recorded: StepState | None, obs: StepRunObserva
         return Track(spec, recorded, obs, keep_final_state(recorded, ended), None)
     current = obs.status or first_status(ctx.mode, obs.name, recorded,
                                          obs.created_at or ctx.now)
-    track = Track(spec, recorded, vanished(obs, current), base, current, standing=current)
-    proposed = propose(spec, current, obs, track.attempt, ctx)
+    reporter = current_attempt(vanished(obs, current), current)
+    proposed = propose(spec, current, obs, reporter, ctx)
     status = keep_final(obs.status, proposed)
     if recorded is not None and _final(recorded.phase, status.phase):
         # The run recorded the step final before its StepRun's own write landed: the StepRun
@@ -348,7 +355,6 @@ def observe_step(spec: StepSpec, recorded: StepState | None, obs: StepRunObserva
             finished_at=recorded.finished_at))
     else:
         state = state_of(status, obs.name)
-    reporter = track.attempt
     # A success reported (its outputs may still fail their declarations) for a step that had
     # already ended otherwise.
     reported = proposed.phase is StepPhase.SUCCEEDED or (
@@ -374,7 +380,7 @@ def start(track: Track, status: StepRunStatus, step_run: str) -> Track:
 def start_first(track: Track, status: StepRunStatus, step_run: str) -> Track:
     """A StepRun made now for its first attempt: its status is the one its existence implies
     (`first_status`), so none is written."""
-    return replace(start(track, status, step_run), standing=status)
+    return replace(track, status=status, state=state_of(status, step_run), standing=status)
 
 
 def needs_stop(mode: Mode, track: Track) -> bool:
