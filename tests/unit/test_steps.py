@@ -7,7 +7,7 @@ from dataclasses import fields, replace
 
 from runctl.machine import model as m
 from runctl.machine.phases import FailureClass, StepPhase
-from runctl.machine.steps import seen
+from runctl.machine.steps import Rest, Track, seen, start_first, state_of
 from tests.unit.builders import at
 
 
@@ -27,3 +27,18 @@ def test_a_status_recorded_seen_is_the_status_with_its_workload_seen() -> None:
     assert made.workload is not None
     assert made.workload.observed
     assert all(getattr(made, f) == v for f, v in every.items() if f != "workload")
+
+
+def test_a_step_run_made_now_is_the_track_with_its_first_status() -> None:
+    status = m.StepRunStatus(StepPhase.PENDING, attempts=1, started_at=at(0))
+    every = {
+        "spec": m.StepSpec("a"), "recorded": m.StepState(StepPhase.PENDING),
+        "observation": m.StepRunObservation("r-a"), "state": m.StepState(StepPhase.PENDING),
+        "status": None, "late_report": True, "standing": None, "items": (),
+        "rest": Rest(waiting=(1,)),
+    }
+    # Every field is set, so a field added later and not carried over shows here.
+    assert set(every) == {f.name for f in fields(Track)}
+    track = Track(**every)  # type: ignore[arg-type]
+    assert start_first(track, status, "r-a") == replace(
+        track, status=status, state=state_of(status, "r-a"), standing=status)

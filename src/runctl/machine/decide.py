@@ -326,7 +326,7 @@ def _effects(observed: Observed, tracks: Mapping[str, Track], now: dt.datetime, 
             # StepRun recorded but never seen (the name makes it idempotent).
             out += [CreateStepRun(name, t.recorded.step_run, None),
                     WriteStepRunStatus(name, reused_status(reuse, now))]
-        if t.status is not None and t.status != t.standing:
+        if t.status is not None and t.status is not t.standing and t.status != t.standing:
             out.append(WriteStepRunStatus(name, t.status))
         mode = Mode.BATCH if finals and parse_key(name)[0] in finals else observed.spec.mode
         if needs_stop(mode, t) and (t.terminal or halting):

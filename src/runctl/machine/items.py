@@ -202,8 +202,11 @@ def made_waiting(track: Track, count: int | None = None) -> Track:
     made = [waiting_item(track.spec, i) for i in rest.waiting[:count]]
     if not made:
         return track
-    return replace(track, items=tuple(sorted((*(track.items or ()), *made), key=index_of)),
-                   rest=replace(rest, waiting=rest.waiting[len(made):]))
+    held = track.items or ()
+    # Waiting items mostly come after every held one: then they need no sorting in.
+    after = not held or index_of(held[-1]) < rest.waiting[0]
+    items = (*held, *made) if after else tuple(sorted((*held, *made), key=index_of))
+    return replace(track, items=items, rest=replace(rest, waiting=rest.waiting[len(made):]))
 
 
 def end_items(track: Track, rule: Rule, now: dt.datetime) -> Track:
