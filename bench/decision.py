@@ -30,9 +30,10 @@ W = m.WorkloadState
 
 
 def _status(index: int, phase: StepPhase, finished: bool) -> m.StepRunStatus:
+    """As written once its pod was seen (running, then ended): its workload recorded seen."""
     return m.StepRunStatus(phase=phase, attempts=1, started_at=T0,
                            finished_at=T0 + dt.timedelta(seconds=5) if finished else None,
-                           workload=m.WorkloadRef("Pod", f"r-f-{index}-1"))
+                           workload=m.WorkloadRef("Pod", f"r-f-{index}-1", observed=True))
 
 
 def _pod(state: m.WorkloadState) -> m.AttemptObservation:
