@@ -4,6 +4,7 @@
     python -m bench --quick    # smaller sizes (about 1.5 minutes), same measurements
     python -m bench --peers    # and the same diamond and stop cases on Argo and Tekton
     python -m bench --peers --cases fanout   # one case: a fan-out of 1,000 items on all three
+    python -m bench --cases decision   # the pure decision at 10,000 items (no control plane)
 
 Prints a table of figures against their targets and writes it to bench/results/<date>-<size>.md
 and .json. Figures, not assertions: tests never time anything.
@@ -17,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import fanout, peers, scenarios
+from bench import decision, fanout, peers, scenarios
 from bench.harness import Bench
 from bench.peers.argo import Argo
 from bench.peers.tekton import Tekton
@@ -30,8 +31,10 @@ BATCH_STOP_SIZES = {"quick": (10,), "full": (10, 100)}
 """Batch runs stopped mid-step; 100 at once is the peers' stop case (one step that runs until
 stopped), so it is runctl's figure beside theirs."""
 MEMORY_SIZES = {"quick": [100, 300], "full": [100, 1000]}
-CASES = ("stops", "throughput", "memory", "fanout", "fanout-wide")
+CASES = ("stops", "throughput", "memory", "fanout", "fanout-wide", "decision")
 DEFAULT_CASES = ("stops", "throughput", "memory")
+ALONE = {"decision"}
+"""Cases that time the core alone: no control plane is started for them."""
 """The fan-out cases are left out of a default run: they take minutes each (bench/README.md)."""
 
 
@@ -56,6 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     # Built before the clock starts: a first build takes minutes, and is no part of a run.
     peers_bin = peers.build() if args.peers else None
     began = time.monotonic()
+    if "decision" in cases and args.runctl:
+        print(f"[bench] runctl: the pure decision at {decision.ITEMS:,} items", flush=True)
+        decision.case(out)
+    if set(cases) <= ALONE:
+        out.write(f"{size}-{'-'.join(cases)}", time.monotonic() - began,
+                  where="the core alone, no control plane")
+        return 0
     with tempfile.TemporaryDirectory(prefix="runctl-bench-") as tmp, Bench(Path(tmp)) as b:
         if args.runctl:
             run_runctl(b, out, size, cases, peers_next=peers_bin is not None)

@@ -187,7 +187,9 @@ def _observe(observed: Observed, spec: StepSpec, by_key: Mapping[str, StepRunObs
              ctx: StepContext) -> Track:
     recorded = step_state(observed.status, spec.name)
     if spec.for_each is not None:
-        return observe_fan_out(spec, recorded, lookup(observed.gates, spec.name), by_key, ctx)
+        # A terminal run's TTL deletes every StepRun: no item is left alone then.
+        return observe_fan_out(spec, recorded, lookup(observed.gates, spec.name), by_key, ctx,
+                               lazy=observed.status.phase not in RUN_TERMINAL)
     return observe_step(spec, recorded, by_key.get(spec.name), ctx,
                         observed.reuse(spec.name))
 
@@ -325,10 +327,10 @@ def _effects(observed: Observed, tracks: Mapping[str, Track], now: dt.datetime, 
             # StepRun recorded but never seen (the name makes it idempotent).
             out += [CreateStepRun(name, t.recorded.step_run, None),
                     WriteStepRunStatus(name, reused_status(reuse, now))]
-        held = first_write_held(t)
-        if t.status is not None and t.status != t.standing and (held is None or now >= held):
+        if (t.status is not None and t.status is not t.standing and t.status != t.standing
+                and ((held := first_write_held(t)) is None or now >= held)):
             out.append(WriteStepRunStatus(name, t.status))
-        mode = Mode.BATCH if parse_key(name)[0] in finals else observed.spec.mode
+        mode = Mode.BATCH if finals and parse_key(name)[0] in finals else observed.spec.mode
         if needs_stop(mode, t) and (t.terminal or halting):
             out.append(StopWorkload(name, grace))
         if obs is None or obs.gone:

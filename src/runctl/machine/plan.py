@@ -24,7 +24,7 @@ from runctl.machine.model import (
     lookup,
     step_state,
 )
-from runctl.machine.naming import step_run_name, workload_ref
+from runctl.machine.naming import item_key, step_run_name, workload_ref
 from runctl.machine.phases import (
     STEP_FAILURES,
     STEP_TERMINAL,
@@ -95,7 +95,7 @@ def _ending(tracks: Tracks, rule: Callable[[Track], tuple[StepPhase, str, str] |
     out = dict(tracks)
     for track in _going(tracks):
         if track.items is not None:
-            out[track.name] = items.end_items(track, track.items, rule, now)
+            out[track.name] = items.end_items(track, rule, now)
             continue
         verdict = rule(track)
         if verdict is not None:
@@ -379,6 +379,11 @@ def _start_items(observed: Observed, t: Track, for_each: ForEach,
                          _context(clock.now, mode, clock.deadline))
     free = for_each.parallelism - sum(
         1 for i in t.items or () if not i.terminal and i.state.step_run is not None)
+    if gate is not None:
+        # Each waiting item made now starts and takes a slot, but those a re-run reuses.
+        slotless = (None if not observed.reused else
+                    lambda i: observed.reuse(item_key(t.name, i)) is not None)
+        t = items.made_waiting(t, max(free, 0), slotless)
     out, creates, starts = [], [], []
     for item in t.items or ():
         fresh = item.observation is None and item.state.step_run is None

@@ -20,6 +20,7 @@ from runctl.machine.model import (
     StepRunStatus,
     StepSpec,
     StepState,
+    WorkloadRef,
     WorkloadState,
 )
 from runctl.machine.naming import parse_key, workload_ref
@@ -56,6 +57,23 @@ class StepContext:
 
 
 @dataclass(frozen=True, slots=True)
+class Rest:
+    """The items of a fan-out step that nothing in this decision can change or act on, held
+    as counts: most items of a wide fan-out are such at every decision (`items.expand`)."""
+
+    waiting: tuple[int, ...] = ()
+    """Items with no StepRun, not skipped, in index order: Pending until `plan` starts them
+    or a rule ends them (it then makes them tracks)."""
+    ended: tuple[tuple[StepPhase, int], ...] = ()
+    """Items whose StepRun records their end and whose workload holds nothing: how many in
+    each phase, in `StepPhase` order."""
+    failures: tuple[tuple[dt.datetime, int, StepState], ...] = ()
+    """The failed ones among them, (when, index, state), in index order."""
+    canceled: tuple[int, StepState] | None = None
+    """The first canceled one among them (index, state)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Track:
     """One step in this decision: its records as observed and as they will be written."""
 
@@ -71,8 +89,11 @@ class Track:
     """The StepRun's status as it stands: as written, or for one never written, the first
     attempt its existence implies. `status` is written only where it differs."""
     items: tuple[Track, ...] | None = None
-    """A fan-out step whose items are known: one track each, in index order (`state` is
-    then what they add up to, `runctl.machine.items`). None for any other step."""
+    """A fan-out step whose items are known: a track for each item this decision may change
+    or act on, in index order; the others are counted in `rest` (`state` is then what they
+    all add up to, `runctl.machine.items`). None for any other step."""
+    rest: Rest | None = None
+    """A fan-out step's items held as counts, not tracks (`items`)."""
 
     @property
     def name(self) -> str:
@@ -91,9 +112,16 @@ class Track:
     def attempt(self) -> AttemptObservation | None:
         """The observed workload, when it is the one of the attempt the StepRun names."""
         obs = self.observation
-        if obs is None or obs.attempt is None or self.status is None:
+        if obs is None or self.status is None:
             return None
-        return obs.attempt if obs.attempt.attempt == self.status.attempts else None
+        return current_attempt(obs, self.status)
+
+
+def current_attempt(obs: StepRunObservation, status: StepRunStatus
+                    ) -> AttemptObservation | None:
+    """The observed workload, when it is the one of the attempt `status` names."""
+    attempt = obs.attempt
+    return attempt if attempt is not None and attempt.attempt == status.attempts else None
 
 
 def in_backoff(status: StepRunStatus) -> bool:
@@ -232,8 +260,8 @@ def _succeeded(status: StepRunStatus, attempt: AttemptObservation,
                        failure_class=FailureClass.PERMANENT)
     note = (f"outputs {', '.join(attempt.defaulted)} took their defaults"
             if attempt.defaulted else None)
-    return replace(_ended(status, StepPhase.SUCCEEDED, Reason.COMPLETED, note, now),
-                   outputs=attempt.outputs, failure_class=None)
+    return replace(status, phase=StepPhase.SUCCEEDED, reason=Reason.COMPLETED, message=note,
+                   finished_at=now, outputs=attempt.outputs, failure_class=None)
 
 
 def vanished(obs: StepRunObservation, status: StepRunStatus) -> StepRunObservation:
@@ -246,6 +274,18 @@ def vanished(obs: StepRunObservation, status: StepRunStatus) -> StepRunObservati
     return replace(obs, attempt=replace(attempt, state=WorkloadState.GONE))
 
 
+def seen(status: StepRunStatus, workload: WorkloadRef) -> StepRunStatus:
+    """`status` with its workload recorded as seen, built whole: `replace` costs several times
+    more, and every running item of a fan-out comes here at every decision."""
+    return StepRunStatus(
+        phase=status.phase, reason=status.reason, message=status.message,
+        attempts=status.attempts, started_at=status.started_at, finished_at=status.finished_at,
+        heartbeat_at=status.heartbeat_at, outputs=status.outputs,
+        failure_class=status.failure_class,
+        workload=WorkloadRef(workload.kind, workload.name, observed=True),
+        next_attempt_at=status.next_attempt_at, reused_from=status.reused_from)
+
+
 def propose(spec: StepSpec, status: StepRunStatus, obs: StepRunObservation,
             attempt: AttemptObservation | None, ctx: StepContext) -> StepRunStatus:
     """The StepRun's next status from its workload, first matching rule wins; a workload seen
@@ -253,7 +293,7 @@ def propose(spec: StepSpec, status: StepRunStatus, obs: StepRunObservation,
     now = ctx.now
     state = attempt.state if attempt is not None else WorkloadState.ABSENT
     if state in SEEN and status.workload is not None and not status.workload.observed:
-        status = replace(status, workload=replace(status.workload, observed=True))
+        status = seen(status, status.workload)
     if ctx.topology_over and (obs.deleting or state is WorkloadState.GONE):
         return status
     if attempt is not None and state is WorkloadState.SUCCEEDED:
@@ -277,7 +317,8 @@ def propose(spec: StepSpec, status: StepRunStatus, obs: StepRunObservation,
                       f"{spec.timeout_seconds}s", now)
     if state is WorkloadState.RUNNING and not ((ctx.halting or ctx.draining)
                                                and status.phase is StepPhase.PENDING):
-        return replace(status, phase=StepPhase.RUNNING)
+        return status if status.phase is StepPhase.RUNNING else replace(
+            status, phase=StepPhase.RUNNING)
     return status
 
 
@@ -307,12 +348,12 @@ def observe_step(spec: StepSpec, recorded: StepState | None, obs: StepRunObserva
     its StepRun is what the reuse made it."""
     if obs is None:
         return Track(spec, recorded, None, recorded or StepState(StepPhase.PENDING), None)
-    base = recorded or StepState(StepPhase.PENDING, step_run=obs.name)
     if reuse is not None and not obs.gone:
         status = obs.status or reused_status(reuse, ctx.now)  # none yet: written now
         return Track(spec, recorded, obs, keep_final_state(recorded, state_of(status, obs.name)),
                      status, standing=obs.status)
     if obs.gone:
+        base = recorded or StepState(StepPhase.PENDING, step_run=obs.name)
         if ctx.topology_over:
             return Track(spec, recorded, obs, base, None)
         phase, reason, message = _deletion(ctx, "StepRun")
@@ -321,8 +362,8 @@ def observe_step(spec: StepSpec, recorded: StepState | None, obs: StepRunObserva
         return Track(spec, recorded, obs, keep_final_state(recorded, ended), None)
     current = obs.status or first_status(ctx.mode, obs.name, recorded,
                                          obs.created_at or ctx.now)
-    track = Track(spec, recorded, vanished(obs, current), base, current, standing=current)
-    proposed = propose(spec, current, obs, track.attempt, ctx)
+    reporter = current_attempt(vanished(obs, current), current)
+    proposed = propose(spec, current, obs, reporter, ctx)
     status = keep_final(obs.status, proposed)
     if recorded is not None and _final(recorded.phase, status.phase):
         # The run recorded the step final before its StepRun's own write landed: the StepRun
@@ -333,7 +374,6 @@ def observe_step(spec: StepSpec, recorded: StepState | None, obs: StepRunObserva
             finished_at=recorded.finished_at))
     else:
         state = state_of(status, obs.name)
-    reporter = track.attempt
     # A success reported (its outputs may still fail their declarations) for a step that had
     # already ended otherwise.
     reported = proposed.phase is StepPhase.SUCCEEDED or (
@@ -359,7 +399,10 @@ def start(track: Track, status: StepRunStatus, step_run: str) -> Track:
 def start_first(track: Track, status: StepRunStatus, step_run: str) -> Track:
     """A StepRun made now for its first attempt: its status is the one its existence implies
     (`first_status`), so none is written."""
-    return replace(start(track, status, step_run), standing=status)
+    # Built whole: `replace` costs several times more, and a wide fan-out starts hundreds of
+    # items in one decision.
+    return Track(track.spec, track.recorded, track.observation, state_of(status, step_run),
+                 status, track.late_report, status, track.items, track.rest)
 
 
 def needs_stop(mode: Mode, track: Track) -> bool:
@@ -367,8 +410,11 @@ def needs_stop(mode: Mode, track: Track) -> bool:
     attempt = track.observation.attempt if track.observation else None
     if attempt is None or attempt.stopping:
         return False
-    if track.late_report:
-        return True
+    return track.late_report or holds_pods(mode, attempt)
+
+
+def holds_pods(mode: Mode, attempt: AttemptObservation) -> bool:
+    """The workload may still hold pods (a failed realtime one keeps its Deployment)."""
     if attempt.state in LIVE or attempt.live_pods > 0:
         return True
     return mode is Mode.REALTIME and attempt.state is WorkloadState.FAILED
