@@ -9,6 +9,7 @@ import datetime as dt
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from runctl.api.wire import FINALIZER
 from runctl.machine.decide import decide
 from runctl.operator import reconcile, render, resolve
 from runctl.operator.apply import CONFLICT_REQUEUE_SECONDS, FORBIDDEN_REQUEUE_SECONDS, Retry
@@ -69,7 +70,8 @@ def test_a_deleted_run_s_steprun_whose_finalizer_stays_is_tried_again_soon() -> 
     assert methods(ctx) == ["patch_namespaced_custom_object"]
     assert asyncio.run(reconcile.reconcile_run(ctx, KEY)) == Result(forget=True)
     patch = ctx.fake.calls[-1][1][-1]
-    assert patch["metadata"]["finalizers"] == []
+    assert patch == [{"op": "test", "path": "/metadata/finalizers/0", "value": FINALIZER},
+                     {"op": "remove", "path": "/metadata/finalizers/0"}]
 
 
 def test_a_first_reconcile_asks_for_no_look_before_an_event() -> None:

@@ -46,6 +46,7 @@ from runctl.workloads import build
 
 log = logging.getLogger(__name__)
 
+JSON_PATCH = "application/json-patch+json"
 CONFLICT_REQUEUE_SECONDS = 0.2
 """How soon a run is looked at again when a write did not land (a conflict, an outage)."""
 FORBIDDEN_REQUEUE_SECONDS = 10.0
@@ -335,14 +336,21 @@ async def delete_steprun(ctx: Context, sr: Obj) -> None:
 
 async def remove_finalizer(ctx: Context, sr: Obj) -> Outcome:
     """Let a StepRun go: take runctl's finalizer off it (tried again soon if that failed, or
-    later if RBAC refused it, so a missing grant is not asked five times a second)."""
+    later if RBAC refused it, so a missing grant is not asked five times a second).
+
+    A JSON patch that tests the finalizer is where the cache saw it, then removes it: it needs
+    no resourceVersion, so a cache behind the API server (a namespace of 10,000 StepRuns being
+    deleted floods the watches) does not make every removal conflict; should the list have
+    changed meanwhile, the test fails (422) and it is tried again on a fresher view."""
     meta = sr["metadata"]
-    finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
-    if finalizers == list(meta.get("finalizers") or []):
+    finalizers = list(meta.get("finalizers") or [])
+    if FINALIZER not in finalizers:
         return DONE
-    patch = {"metadata": {"resourceVersion": meta["resourceVersion"], "finalizers": finalizers}}
+    at = f"/metadata/finalizers/{finalizers.index(FINALIZER)}"
+    patch = [{"op": "test", "path": at, "value": FINALIZER}, {"op": "remove", "path": at}]
     res = await kube.call("patch", STEP_RUNS, ctx.custom.patch_namespaced_custom_object,
-                          GROUP, VERSION, meta["namespace"], STEP_RUNS, meta["name"], patch)
+                          GROUP, VERSION, meta["namespace"], STEP_RUNS, meta["name"], patch,
+                          _content_type=JSON_PATCH)
     if res.ok:
         return DONE
     return Outcome(Retry.LATER if res.outcome is kube.Outcome.FORBIDDEN else Retry.SOON)

@@ -14,6 +14,7 @@ never changes it.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
@@ -91,8 +92,12 @@ async def release_orphans(ctx: Context, key: RunKey, run: Obj | None) -> Retry:
         return Retry.NONE  # not seen yet, which is not evidence of deletion
     uid = run["metadata"].get("uid") if run is not None else None
     left = ctx.cache.children("StepRun", key)
-    released = [await applying.remove_finalizer(ctx, sr) for sr in left
-                if uid is None or not owned_by(sr, uid)]
+    orphans = [sr for sr in left if uid is None or not owned_by(sr, uid)]
+    released: list[applying.Outcome] = []
+    step = applying.HOUSEKEEPING_AT_ONCE
+    for at in range(0, len(orphans), step):
+        released += await asyncio.gather(*(applying.remove_finalizer(ctx, sr)
+                                           for sr in orphans[at:at + step]))
     if run is None and not left:
         ctx.cache.deleted_runs.discard(key)  # nothing of it left to let go
     return applying.Applied.of(released).retry
