@@ -115,20 +115,27 @@ def test_its_first_reconcile_records_labels_then_makes_the_reused_steprun_with_n
     assert not [c for c in ctx.fake.calls for a in c[1] if a in ("ok", "ok-extract", "ok-load")]
 
 
+def reused_extract(objects: list[dict[str, Any]], run: dict[str, Any]) -> dict[str, Any]:
+    """The re-run's StepRun of `extract`, made by reuse with its status (the source's, renamed
+    and owned by `run`)."""
+    extract = copy.deepcopy(objects[1])
+    extract["metadata"] |= {"name": "again-extract", "uid": "uid-again-extract",
+                            "ownerReferences": [{"uid": run["metadata"]["uid"],
+                                                 "kind": "StoryRun", "name": "again",
+                                                 "controller": True}],
+                            "labels": {wire.RUN_LABEL: "again", wire.STEP_LABEL: "extract"}}
+    extract["status"] = wire.steprun_status(
+        reused_status(dict(wire.reuses(run["status"]))["extract"], NOW))
+    return extract
+
+
 def test_the_step_after_a_reused_one_reads_its_recorded_outputs() -> None:
     objects = source()
     objects[0]["spec"]["steps"][0]["outputs"] = [{"name": "rows"}]
     objects[0]["spec"]["steps"][1]["args"] = ["${{ steps.extract.outputs.rows }}"]
     ctx = context(*objects, run := recorded_run(context(*objects)))
     # The reused StepRun, made with its status, seen before the step after it starts.
-    extract = copy.deepcopy(objects[1])
-    extract["metadata"] |= {"name": "again-extract", "uid": "uid-again-extract",
-                            "ownerReferences": [{"uid": "uid-again", "kind": "StoryRun",
-                                                 "name": "again", "controller": True}],
-                            "labels": {wire.RUN_LABEL: "again", wire.STEP_LABEL: "extract"}}
-    extract["status"] = wire.steprun_status(
-        reused_status(dict(wire.reuses(run["status"]))["extract"], NOW))
-    ctx.cache.put("StepRun", extract)
+    ctx.cache.put("StepRun", reused_extract(objects, run))
     reconcile_once(ctx, run)
     assert methods(ctx)[:2] == ["create_namespaced_custom_object", "create_namespaced_pod"]
     assert ctx.fake.calls[0][1][-1]["spec"]["args"] == ["1200"]
@@ -191,14 +198,7 @@ def test_a_rerun_reuses_the_items_whose_digest_matches_and_runs_the_others() -> 
     ctx = context(*objects, run := fanned_rerun(objects, "uid-again-fanned"))
     assert run["status"]["rerun"]["reused"] == 1  # extract; a fan-out is never reused whole
     assert set(run["status"]["rerun"]["steps"]) == {"extract"}
-    extract = copy.deepcopy(objects[1])
-    extract["metadata"] |= {"name": "again-extract", "uid": "uid-again-extract",
-                            "ownerReferences": [{"uid": "uid-again-fanned", "kind": "StoryRun",
-                                                 "name": "again", "controller": True}],
-                            "labels": {wire.RUN_LABEL: "again", wire.STEP_LABEL: "extract"}}
-    extract["status"] = wire.steprun_status(
-        reused_status(dict(wire.reuses(run["status"]))["extract"], NOW))
-    ctx.cache.put("StepRun", extract)
+    ctx.cache.put("StepRun", reused_extract(objects, run))
     reconcile_once(ctx, run)
     creates = [args[-1] for name, args in ctx.fake.calls
                if name == "create_namespaced_custom_object"]
