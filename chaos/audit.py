@@ -5,10 +5,12 @@ user agent: `runctl-operator/<identity>` for a replica), the verb, the object, t
 the API server received and finished it, all on the API server's one clock. Lease writes carry
 their body, so the log alone tells who held the Lease when.
 
-Fencing: a replica writes only while it holds the Lease. It holds it from a successful write of
-the Lease naming it the holder until the first of: another successful Lease write naming someone
-else (or nobody), or that write's time plus its `leaseDurationSeconds` (after which any other
-replica may take it, whether or not one did).
+Fencing: a replica's writes land only while it holds the Lease. It holds it from a successful
+write of the Lease naming it the holder until the first of: another successful Lease write naming
+someone else (or nobody), or that write's time plus its `leaseDurationSeconds` (after which any
+other replica may take it, whether or not one did). A write the API server answered with an error
+(a request cut short, one past its deadline, a conflict) changed nothing, so only writes that
+succeeded are judged.
 
 Nothing here imports runctl: the checker judges the operator from outside.
 """
@@ -48,6 +50,8 @@ class Write:
     holder: str | None = None
     """For a Lease write: the holder it names ("" for a release)."""
     lease_seconds: float = 0.0
+    message: str = ""
+    """The answer's message, for a write that failed."""
 
     @property
     def replica(self) -> str | None:
@@ -79,6 +83,7 @@ def from_event(event: dict[str, Any]) -> Write | None:
         namespace=ref.get("namespace") or "", name=ref.get("name") or "",
         code=int((event.get("responseStatus") or {}).get("code") or 0),
         holder=holder, lease_seconds=lease_seconds,
+        message=str((event.get("responseStatus") or {}).get("message") or ""),
     )
 
 
@@ -106,8 +111,8 @@ class Unfenced:
 
 
 def fencing(writes: Iterable[Write], lease_namespace: str, lease_name: str) -> list[Unfenced]:
-    """Every write (other than to the Lease itself) by a replica competing for the Lease named
-    (one that ever wrote it) made while that replica did not hold it."""
+    """Every write that succeeded (other than to the Lease itself) by a replica competing for
+    the Lease named (one that ever wrote it), received while that replica did not hold it."""
     writes = sorted(writes, key=lambda w: w.received)
     grants = sorted((w for w in writes if w.resource == "leases" and w.succeeded
                      and w.namespace == lease_namespace and w.name == lease_name),
@@ -118,7 +123,7 @@ def fencing(writes: Iterable[Write], lease_namespace: str, lease_name: str) -> l
     found = []
     for w in writes:
         replica = w.replica
-        if replica not in competing or w.resource == "leases":
+        if replica not in competing or w.resource == "leases" or not w.succeeded:
             continue
         count = bisect.bisect_right(done, w.received)
         if not count:

@@ -37,9 +37,9 @@ def lease(at: float, holder: str, by: str | None = None, code: int = 200) -> Wri
                  "", "ns", "runctl-leader", code, holder=holder, lease_seconds=15)
 
 
-def write(at: float, replica: str, agent: str = "runctl-operator/") -> Write:
+def write(at: float, replica: str, agent: str = "runctl-operator/", code: int = 200) -> Write:
     return Write(at, at + 0.01, f"{agent}{replica}", "patch", "stepruns", "status", "ns",
-                 "r-a", 200)
+                 "r-a", code)
 
 
 def fenced(*writes: Write) -> list[str]:
@@ -73,3 +73,10 @@ def test_replicas_of_another_lease_are_not_judged_by_this_one() -> None:
 def test_a_refused_lease_write_grants_nothing_and_others_writers_are_not_judged() -> None:
     assert len(fenced(lease(0, "a"), lease(10, "b", code=409), write(12, "b"))) == 1
     assert fenced(write(1, "x", agent="kubectl/")) == []
+
+
+def test_a_late_write_the_api_server_refused_changed_nothing_and_is_not_caught() -> None:
+    """Past its deadline (504), cut short (500), conflicting (409): nothing was written."""
+    late = [write(16.5, "a", code=code) for code in (504, 500, 409)]
+    assert fenced(lease(0, "a"), lease(16, "b"), *late) == []
+    assert len(fenced(lease(0, "a"), lease(16, "b"), *late, write(17, "a"))) == 1

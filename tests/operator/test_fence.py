@@ -118,12 +118,16 @@ def test_without_a_fence_every_write_is_sent(unfenced: None) -> None:
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):
-    """Answers every request with an empty JSON object and remembers what reached it."""
+    """Answers every request with an empty JSON object and remembers what reached it (a
+    request whose body did not all arrive, as cut short)."""
 
     seen: list[str] = []
 
     def _answer(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        length = int(self.headers.get("Content-Length") or 0)
+        if len(self.rfile.read(length)) < length:
+            self.seen.append(f"{self.command} {self.path} cut short")
+            return
         self.seen.append(f"{self.command} {self.path}")
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -131,7 +135,7 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b"{}")
 
-    do_GET = do_POST = do_PUT = _answer
+    do_GET = do_POST = do_PUT = do_DELETE = _answer
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -181,5 +185,45 @@ def test_a_held_write_and_the_elections_own_calls_reach_the_server(
                                  {"metadata": {"name": "p"}}, _preload_content=False)).ok
     kube.fence(lambda: False)  # the Lease's calls are not writes of a reconcile: never fenced
     client.CoordinationV1Api(api).read_namespaced_lease("lease", "ns", _preload_content=False)
-    assert seen == ["POST /api/v1/namespaces/ns/pods",
+    assert seen == [f"POST /api/v1/namespaces/ns/pods?timeout={kube.SERVER_DEADLINE}s",
                     "GET /apis/coordination.k8s.io/v1/namespaces/ns/leases/lease"]
+
+
+def test_a_fenced_write_asks_the_api_server_to_give_up_past_the_deadline(
+        server: tuple[client.ApiClient, list[str]]) -> None:
+    """Its query kept; a delete's options go as its body."""
+    api, seen = server
+    kube.fence(lambda: True)
+    options = client.V1DeleteOptions(grace_period_seconds=3)
+    assert asyncio.run(kube.call("delete", "pods", client.CoreV1Api(api).delete_namespaced_pod,
+                                 "p", "ns", body=options, dry_run="All",
+                                 _preload_content=False)).ok
+    assert seen == [f"DELETE /api/v1/namespaces/ns/pods/p?dryRun=All"
+                    f"&timeout={kube.SERVER_DEADLINE}s"]
+
+
+def test_a_fenced_write_without_a_body_is_never_sent(
+        server: tuple[client.ApiClient, list[str]]) -> None:
+    """Its headers would be its only send: a freeze right after their check would deliver
+    them whole, with nothing left to check or to be late."""
+    api, seen = server
+    kube.fence(lambda: True)
+    with pytest.raises(ValueError, match="needs a body"):
+        asyncio.run(kube.call("delete", "pods", client.CoreV1Api(api).delete_namespaced_pod,
+                              "p", "ns", _preload_content=False))
+    assert seen == []
+
+
+def test_a_replica_frozen_between_its_headers_and_its_body_sends_no_body(
+        server: tuple[client.ApiClient, list[str]]) -> None:
+    """The headers went out while the hold was current; it ran out before the body: the body
+    is not sent (the API server sees a request cut short, and writes nothing)."""
+    api, seen = server
+    answers = iter([True, True, False])  # before building, at the headers, at the body
+    kube.fence(lambda: next(answers, False))
+    res = asyncio.run(kube.call("create", "pods", client.CoreV1Api(api).create_namespaced_pod,
+                                "ns", {"metadata": {"name": "p"}}, _preload_content=False))
+    assert res.outcome is kube.Outcome.TRANSIENT
+    assert res.message == kube.NOT_HELD
+    assert seen == [f"POST /api/v1/namespaces/ns/pods?timeout={kube.SERVER_DEADLINE}s"
+                    " cut short"]

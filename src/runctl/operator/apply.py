@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kubernetes import client
+
 from runctl.api import wire
 from runctl.api.wire import (
     FINALIZER,
@@ -331,7 +333,7 @@ async def delete_steprun(ctx: Context, sr: Obj) -> None:
     meta = sr["metadata"]
     await kube.call("delete", STEP_RUNS, ctx.custom.delete_namespaced_custom_object,
                     GROUP, VERSION, meta["namespace"], STEP_RUNS, meta["name"],
-                    propagation_policy="Background")
+                    body=client.V1DeleteOptions(propagation_policy="Background"))
 
 
 async def remove_finalizer(ctx: Context, sr: Obj) -> Outcome:

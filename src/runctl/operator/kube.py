@@ -15,9 +15,18 @@ until its deadline, then leadership ends), and kopf registers the webhook's conf
 - fenced: with leader election, a write is not sent at all while this replica cannot be sure it
   still holds the Lease (`fence`); it is handed back as transient, not retried here: the
   election either renews (and the requeued reconcile writes then) or stops the workers.
-  The hold is asked twice: before the client builds the request (so nothing is built for
-  nothing) and again as each of its bytes go out on the connection (`fence_connections`), so
-  a replica frozen while the request was being built sends nothing when it wakes.
+  The hold is asked before the client builds the request (so nothing is built for nothing),
+  and again as each of its sends goes out on the connection (`fence_connections`): its
+  request line and headers, then its body. A check can pass just before a freeze and its
+  send go out when the process wakes, so the API server keeps the last word: every fenced
+  write asks it (`timeout`) to give up on a request it has not finished within
+  `SERVER_DEADLINE` seconds of its headers. A freeze between the check of the headers and
+  their send is caught by the check of the body; one between the check of the body and its
+  send delivers the body past the deadline, and the API server refuses it (504) without
+  writing anything. So a write lands only if it is finished within `SERVER_DEADLINE` of a
+  check that found the Lease held, which is before any other replica may take it (the
+  renew deadline plus `SERVER_DEADLINE` is within the lease). Every fenced write has a
+  body for this (a delete sends its options as one).
 """
 
 from __future__ import annotations
@@ -45,6 +54,12 @@ MAX_TRIES = 5
 BASE_DELAY = 0.2
 MAX_DELAY = 5.0
 NOT_HELD = "not sent: this replica's hold on the leader Lease is not known to be current"
+
+SERVER_DEADLINE = 4
+"""Seconds the API server is given to finish a fenced write from when its headers reached it:
+less than the lease's length less the renew deadline (15 - 10 s), with room for the write
+itself. A write the API server is slower than this on fails as transient (504) and is tried
+again."""
 
 _holds: Callable[[], bool] | None = None
 _sending = threading.local()
@@ -84,13 +99,31 @@ def _still_held() -> None:
         raise _Fenced
 
 
+def _with_deadline(url: str, body: Any) -> str:
+    """A fenced write's URL, asking the API server to give up on it past `SERVER_DEADLINE`."""
+    if getattr(_sending, "holds", None) is None:
+        return url
+    if not body:
+        # Its only send would be its headers: nothing would be checked after them.
+        raise ValueError("a fenced write needs a body (a delete sends its options as one)")
+    return f"{url}{'&' if '?' in url else '?'}timeout={SERVER_DEADLINE}s"
+
+
 class _FencedHTTPConnection(urllib3.connection.HTTPConnection):
+    def request(self, method: str, url: str, body: Any = None, *args: Any,
+                **kwargs: Any) -> None:
+        super().request(method, _with_deadline(url, body), body, *args, **kwargs)
+
     def send(self, data: Any) -> None:
         _still_held()
         super().send(data)
 
 
 class _FencedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def request(self, method: str, url: str, body: Any = None, *args: Any,
+                **kwargs: Any) -> None:
+        super().request(method, _with_deadline(url, body), body, *args, **kwargs)
+
     def send(self, data: Any) -> None:
         _still_held()
         super().send(data)

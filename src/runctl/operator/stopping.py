@@ -35,7 +35,7 @@ async def stop_workloads(ctx: Context, ns: str, run: str, step: str, grace: int)
         for name in _replicasets(pods)))
     await _delete_all(ctx, [("Pod", p, kube.call(
         "delete", "pods", ctx.core.delete_namespaced_pod, p["metadata"]["name"], ns,
-        grace_period_seconds=grace)) for p in pods])
+        body=client.V1DeleteOptions(grace_period_seconds=grace))) for p in pods])
 
 
 def _replicasets(pods: list[dict[str, Any]]) -> list[str]:
