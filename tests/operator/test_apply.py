@@ -7,6 +7,8 @@ import asyncio
 import copy
 import datetime as dt
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -24,6 +26,7 @@ from runctl.operator import render, resolve, stopping
 from runctl.operator.cache import ObjectCache
 from runctl.operator.context import Context
 from runctl.operator.queue import WorkQueue
+from runctl.operator.settings import API_THREADS
 from runctl.operator.snapshot import snapshot
 from tests.recorded import load
 
@@ -104,8 +107,13 @@ def reconcile(ctx: FakeContext, run: dict[str, Any]) -> applying.Applied:
     definition = resolve.definition(ctx.cache, run, NOW)
     observed = snapshot(ctx.cache, KEY, run, definition)
     decision = decide(observed, NOW)
-    return asyncio.run(applying.apply(
-        ctx, KEY, run, decision, render.step_runs(run, definition, observed, decision), NOW))
+
+    async def send() -> applying.Applied:
+        # As many threads for blocking calls as the operator has (asyncio's default has few).
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(API_THREADS))
+        return await applying.apply(
+            ctx, KEY, run, decision, render.step_runs(run, definition, observed, decision), NOW)
+    return asyncio.run(send())
 
 
 def methods(ctx: FakeContext) -> list[str]:
@@ -467,10 +475,60 @@ def test_a_stop_that_arrives_while_a_decision_is_sent_starts_nothing_more() -> N
     assert result.landed_short
 
 
-def test_finalizer_removals_and_deletions_go_in_groups_everything_else_one_by_one() -> None:
-    let_go = [act.RemoveFinalizer(f"s{i}") for i in range(applying.HOUSEKEEPING_AT_ONCE + 2)]
+def test_writes_of_one_kind_in_a_row_go_in_groups_anything_else_alone() -> None:
+    let_go = [act.RemoveFinalizer(f"s{i}") for i in range(applying.AT_ONCE + 2)]
     deletes = [act.DeleteStepRun("a"), act.DeleteStepRun("b")]
     write = act.WriteStepRunStatus("s0", m.StepRunStatus(StepPhase.SUCCEEDED))
-    groups = list(applying._groups([write, *let_go, *deletes, write]))
-    assert groups == [[write], let_go[:applying.HOUSEKEEPING_AT_ONCE],
-                      let_go[applying.HOUSEKEEPING_AT_ONCE:], deletes, [write]]
+    event = act.EmitEvent("run", None, "Normal", act.EventReason.STARTED, "started")
+    groups = list(applying._groups([write, *let_go, *deletes, event, write]))
+    assert groups == [[write], let_go[:applying.AT_ONCE], let_go[applying.AT_ONCE:], deletes,
+                      [event], [write]]
+
+
+def fan_out_run(items: int) -> dict[str, Any]:
+    """The recorded run, fresh, as one step over `items` items, all of them free to start."""
+    run = fresh_run()
+    run["metadata"]["uid"] = f"fan-out-of-{items}"  # another run: nothing of it is remembered
+    run["spec"]["steps"] = [{"name": "each", "image": "busybox", "command": ["true"],
+                             "forEach": {"items": list(range(items)), "parallelism": items}}]
+    return run
+
+
+class Meeting(FakeApi):
+    """Creates of StepRuns wait until `AT_ONCE` of them are in flight together (a call sent
+    alone would wait in vain and fail the test); those named in `lost` are lost in an outage."""
+
+    def __init__(self, lost: set[str]) -> None:
+        super().__init__()
+        self.met = threading.Barrier(applying.AT_ONCE, timeout=30)
+        self.lost = lost
+
+    def create_namespaced_custom_object(self, *args: Any) -> Any:
+        self.calls.append(("create_namespaced_custom_object", args))
+        self.met.wait()
+        if args[-1]["metadata"]["name"] in self.lost:
+            raise ConnectionRefusedError("connection refused")
+        return _echo("create_namespaced_custom_object", args)
+
+
+def test_a_wide_decision_makes_its_stepruns_together_then_their_pods() -> None:
+    ctx = context(run := fan_out_run(2 * applying.AT_ONCE))
+    ctx.fake = Meeting(lost=set())
+    result = reconcile(ctx, run)
+    assert (result.landed_short, result.notes) == (False, ())
+    made = 2 * applying.AT_ONCE
+    assert methods(ctx) == (["create_namespaced_custom_object"] * made
+                            + ["create_namespaced_pod"] * made
+                            + ["patch_namespaced_custom_object_status", "create_namespaced_event"])
+
+
+def test_a_steprun_create_lost_in_a_group_sends_nothing_after_the_group(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The others of its group were on their way already; nothing later is sent (no pod, no
+    second group, no run status), as when the create is alone."""
+    monkeypatch.setattr(applying.kube, "MAX_TRIES", 1)
+    ctx = context(run := fan_out_run(2 * applying.AT_ONCE))
+    ctx.fake = Meeting(lost={f"{run['metadata']['name']}-each-3"})
+    result = reconcile(ctx, run)
+    assert result.landed_short
+    assert methods(ctx) == ["create_namespaced_custom_object"] * applying.AT_ONCE

@@ -2,8 +2,8 @@
 
 Everything a write needs was decided and rendered before (`decide`, `render`): each action kind
 has one function here that sends it and returns its own `Outcome`, and `apply` sends them in
-order (runs of finalizer removals or StepRun deletions a few at once), then the run's status,
-then the decision's Events.
+order (runs of writes of one kind a few at once: `_groups`), then the run's status, then the
+decision's Events.
 
 Order matters only for what a crash in the middle could leave behind, so children are written
 first and the run's status last: a restarted operator that finds a StepRun the status does not
@@ -168,27 +168,19 @@ async def apply(ctx: Context, key: RunKey, run: Obj, decision: Decision, rendere
     """Send the decision's actions in order (`rendered`: the StepRuns it creates), then the
     run's status, then its Events."""
     run_uid = run["metadata"].get("uid")
-    step_runs = {wire.key_of(sr["metadata"]["labels"]): sr
-                 for sr in ctx.cache.children("StepRun", key) if owned_by(sr, run_uid)}
+    step_runs: dict[str, Obj] = {wire.key_of(sr["metadata"]["labels"]): sr
+                                 for sr in ctx.cache.children("StepRun", key)
+                                 if owned_by(sr, run_uid)}
     outcomes: list[Outcome] = []
     for group in _groups(decision.actions):
-        action = group[0]
-        if isinstance(action, act.CreateStepRun | act.StartAttempt) and _stopped_since(
+        if isinstance(group[0], act.CreateStepRun | act.StartAttempt) and _stopped_since(
                 ctx, key, run):
             # A wide decision takes a while to send: what it would start after a stop
             # arrived is not started (the run's next decision takes up the stop).
             outcomes.append(Outcome(Retry.SOON, halt=True))
             return Applied.of(outcomes)
-        match action:
-            case act.CreateStepRun(step=step):
-                outcome, created = await create_steprun(ctx, run, rendered[step],
-                                                        step in step_runs, now)
-                if created is not None:
-                    step_runs[step] = created
-                sent = [outcome]
-            case _:
-                sent = list(await asyncio.gather(
-                    *(_child_action(ctx, key, step_runs, a, now) for a in group)))
+        sent = list(await asyncio.gather(
+            *(_send(ctx, key, run, rendered, step_runs, a, now) for a in group)))
         outcomes += sent
         if any(o.halt for o in sent):
             return Applied.of(outcomes)
@@ -203,19 +195,25 @@ async def apply(ctx: Context, key: RunKey, run: Obj, decision: Decision, rendere
     return Applied.of(outcomes)
 
 
-HOUSEKEEPING_AT_ONCE = 16
-"""Finalizer removals and StepRun deletions sent together: a run of 10,000 items lets go of
-10,000 StepRuns, which one after another take minutes."""
+AT_ONCE = 16
+"""Writes of one kind sent together: a decision on a wide fan-out starts, ends or lets go of
+hundreds of items, which one after another take seconds (10,000 of them, minutes)."""
+
+_TOGETHER = (act.CreateStepRun, act.WriteStepRunStatus, act.StartAttempt, act.StopWorkload,
+             act.RemoveFinalizer, act.DeleteStepRun)
+"""Kinds whose writes in a row depend on none of each other: each acts on its own step's
+StepRun or workloads. Kinds still go in the decision's order (a StepRun is made before its
+workload, an item's end is written before another starts)."""
 
 
 def _groups(actions: Iterable[act.Action]) -> Iterable[list[act.Action]]:
-    """The actions in order, one by one, except runs of finalizer removals or StepRun
-    deletions, which nothing after them in a decision waits on one by one: those in groups."""
+    """The actions in order, runs of one kind (`_TOGETHER`) in groups of up to `AT_ONCE`,
+    anything else alone."""
     group: list[act.Action] = []
     for action in actions:
-        together = isinstance(action, act.RemoveFinalizer | act.DeleteStepRun)
+        together = isinstance(action, _TOGETHER)
         if group and (not together or type(action) is not type(group[0])
-                      or len(group) == HOUSEKEEPING_AT_ONCE):
+                      or len(group) == AT_ONCE):
             yield group
             group = []
         if together:
@@ -232,10 +230,18 @@ def _stopped_since(ctx: Context, key: RunKey, run: Obj) -> bool:
     return bool(now["spec"].get("cancelRequested")) and not run["spec"].get("cancelRequested")
 
 
-async def _child_action(ctx: Context, key: RunKey, step_runs: Mapping[str, Obj],
-                        action: act.Action, now: dt.datetime) -> Outcome:
-    """One action on a step's StepRun or workloads (none needed once its StepRun is gone)."""
+async def _send(ctx: Context, key: RunKey, run: Obj, rendered: StepRuns,
+                step_runs: dict[str, Obj], action: act.Action, now: dt.datetime) -> Outcome:
+    """One action: a StepRun made (kept in `step_runs` for its workload and status, sent
+    later in the same apply), or one on a step's StepRun or workloads (none needed once its
+    StepRun is gone)."""
     match action:
+        case act.CreateStepRun(step=step):
+            outcome, created = await create_steprun(ctx, run, rendered[step],
+                                                    step in step_runs, now)
+            if created is not None:
+                step_runs[step] = created
+            return outcome
         case act.WriteStepRunStatus(step=step, status=status):
             sr = step_runs.get(step)
             return DONE if sr is None else await write_steprun_status(

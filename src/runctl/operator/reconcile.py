@@ -94,7 +94,7 @@ async def release_orphans(ctx: Context, key: RunKey, run: Obj | None) -> Retry:
     left = ctx.cache.children("StepRun", key)
     orphans = [sr for sr in left if uid is None or not owned_by(sr, uid)]
     released: list[applying.Outcome] = []
-    step = applying.HOUSEKEEPING_AT_ONCE
+    step = applying.AT_ONCE
     for at in range(0, len(orphans), step):
         released += await asyncio.gather(*(applying.remove_finalizer(ctx, sr)
                                            for sr in orphans[at:at + step]))
