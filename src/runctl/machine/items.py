@@ -30,14 +30,14 @@ from runctl.machine.model import (
     StepState,
     WorkloadState,
 )
-from runctl.machine.naming import item_key, parse_key
+from runctl.machine.naming import item_key, item_keys, parse_key
 from runctl.machine.phases import STEP_FAILURES, STEP_TERMINAL, Mode, Reason, StepPhase
 from runctl.machine.steps import (
+    LIVE,
     Rest,
     StepContext,
     Track,
     end,
-    holds_pods,
     keep_final_state,
     observe_step,
     state_of,
@@ -90,11 +90,23 @@ def at_rest(obs: StepRunObservation, mode: Mode) -> StepRunStatus | None:
     """The status of an item nothing can change or act on while its step is not recorded
     final: it ended (`ended_status`), so no rule touches it and its StepRun has nothing to be
     written, and its workload holds no pod to stop (its StepRun's finalizer goes with its
-    step's final record, its deletion with the run's). None for any other item."""
-    status = ended_status(obs)
+    step's final record, its deletion with the run's). None for any other item.
+    (`ended_status` and `holds_pods` written out: most items of a wide fan-out come here at
+    every decision.)"""
+    status = obs.status
+    if status is None or obs.gone or status.phase not in STEP_TERMINAL:
+        return None
     attempt = obs.attempt
-    if status is None or (attempt is not None and not attempt.stopping
-                          and holds_pods(mode, attempt)):
+    if attempt is None:
+        return status
+    state = attempt.state
+    if state is WorkloadState.SUCCEEDED and not (
+            status.phase is StepPhase.SUCCEEDED and attempt.output_problem is None):
+        return None
+    if attempt.stopping:
+        return status
+    if state in LIVE or attempt.live_pods > 0 or (
+            mode is Mode.REALTIME and state is WorkloadState.FAILED):
         return None
     return status
 
@@ -154,13 +166,17 @@ def expand(spec: StepSpec, recorded: StepState | None, total: int, gate: Gate | 
     ended: list[StepPhase] = []
     failures: list[tuple[dt.datetime, int, StepState]] = []
     canceled: tuple[int, StepState] | None = None
-    for i in range(total):
-        obs = step_runs.get(item_key(spec.name, i))
-        if counting and obs is None and i not in skipped:
-            waiting.append(i)
+    mode, get = ctx.mode, step_runs.get
+    for i, key in enumerate(item_keys(spec.name, total)):
+        obs = get(key)
+        if obs is None:
+            if counting and i not in skipped:
+                waiting.append(i)
+            else:
+                held.append(_item(spec, i, final, why if i in skipped else None, None, ctx))
             continue
-        status = at_rest(obs, ctx.mode) if counting and obs is not None else None
-        if obs is None or status is None:
+        status = at_rest(obs, mode) if counting else None
+        if status is None:
             held.append(_item(spec, i, final, why if i in skipped else None, obs, ctx))
             continue
         phase = status.phase
@@ -196,10 +212,12 @@ def with_items(track: Track, items: tuple[Track, ...], now: dt.datetime) -> Trac
 
 
 def made_waiting(track: Track, count: int | None = None,
-                 slotless: Callable[[int], bool] | None = None) -> Track:
-    """The step with its first `count` waiting items (all by default) made tracks, in index
-    order among the others, and with every waiting item `slotless` names (items a re-run
-    reuses, which run nothing and take no slot) besides."""
+                 slotless: Callable[[int], bool] | None = None,
+                 make: Callable[[StepSpec, int], Track] = waiting_item) -> Track:
+    """The step with its first `count` waiting items (all by default) made tracks (by `make`,
+    from the step's spec and the item's index), in index order among the others, and with
+    every waiting item `slotless` names (items a re-run reuses, which run nothing and take no
+    slot) besides."""
     rest = track.rest or _NOTHING
     if count is None:
         picked = list(rest.waiting)
@@ -213,7 +231,7 @@ def made_waiting(track: Track, count: int | None = None,
             elif count > 0:
                 picked.append(i)
                 count -= 1
-    made = [waiting_item(track.spec, i) for i in picked]
+    made = [make(track.spec, i) for i in picked]
     if not made:
         return track
     held = track.items or ()

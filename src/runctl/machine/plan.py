@@ -18,6 +18,7 @@ from runctl.machine.model import (
     Gate,
     Observed,
     Reuse,
+    StepSpec,
     StepState,
     StopState,
     WorkloadState,
@@ -46,6 +47,7 @@ from runctl.machine.steps import (
     reused_status,
     start,
     start_first,
+    state_of,
 )
 
 Tracks = Mapping[str, Track]
@@ -361,6 +363,17 @@ def _start(observed: Observed, t: Track, states: Mapping[str, StepState], clock:
             StartAttempt(t.name, 1))
 
 
+def _fresh(observed: Observed, spec: StepSpec, clock: Clock, mode: Mode
+           ) -> tuple[Track, CreateStepRun, StartAttempt]:
+    """An item not started yet (no StepRun, nothing to reuse), started: what `_start` makes of
+    it (an item has no needs and no gate of its own), built at once, since a wide fan-out
+    starts hundreds of items in one decision."""
+    name = step_run_name(observed.run_name, spec.name)
+    status = first_status(mode, name, None, clock.now)
+    return (Track(spec, None, None, state_of(status, name), status, standing=status),
+            CreateStepRun(spec.name, name, clock.deadline), StartAttempt(spec.name, 1))
+
+
 def _start_items(observed: Observed, t: Track, for_each: ForEach,
                  states: Mapping[str, StepState], clock: Clock, mode: Mode
                  ) -> tuple[Track, list[CreateStepRun], list[StartAttempt]]:
@@ -379,13 +392,25 @@ def _start_items(observed: Observed, t: Track, for_each: ForEach,
                          _context(clock.now, mode, clock.deadline))
     free = for_each.parallelism - sum(
         1 for i in t.items or () if not i.terminal and i.state.step_run is not None)
-    if gate is not None:
+    started: dict[str, tuple[CreateStepRun, StartAttempt]] = {}
+    if gate is not None and observed.reused:
         # Each waiting item made now starts and takes a slot, but those a re-run reuses.
-        slotless = (None if not observed.reused else
-                    lambda i: observed.reuse(item_key(t.name, i)) is not None)
-        t = items.made_waiting(t, max(free, 0), slotless)
+        t = items.made_waiting(t, max(free, 0),
+                               lambda i: observed.reuse(item_key(t.name, i)) is not None)
+    elif gate is not None:
+        def make(spec: StepSpec, index: int) -> Track:
+            item, create, attempt = _fresh(observed, items.item_spec(spec, index), clock, mode)
+            started[item.name] = (create, attempt)
+            return item
+        t = items.made_waiting(t, max(free, 0), make=make)
+        free -= len(started)
     out, creates, starts = [], [], []
     for item in t.items or ():
+        if item.name in started:
+            out.append(item)
+            creates.append(started[item.name][0])
+            starts.append(started[item.name][1])
+            continue
         fresh = item.observation is None and item.state.step_run is None
         # A reused item runs nothing: it takes no place among the items going.
         waits = free <= 0 and observed.reuse(item.name) is None

@@ -260,8 +260,13 @@ def _succeeded(status: StepRunStatus, attempt: AttemptObservation,
                        failure_class=FailureClass.PERMANENT)
     note = (f"outputs {', '.join(attempt.defaulted)} took their defaults"
             if attempt.defaulted else None)
-    return replace(status, phase=StepPhase.SUCCEEDED, reason=Reason.COMPLETED, message=note,
-                   finished_at=now, outputs=attempt.outputs, failure_class=None)
+    # Built whole, as in `seen`: every item of a wide fan-out ends here.
+    return StepRunStatus(
+        phase=StepPhase.SUCCEEDED, reason=Reason.COMPLETED, message=note,
+        attempts=status.attempts, started_at=status.started_at, finished_at=now,
+        heartbeat_at=status.heartbeat_at, outputs=attempt.outputs, failure_class=None,
+        workload=status.workload, next_attempt_at=status.next_attempt_at,
+        reused_from=status.reused_from)
 
 
 def vanished(obs: StepRunObservation, status: StepRunStatus) -> StepRunObservation:
