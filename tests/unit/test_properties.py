@@ -643,7 +643,10 @@ def check_finally_ran(world: World) -> None:
         state = m.step_state(status, s.name)
         assert state is not None
         assert state.phase in STEP_TERMINAL
-        if state.step_run is not None or state.reason in (
+        # A fan-out has no StepRun of its own: it started when its items were counted, unless
+        # they were all canceled before they started.
+        fanned = state.items is not None and state.reason != Reason.STOPPED_BEFORE_START
+        if state.step_run is not None or fanned or state.reason in (
                 Reason.CONDITION_FALSE, Reason.CONDITION_ERROR, Reason.UPSTREAM_FAILED,
                 Reason.UPSTREAM_OUTPUT_MISSING, Reason.INVALID_SPEC):
             continue
