@@ -12,11 +12,9 @@ Running; under `shutdown.finally: Run` nothing but the finally budget cancels a 
 and the run ends as its outcome says, but for a failed finally step (FinallyFailed) or a stop
 that skips them (Canceled).
 
-Two places where the core breaks the contract are pinned at the end as expected failures
-(strict: a fix makes them fail until the marks go): a finally step cut off by the finally
-budget before it ran does not fail a Succeeded outcome (the property lets that one case end
-Succeeded too, and only that one); and an item whose pod has run less than 5s, counted Running
-by the run's record, is recorded "not started" (StoppedBeforeStart) by a stop.
+Two cases are pinned by examples at the end: a finally step cut off by the finally budget
+before it ran fails a Succeeded outcome; and an item whose pod has run less than 5s, counted
+Running by the run's record, is stopped as running, never recorded "not started".
 """
 
 from __future__ import annotations
@@ -244,11 +242,10 @@ def the_run_ends_as_its_finally_steps_say(observed: m.Observed, d: Decision,
                    and (entries[n].message or "")[:200] in new.message for n in failed), \
             f"{new.message!r} names none of {failed}"
     elif cut_off:
-        # The contract: FinallyFailed. The core ends it with its outcome (Succeeded) when no
-        # finally step failed otherwise: a deviation, pinned (as an expected failure) by
-        # test_a_finally_step_cut_off_before_it_ran_fails_a_success.
         event("a finally step cut off by the budget before it ran")
-        assert ended in ((RunPhase.FAILED, Reason.FINALLY_FAILED, new.message), outcome), ended
+        assert (new.phase, new.reason) == (RunPhase.FAILED, Reason.FINALLY_FAILED), ended
+        assert new.message is not None
+        assert any(new.message.startswith(f"finally step {n} ") for n in cut_off), new.message
     else:
         assert ended == outcome, f"a Succeeded outcome with finally steps ended {ended}"
 
@@ -429,9 +426,6 @@ def step_waiting() -> m.Observed:
                     {"f": _pod_waits("f")})
 
 
-@pytest.mark.xfail(strict=True, reason="contract violation: the core ends the run Succeeded; "
-                   "a finally step cut off by the finally budget before it ran is no failure "
-                   "to it")
 @pytest.mark.parametrize("before", [fan_out_waiting(), step_waiting()],
                          ids=["fan-out", "step"])
 def test_a_finally_step_cut_off_before_it_ran_fails_a_success(before: m.Observed) -> None:
@@ -455,9 +449,6 @@ def items_running(finals: bool) -> m.RunSpec:
     return spec(fan)
 
 
-@pytest.mark.xfail(strict=True, reason="contract violation: an item whose pod has run less than "
-                   "5s (its StepRun not written Running yet, the run's record counting it "
-                   "Running) is recorded Canceled/StoppedBeforeStart, 'not started', by a stop")
 @pytest.mark.parametrize("finals", [True, False], ids=["finally", "main"])
 def test_an_item_counted_running_is_stopped_not_said_never_started(finals: bool) -> None:
     """docs/API.md: an item is written Running once its workload has run 5s, "meanwhile the
@@ -476,8 +467,18 @@ def test_an_item_counted_running_is_stopped_not_said_never_started(finals: bool)
     going = decide(before, at(8))
     assert _counts(going.status, "f") == {P.PENDING: 1, P.RUNNING: 2}
     stop = replace(run, cancel_requested=True, shutdown_finally=FinallyPolicy.SKIP)
-    d = decide(replace(before, spec=stop, status=going.status), at(9))
-    ended = {a.step: a.status for a in d.actions if isinstance(a, act.WriteStepRunStatus)}
+    stopping = replace(before, spec=stop, status=going.status)
+    d = decide(stopping, at(9))
+    # Stopped as running: their pods are deleted, their record still counts them Running
+    # (only item 2, never started, is Canceled now), and no write says they never started.
+    assert {a.step for a in d.actions if isinstance(a, act.StopWorkload)} == {"f[0]", "f[1]"}
+    assert not [a for a in d.actions if isinstance(a, act.WriteStepRunStatus)]
+    assert _counts(d.status, "f") == {P.RUNNING: 2, P.CANCELED: 1}
+    # Their pods gone, they end Canceled as stopped.
+    gone = m.frozen_step_runs((key, replace(obs, attempt=work(W.GONE, started_at=at(6))))
+                              for key, obs in runs.items())
+    after = decide(replace(stopping, status=d.status, step_runs=gone), at(10))
+    ended = {a.step: a.status for a in after.actions if isinstance(a, act.WriteStepRunStatus)}
     assert sorted(ended) == ["f[0]", "f[1]"]
     assert {s.phase for s in ended.values()} == {P.CANCELED}
     assert {s.reason for s in ended.values()} <= {Reason.CANCELED, Reason.GRACE_PERIOD_EXPIRED}

@@ -261,15 +261,24 @@ def finally_steps_wait_for_the_outcome(observed: m.Observed, d: Decision,
 
 def the_run_ends_with_its_outcome(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
     """A run with finally steps ends as its main steps did, except FinallyFailed (a finally
-    step failed a success) and Canceled (a stop skipped them)."""
+    step failed a success, or the finally budget cut one off before it ran) and Canceled (a
+    stop skipped them)."""
     spec, old, new = observed.spec, observed.status, d.status
     if not (new.phase in RUN_TERMINAL and new.outcome is not None
             and old.phase not in RUN_TERMINAL):
         return
     o, entries = new.outcome, dict(new.step_states)
+    budget_over = now >= o.decided_at + dt.timedelta(seconds=spec.finally_timeout_seconds)
+    failed = [n for n in _finals(spec) if entries[n].phase in STEP_FAILURES or (
+        budget_over and entries[n].phase is StepPhase.CANCELED
+        and not (spec.shutdown_finally is FinallyPolicy.SKIP and new.stop is not None))]
     if new.reason == Reason.FINALLY_FAILED:
         assert o.phase is RunPhase.SUCCEEDED, "F: FinallyFailed on a failed outcome"
-        assert any(entries[n].phase in STEP_FAILURES for n in _finals(spec)), "F: FinallyFailed"
+        assert failed, "F: FinallyFailed"
+    elif o.phase is RunPhase.SUCCEEDED and new.phase is not RunPhase.CANCELED:
+        assert not failed, "F: a failed finally step left a success standing"
+        assert (new.phase, new.reason, new.message) == (o.phase, o.reason, o.message), \
+            "F: the run did not end with its outcome"
     elif o.phase is RunPhase.SUCCEEDED and new.phase is RunPhase.CANCELED:
         assert spec.shutdown_finally is FinallyPolicy.SKIP, "F: Succeeded became Canceled"
     else:

@@ -233,7 +233,8 @@ def _progress(observed: Observed, now: dt.datetime) -> Decision:
     halting = stop is not None and not draining
     topology_over = _topology_over(observed)
     ctx = StepContext(mode=spec.mode, now=now, halting=halting, deadline=deadline,
-                      topology_over=topology_over, draining=draining)
+                      topology_over=topology_over, draining=draining,
+                      halted_at=stop.record.observed_at if stop is not None else None)
     clock = Clock(now, deadline, stop.grace_until if stop is not None else None)
     p = plan(observed, _tracks(observed, ctx), clock, stop=stop, topology_over=topology_over)
     if p.phase not in RUN_TERMINAL:
@@ -261,8 +262,9 @@ def _finale(observed: Observed, outcome: Outcome, now: dt.datetime, *, stop: Sto
     if main is None:
         main = _tracks(observed, StepContext(mode=observed.spec.mode, now=now, halting=True,
                                              deadline=None))
-    finals = _final_tracks(observed, StepContext(mode=Mode.BATCH, now=now, halting=halting,
-                                                 deadline=clock.deadline))
+    finals = _final_tracks(observed, StepContext(
+        mode=Mode.BATCH, now=now, halting=halting, deadline=clock.deadline,
+        halted_at=stop.record.observed_at if halting and stop is not None else None))
     p = plan_finally(observed, main, finals, clock, outcome, stop=stop)
     return _conclude(observed, replace(p, creates=(*made, *p.creates)), clock, stop=stop,
                      halting=halting, outcome=outcome)

@@ -15,7 +15,15 @@ from dataclasses import replace
 from runctl.machine import dag
 from runctl.machine.failures import MAX_MESSAGE
 from runctl.machine.model import Observed, Outcome, RunSpec
-from runctl.machine.phases import FinallyPolicy, Mode, Reason, RunPhase, StopTrigger, Waiting
+from runctl.machine.phases import (
+    FinallyPolicy,
+    Mode,
+    Reason,
+    RunPhase,
+    StepPhase,
+    StopTrigger,
+    Waiting,
+)
 from runctl.machine.plan import (
     Clock,
     Plan,
@@ -56,7 +64,10 @@ def plan_finally(observed: Observed, main: Tracks, finals: Tracks, clock: Clock,
         phase = RunPhase.STOPPING if stop is not None else RunPhase.RUNNING
         return replace(p, tracks=tracks, phase=phase, reason=Waiting.RUNNING_FINALLY,
                        message=_running(finals, tracks, outcome))
-    return _verdict(tracks, finals, outcome, p.trigger, skipped=skipping is not None)
+    budget_over = (skipping is None and clock.deadline is not None
+                   and now >= clock.deadline)
+    return _verdict(tracks, finals, outcome, p.trigger, skipped=skipping is not None,
+                    budget_over=budget_over)
 
 
 def _running(finals: Tracks, tracks: Tracks, outcome: Outcome) -> str:
@@ -66,10 +77,15 @@ def _running(finals: Tracks, tracks: Tracks, outcome: Outcome) -> str:
 
 
 def _verdict(tracks: Tracks, finals: Tracks, outcome: Outcome, trigger: StopTrigger | None,
-             *, skipped: bool) -> Plan:
+             *, skipped: bool, budget_over: bool) -> Plan:
     """Every finally step is terminal: the run ends as its outcome says, except an outcome of
-    Succeeded, which a stop that skipped them turns Canceled and a failed one Failed."""
+    Succeeded, which a stop that skipped them turns Canceled and a failed one Failed. Once
+    their budget is over, one it cut off before it ran (canceled: under `finally: Run`
+    nothing else cancels a finally step) is as failed as one it cut off running."""
     failed = first_failure({name: tracks[name] for name in finals})
+    if failed is None and budget_over:
+        failed = next((tracks[name] for name in finals
+                       if tracks[name].state.phase is StepPhase.CANCELED), None)
     phase, reason, message = outcome.phase, outcome.reason, outcome.message
     if outcome.phase is RunPhase.SUCCEEDED and skipped:
         phase, reason = RunPhase.CANCELED, Reason.CANCELED

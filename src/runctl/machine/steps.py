@@ -54,6 +54,11 @@ class StepContext:
     draining: bool = False
     """A Drain stop is in effect: what runs may finish with its own result, but nothing new
     starts (no Pending step becomes Running, no retry)."""
+    halted_at: dt.datetime | None = None
+    """When the stop that halts or drains the work was observed. An item whose Running write
+    is held back (`first_write_held`) was counted Running by the run's record from the first
+    decision that saw its workload run; if that was before the stop, it is stopped as running,
+    never said not started."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,11 +325,21 @@ def propose(spec: StepSpec, status: StepRunStatus, obs: StepRunObservation,
         return _ended(status, StepPhase.TIMED_OUT, Reason.TIMED_OUT,
                       f"attempt {status.attempts} did not finish within "
                       f"{spec.timeout_seconds}s", now)
-    if state is WorkloadState.RUNNING and not ((ctx.halting or ctx.draining)
-                                               and status.phase is StepPhase.PENDING):
+    if state is WorkloadState.RUNNING and not (
+            (ctx.halting or ctx.draining) and status.phase is StepPhase.PENDING
+            and not _counted_running(spec, obs, attempt, ctx.halted_at)):
         return status if status.phase is StepPhase.RUNNING else replace(
             status, phase=StepPhase.RUNNING)
     return status
+
+
+def _counted_running(spec: StepSpec, obs: StepRunObservation,
+                     attempt: AttemptObservation | None, halted_at: dt.datetime | None) -> bool:
+    """An item whose StepRun was never written, whose workload ran before the stop was seen:
+    the run's record counted it Running meanwhile (`StepContext.halted_at`)."""
+    return (obs.status is None and attempt is not None and attempt.started_at is not None
+            and halted_at is not None and attempt.started_at < halted_at
+            and parse_key(spec.name)[1] is not None)
 
 
 def _final(old: StepPhase, new: StepPhase) -> bool:
