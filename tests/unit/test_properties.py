@@ -601,17 +601,23 @@ def test_guarantees_hold_for_reruns(rerun: tuple[m.RunSpec, tuple[tuple[str, m.R
     event(f"re-run ended {world.status.phase}/{world.status.reason}")
 
 
+def play(world: World, script: list[tuple[str, int, int]]) -> list[str]:
+    """Each event of `script` after a decision; the names of the run's steps. Events go
+    mostly to steps (and items) that have a StepRun: that is where things happen."""
+    spec = world.spec
+    names = [s.name for s in (*spec.steps, *spec.finally_steps)]
+    for kind, index, param in script:
+        cycle(world)
+        active = [k for k, sr in world.runs.items() if not sr.gone] or names
+        happen(world, kind, active[index % len(active)], param)
+    return names
+
+
 @given(spec=run_specs(), script=events, stubborn=st.booleans())
 def test_guarantees_hold_whatever_happens(spec: m.RunSpec, script: list[tuple[str, int, int]],
                                           stubborn: bool) -> None:
     world = World(spec)
-    names = [s.name for s in (*spec.steps, *spec.finally_steps)]
-    for kind, index, param in script:
-        cycle(world)
-        # Events go mostly to steps (and items) that have a StepRun: that is where things
-        # happen.
-        active = [k for k, sr in world.runs.items() if not sr.gone] or names
-        happen(world, kind, active[index % len(active)], param)
+    names = play(world, script)
     finish(world, rounds=32 + 24 * len(names), stubborn=stubborn)
     event(f"{spec.mode} run ended {world.status.phase}/{world.status.reason}")
     event(f"steps: {len(names) // 10 * 10}+")
@@ -629,15 +635,20 @@ def test_guarantees_hold_whatever_happens(spec: m.RunSpec, script: list[tuple[st
         event("a late report was rejected")
     if any(e.reason == "Retrying" for e in world.emitted):
         event("a step was retried")
-    # Terminal stays terminal, with every entry, through TTL deletion of every StepRun.
+    stays_terminal(world)
+    if spec.ttl_seconds_after_finished is not None:
+        assert all(sr.gone for sr in world.runs.values()), "TTL: StepRuns left"
+
+
+def stays_terminal(world: World) -> None:
+    """Terminal stays terminal, with every entry (items included), through a day of decisions
+    and the TTL's deletion of every StepRun."""
     final = world.status
     world.now += dt.timedelta(days=1)
     for _ in range(3):
         cycle(world)
         happen(world, "terminate", "", 0)
     assert world.status == final
-    if spec.ttl_seconds_after_finished is not None:
-        assert all(sr.gone for sr in world.runs.values()), "TTL: StepRuns left"
 
 
 def check_finally_ran(world: World) -> None:
