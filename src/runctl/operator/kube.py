@@ -119,14 +119,8 @@ class _FencedHTTPConnection(urllib3.connection.HTTPConnection):
         super().send(data)
 
 
-class _FencedHTTPSConnection(urllib3.connection.HTTPSConnection):
-    def request(self, method: str, url: str, body: Any = None, *args: Any,
-                **kwargs: Any) -> None:
-        super().request(method, _with_deadline(url, body), body, *args, **kwargs)
-
-    def send(self, data: Any) -> None:
-        _still_held()
-        super().send(data)
+class _FencedHTTPSConnection(_FencedHTTPConnection, urllib3.connection.HTTPSConnection):
+    """The same two checks, over TLS (`super()` in them reaches HTTPSConnection first)."""
 
 
 class _FencedHTTPConnectionPool(urllib3.HTTPConnectionPool):
