@@ -480,3 +480,25 @@ def test_an_item_counted_running_is_stopped_not_said_never_started(finals: bool)
     assert sorted(ended) == ["f[0]", "f[1]"]
     assert {s.phase for s in ended.values()} == {P.CANCELED}
     assert {s.reason for s in ended.values()} <= {Reason.CANCELED, Reason.GRACE_PERIOD_EXPIRED}
+
+
+def test_an_item_whose_pod_started_in_the_stop_s_second_is_stopped_as_running() -> None:
+    """The record keeps times to the second. Pods started at 9.2s (9s as the API server says),
+    a stop seen at 9.6s: the first decision counts the items running (9s < 9.6s). Its record,
+    read back, says the stop was seen at 9s; a decision from it alone (an operator that
+    restarted before their pods went) must still stop them as running, never as not started:
+    a second shared by the pod's start and the stop is no evidence the stop came first."""
+    run = items_running(False)
+    f = m.StepState(P.PENDING, items=m.ItemCounts(3, ((P.PENDING, 3),)), started_at=at(5))
+    runs = {f"f[{i}]": m.StepRunObservation(f"r-f-{i}", None, attempt=work(
+        W.RUNNING, started_at=at(9)), created_at=at(5)) for i in (0, 1)}
+    stopping = observed(replace(run, cancel_requested=True),
+                        run_status(RunPhase.RUNNING, {"f": f}), runs,
+                        gates=(("f", m.Gate(True, items=3)),))
+    first = decide(stopping, at(9) + dt.timedelta(milliseconds=600))
+    assert first.status.stop is not None and first.status.stop.observed_at is not None
+    read_back = replace(first.status, stop=replace(
+        first.status.stop, observed_at=first.status.stop.observed_at.replace(microsecond=0)))
+    d = decide(replace(stopping, status=read_back), at(9) + dt.timedelta(milliseconds=800))
+    assert _counts(d.status, "f") == {P.RUNNING: 2, P.CANCELED: 1}
+    assert not [a for a in d.actions if isinstance(a, act.WriteStepRunStatus)]

@@ -336,9 +336,11 @@ def propose(spec: StepSpec, status: StepRunStatus, obs: StepRunObservation,
 def _counted_running(spec: StepSpec, obs: StepRunObservation,
                      attempt: AttemptObservation | None, halted_at: dt.datetime | None) -> bool:
     """An item whose StepRun was never written, whose workload ran before the stop was seen:
-    the run's record counted it Running meanwhile (`StepContext.halted_at`)."""
+    the run's record counted it Running meanwhile (`StepContext.halted_at`). Both times are
+    read back to the second: one shared second counts as before, as the first decision after
+    the stop, which held the exact time, counted it."""
     return (obs.status is None and attempt is not None and attempt.started_at is not None
-            and halted_at is not None and attempt.started_at < halted_at
+            and halted_at is not None and attempt.started_at <= halted_at
             and parse_key(spec.name)[1] is not None)
 
 
