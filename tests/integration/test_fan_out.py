@@ -4,13 +4,16 @@ record that counts them, outputs gathered into arrays, failures and stops acting
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import warnings
 from pathlib import Path
 
 import pytest
 import yaml
 
 from runctl.devcluster import ControlPlane
+from runctl.timefmt import parse_time
 from tests.conftest import OperatorProcess
 from tests.support import (
     apply,
@@ -117,6 +120,63 @@ def test_a_stop_of_a_thousand_items_ends_every_one_in_the_record_and_leaves_no_p
     wait_for("every pod of wide to be gone",
              lambda: not items(crds, namespace, "pods", "runctl.dev/storyrun=wide"),
              timeout=120, interval=1)
+
+
+def test_a_stop_before_an_item_s_running_write_stops_it_as_running_not_as_never_started(
+        crds: ControlPlane, namespace: str, operator: OperatorProcess) -> None:
+    """docs/API.md: an item's StepRun is written Running only once its pod has run 5 s;
+    meanwhile the run's stepStates counts it Running. A stop seen then, after the pod
+    started, stops it as a running item: it ends Canceled (reason Canceled) once its pod is
+    gone, never StoppedBeforeStart, which is only for items not started (item 3 here, beyond
+    parallelism: no StepRun). The stop is sent as soon as the run counts the three items
+    Running, well within the 5 s. Were it seen later, their StepRuns would say Running
+    first and the contract would be the same, so every assertion holds either way; the test
+    says where it landed (a warning if outside), as only inside can the fault show."""
+    work = step("work", duration="forever",
+                forEach={"items": ["a", "b", "c", "d"], "parallelism": 3})
+    apply(crds, namespace, storyrun("held", [work]))
+
+    def counted_running() -> list[dt.datetime] | None:
+        # The pods first, so their start times are read before the stop deletes them.
+        pods = items(crds, namespace, "pods", "runctl.dev/storyrun=held")
+        started = [parse_time(((p["status"].get("containerStatuses") or [{}])[0].get(
+            "state") or {}).get("running", {}).get("startedAt")) for p in pods]
+        if len(started) != 3 or None in started:
+            return None
+        counts = step_states(get_run(crds, namespace, "held")).get("work", {}).get("items", {})
+        return [s for s in started if s is not None] if counts.get("Running") == 3 else None
+    started = wait_for("the run to count held's three items Running", counted_running,
+                       timeout=90, interval=0.1)
+    crds.kubectl("patch", "storyrun", "held", "-n", namespace, "--type", "merge", "-p", STOP)
+
+    run = wait_terminal(crds, namespace, "held", timeout=90)
+    status = run["status"]
+    assert (status["phase"], status["reason"]) == ("Canceled", "Canceled"), status
+    state = step_states(run)["work"]
+    assert (state["phase"], state["reason"]) == ("Canceled", "Canceled"), state
+    assert state["items"] == {"total": 4, "Canceled": 4}, state
+    assert not state.get("failedItems"), state
+    made = {int(sr["metadata"]["labels"]["runctl.dev/item"]): sr["status"]
+            for sr in items(crds, namespace, "stepruns", "runctl.dev/storyrun=held")}
+    assert sorted(made) == [0, 1, 2], made
+    for index, item in made.items():
+        assert (item["phase"], item["reason"]) == ("Canceled", "Canceled"), (index, item)
+    # The step's record ends as its first canceled item did: item 0, which ran.
+    assert state["message"] == f"4 of 4 items canceled: {made[0]['message']}", state
+    wait_for("held's pods to be gone",
+             lambda: not items(crds, namespace, "pods", "runctl.dev/storyrun=held"),
+             timeout=60)
+    # Where the stop landed (times recorded to the second): within 4 s of the last pod's
+    # start, it was seen before that item's Running write was due (at its start + 5 s).
+    observed = parse_time(status["stop"]["observedAt"])
+    assert observed is not None
+    lag = (observed - max(started)).total_seconds()
+    where = (f"stop seen {lag:.0f}s after the last item's pod started, "
+             f"{'inside' if lag <= 4 else 'outside'} the 5 s before its Running write")
+    print(f"\n[held-back stop] {where}")
+    if lag > 4:
+        warnings.warn(f"held: the {where}: the contract held, but the held-back case was "
+                      "not exercised", stacklevel=1)
 
 
 def test_an_empty_list_succeeds_with_no_stepruns_and_a_non_list_fails_the_step(

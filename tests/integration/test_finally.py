@@ -5,6 +5,7 @@ drain or skip the clean-up; and a realtime stop whose latency finally steps do n
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from pathlib import Path
@@ -214,6 +215,46 @@ def test_finally_steps_run_in_order_and_a_failed_one_fails_the_run(
     assert parse_time(states["release"]["startedAt"]) >= parse_time(
         states["upload"]["finishedAt"])
     assert phases(run)["announce"] == ("Skipped", "UpstreamFailed")
+
+
+def test_a_finally_step_the_budget_cut_off_before_it_started_fails_a_success(
+        cluster: ControlPlane, operator: OperatorProcess, namespace: str) -> None:
+    """A finally step whose pod never runs (no node matches its nodeSelector) is cut off by
+    the finally budget before it started: Canceled (StoppedBeforeStart), as is the one that
+    needs it. Cut off by the budget is a failure of the finally steps whether they ran or
+    not, so the main steps' success ends Failed/FinallyFailed, naming the step. No finally
+    step ran, so none failed or timed out: only the one cut off before it started can fail
+    the run here."""
+    clean = step("clean")
+    clean["pod"]["nodeSelector"] = {"runctl.dev/test-node": "none-has-this"}
+    apply(cluster, namespace, with_finally(
+        "cut-off", [step("load")], [clean, step("announce", "clean")],
+        finallyTimeoutSeconds=4))
+    run = wait_terminal(cluster, namespace, "cut-off")
+    status = run["status"]
+    assert (status["outcome"]["phase"], status["outcome"]["reason"]) == (
+        "Succeeded", "Completed"), status["outcome"]
+    assert (status["phase"], status["reason"]) == ("Failed", "FinallyFailed"), status
+    assert status["message"].startswith(
+        "finally step clean ended Canceled (StoppedBeforeStart): "), status["message"]
+    assert phases(run) == {"load": ("Succeeded", "Completed"),
+                           "clean": ("Canceled", "StoppedBeforeStart"),
+                           "announce": ("Canceled", "StoppedBeforeStart")}
+    # clean had its StepRun and its pod, which never ran; announce was never made.
+    made = kubectl_json(cluster, "get", "steprun", "cut-off-clean", "-n", namespace)
+    assert (made["status"]["phase"], made["status"]["reason"]) == (
+        "Canceled", "StoppedBeforeStart"), made["status"]
+    assert not items(cluster, namespace, "stepruns",
+                     "runctl.dev/storyrun=cut-off,runctl.dev/step=announce")
+    # The budget, counted from the outcome, had passed when the run ended.
+    decided = parse_time(status["outcome"]["decidedAt"])
+    finished = parse_time(status["finishedAt"])
+    assert decided is not None
+    assert finished is not None
+    assert finished >= decided + dt.timedelta(seconds=4)
+    wait_for("clean's pod to be gone", lambda: not items(
+        cluster, namespace, "pods", "runctl.dev/storyrun=cut-off,runctl.dev/step=clean"),
+        timeout=30)
 
 
 def test_a_realtime_stop_is_as_fast_with_a_finally_step(

@@ -130,10 +130,9 @@ def test_a_stop_while_a_finally_fan_out_runs_leaves_it_running_unless_skipped(
     wait_for("keep: clean's items running", lambda: first_wave("keep"), timeout=90)
 
     def written_running() -> bool:
-        # Both items of cut written Running on their StepRuns (once their pods ran 5s). An
-        # item stopped before that is recorded StoppedBeforeStart, though it ran (a deviation
-        # pinned in tests/unit/test_finally_fan_out.py): this test checks a stop of items that
-        # every record shows running.
+        # Both items of cut written Running on their StepRuns (once their pods ran 5s): this
+        # test checks a stop of items that every record shows running. A stop before that
+        # write is tested in test_fan_out.py (held back, it stops them as running too).
         made = item_runs(crds, namespace, "cut")
         return sorted(made) == [0, 1] and all(
             (sr.get("status") or {}).get("phase") == "Running" for sr in made.values())
