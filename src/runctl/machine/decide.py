@@ -329,9 +329,12 @@ def _effects(observed: Observed, tracks: Mapping[str, Track], now: dt.datetime, 
             # StepRun recorded but never seen (the name makes it idempotent).
             out += [CreateStepRun(name, t.recorded.step_run, None),
                     WriteStepRunStatus(name, reused_status(reuse, now))]
-        if (t.status is not None and t.status is not t.standing and t.status != t.standing
+        status, standing = t.status, t.standing
+        if (status is not None and status is not standing and (
+                # the phase first: most statuses that differ differ there, and it is cheap
+                standing is None or status.phase is not standing.phase or status != standing)
                 and ((held := first_write_held(t)) is None or now >= held)):
-            out.append(WriteStepRunStatus(name, t.status))
+            out.append(WriteStepRunStatus(name, status))
         mode = Mode.BATCH if finals and parse_key(name)[0] in finals else observed.spec.mode
         if needs_stop(mode, t) and (t.terminal or halting):
             out.append(StopWorkload(name, grace))

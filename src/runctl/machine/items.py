@@ -54,6 +54,12 @@ _NOTHING = Rest()
 
 _MOVED = frozenset({StepPhase.RUNNING, *STEP_TERMINAL} - {StepPhase.SKIPPED})
 
+# Members read for every item at every decision, bound once: on Python 3.11 reading a member
+# off its Enum class goes through `EnumType.__getattr__`'s hook, several times a global's cost.
+_SUCCEEDED, _CANCELED = StepPhase.SUCCEEDED, StepPhase.CANCELED
+_WORKLOAD_SUCCEEDED, _WORKLOAD_FAILED = WorkloadState.SUCCEEDED, WorkloadState.FAILED
+_REALTIME = Mode.REALTIME
+
 Rule = Callable[[Track], tuple[StepPhase, str, str] | None]
 
 
@@ -100,13 +106,13 @@ def at_rest(obs: StepRunObservation, mode: Mode) -> StepRunStatus | None:
     if attempt is None:
         return status
     state = attempt.state
-    if state is WorkloadState.SUCCEEDED and not (
-            status.phase is StepPhase.SUCCEEDED and attempt.output_problem is None):
+    if state is _WORKLOAD_SUCCEEDED and not (
+            status.phase is _SUCCEEDED and attempt.output_problem is None):
         return None
     if attempt.stopping:
         return status
     if state in LIVE or attempt.live_pods > 0 or (
-            mode is Mode.REALTIME and state is WorkloadState.FAILED):
+            mode is _REALTIME and state is _WORKLOAD_FAILED):
         return None
     return status
 
@@ -183,7 +189,7 @@ def expand(spec: StepSpec, recorded: StepState | None, total: int, gate: Gate | 
         ended.append(phase)
         if phase in STEP_FAILURES:
             failures.append((status.finished_at or _EPOCH, i, state_of(status, obs.name)))
-        elif phase is StepPhase.CANCELED and canceled is None:
+        elif phase is _CANCELED and canceled is None:
             canceled = (i, state_of(status, obs.name))
     counts = Counter(ended)
     rest = Rest(tuple(waiting), tuple((p, counts[p]) for p in StepPhase if counts[p]),

@@ -11,6 +11,9 @@ from runctl.machine.phases import Mode
 MAX_STEP_RUN_NAME = 60
 """63 (a label value and a pod's hostname) less room for `-<attempt>` up to -11."""
 _HASH = 8
+_REALTIME = Mode.REALTIME
+"""Bound once: every item started reads it, and on Python 3.11 reading a member off its Enum
+class costs several times a global's."""
 
 
 def item_key(step: str, index: int) -> str:
@@ -49,6 +52,6 @@ def step_run_name(run: str, key: str) -> str:
 def workload_ref(mode: Mode, step_run: str, attempt: int) -> WorkloadRef:
     """A batch attempt is the pod `<steprun>-<attempt>`; a realtime step is the Deployment
     named like its StepRun (Kubernetes restarts its pods; the core does not retry it)."""
-    if mode is Mode.REALTIME:
+    if mode is _REALTIME:
         return WorkloadRef(kind="Deployment", name=step_run)
     return WorkloadRef(kind="Pod", name=f"{step_run}-{attempt}")
