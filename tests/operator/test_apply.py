@@ -532,3 +532,70 @@ def test_a_steprun_create_lost_in_a_group_sends_nothing_after_the_group(
     result = reconcile(ctx, run)
     assert result.landed_short
     assert methods(ctx) == ["create_namespaced_custom_object"] * applying.AT_ONCE
+
+
+class RefusingItem(FakeApi):
+    """Creates of the StepRuns named in `refused` are refused as invalid (422), with `why`."""
+
+    def __init__(self, refused: set[str], why: str) -> None:
+        super().__init__()
+        self.refused, self.why = refused, why
+
+    def create_namespaced_custom_object(self, *args: Any) -> Any:
+        self.calls.append(("create_namespaced_custom_object", args))
+        if args[-1]["metadata"]["name"] in self.refused:
+            raise refusal(422, self.why)
+        return _echo("create_namespaced_custom_object", args)
+
+
+def created_stepruns(ctx: FakeContext) -> list[str]:
+    return [args[-1]["metadata"]["name"] for method, args in ctx.fake.calls
+            if method == "create_namespaced_custom_object"]
+
+
+def run_status_written(ctx: FakeContext) -> dict[str, Any]:
+    return next(args[-1]["status"] for method, args in reversed(ctx.fake.calls)
+                if method == "patch_namespaced_custom_object_status" and args[3] == "storyruns")
+
+
+@pytest.mark.parametrize("on_failure", ["stop", "continue"])
+def test_an_item_steprun_create_refused_as_invalid_fails_that_item_with_the_api_server_s_words(
+        on_failure: str) -> None:
+    """As for a step: the item's refusal is observed and fails the item (recorded in the
+    step's counts and `failedItems`, then the step as `onFailure` says), never a run left
+    Running forever with the same create sent at every reconcile."""
+    run = fan_out_run(4)
+    run["metadata"]["uid"] = f"fan-out-refused-{on_failure}"
+    run["spec"]["onFailure"] = on_failure
+    ctx = context(run)
+    why = 'StepRun.runctl.dev "ok-each-2" is invalid: denied by policy no-item-2'
+    ctx.fake = RefusingItem({"ok-each-2"}, why)
+    result = reconcile(ctx, run)
+    assert result.landed_short
+    assert sorted(created_stepruns(ctx)) == ["ok-each-0", "ok-each-1", "ok-each-2", "ok-each-3"]
+
+    ctx.fake.calls.clear()
+    reconcile(ctx, run)
+    assert "ok-each-2" not in created_stepruns(ctx)
+    record = run_status_written(ctx)
+    each = record["stepStates"]["each"]
+    [failed] = each["failedItems"]
+    assert (failed["index"], failed["reason"]) == (2, "StepFailed")
+    assert why in failed["message"]
+    assert "CreateRefused, Permanent" in failed["message"]
+    if on_failure == "stop":  # the others never started: stopped with the step
+        assert each["items"] == {"total": 4, "Failed": 1, "Canceled": 3}
+        assert (record["phase"], each["phase"]) == ("Failed", "Failed")
+        assert each["message"].startswith("item 2 of 4 ended Failed")
+        assert why in record["message"]
+    else:  # the others go on
+        assert each["items"] == {"total": 4, "Failed": 1, "Pending": 3}
+        assert (record["phase"], each["phase"]) == ("Running", "Running")
+        assert sorted(args[-1]["metadata"]["name"] for method, args in ctx.fake.calls
+                      if method == "create_namespaced_pod") == [
+            "ok-each-0-1", "ok-each-1-1", "ok-each-3-1"]
+
+    run["status"] = record  # as the watch brings it
+    ctx.fake.calls.clear()
+    reconcile(ctx, run)
+    assert "ok-each-2" not in created_stepruns(ctx)  # kept: never sent again

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from runctl.operator.cache import TOMBSTONE_TTL, ObjectCache
+from runctl.operator.cache import TOMBSTONE_TTL, ObjectCache, Refusal
+from runctl.operator.memo import KEPT
 
 
 def obj(name: str, rv: int, run: str = "r", ns: str = "ns") -> dict[str, Any]:
@@ -120,3 +121,27 @@ def test_tombstones_expire_an_hour_after_the_last_deletion_seen(monkeypatch: Any
     assert not cache.was_deleted("Pod", "ns", "again")
     assert not cache.was_deleted("Pod", "ns", "late")
     assert cache.was_deleted("Pod", "ns", "trigger")
+
+
+def test_the_refused_children_of_an_owner_are_found_at_once_and_forgotten_with_the_oldest(
+        ) -> None:
+    """A run's refused StepRuns are looked up by the run (a snapshot cannot look each of
+    10,000 items up), and the index forgets what the bounded memory forgets."""
+    cache = ObjectCache()
+    cache.refuse("StepRun", "ns", "r-each-2", "u-r", "invalid: no", "each[2]")
+    cache.refuse("StepRun", "ns", "r-solo", "u-r", "invalid: nor this", "solo")
+    cache.refuse("Pod", "ns", "r-solo-1", "u-r-solo", "invalid: pod")
+    assert cache.refused("StepRun", "ns", "u-r") == [
+        Refusal("r-each-2", "each[2]", "invalid: no"),
+        Refusal("r-solo", "solo", "invalid: nor this")]
+    assert cache.refusal("StepRun", "ns", "r-each-2", "u-r") == "invalid: no"
+    assert cache.refused("StepRun", "ns", "u-other") == []
+    assert cache.refused("StepRun", "other", "u-r") == []
+    assert cache.refused("Pod", "ns", "u-r-solo") == [Refusal("r-solo-1", "", "invalid: pod")]
+
+    for i in range(KEPT - 1):  # the first two forgotten, the pod's kept
+        cache.refuse("StepRun", "ns", f"x-{i}", f"u-x{i}", "invalid")
+    assert cache.refused("StepRun", "ns", "u-r") == []
+    assert cache.refusal("StepRun", "ns", "r-each-2", "u-r") is None
+    assert len(cache.refused("Pod", "ns", "u-r-solo")) == 1
+    assert sum(len(cache.refused("StepRun", "ns", f"u-x{i}")) for i in range(KEPT - 1)) == KEPT - 1

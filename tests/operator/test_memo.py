@@ -16,6 +16,15 @@ def test_a_bounded_store_forgets_its_oldest_entry_first() -> None:
     assert "a" not in store
 
 
+def test_a_bounded_store_tells_what_it_forgets() -> None:
+    forgotten: list[tuple[str, int]] = []
+    store: Bounded[str, int] = Bounded(kept=1, forgotten=lambda k, v: forgotten.append((k, v)))
+    store["a"] = 1
+    store["a"] = 2  # stored again: nothing forgotten
+    store["b"] = 3
+    assert forgotten == [("a", 2)]
+
+
 def test_a_refused_status_write_is_refused_before_only_unchanged() -> None:
     refusals, sr = Refusals(), load("steprun-ok-load")
     refusals.refuse_write("StepRun", sr, {"phase": "Running", "attempts": 2})

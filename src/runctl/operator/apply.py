@@ -284,7 +284,7 @@ async def create_steprun(ctx: Context, run: Obj, body: dict[str, Any], seen: boo
         # Not confirmed by the API server: a status naming it would record as started a step
         # that has no StepRun, so nothing is recorded this time.
         retry = await _not_created(ctx, run, "StepRun", name, run["metadata"].get("uid"), res,
-                                   now)
+                                   now, key=wire.key_of(body["metadata"].get("labels") or {}))
         return Outcome(retry, f"StepRun {name} not created ({res.outcome}: {res.message}); "
                               "the status waits for it", halt=True), None
     return DONE, None
@@ -406,13 +406,15 @@ async def _refused(ctx: Context, kind: str, obj: Obj, changes: Mapping[str, Any]
 
 
 async def _not_created(ctx: Context, parent: Obj, kind: str, name: str, owner: str | None,
-                       res: kube.Result, now: dt.datetime) -> Retry:
+                       res: kube.Result, now: dt.datetime, key: str = "") -> Retry:
     """A child the API server did not create. Invalid: it never will, so the refusal is
-    observed and the next decision fails the step with the API server's words. Forbidden
+    observed (a StepRun's with `key`, the step or item it was made for) and the next decision
+    fails the step, or the item, with the API server's words. Forbidden
     (RBAC, a quota): it may be allowed later, so it is tried again every few seconds, and a
     Warning Event on the parent says why it waits (once per reason). Anything else: soon."""
     if res.outcome is kube.Outcome.INVALID:
-        ctx.cache.refuse(kind, parent["metadata"]["namespace"], name, owner or "", res.message)
+        ctx.cache.refuse(kind, parent["metadata"]["namespace"], name, owner or "", res.message,
+                         key)
     elif res.outcome is kube.Outcome.FORBIDDEN:
         if ctx.refusals.forbid(kind, name, res.message):
             log.warning("%s %s not created: %s", kind, name, res.message)

@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from runctl.api.wire import RUN_LABEL, STEPRUN_UID_LABEL
 from runctl.operator.memo import Bounded
@@ -39,6 +39,19 @@ class _Kind:
     from its front leaves."""
 
 
+class Refusal(NamedTuple):
+    """A child's create the API server refused as invalid (`ObjectCache.refuse`)."""
+
+    name: str
+    key: str
+    """The core's key of what the child was made for (`wire.key_of`: a step, or an item);
+    empty for a workload."""
+    message: str
+
+
+RefusalId = tuple[str, str, str, str]  # (kind, namespace, name, owner uid)
+
+
 def run_key_of(body: Body) -> RunKey | None:
     """The run a child belongs to, from its label."""
     meta = body.get("metadata", {})
@@ -53,19 +66,40 @@ class ObjectCache:
         self._kinds: dict[str, _Kind] = defaultdict(_Kind)
         self.runs: dict[RunKey, dict[str, Any]] = {}
         self.deleted_runs: set[RunKey] = set()
-        self._refusals: Bounded[tuple[str, str, str, str], str] = Bounded()
+        self._refusals: Bounded[RefusalId, Refusal] = Bounded(forgotten=self._unindex)
+        self._refused_of: dict[tuple[str, str, str], dict[str, Refusal]] = {}
+        """(kind, namespace, owner uid) -> the refused children of that owner, by name: the
+        same refusals as `_refusals`, forgotten with them."""
 
     # -- creates the API server refused ------------------------------------------------------
 
-    def refuse(self, kind: str, namespace: str, name: str, owner: str, message: str) -> None:
+    def refuse(self, kind: str, namespace: str, name: str, owner: str, message: str,
+               key: str = "") -> None:
         """The API server refused to create this child of `owner` as invalid: sending the same
-        create again cannot succeed, so it is observed as a failure. (A forbidden create is not
-        remembered here: it may be allowed later, and is tried again.)"""
-        self._refusals[(kind, namespace, name, owner)] = message
+        create again cannot succeed, so it is observed as a failure. `key`: what a StepRun
+        was made for (a step, or an item). (A forbidden create is not remembered here: it may
+        be allowed later, and is tried again.)"""
+        refusal = Refusal(name, key, message)
+        self._refused_of.setdefault((kind, namespace, owner), {})[name] = refusal
+        self._refusals[(kind, namespace, name, owner)] = refusal  # may forget the oldest, both
 
     def refusal(self, kind: str, namespace: str, name: str, owner: str | None) -> str | None:
         """Why the create of this child of `owner` was refused, if it was."""
-        return self._refusals.get((kind, namespace, name, owner or ""))
+        refusal = self._refusals.get((kind, namespace, name, owner or ""))
+        return refusal.message if refusal is not None else None
+
+    def refused(self, kind: str, namespace: str, owner: str | None) -> list[Refusal]:
+        """Every remembered refusal of a create of a child of `owner`, in the order they came:
+        a lookup, however many children `owner` has (a wide fan-out's run has thousands)."""
+        return list(self._refused_of.get((kind, namespace, owner or ""), {}).values())
+
+    def _unindex(self, ident: RefusalId, refusal: Refusal) -> None:
+        kind, namespace, name, owner = ident
+        of = self._refused_of.get((kind, namespace, owner))
+        if of is not None:
+            of.pop(name, None)
+            if not of:
+                del self._refused_of[(kind, namespace, owner)]
 
     # -- runs --------------------------------------------------------------------------------
 

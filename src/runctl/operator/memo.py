@@ -21,11 +21,14 @@ KEPT = 10_000
 
 
 class Bounded(Generic[K, T]):
-    """A mapping of at most `kept` entries: a new key beyond that forgets the oldest one. A key
-    stored again keeps its place (it was first seen then)."""
+    """A mapping of at most `kept` entries: a new key beyond that forgets the oldest one (and
+    tells `forgotten`, so an index kept beside it forgets it too). A key stored again keeps
+    its place (it was first seen then)."""
 
-    def __init__(self, kept: int = KEPT) -> None:
+    def __init__(self, kept: int = KEPT,
+                 forgotten: Callable[[K, T], None] | None = None) -> None:
         self._kept = kept
+        self._forgotten = forgotten
         self._values: OrderedDict[K, T] = OrderedDict()
 
     def get(self, key: K) -> T | None:
@@ -37,7 +40,9 @@ class Bounded(Generic[K, T]):
     def __setitem__(self, key: K, value: T) -> None:
         self._values[key] = value
         while len(self._values) > self._kept:
-            self._values.popitem(last=False)
+            old, was = self._values.popitem(last=False)
+            if self._forgotten is not None:
+                self._forgotten(old, was)
 
     def __getitem__(self, key: K) -> T:
         return self._values[key]

@@ -18,7 +18,7 @@ from runctl.flow import items as flow_items
 from runctl.flow import outputs as flow_outputs
 from runctl.machine import model as m
 from runctl.machine.actions import EventReason
-from runctl.machine.naming import item_key, step_run_name, workload_ref
+from runctl.machine.naming import item_key, parse_key, workload_ref
 from runctl.machine.phases import STEP_TERMINAL, FailureClass, Mode
 from runctl.operator import rerun, resolve
 from runctl.operator.cache import ObjectCache, RunKey, owned_by
@@ -89,13 +89,10 @@ def snapshot(cache: ObjectCache, key: RunKey, run: Obj,
         if cache.was_deleted("StepRun", ns, state.step_run, run_uid):
             step_runs[step] = m.StepRunObservation(
                 name=state.step_run, status=None, deleting=True, gone=True, attempt=None)
-    for step_spec in (*spec.steps, *spec.finally_steps):
-        sr_name = step_run_name(name, step_spec.name)
-        why = (None if step_spec.name in step_runs
-               else cache.refusal("StepRun", ns, sr_name, run_uid))
-        if why is not None:
-            step_runs[step_spec.name] = m.StepRunObservation(
-                name=sr_name, status=None, attempt=refused(1, why))
+    for refusal in cache.refused("StepRun", ns, run_uid):  # the few of this run, if any
+        if refusal.key and refusal.key not in step_runs and _of_spec(spec, refusal.key):
+            step_runs[refusal.key] = m.StepRunObservation(  # a step's, or an item's
+                name=refusal.name, status=None, attempt=refused(1, refusal.message))
 
     conditions = (run.get("status") or {}).get("conditions") or ()
     return m.Observed(
@@ -115,6 +112,12 @@ def snapshot(cache: ObjectCache, key: RunKey, run: Obj,
                                                  dict(m.step_state_items(status))),
         problems=definition.problems,
     )
+
+
+def _of_spec(spec: m.RunSpec, key: str) -> bool:
+    """Is `key` a step of the spec, or an item of one of its steps?"""
+    step = parse_key(key)[0]
+    return any(s.name == step for s in (*spec.steps, *spec.finally_steps))
 
 
 def _reused_items(cache: ObjectCache, run: Obj, definition: resolve.Definition,
