@@ -496,9 +496,11 @@ def test_an_item_whose_pod_started_in_the_stop_s_second_is_stopped_as_running() 
                         run_status(RunPhase.RUNNING, {"f": f}), runs,
                         gates=(("f", m.Gate(True, items=3)),))
     first = decide(stopping, at(9) + dt.timedelta(milliseconds=600))
-    assert first.status.stop is not None and first.status.stop.observed_at is not None
+    assert first.status.stop is not None
+    assert first.status.stop.observed_at is not None
     read_back = replace(first.status, stop=replace(
         first.status.stop, observed_at=first.status.stop.observed_at.replace(microsecond=0)))
+    assert _counts(first.status, "f") == {P.RUNNING: 2, P.CANCELED: 1}
     d = decide(replace(stopping, status=read_back), at(9) + dt.timedelta(milliseconds=800))
     assert _counts(d.status, "f") == {P.RUNNING: 2, P.CANCELED: 1}
     assert not [a for a in d.actions if isinstance(a, act.WriteStepRunStatus)]
