@@ -9,11 +9,11 @@ twice: the shell posts a decision's Events only once its status write has landed
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
 from runctl.machine.model import StepRunStatus
+from runctl.machine.value import value
 
 
 class EventReason(StrEnum):
@@ -35,7 +35,7 @@ class EventReason(StrEnum):
     """A child's create was refused as invalid: its step fails (also the attempt's reason)."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class CreateStepRun:
     step: str
     name: str
@@ -43,7 +43,7 @@ class CreateStepRun:
     """The run's absolute deadline, copied into the StepRun spec."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class StartAttempt:
     """Create the workload of attempt `attempt` (a pod per attempt, or the Deployment)."""
 
@@ -51,7 +51,7 @@ class StartAttempt:
     attempt: int
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class StopWorkload:
     """Delete the step's workloads and their pods, giving them `grace_seconds` to exit."""
 
@@ -59,7 +59,7 @@ class StopWorkload:
     grace_seconds: int
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class WriteStepRunStatus:
     """Replace the StepRun's status with this (only sent when it differs from what is there)."""
 
@@ -67,7 +67,7 @@ class WriteStepRunStatus:
     status: StepRunStatus
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class RemoveFinalizer:
     """Let a StepRun go: sent only once the StoryRun's stored status records the step terminal,
     so its final state is never lost (guarantee 1)."""
@@ -75,14 +75,14 @@ class RemoveFinalizer:
     step: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class DeleteStepRun:
     """ttlSecondsAfterFinished has passed for the run (its workloads go with it)."""
 
     step: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class EmitEvent:
     """One Event per transition a person wants to see; posted after the status write lands."""
 

@@ -8,13 +8,13 @@ message naming the field, and nothing of it starts.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from runctl.machine.model import RunSpec, StepSpec, StepState
 from runctl.machine.phases import Mode, Reason, StepPhase
+from runctl.machine.value import value
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Problem:
     field: str
     message: str

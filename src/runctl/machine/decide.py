@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from runctl.machine.actions import (
     Action,
@@ -69,10 +69,11 @@ from runctl.machine.steps import (
     reused_status,
     timers,
 )
+from runctl.machine.value import value
 from runctl.timefmt import fmt_time
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Decision:
     status: RunStatus
     """The whole next StoryRun status."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import StrEnum
 from typing import Literal, TypeVar
 
@@ -24,6 +24,7 @@ from runctl.machine.phases import (
     StepPhase,
     StopTrigger,
 )
+from runctl.machine.value import value
 
 V = TypeVar("V")
 
@@ -49,7 +50,7 @@ def frozen_outputs(items: Iterable[tuple[str, str]]) -> Outputs:
 # -- spec ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class RetryPolicy:
     """No defaults here: the API models own them (`runctl.api.wire` passes every field)."""
 
@@ -62,14 +63,14 @@ NO_RETRY = RetryPolicy(limit=0, backoff_seconds=0, transient_exit_codes=())
 """A step without a retry policy: nothing is retried, so no backoff is ever waited."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class OutputSpec:
     name: str
     has_default: bool = False
     """A declared output without a default is required."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ForEach:
     """A fan-out: the step runs once per item, as items of its own (one StepRun each). Which
     items there are is the shell's business (`Gate.items`); the core counts and starts them."""
@@ -78,7 +79,7 @@ class ForEach:
     """How many of its items may be going (started, not terminal) at once."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class StepSpec:
     name: str
     needs: tuple[str, ...] = ()
@@ -104,7 +105,7 @@ class StepSpec:
                 or self.for_each is not None)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class RunSpec:
     """Fields the API defaults have no default here: `runctl.api.wire` passes each one."""
 
@@ -127,7 +128,7 @@ class RunSpec:
 # -- StoryRun status -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ItemCounts:
     """How many items of a fan-out step are in each phase: they always add up to `total`."""
 
@@ -136,7 +137,7 @@ class ItemCounts:
     """Phases with at least one item, in `StepPhase` order."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class FailedItem:
     index: int
     reason: str | None
@@ -145,7 +146,7 @@ class FailedItem:
     """When it failed: a fan-out fails with its first failed item (`onFailure: stop`)."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class StepState:
     phase: StepPhase
     reason: str | None = None
@@ -164,7 +165,7 @@ class StepState:
 StepStates = tuple[tuple[str, StepState], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class StopState:
     requested_at: dt.datetime | None
     observed_at: dt.datetime | None
@@ -172,7 +173,7 @@ class StopState:
     trigger: StopTrigger | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Outcome:
     """What the main steps ended as: the run's end without its finally steps. Recorded once."""
 
@@ -185,7 +186,7 @@ class Outcome:
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Condition:
     type: str
     status: ConditionStatus
@@ -195,7 +196,7 @@ class Condition:
     observed_generation: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class RunStatus:
     phase: RunPhase | None = None
     """None: the run was never reconciled."""
@@ -229,7 +230,7 @@ def step_state(status: RunStatus, step: str) -> StepState | None:
 # -- StepRun ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class WorkloadRef:
     kind: Literal["Pod", "Deployment"]
     name: str
@@ -239,7 +240,7 @@ class WorkloadRef:
     next write the step makes anyway (the one that records it Running, or its end)."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ReusedFrom:
     """The StepRun that executed a step whose result a re-run took instead of executing it."""
 
@@ -248,7 +249,7 @@ class ReusedFrom:
     uid: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Reuse:
     """A step a re-run reuses, as its record says: who made its outputs, and what they are."""
 
@@ -256,7 +257,7 @@ class Reuse:
     outputs: Outputs = ()
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class StepRunStatus:
     phase: StepPhase
     reason: str | None = None
@@ -292,7 +293,7 @@ class WorkloadState(StrEnum):
     """It existed and its deletion was observed."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class AttemptObservation:
     attempt: int
     state: WorkloadState
@@ -313,7 +314,7 @@ class AttemptObservation:
     """Declared outputs the step left out, which took their defaults."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class StepRunObservation:
     name: str
     status: StepRunStatus | None = None
@@ -331,7 +332,7 @@ class StepRunObservation:
 StepRuns = tuple[tuple[str, StepRunObservation], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Gate:
     """The shell's verdict on a gated step whose inputs are recorded: its condition evaluated
     and its references rendered (`runctl.flow`). No gate yet: the step waits."""
@@ -348,7 +349,7 @@ class Gate:
     """The indexes of the items of a fan-out step its condition skips."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class StoryWait:
     """A run of a Story that does not exist (yet)."""
 
@@ -360,7 +361,7 @@ def frozen_step_runs(items: Iterable[tuple[str, StepRunObservation]]) -> StepRun
     return _pairs(items)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Observed:
     run_name: str
     generation: int

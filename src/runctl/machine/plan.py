@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from runctl.machine import dag, items
 from runctl.machine.actions import CreateStepRun, StartAttempt
@@ -49,11 +49,12 @@ from runctl.machine.steps import (
     start_first,
     state_of,
 )
+from runctl.machine.value import value
 
 Tracks = Mapping[str, Track]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Stop:
     """A stop in effect: nothing starts any more, and what still runs at `grace_until` is
     recorded canceled anyway."""
@@ -64,7 +65,7 @@ class Stop:
     """The end of its grace period: its first observation plus gracePeriodSeconds."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Clock:
     """The times at which the steps a ladder governs change without anything being observed,
     all known before the ladder runs."""
@@ -76,7 +77,7 @@ class Clock:
     """The grace period's end of the stop that governs them; None when none does."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Plan:
     tracks: Tracks
     phase: RunPhase

@@ -15,14 +15,14 @@ about to make them (the shell then reads the source's item StepRuns).
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
 
 from runctl.machine import dag
 from runctl.machine.model import Reuse, ReusedFrom, RunSpec, StepRunStatus, StepSpec
 from runctl.machine.phases import Mode, StepPhase
+from runctl.machine.value import value
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class SourceStep:
     """One main step of the source, as the shell read it."""
 

@@ -33,6 +33,7 @@ from runctl.machine.phases import (
     Waiting,
 )
 from runctl.machine.transitions import NoOp, Refused, check_step_transition
+from runctl.machine.value import value
 
 LIVE = frozenset({WorkloadState.PENDING, WorkloadState.RUNNING})
 SEEN = LIVE | {WorkloadState.SUCCEEDED, WorkloadState.FAILED}
@@ -69,7 +70,7 @@ class StepContext:
     never said not started."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Rest:
     """The items of a fan-out step that nothing in this decision can change or act on, held
     as counts: most items of a wide fan-out are such at every decision (`items.expand`)."""
@@ -86,7 +87,7 @@ class Rest:
     """The first canceled one among them (index, state)."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Track:
     """One step in this decision: its records as observed and as they will be written."""
 

@@ -15,11 +15,11 @@ the run's phase follows, and is checked here for shape like the step graph.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
 from runctl.machine.phases import RUN_TERMINAL, STEP_TERMINAL, RunPhase, StepPhase
+from runctl.machine.value import value
 
 P = TypeVar("P", bound=StrEnum)
 Table = Mapping[P, frozenset[P]]
@@ -45,17 +45,17 @@ STEP_TRANSITIONS: Mapping[StepPhase, frozenset[StepPhase]] = {
 """A step waits (Pending), runs (Running, retry backoffs included), then ends once."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Accepted:
     """A move to another phase the table allows."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class NoOp:
     """The same phase again (for a terminal phase: the same final state written twice)."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Refused:
     reason: str
 
