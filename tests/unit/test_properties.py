@@ -219,15 +219,21 @@ def nothing_starts_after_a_stop(observed: m.Observed, d: Decision, now: dt.datet
     assert not kinds & {act.CreateStepRun, act.StartAttempt}, "G3: a start after the stop"
     assert new.phase in {RunPhase.STOPPING, *RUN_TERMINAL}, "G3: not Stopping"
     entries, old_entries = dict(new.step_states), dict(old.step_states)
+    stop_at = new.stop.observed_at if new.stop is not None else None
     for step in (s.name for s in observed.spec.steps):
         before = old_entries.get(step)
         obs = m.lookup(observed.step_runs, step) or next(iter(_items_of(observed, step)), None)
         # Pending by both records (the run's status may lag its StepRun's after a lost
-        # write: a StepRun that says Running ran before the stop).
+        # write: a StepRun that says Running ran before the stop; so may an item whose
+        # Running write is held back, whose workload ran when the stop was seen, to the
+        # second, and which is stopped as running: docs/API.md, StepRun).
         was_pending = (before is None or before.phase is StepPhase.PENDING) and all(
             o.status is None or o.status.phase is StepPhase.PENDING
             for o in (m.lookup(observed.step_runs, step), *_items_of(observed, step))
-            if o is not None)
+            if o is not None) and not any(
+            o.status is None and o.attempt is not None and o.attempt.started_at is not None
+            and stop_at is not None and o.attempt.started_at <= stop_at
+            for o in _items_of(observed, step))
         if was_pending:
             assert entries[step].phase is not StepPhase.RUNNING, "G3: Pending -> Running"
         if was_pending and (before is None or before.step_run is None) and (
