@@ -18,7 +18,6 @@ from runctl.machine.model import (
     Gate,
     Observed,
     Reuse,
-    RunSpec,
     StepSpec,
     StepState,
     StopState,
@@ -38,6 +37,7 @@ from runctl.machine.phases import (
     StopTrigger,
     Waiting,
 )
+from runctl.machine.slots import Slots, items_waiting, slots, waiting
 from runctl.machine.steps import (
     StepContext,
     Track,
@@ -87,45 +87,6 @@ class Plan:
     trigger: StopTrigger | None = None
     creates: tuple[CreateStepRun, ...] = ()
     starts: tuple[StartAttempt, ...] = ()
-
-
-@value
-class Slots:
-    """The run's `parallelism` as a decision fills it: `going` of its steps and items hold a
-    slot (a StepRun made, not terminal: running, pending, or waiting out a retry backoff)."""
-
-    limit: int
-    going: int
-
-    @property
-    def free(self) -> int:
-        return max(self.limit - self.going, 0)
-
-    def took(self, n: int) -> Slots:
-        return Slots(self.limit, self.going + n) if n else self
-
-    def note(self) -> str:
-        return f"waiting for a slot: {self.going} of {self.limit} running"
-
-
-def run_slots(spec: RunSpec, tracks: Tracks) -> Slots | None:
-    """The run's slots as `tracks` hold them before anything starts (None: no bound). The
-    items of a fan-out step that hold one are all tracks: those at rest ended, those waiting
-    have no StepRun (`items.expand`)."""
-    if spec.parallelism is None:
-        return None
-    going = 0
-    for t in tracks.values():
-        if t.items is None:
-            going += not t.terminal and t.state.step_run is not None
-        else:
-            going += sum(1 for i in t.items if not i.terminal and i.state.step_run is not None)
-    return Slots(spec.parallelism, going)
-
-
-def _waiting(t: Track, room: Slots) -> Track:
-    """A step ready to start that finds no slot free: Pending, no StepRun, saying why."""
-    return replace(t, state=StepState(StepPhase.PENDING, Waiting.RUN_PARALLELISM, room.note()))
 
 
 def _going(tracks: Tracks) -> list[Track]:
@@ -402,7 +363,7 @@ def _start(observed: Observed, t: Track, states: Mapping[str, StepState], clock:
         if not gate.holds:
             return _condition_false(t, gate, now), None, None
     if room is not None and not room.free:
-        return _waiting(t, room), None, None
+        return waiting(t, room), None, None
     status = first_status(mode, name, None, now)
     return (start_first(t, status, name), CreateStepRun(t.name, name, clock.deadline),
             StartAttempt(t.name, 1))
@@ -479,9 +440,7 @@ def _start_items(observed: Observed, t: Track, for_each: ForEach,
     room = room.took(took)
     if gate is not None and not room.free and own > took and (
             held_back or (t.rest is not None and t.rest.waiting)):
-        # Its own parallelism would start more: the run's holds them back.
-        t = replace(t, state=replace(t.state, reason=Waiting.RUN_PARALLELISM,
-                                     message=f"items {room.note()}"))
+        t = items_waiting(t, room)  # its own parallelism would start more
     return t, creates, starts, room
 
 
@@ -499,7 +458,7 @@ def go_on(observed: Observed, tracks: Tracks, order: tuple[str, ...], clock: Clo
     creates: list[CreateStepRun] = []
     starts: list[StartAttempt] = []
     # The run's slots go to the steps (and items) ready to start in `order`, as it goes.
-    room = run_slots(observed.spec, tracks)
+    room = slots(observed.spec, tracks)
     for name in order:
         # Skipped in order, as it goes: a condition false just now skips its readers now.
         out[name] = _skip(out, out[name], mode, clock.now)
