@@ -190,6 +190,22 @@ def test_a_run_of_a_story_chooses_how_its_stop_acts(run_shutdown: dict[str, Any]
     assert spec.finally_timeout_seconds == 90
 
 
+@pytest.mark.parametrize(("run", "story", "parallelism"), [
+    pytest.param({"steps": [{"name": "a", "image": "x"}], "parallelism": 3}, None, 3,
+                 id="inline"),
+    pytest.param({"steps": [{"name": "a", "image": "x"}]}, None, None, id="no-bound"),
+    pytest.param({"storyRef": {"name": "s"}}, {**STORY_SPEC, "parallelism": 4}, 4,
+                 id="the-story-s"),
+    pytest.param({"storyRef": {"name": "s"}, "parallelism": 2},
+                 {**STORY_SPEC, "parallelism": 4}, 2, id="the-run-s-over-the-story-s"),
+    pytest.param({"rerunOf": {"name": "src"}, "parallelism": 1}, STORY_SPEC, 1,
+                 id="a-rerun-s-own"),
+])
+def test_a_run_s_parallelism_is_its_own_else_its_definition_s(
+        run: dict[str, Any], story: dict[str, Any] | None, parallelism: int | None) -> None:
+    assert wire.run_spec(run, story).parallelism == parallelism
+
+
 # -- re-runs -----------------------------------------------------------------------------------
 
 

@@ -59,6 +59,8 @@ BAD_RUNS = [
                  "a run of a Story (or a re-run) takes its shape", id="finally-beside-rerun"),
     pytest.param({"steps": [STEP], "rerun": {"from": ["a"]}},
                  "spec.rerun: only for a re-run (rerunOf)", id="rerun-without-rerun-of"),
+    pytest.param({"storyRef": {"name": "etl"}, "parallelism": -1}, "spec.parallelism",
+                 id="parallelism-beside-story-below-one"),
     pytest.param({"rerunOf": {"name": "R"}}, "spec.rerunOf.name", id="rerun-of-bad-name"),
     pytest.param({"rerunOf": {"name": "r"}, "rerun": {"from": ["A b"]}},
                  "spec.rerun.from[0]", id="from-bad-name"),
@@ -84,6 +86,11 @@ BAD_STORIES = [
                  ["spec.steps[0].outputs[1]: Duplicate value"], id="output-twice"),
     pytest.param({"steps": [{**STEP, "needs": ["b"]}]},
                  ["needs must name steps of this run"], id="unknown-needs"),
+    pytest.param({"steps": [STEP], "parallelism": 0},
+                 ["spec.parallelism", "greater than or equal to 1"], id="parallelism-zero"),
+    pytest.param({"steps": [STEP], "mode": "realtime", "parallelism": 4},
+                 ["spec.parallelism: a realtime run's steps all run at once"],
+                 id="parallelism-in-a-realtime-story"),
 ]
 
 

@@ -218,6 +218,24 @@ def test_sound_params_pass_the_same_webhook(webhook: tuple[ControlPlane, str]) -
     assert "created (server dry run)" in out.stdout
 
 
+def test_a_parallelism_beside_a_realtime_story_is_refused_by_the_webhook(
+        webhook: tuple[ControlPlane, str]) -> None:
+    """The API server's rule sees only the run's own mode: the webhook judges the Story's."""
+    cluster, namespace = webhook
+    live = {"mode": "realtime", "steps": [{"name": "serve", "image": "example.invalid/s:1"}]}
+    apply(cluster, namespace, story("live", live))
+    bounded = run("bad", storyRef={"name": "live"}, parallelism=2)
+    message = wait_for("the operator to see Story live", lambda: refusal(
+        cluster, namespace, bounded, "--dry-run=server"), timeout=60)
+    assert 'admission webhook "' in message, message
+    assert ("spec.parallelism: a realtime run's steps all run at once, as one topology: "
+            "parallelism is for batch runs") in message, message
+    assert refusal(cluster, namespace, bounded) == message
+    assert cluster.kubectl("get", "sr", "bad", "-n", namespace, check=False).returncode != 0
+    assert refusal(cluster, namespace, run("good", storyRef={"name": "live"}),
+                   "--dry-run=server") == ""
+
+
 def test_runctl_start_runs_a_story_and_params_that_do_not_fit_are_refused_by_name(
         webhook: tuple[ControlPlane, str]) -> None:
     """`runctl start` sends typed params (JSON for a boolean) and prints the generated name;

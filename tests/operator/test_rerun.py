@@ -17,6 +17,7 @@ from runctl.machine.phases import Reason
 from runctl.machine.steps import reused_status
 from runctl.operator import apply as applying
 from runctl.operator import reconcile, render, resolve
+from runctl.operator.rerun import check
 from runctl.operator.snapshot import snapshot
 from tests.operator.test_apply import NOW, FakeContext, context, methods
 from tests.recorded import load
@@ -278,3 +279,23 @@ def test_which_items_are_reused_is_decided_once() -> None:
     ctx.cache.put("StepRun", made)
     assert [k for k, _ in snapshot(ctx.cache, KEY, run, definition).reused] == [
         "extract", "load[2]"]
+
+
+def test_a_rerun_takes_the_parallelism_of_the_definition_it_records() -> None:
+    """An inline source's bound is part of its definition; a run of a Story's own bound is not
+    (the Story's is), as its shutdown.mode is not; the re-run's own wins over either."""
+    steps = [{"name": "a", "image": "x"}]
+    inline = {"metadata": {"name": "src", "uid": "u1"},
+              "spec": {"steps": steps, "parallelism": 2}, "status": {"phase": "Succeeded"}}
+    of_story = {"metadata": {"name": "src", "uid": "u2"},
+                "spec": {"storyRef": {"name": "etl"}, "parallelism": 1},
+                "status": {"phase": "Succeeded",
+                           "resolved": {"spec": {"steps": steps, "parallelism": 4},
+                                        "params": {}}}}
+    again: dict[str, Any] = {"rerunOf": {"name": "src"}}
+    for source, bound in ((inline, 2), (of_story, 4)):
+        found, problems = check(again, "rec", source)
+        assert problems == []
+        assert found is not None
+        assert wire.run_spec(again, found.spec).parallelism == bound
+        assert wire.run_spec({**again, "parallelism": 3}, found.spec).parallelism == 3

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from runctl.machine.dag import REALTIME_PARALLELISM
 from runctl.operator.webhook import run_problems, story_problems
 
 STORY: dict[str, Any] = {
@@ -133,6 +134,45 @@ def test_a_rerun_of_a_terminal_run_in_its_namespace_passes() -> None:
 def test_a_bad_rerun_is_refused_naming_the_field(spec: dict[str, Any],
                                                  problems: list[str]) -> None:
     assert check(spec) == problems
+
+
+REALTIME: dict[str, Any] = {"mode": "realtime", "steps": [{"name": "serve", "image": "x"}]}
+PARALLEL = [f"spec.parallelism: {REALTIME_PARALLELISM}"]
+
+
+def realtime_seen(namespace: str, name: str) -> dict[str, Any] | None:
+    return {"spec": REALTIME} if name == "live" else seen(namespace, name)
+
+
+def realtime_runs(namespace: str, name: str) -> tuple[bool, dict[str, Any] | None]:
+    if name == "live-run":
+        return True, {"metadata": {"name": name, "uid": "u5"}, "spec": REALTIME,
+                      "status": {"phase": "Canceled"}}
+    return runs(namespace, name)
+
+
+@pytest.mark.parametrize(("spec", "problems"), [
+    pytest.param({"steps": [{"name": "a", "image": "x"}], "parallelism": 2}, [], id="inline"),
+    pytest.param({**REALTIME, "parallelism": 2}, PARALLEL, id="inline-realtime"),
+    pytest.param({"storyRef": {"name": "etl"}, "params": {"table": "t"}, "parallelism": 2}, [],
+                 id="of-a-story"),
+    pytest.param({"storyRef": {"name": "live"}, "parallelism": 2}, PARALLEL,
+                 id="of-a-realtime-story"),
+    pytest.param({"storyRef": {"name": "live"}}, [], id="of-a-realtime-story-no-bound"),
+    pytest.param({"rerunOf": {"name": "nightly"}, "parallelism": 1}, [], id="a-rerun"),
+    pytest.param({"rerunOf": {"name": "live-run"}, "parallelism": 1}, PARALLEL,
+                 id="a-rerun-of-a-realtime-run"),
+    pytest.param({"rerunOf": {"name": "gone"}, "parallelism": 1},
+                 ["spec.rerunOf.name: run gone not found in namespace ns"],
+                 id="a-rerun-of-nothing"),
+])
+def test_a_parallelism_in_a_realtime_run_is_refused_whatever_defines_it(
+        spec: dict[str, Any], problems: list[str]) -> None:
+    assert texts(run_problems(spec, "ns", realtime_seen, realtime_runs)) == problems
+
+
+def test_a_realtime_story_with_a_parallelism_is_refused() -> None:
+    assert texts(story_problems({**REALTIME, "parallelism": 3})) == PARALLEL
 
 
 def test_a_rerun_in_a_namespace_the_operator_does_not_watch_is_left_to_its_operator() -> None:

@@ -48,6 +48,7 @@ def text(lines) -> str:
     pytest.param("invalid-params", id="invalid spec: every step skipped, none counted done"),
     pytest.param("fanout-running", id="fan-out: counts on one line, first failures under it"),
     pytest.param("fanout-failed", id="fan-out failed: the failures recorded, the rest counted"),
+    pytest.param("parallelism-waiting", id="run parallelism: two running, two waiting a slot"),
 ])
 def test_get_renders_the_recorded_run(name: str) -> None:
     assert text(render.run_tree(view_of(name))) == (RUNS / f"{name}.txt").read_text()

@@ -67,7 +67,8 @@ def fan_outs(draw: st.DrawFn) -> tuple[m.Observed, float]:
                     on_failure=draw(st.sampled_from(list(OnFailure))),
                     cancel_requested=draw(st.integers(0, 5)) == 0,
                     timeout_seconds=draw(st.sampled_from([None, None, 9])),
-                    ttl_seconds_after_finished=draw(st.sampled_from([None, 0])))
+                    ttl_seconds_after_finished=draw(st.sampled_from([None, 0])),
+                    parallelism=draw(st.sampled_from([None, None, 1, 2, 3])))
     skipped = frozenset(draw(st.sets(st.integers(0, total - 1), max_size=2)) if total else ())
     gate = m.Gate(True, message="skipped", items=total, skipped=skipped)
     phase = draw(st.sampled_from([*[RunPhase.RUNNING] * 4, RunPhase.STOPPING,

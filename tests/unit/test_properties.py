@@ -1,9 +1,9 @@
-"""API.md guarantees 1-8, liveness and idempotence, as properties of the core over random DAGs
-(up to 30 steps, both modes, both failure policies) driven through a simulated cluster by random
-event sequences: pods running, succeeding, failing (transient and permanent), heartbeats,
-deletions of workloads and StepRuns, late and duplicate reports, stops, topology ends, time
-jumps past every deadline, grace period and TTL, and an API server that goes away for a while,
-refuses creates or loses a run's status write.
+"""API.md guarantees 1-8, 12-14, liveness and idempotence, as properties of the core over random
+DAGs (up to 30 steps, both modes, both failure policies, with and without a run parallelism)
+driven through a simulated cluster by random event sequences: pods running, succeeding, failing
+(transient and permanent), heartbeats, deletions of workloads and StepRuns, late and duplicate
+reports, stops, topology ends, time jumps past every deadline, grace period and TTL, and an API
+server that goes away for a while, refuses creates or loses a run's status write.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from runctl.machine.phases import (
     RunPhase,
     ShutdownMode,
     StepPhase,
+    Waiting,
 )
 from tests.unit.builders import spec as spec_of
 from tests.unit.world import KINDS, LIVE, W, World, happen
@@ -90,12 +91,16 @@ def finally_steps(draw: st.DrawFn, main: tuple[m.StepSpec, ...], realtime: bool
 def run_specs(draw: st.DrawFn) -> m.RunSpec:
     mode = draw(st.sampled_from(Mode))
     drawn = draw(steps())
+    # At most this many steps and items going at once (None: no bound, as most runs).
+    parallelism = draw(st.sampled_from((None, None, 1, 2, 3)))
     if mode is Mode.REALTIME:
         # Outputs, references to them and conditions are refused in a realtime run before the
         # core sees it (runctl.flow.definition.check): its steps never end to produce outputs.
-        # So is a fan-out (`dag.validate`): its steps serve, they go through no items.
+        # So is a fan-out, and a run parallelism (`dag.validate`): its steps serve together,
+        # they go through no items and none waits for another to end.
         drawn = tuple(replace(s, outputs=(), consumes=(), conditional=False, for_each=None)
                       for s in drawn)
+        parallelism = None
     return m.RunSpec(
         steps=drawn,
         finally_steps=draw(finally_steps(drawn, mode is Mode.REALTIME)),
@@ -109,6 +114,7 @@ def run_specs(draw: st.DrawFn) -> m.RunSpec:
         shutdown_finally=draw(st.sampled_from((FinallyPolicy.RUN,) * 3 + (FinallyPolicy.SKIP,))),
         drain_timeout_seconds=draw(st.none() | st.integers(0, 600)),
         ttl_seconds_after_finished=draw(st.none() | st.integers(0, 100)),
+        parallelism=parallelism,
     )
 
 
@@ -432,12 +438,66 @@ def a_terminal_run_only_lets_go(observed: m.Observed, d: Decision, now: dt.datet
             assert a.reason == "LateReportRejected", "G8: an Event after the end"
 
 
+def _slot_takers(observed: m.Observed, d: Decision) -> list[str]:
+    """The steps and items a decision makes a StepRun for that takes a slot, in the order it
+    makes them: not seen, not recorded made (made again, it holds its slot already), not
+    reused."""
+    recorded = dict(observed.status.step_states)
+    seen = {key for key, _ in observed.step_runs}
+    return [a.step for a in d.actions if isinstance(a, act.CreateStepRun)
+            and a.step not in seen and observed.reuse(a.step) is None
+            and (a.step not in recorded or recorded[a.step].step_run is None)]
+
+
+def going_after(observed: m.Observed, d: Decision) -> set[str]:
+    """The steps and items holding a slot once the decision is applied: a StepRun that exists
+    (seen, or made now) and is not terminal by its status (written now, or as seen) nor by
+    the run's record (of the step, or of the fan-out step an item is of)."""
+    written = {a.step: a.status for a in d.actions if isinstance(a, act.WriteStepRunStatus)}
+    entries = dict(d.status.step_states)
+    keys = {key for key, obs in observed.step_runs if not obs.gone}
+    keys |= {a.step for a in d.actions if isinstance(a, act.CreateStepRun)}
+    going = set()
+    for key in keys:
+        obs = m.lookup(observed.step_runs, key)
+        status = written.get(key) or (obs.status if obs is not None else None)
+        entry = entries.get(key, entries.get(_owner(key) or ""))
+        if (status is not None and status.phase in STEP_TERMINAL) or (
+                entry is not None and entry.phase in STEP_TERMINAL):
+            continue
+        going.add(key)
+    return going
+
+
+def run_parallelism_holds(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
+    """14: never more than `parallelism` steps and items going; what starts is what a run
+    with no bound would start, cut to the free slots in its order (DAG order, items by index),
+    so no slot stays free while something ready waits; exactly the steps held back (a fan-out
+    step for its items) say they wait for a slot."""
+    limit = observed.spec.parallelism
+    if limit is None:
+        return
+    going = going_after(observed, d)
+    assert len(going) <= limit, f"14: {sorted(going)} going at once, parallelism {limit}"
+    unbounded = replace(observed, spec=replace(observed.spec, parallelism=None))
+    free = _slot_takers(observed, decide(unbounded, now))
+    took = _slot_takers(observed, d)
+    assert took == free[:len(took)], f"14: {took} started, not the first of {free}"
+    held = free[len(took):]
+    if held:
+        assert len(going) == limit, f"14: {len(going)} of {limit} going, {held} kept waiting"
+        event("a step or item waited for a slot")
+    said = {name for name, s in d.status.step_states if s.reason == Waiting.RUN_PARALLELISM}
+    assert said == {_owner(key) for key in held}, f"14: {said} say they wait, {held} do"
+
+
 CHECKS: tuple[Check, ...] = (
     finally_steps_wait_for_the_outcome, the_run_ends_with_its_outcome,
     drain_leaves_running_steps, every_step_recorded_at_the_end, terminal_is_final,
     nothing_starts_after_a_stop, the_drain_timeout_plays_no_part,
     a_realtime_stop_ends_in_time, failures_skip_only_below, readers_wait_for_outputs,
     lost_never_succeeds, only_transient_failures_retried, a_terminal_run_only_lets_go,
+    run_parallelism_holds,
 )
 
 
@@ -467,6 +527,19 @@ def check_parallelism(world: World) -> None:
             event(f"items going at once: {len(going)} of {s.for_each.parallelism}")
 
 
+def check_run_parallelism(world: World) -> None:
+    """14: never more of the run's steps and items going (a StepRun made, not ended) than
+    its parallelism, as the cluster shows them."""
+    limit = world.spec.parallelism
+    if limit is None:
+        return
+    going = [k for k, sr in world.runs.items()
+             if not sr.gone and (sr.status is None or sr.status.phase not in STEP_TERMINAL)]
+    assert len(going) <= limit, f"14: {going} going at once, parallelism {limit}"
+    if len(going) == limit:
+        event("as many going as the run's parallelism")
+
+
 def cycle(world: World) -> Decision:
     """Observe, decide, check, apply; then decide again at the same time: nothing more to do."""
     observed, d = world.decide()
@@ -477,6 +550,7 @@ def cycle(world: World) -> Decision:
         return d  # the API server failed some of it: the next decision takes it up again
     check_no_work_outlives(world)
     check_parallelism(world)
+    check_run_parallelism(world)
     # Decided again on the same observation: gates come from records, and a record just
     # written is a new observation (a gated step starts only once the outputs it reads are
     # recorded), so the gates stay those the decision was made on.

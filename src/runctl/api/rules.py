@@ -27,6 +27,7 @@ from typing import Any, cast
 
 from pydantic.config import JsonDict
 
+from runctl.machine import dag
 from runctl.machine.phases import RUN_TERMINAL, STEP_TERMINAL, RunPhase, StepPhase
 
 Rule = dict[str, Any]
@@ -278,6 +279,14 @@ BOTH_LISTS = _rule(
     field_path=".finally", reason="FieldValueInvalid")
 """On a spec with both lists (a StoryRun's or a Story's). No messageExpression naming the step:
 the API server prices one over both lists far past its budget (the webhook names it)."""
+
+
+REALTIME_PARALLELISM = _rule(
+    "!has(self.parallelism) || !has(self.mode) || self.mode != 'realtime'",
+    f"spec.parallelism: {dag.REALTIME_PARALLELISM}",
+    field_path=".parallelism", reason="FieldValueForbidden")
+"""On a StoryRun's and a Story's spec: no parallelism in a realtime run. A run of a Story (or a
+re-run) whose definition is realtime cannot be seen here: the webhook refuses it."""
 
 
 def _text(has: str, expr: str) -> str:

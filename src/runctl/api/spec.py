@@ -65,6 +65,10 @@ MAX_PARAMS = 64
 # MAX_ITEMS, the most items a run's fan-outs have together, is defined by the layer that checks
 # it (runctl.flow.items: flow cannot import the API) and offered here with the other bounds.
 
+MAX_PARALLELISM = 10_000
+"""The most steps and items a run's parallelism lets run at once (a run has at most
+MAX_ITEMS items)."""
+
 MAX_MATRIX = 16
 """The most dimensions of a fan-out step's matrix."""
 MAX_OUTPUTS = 64
@@ -394,6 +398,17 @@ class RunShape(ApiModel):
         description="Seconds after the run becomes terminal (whatever its outcome) when its "
                     "StepRuns and workloads are deleted; the StoryRun itself is kept. "
                     "Default: they are kept.")
+    parallelism: int | None = Field(
+        default=None, ge=1, le=MAX_PARALLELISM,
+        description="The most of the run's steps running at once, each item of a fan-out "
+                    f"step counting as a step (1 to {MAX_PARALLELISM}; batch runs only). A step "
+                    "or item holds a slot from when its StepRun is made until it is terminal, "
+                    "retry backoffs included; finally steps share the bound; reused steps and "
+                    "items take none. Ready steps take free slots in DAG order (items in index "
+                    "order, at their step's place); one that finds none stays Pending with "
+                    "reason RunParallelism. A fan-out's forEach.parallelism holds as well. A "
+                    "run of a Story (or a re-run) may set its own, over the definition's. "
+                    "Default: no bound.")
 
 
 class ParamSpec(ApiModel):
@@ -422,7 +437,8 @@ class ParamSpec(ApiModel):
 class StorySpec(RunShape):
     """A reusable run definition: typed params and the steps a run of it executes."""
 
-    model_config = ConfigDict(json_schema_extra=rules.schema_extra([rules.BOTH_LISTS]))
+    model_config = ConfigDict(json_schema_extra=rules.schema_extra(
+        [rules.BOTH_LISTS, rules.REALTIME_PARALLELISM]))
 
     params: list[ParamSpec] | None = Field(
         default=None, max_length=MAX_PARAMS,
@@ -555,4 +571,4 @@ def _spec_rules(schema: dict[str, Any], cls: type[ApiModel]) -> None:
     defaults = {"mode": f"'{Mode.BATCH.value}'", "onFailure": f"'{OnFailure.STOP.value}'",
                 "shutdown.gracePeriodSeconds": str(ShutdownSpec().grace_period_seconds)}
     schema.update(rules.schema_extra([*rules.story_run_spec_rules(fields, defaults),
-                                      rules.BOTH_LISTS]))
+                                      rules.BOTH_LISTS, rules.REALTIME_PARALLELISM]))

@@ -123,6 +123,9 @@ def run_spec(spec: Mapping[str, Any], executes: Mapping[str, Any] | None = None)
         drain_timeout_seconds=(shape.transport.lifecycle.drain_timeout_seconds
                                if shape.transport and shape.transport.lifecycle else None),
         ttl_seconds_after_finished=shape.ttl_seconds_after_finished,
+        # A run may bound its own parallelism, over its Story's (or its source's) bound.
+        parallelism=(typed.parallelism if typed.parallelism is not None
+                     else shape.parallelism),
     )
 
 

@@ -37,7 +37,7 @@ def validate(spec: RunSpec) -> tuple[Problem, ...]:
                 *_duplicates(spec.finally_steps, "spec.finally", main),
                 *_needs(spec.steps, "spec.steps", main, {}),
                 *_needs(spec.finally_steps, "spec.finally", finals, main),
-                *_fan_outs(spec)]
+                *_fan_outs(spec), *parallelism_problems(spec)]
     if problems:
         return tuple(problems)
     return tuple(Problem(field, "cycle " + " -> ".join(cycle))
@@ -96,6 +96,22 @@ def _fan_outs(spec: RunSpec) -> list[Problem]:
                                         f'step "{s.name}" would share its StepRun name with '
                                         f'item {index} of fan-out step "{owner}"'))
     return problems
+
+
+REALTIME_PARALLELISM = ("a realtime run's steps all run at once, as one topology: parallelism "
+                        "is for batch runs")
+
+
+def parallelism_problems(spec: RunSpec) -> list[Problem]:
+    """A run's `parallelism` below 1 (no step could ever start), or in a realtime run (its
+    steps serve together until the topology ends: none may wait for another to end)."""
+    if spec.parallelism is None:
+        return []
+    if spec.parallelism < 1:
+        return [Problem("spec.parallelism", "must be at least 1")]
+    if spec.mode is Mode.REALTIME:
+        return [Problem("spec.parallelism", REALTIME_PARALLELISM)]
+    return []
 
 
 def find_cycle(steps: tuple[StepSpec, ...]) -> tuple[str, ...]:

@@ -123,6 +123,9 @@ class RunSpec:
     drain_timeout_seconds: int | None = None
     """Carried so tests can prove it plays no part in any decision (docs/API.md guarantee 4)."""
     ttl_seconds_after_finished: int | None = None
+    parallelism: int | None = None
+    """The most of its steps and items holding a slot at once (a StepRun made, not terminal);
+    None: no bound. Finally steps share it; a realtime run has none (`dag.validate`)."""
 
 
 # -- StoryRun status -------------------------------------------------------------------------

@@ -133,6 +133,9 @@ class Waiting(StrEnum):
     """The run is Stopping: nothing starts, running work is given the grace period to end."""
     RUNNING_FINALLY = "RunningFinally"
     """The run's main steps are all terminal and its finally steps are running."""
+    RUN_PARALLELISM = "RunParallelism"
+    """A step ready to start (for a fan-out step: some of its items) waits for a slot: as many
+    of the run's steps and items as its `parallelism` hold one."""
 
 
 STEP_FAILURES: frozenset[StepPhase] = frozenset(

@@ -37,6 +37,7 @@ from runctl.machine.phases import (
     StopTrigger,
     Waiting,
 )
+from runctl.machine.slots import Slots, items_waiting, slots, waiting
 from runctl.machine.steps import (
     StepContext,
     Track,
@@ -320,11 +321,13 @@ def _reuse(observed: Observed, t: Track, reuse: Reuse, states: Mapping[str, Step
 
 
 def _start(observed: Observed, t: Track, states: Mapping[str, StepState], clock: Clock,
-           mode: Mode) -> tuple[Track, CreateStepRun | None, StartAttempt | None]:
+           mode: Mode, room: Slots | None = None
+           ) -> tuple[Track, CreateStepRun | None, StartAttempt | None]:
     """What starts for one going step, first rule that holds: the next attempt once its
     backoff is over; the current attempt again if its workload was never seen (creating it is
     idempotent); the recorded StepRun again if it was never seen either; a StepRun for a step
-    whose needs are met."""
+    whose needs are met, if the run has a slot free (`room`; None: no bound); else it waits
+    for one. Only that last takes a slot: the others hold theirs."""
     now, step_run = clock.now, t.state.step_run or ""
     reuse = observed.reuse(t.name)
     if reuse is not None:
@@ -359,6 +362,8 @@ def _start(observed: Observed, t: Track, states: Mapping[str, StepState], clock:
                     None, None)
         if not gate.holds:
             return _condition_false(t, gate, now), None, None
+    if room is not None and not room.free:
+        return waiting(t, room), None, None
     status = first_status(mode, name, None, now)
     return (start_first(t, status, name), CreateStepRun(t.name, name, clock.deadline),
             StartAttempt(t.name, 1))
@@ -376,23 +381,25 @@ def _fresh(observed: Observed, spec: StepSpec, clock: Clock, mode: Mode
 
 
 def _start_items(observed: Observed, t: Track, for_each: ForEach,
-                 states: Mapping[str, StepState], clock: Clock, mode: Mode
-                 ) -> tuple[Track, list[CreateStepRun], list[StartAttempt]]:
+                 states: Mapping[str, StepState], clock: Clock, mode: Mode, room: Slots | None
+                 ) -> tuple[Track, list[CreateStepRun], list[StartAttempt], Slots | None]:
     """A fan-out step: once it may start and its gate counts its items, they are made; then
     each goes on as a step does, and items not started yet start in index order while fewer
-    than `for_each.parallelism` are going (none without a gate: they could not be made)."""
+    than `for_each.parallelism` are going and the run has a slot free (`room`, which it
+    returns as they leave it); none without a gate: they could not be made."""
     gate = lookup(observed.gates, t.name)
     if t.items is None:
         ready = dag.is_ready(t.spec, states, mode) and _gate(observed, t, states) is not None
         if gate is None or not ready:
-            return t, [], []
+            return t, [], [], room
         if gate.reason is not None:  # ready only now: as in `_start`
             return end(t, StepPhase.FAILED, gate.reason, gate.message or gate.reason,
-                       clock.now), [], []
+                       clock.now), [], [], room
         t = items.expand(t.spec, t.recorded, gate.items, gate, {},
                          _context(clock.now, mode, clock.deadline))
-    free = for_each.parallelism - sum(
+    own = for_each.parallelism - sum(
         1 for i in t.items or () if not i.terminal and i.state.step_run is not None)
+    free = own if room is None else min(own, room.free)
     started: dict[str, tuple[CreateStepRun, StartAttempt]] = {}
     if gate is not None and observed.reused:
         # Each waiting item made now starts and takes a slot, but those a re-run reuses.
@@ -406,6 +413,7 @@ def _start_items(observed: Observed, t: Track, for_each: ForEach,
         t = items.made_waiting(t, max(free, 0), make=make)
         free -= len(started)
     out, creates, starts = [], [], []
+    took, held_back = len(started), False
     for item in t.items or ():
         if item.name in started:
             out.append(item)
@@ -416,14 +424,24 @@ def _start_items(observed: Observed, t: Track, for_each: ForEach,
         # A reused item runs nothing: it takes no place among the items going.
         waits = free <= 0 and observed.reuse(item.name) is None
         if item.terminal or (fresh and (waits or gate is None)):
+            held_back |= fresh and not item.terminal
             out.append(item)
             continue
         item, create, attempt = _start(observed, item, {}, clock, mode)
-        free -= fresh and not item.terminal
+        slot = fresh and not item.terminal
+        free -= slot
+        took += slot
         out.append(item)
         creates += [create] if create else []
         starts += [attempt] if attempt else []
-    return items.with_items(t, tuple(out), clock.now), creates, starts
+    t = items.with_items(t, tuple(out), clock.now)
+    if room is None:
+        return t, creates, starts, None
+    room = room.took(took)
+    if gate is not None and not room.free and own > took and (
+            held_back or (t.rest is not None and t.rest.waiting)):
+        t = items_waiting(t, room)  # its own parallelism would start more
+    return t, creates, starts, room
 
 
 def _context(now: dt.datetime, mode: Mode, deadline: dt.datetime | None) -> StepContext:
@@ -439,6 +457,8 @@ def go_on(observed: Observed, tracks: Tracks, order: tuple[str, ...], clock: Clo
     out = dict(tracks)
     creates: list[CreateStepRun] = []
     starts: list[StartAttempt] = []
+    # The run's slots go to the steps (and items) ready to start in `order`, as it goes.
+    room = slots(observed.spec, tracks)
     for name in order:
         # Skipped in order, as it goes: a condition false just now skips its readers now.
         out[name] = _skip(out, out[name], mode, clock.now)
@@ -448,12 +468,15 @@ def go_on(observed: Observed, tracks: Tracks, order: tuple[str, ...], clock: Clo
                                             *(p for p, _ in out[name].spec.consumes)}}
         for_each = out[name].spec.for_each
         if for_each is not None:
-            out[name], made, started = _start_items(observed, out[name], for_each, states,
-                                                    clock, mode)
+            out[name], made, started, room = _start_items(observed, out[name], for_each,
+                                                          states, clock, mode, room)
             creates += made
             starts += started
             continue
-        out[name], create, attempt = _start(observed, out[name], states, clock, mode)
+        fresh = out[name].state.step_run is None
+        out[name], create, attempt = _start(observed, out[name], states, clock, mode, room)
+        if room is not None and fresh and create is not None and not out[name].terminal:
+            room = room.took(1)
         creates += [create] if create else []
         starts += [attempt] if attempt else []
     if _going(out):

@@ -45,6 +45,7 @@ _ABSENT, _W_RUNNING = WorkloadState.ABSENT, WorkloadState.RUNNING
 _W_SUCCEEDED, _W_FAILED, _GONE = WorkloadState.SUCCEEDED, WorkloadState.FAILED, WorkloadState.GONE
 _PENDING, _RUNNING, _SUCCEEDED = StepPhase.PENDING, StepPhase.RUNNING, StepPhase.SUCCEEDED
 _BACKOFF, _REALTIME, _COMPLETED = Waiting.RETRY_BACKOFF, Mode.REALTIME, Reason.COMPLETED
+_FOR_A_SLOT = Waiting.RUN_PARALLELISM
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -381,7 +382,10 @@ def observe_step(spec: StepSpec, recorded: StepState | None, obs: StepRunObserva
     """The step as observed, before any run-level rule. A reused step has no workload to read:
     its StepRun is what the reuse made it."""
     if obs is None:
-        return Track(spec, recorded, None, recorded or StepState(StepPhase.PENDING), None)
+        # A wait for a slot is decided afresh at every decision (`plan.go_on`).
+        if recorded is None or recorded.reason == _FOR_A_SLOT:
+            return Track(spec, recorded, None, StepState(_PENDING), None)
+        return Track(spec, recorded, None, recorded, None)
     if reuse is not None and not obs.gone:
         status = obs.status or reused_status(reuse, ctx.now)  # none yet: written now
         return Track(spec, recorded, obs, keep_final_state(recorded, state_of(status, obs.name)),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from runctl import pki
 from runctl.api import wire
 from runctl.api.wire import GROUP, STORIES, STORY_RUNS, VERSION
 from runctl.flow import definition, params
-from runctl.machine.dag import Problem, validate
+from runctl.machine.dag import Problem, parallelism_problems, validate
 from runctl.operator import rerun
 
 log = logging.getLogger(__name__)
@@ -75,20 +75,32 @@ seen it (None: there is none)."""
 def run_problems(spec: dict[str, Any], namespace: str, stories: Stories,
                  runs: Runs) -> list[Problem]:
     """What is wrong with a StoryRun's spec: inline, as a Story's; of a Story, its params
-    against the Story's declarations, if the Story has been seen; a re-run, against its
-    source, in a namespace the operator watches (elsewhere it cannot tell a run missing from
-    one it does not see)."""
+    against the Story's declarations and its own parallelism against the Story's mode, if the
+    Story has been seen; a re-run, against its source, in a namespace the operator watches
+    (elsewhere it cannot tell a run missing from one it does not see)."""
     source = wire.rerun_of(spec)
     if source is not None:
         watched, found = runs(namespace, source)
-        return rerun.check(spec, namespace, found)[1] if watched else []
+        if not watched:
+            return []
+        checked, problems = rerun.check(spec, namespace, found)
+        return problems + (_parallelism(spec, checked.spec) if checked is not None else [])
     name = wire.story_ref(spec)
     if name is None:
         return [*definition.check(spec), *validate(wire.run_spec(spec))]
     story = stories(namespace, name)
     if story is None:
         return []
-    return params.check_run(story["spec"], spec.get("params"))
+    return [*params.check_run(story["spec"], spec.get("params")),
+            *_parallelism(spec, story["spec"])]
+
+
+def _parallelism(spec: dict[str, Any], executes: Mapping[str, Any]) -> list[Problem]:
+    """A run's own `parallelism` beside the definition it executes (a realtime one refuses
+    it): the CRD's rule sees only the run's own mode."""
+    if spec.get("parallelism") is None:
+        return []
+    return parallelism_problems(wire.run_spec(spec, executes))
 
 
 HANDLERS = ("storyrun-spec", "story-spec")
