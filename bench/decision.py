@@ -21,9 +21,10 @@ from runctl.machine.phases import RunPhase, StepPhase
 
 ITEMS, PARALLELISM, ENDED, RUNNING = 10_000, 500, 6_000, 500
 TARGET_MS = 20
-REPEATS = 7
+REPEATS = 31
 """Decisions timed per shape (after two untimed): the median is the figure. Timed as this
-process's CPU time, so what else runs on the machine does not count."""
+process's CPU time, so what else runs on the machine counts only through the caches and the
+core it shares: with 7 a burst of that moved the median by half, with 31 it moves it little."""
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 W = m.WorkloadState
