@@ -54,7 +54,8 @@ OPERATOR_RULES: dict[tuple[str, str], set[str]] = {
     ("apps", "deployments"): {"get", "list", "watch", "create", "delete"},
     ("apps", "replicasets"): {"delete"},
     ("", "services"): {"create"},
-    ("", "pods"): {"get", "list", "watch", "create", "delete"},
+    # deletecollection: a fan-out's stop deletes its items' live pods in one request.
+    ("", "pods"): {"get", "list", "watch", "create", "delete", "deletecollection"},
     ("", "events"): {"create"},
 }
 # What kopf needs cluster-wide to discover resources (and namespaces, for a list of them).

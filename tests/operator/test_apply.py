@@ -10,6 +10,7 @@ import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -41,10 +42,13 @@ class FakeApi:
 
     calls: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
     answers: dict[str, list[Any]] = field(default_factory=dict)
+    options: list[dict[str, Any]] = field(default_factory=list)
+    """Each call's keyword arguments, in the order of `calls`."""
 
     def __getattr__(self, method: str) -> Any:
         def call(*args: Any, **kwargs: Any) -> Any:
             self.calls.append((method, args))
+            self.options.append(kwargs)
             queued = self.answers.get(method)
             if queued:
                 answer = queued.pop(0)
@@ -359,6 +363,48 @@ def test_a_realtime_stop_deletes_the_deployment_then_its_replicaset_then_its_pod
     ctx.fake.calls.clear()
     asyncio.run(stopping.stop_workloads(ctx, "rec", "live", "hub", 30))
     assert ctx.fake.calls == []  # the Deployment and the pod are seen being deleted
+
+
+def item_pod(index: int, phase: str = "Running") -> dict[str, Any]:
+    """The recorded pod of ok's load step, made item `index` of a fan-out step `load`."""
+    pod = load("pod-ok-load-1")
+    pod["metadata"]["name"] = f"ok-load-{index}-1"
+    pod["metadata"]["labels"]["runctl.dev/item"] = str(index)
+    pod["status"]["phase"] = phase
+    return pod
+
+
+def test_a_fan_out_s_items_are_stopped_in_one_request_and_seen_stopping() -> None:
+    """`StopItems`: one delete of the collection of the step's live item pods, chosen by label
+    and phase; the pods the API server says it deleted are seen deleting at once (the next
+    decision sends no stop again), any other pod is left as it was."""
+    deleted, unlisted = item_pod(0), item_pod(1)
+    ctx = context(deleted, unlisted)
+    listed = {"kind": "PodList", "items": [deleted]}
+    ctx.fake.answers["delete_collection_namespaced_pod"] = [
+        SimpleNamespace(data=json.dumps(listed).encode())]
+    asyncio.run(stopping.stop_items(ctx, "rec", "ok", "load", 30))
+    assert methods(ctx) == ["delete_collection_namespaced_pod"]
+    assert ctx.fake.calls[0][1][0] == "rec"
+    options = ctx.fake.options[0]
+    assert options["label_selector"] == (
+        "runctl.dev/storyrun=ok,runctl.dev/step=load,runctl.dev/item")
+    assert options["field_selector"] == "status.phase!=Succeeded,status.phase!=Failed"
+    assert options["body"].grace_period_seconds == 30
+    assert ctx.cache.get("Pod", "rec", "ok-load-0-1")["metadata"]["deletionTimestamp"]
+    assert "deletionTimestamp" not in ctx.cache.get("Pod", "rec", "ok-load-1-1")["metadata"]
+
+
+def test_a_role_without_deletecollection_stops_the_items_one_by_one() -> None:
+    """A role of an older chart may lack the verb: the live item pods the cache knows are
+    deleted one by one instead (an ended one keeps its logs), and the stop goes on."""
+    ctx = context(item_pod(0), item_pod(1), item_pod(2, phase="Succeeded"), load("pod-ok-load-1"))
+    ctx.fake.answers["delete_collection_namespaced_pod"] = [ApiException(status=403)]
+    asyncio.run(stopping.stop_items(ctx, "rec", "ok", "load", 30))
+    assert [(c[0], c[1][0]) for c in ctx.fake.calls] == [
+        ("delete_collection_namespaced_pod", "rec"),
+        ("delete_namespaced_pod", "ok-load-0-1"), ("delete_namespaced_pod", "ok-load-1-1")]
+    assert ctx.fake.options[1]["body"].grace_period_seconds == 30
 
 
 def test_a_snapshot_of_recorded_objects_is_what_the_core_needs() -> None:

@@ -12,6 +12,7 @@ from runctl.machine.actions import (
     CreateStepRun,
     RemoveFinalizer,
     StartAttempt,
+    StopItems,
     StopWorkload,
     WriteStepRunStatus,
 )
@@ -142,8 +143,8 @@ def test_a_failed_item_under_stop_stops_the_others_and_names_itself() -> None:
     assert counts(d) == {"total": 4, "Failed": 1, "Canceled": 3}
     first = state.failed_items[0]
     assert state.failed_items == (m.FailedItem(1, Reason.STEP_FAILED, first.message, at(6)),)
-    assert StopWorkload("f[0]", 30) in d.actions
-    assert of(d, CreateStepRun) == []
+    assert of(d, StopItems) == [StopItems("f", 30)]  # the run ends: every item's pods at once
+    assert of(d, StopWorkload) == of(d, CreateStepRun) == []
 
 
 def test_under_continue_every_item_runs_and_the_readers_are_skipped_at_the_end() -> None:
@@ -169,7 +170,8 @@ def test_a_stop_cancels_items_not_started_and_lets_running_ones_go_until_grace()
     d = decide(stopping, at(10))
     assert d.status.phase is RunPhase.STOPPING
     assert counts(d) == {"total": 5, "Running": 2, "Canceled": 3}
-    assert of(d, StopWorkload) == [StopWorkload("f[0]", 30), StopWorkload("f[1]", 30)]
+    assert of(d, StopItems) == [StopItems("f", 30)]  # both running items' pods, in one request
+    assert of(d, StopWorkload) == []
     late = decide(replace(stopping, status=replace(d.status)), at(41))
     assert late.status.phase is RunPhase.CANCELED
     assert counts(late) == {"total": 5, "Canceled": 5}
@@ -186,7 +188,7 @@ def test_a_terminal_run_keeps_its_counts_and_an_item_still_running_follows_the_r
     writes = of(d, WriteStepRunStatus)
     assert [w.step for w in writes] == ["f[0]"]  # type: ignore[attr-defined]
     assert writes[0].status.phase is P.CANCELED  # type: ignore[attr-defined]
-    assert StopWorkload("f[0]", 30) in d.actions
+    assert StopItems("f", 30) in d.actions
 
 
 def test_items_of_a_step_recorded_final_let_go_when_deleted() -> None:

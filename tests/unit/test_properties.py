@@ -311,6 +311,8 @@ def drain_leaves_running_steps(observed: m.Observed, d: Decision, now: dt.dateti
             ended = (_item_ended(observed, d, a.step) if a.step not in entries
                      else entries[a.step].phase in STEP_TERMINAL)
             assert ended, f"Drain: {a.step} stopped"
+        if isinstance(a, act.StopItems) and a.step not in finals:
+            assert entries[a.step].phase in STEP_TERMINAL, f"Drain: {a.step}'s items stopped"
 
 
 def the_drain_timeout_plays_no_part(observed: m.Observed, d: Decision,
@@ -430,7 +432,8 @@ def a_terminal_run_only_lets_go(observed: m.Observed, d: Decision, now: dt.datet
     if observed.status.phase not in RUN_TERMINAL:
         return
     for a in d.actions:
-        assert isinstance(a, act.StopWorkload | act.RemoveFinalizer | act.DeleteStepRun
+        assert isinstance(a, act.StopWorkload | act.StopItems | act.RemoveFinalizer
+                          | act.DeleteStepRun
                           | act.WriteStepRunStatus | act.EmitEvent), f"G8: {a}"
         if isinstance(a, act.WriteStepRunStatus):
             assert a.status.phase in STEP_TERMINAL, "G8: a live StepRun status"

@@ -196,6 +196,12 @@ class World:
                     for w in sr.workloads.values():
                         if w.state is not W.GONE:
                             w.stopping = True
+                case act.StopItems(step=step):  # the live pods of each of its items
+                    for key, item in self.runs.items():
+                        if parse_key(key)[0] == step and parse_key(key)[1] is not None:
+                            for w in item.workloads.values():
+                                if w.state not in (W.GONE, W.SUCCEEDED, W.FAILED):
+                                    w.stopping = True
                 case act.RemoveFinalizer() if sr:
                     sr.finalizer = False
                     if sr.deleting:

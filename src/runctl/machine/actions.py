@@ -60,6 +60,17 @@ class StopWorkload:
 
 
 @value
+class StopItems:
+    """Delete the live pods of every item of fan-out step `step` in one request, giving them
+    `grace_seconds` to exit: a stop of the run stops all its items at once, however many run.
+    Sent only when every item of the step is to be stopped (the run halts), so it may take pods
+    the decision has not seen yet too (an item's create still on its way when the stop came)."""
+
+    step: str
+    grace_seconds: int
+
+
+@value
 class WriteStepRunStatus:
     """Replace the StepRun's status with this (only sent when it differs from what is there)."""
 
@@ -93,5 +104,5 @@ class EmitEvent:
     message: str
 
 
-Action = (CreateStepRun | StartAttempt | StopWorkload | WriteStepRunStatus | RemoveFinalizer
-          | DeleteStepRun | EmitEvent)
+Action = (CreateStepRun | StartAttempt | StopWorkload | StopItems | WriteStepRunStatus
+          | RemoveFinalizer | DeleteStepRun | EmitEvent)

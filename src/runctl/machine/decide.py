@@ -26,6 +26,7 @@ from runctl.machine.actions import (
     CreateStepRun,
     DeleteStepRun,
     RemoveFinalizer,
+    StopItems,
     StopWorkload,
     WriteStepRunStatus,
 )
@@ -321,6 +322,7 @@ def _effects(observed: Observed, tracks: Mapping[str, Track], now: dt.datetime, 
     ttl_at = _ttl_at(observed.status, observed) if recorded_terminal else None
     ttl_due = ttl_at is not None and now >= ttl_at
     out: list[Action] = []
+    every_item: dict[str, None] = {}  # fan-out steps halting: one `StopItems` each, in order
     for name, t in flat(tracks):
         obs = t.observation
         reuse = observed.reuse(name)
@@ -338,7 +340,11 @@ def _effects(observed: Observed, tracks: Mapping[str, Track], now: dt.datetime, 
             out.append(WriteStepRunStatus(name, status))
         mode = Mode.BATCH if finals and parse_key(name)[0] in finals else observed.spec.mode
         if needs_stop(mode, t) and (t.terminal or halting):
-            out.append(StopWorkload(name, grace))
+            step, index = parse_key(name)
+            if halting and index is not None and not t.late_report:
+                every_item.setdefault(step)
+            else:
+                out.append(StopWorkload(name, grace))
         if obs is None or obs.gone:
             continue
         kept = t.recorded is not None and t.recorded.phase in STEP_TERMINAL
@@ -346,11 +352,12 @@ def _effects(observed: Observed, tracks: Mapping[str, Track], now: dt.datetime, 
             out.append(RemoveFinalizer(name))
         if ttl_due and not obs.deleting:
             out.append(DeleteStepRun(name))
+    out += (StopItems(step, grace) for step in every_item)
     return out
 
 
 _ORDER = {"CreateStepRun": 0, "WriteStepRunStatus": 1, "StartAttempt": 2, "StopWorkload": 3,
-          "RemoveFinalizer": 4, "DeleteStepRun": 5, "EmitEvent": 6}
+          "StopItems": 3, "RemoveFinalizer": 4, "DeleteStepRun": 5, "EmitEvent": 6}
 
 
 def _ordered(actions: list[Action]) -> list[Action]:

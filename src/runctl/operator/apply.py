@@ -43,7 +43,7 @@ from runctl.operator import events, kube
 from runctl.operator.cache import RunKey, owned_by, resource_version
 from runctl.operator.context import Context
 from runctl.operator.render import StepRuns
-from runctl.operator.stopping import stop_workloads
+from runctl.operator.stopping import stop_items, stop_workloads
 from runctl.workloads import build
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ AT_ONCE = 16
 hundreds of items, which one after another take seconds (10,000 of them, minutes)."""
 
 _TOGETHER = (act.CreateStepRun, act.WriteStepRunStatus, act.StartAttempt, act.StopWorkload,
-             act.RemoveFinalizer, act.DeleteStepRun)
+             act.StopItems, act.RemoveFinalizer, act.DeleteStepRun)
 """Kinds whose writes in a row depend on none of each other: each acts on its own step's
 StepRun or workloads. Kinds still go in the decision's order (a StepRun is made before its
 workload, an item's end is written before another starts)."""
@@ -252,6 +252,8 @@ async def _send(ctx: Context, key: RunKey, run: Obj, rendered: StepRuns,
                 ctx, sr, attempt, now)
         case act.StopWorkload(step=step, grace_seconds=grace):
             await stop_workloads(ctx, key[0], key[1], step, grace)
+        case act.StopItems(step=step, grace_seconds=grace):
+            await stop_items(ctx, key[0], key[1], step, grace)
         case act.DeleteStepRun(step=step):
             sr = step_runs.get(step)
             if sr is not None:

@@ -4,18 +4,23 @@ A Deployment is stopped in three waves, each sent at once: the Deployment (so it
 no new ReplicaSet), then the ReplicaSets that own the step's pods (so none replaces a pod deleted
 under it: a replacement would start after the stop), then the pods. A batch attempt's pod has no
 owner but its StepRun, so only the last wave finds it.
+
+The items of a fan-out step that all stop at once (`StopItems`) go in one request, however many
+there are: a delete of the collection of the step's live item pods, chosen by label. Hundreds of
+deletes one by one would each cost the API server a request of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from kubernetes import client
 
-from runctl.api.wire import ATTEMPT_LABEL, key_of
+from runctl.api.wire import ATTEMPT_LABEL, ITEM_LABEL, RUN_LABEL, STEP_LABEL, key_of
 from runctl.operator import kube
 from runctl.operator.context import Context
 
@@ -36,6 +41,50 @@ async def stop_workloads(ctx: Context, ns: str, run: str, step: str, grace: int)
     await _delete_all(ctx, [("Pod", p, kube.call(
         "delete", "pods", ctx.core.delete_namespaced_pod, p["metadata"]["name"], ns,
         body=client.V1DeleteOptions(grace_period_seconds=grace))) for p in pods])
+
+
+LIVE_PODS = "status.phase!=Succeeded,status.phase!=Failed"
+"""Pods not ended: an ended item's pod stays, with its logs, as long as its StepRun."""
+
+
+async def stop_items(ctx: Context, ns: str, run: str, step: str, grace: int) -> None:
+    """Delete the live pods of every item of fan-out step `step` in one request, giving them
+    `grace` seconds to exit (pods still being created when it is listed are caught by the
+    next decision, which sees them live)."""
+    selector = f"{RUN_LABEL}={run},{STEP_LABEL}={step},{ITEM_LABEL}"
+    options = client.V1DeleteOptions(grace_period_seconds=grace)
+    res = await kube.call("deletecollection", "pods", _delete_pods, ctx.core, ns, selector,
+                          options)
+    if res.outcome is kube.Outcome.OK:
+        now = dt.datetime.now(dt.UTC)
+        for pod in res.body:
+            ctx.cache.mark_deleting("Pod", pod, now)
+    elif res.outcome is kube.Outcome.FORBIDDEN:
+        # A role of an older chart, without the verb: one delete per pod the cache knows.
+        pods = [p for p in ctx.cache.children("Pod", (ns, run))
+                if _live_item_pod(p, step)]
+        await _delete_all(ctx, [("Pod", p, kube.call(
+            "delete", "pods", ctx.core.delete_namespaced_pod, p["metadata"]["name"], ns,
+            body=options)) for p in pods])
+
+
+def _delete_pods(core: client.CoreV1Api, ns: str, selector: str,
+                 options: client.V1DeleteOptions) -> list[dict[str, Any]]:
+    """The pods deleted, as the API server listed them (the client would read the list as a
+    Status)."""
+    answer: Any = core.delete_collection_namespaced_pod(
+        ns, label_selector=selector, field_selector=LIVE_PODS, body=options,
+        _preload_content=False)  # the raw answer
+    items: list[dict[str, Any]] = json.loads(answer.data).get("items") or []
+    return items
+
+
+def _live_item_pod(pod: Mapping[str, Any], step: str) -> bool:
+    meta = pod["metadata"]
+    labels = meta.get("labels", {})
+    return (labels.get(STEP_LABEL) == step and ITEM_LABEL in labels
+            and not meta.get("deletionTimestamp")
+            and pod.get("status", {}).get("phase") not in ("Succeeded", "Failed"))
 
 
 def _replicasets(pods: list[dict[str, Any]]) -> list[str]:

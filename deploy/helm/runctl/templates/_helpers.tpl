@@ -59,7 +59,8 @@ What the operator does in a namespace it watches, verb by verb (and nothing else
 - creates, patches (finalizers) and deletes StepRuns, and writes their status;
 - creates and deletes a batch attempt's pod or a realtime step's Deployment, creates its Service
   (the StepRun owns each, so the garbage collector deletes them); a realtime stop also deletes
-  the Deployment's ReplicaSets and pods at once, so no replacement pod starts after it;
+  the Deployment's ReplicaSets and pods at once, so no replacement pod starts after it; a stop
+  of a fan-out deletes its items' live pods in one request (`deletecollection`, by label);
 - creates Events (kopf's own event posting is off);
 - `update` on the `finalizers` subresources only lets it set blockOwnerDeletion on the owner
   references of what it creates (enforced where OwnerReferencesPermissionEnforcement is on).
@@ -94,7 +95,7 @@ What the operator does in a namespace it watches, verb by verb (and nothing else
   verbs: [create]
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch, create, delete]
+  verbs: [get, list, watch, create, delete, deletecollection]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
