@@ -16,6 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -24,8 +25,8 @@ from urllib3.exceptions import ProtocolError
 
 from bench.harness import Bench, Kind
 from bench.report import Report
-from bench.scenarios import MUTATING, percentile, writes_per_run
-from bench.systems import System
+from bench.scenarios import MUTATING, percentile, running, writes_per_run
+from bench.systems import Runctl, System, run_body, step
 
 ITEMS, PARALLELISM, DURATION = 1000, 200, "1s"
 """The fan-out every system runs: 1,000 items of 1 s, 200 at once."""
@@ -35,6 +36,8 @@ STOP_DURATION = "10s"
 """An item of the stopped run lasts long enough that most of its pods are live at the stop."""
 STOP_AFTER = PARALLELISM
 """The stop comes once this many items have ended: the first wave done, the next one running."""
+STOPPERS = 32
+"""Clients stopping single-step runs together: enough that all the stops land within a moment."""
 STOP_WATCH_SECONDS = 60
 """How long a stop is watched for: its items' ends, the run's end and its pods' end."""
 RUN_SECONDS = 900
@@ -81,12 +84,16 @@ class Watched:
     """When the last live pod went, if none has started since."""
     stop_at: float | None = None
     pods_at_stop: int = 0
+    runs_ended: dict[str, float] = field(default_factory=dict)
+    """When each run of the namespace was first seen terminal, by name."""
 
     def run(self, obj: dict[str, Any], ended: bool, phase: str, now: float) -> None:
         self.largest = max(self.largest, size(obj))
         self.phase = phase
         if ended and self.ended_at is None:
             self.ended_at = now
+        if ended:
+            self.runs_ended.setdefault(obj["metadata"]["name"], now)
 
     def item(self, name: str, ended: bool, now: float) -> None:
         self.item_seen.setdefault(name, now)
@@ -296,6 +303,39 @@ def stopped(b: Bench, out: Report, system: FanOut, label: str, ns: str) -> Watch
     return w
 
 
+def stopped_singly(b: Bench, out: Report, label: str, ns: str, count: int) -> None:
+    """The same work as a fan-out's stop, as single steps: `count` runs of one step each (as
+    many as a fan-out stopped mid-way has items live), all stopped at the same instant. Each
+    time is from the first stop request, as a fan-out's one request starts its items' stop."""
+    system = Runctl(b)
+    bodies = [run_body(f"r{i}", [step("long", duration="600s")]) for i in range(count)]
+    watching = Watching(b, system, ns, pods=True)
+    b.create_runs(ns, bodies, system.kind)
+    b.wait(f"{count} runs running", lambda: running(b, system, ns, count),
+           timeout=60 + 3 * count)
+    time.sleep(1)
+    with watching.lock:
+        watching.w.stopped(time.monotonic())
+    with ThreadPoolExecutor(STOPPERS) as pool:
+        list(pool.map(lambda body: b.custom.patch_namespaced_custom_object(
+            system.kind.group, system.kind.version, ns, system.kind.plural,
+            body["metadata"]["name"], system.stop_patch), bodies))
+    deadline = time.monotonic() + STOP_WATCH_SECONDS
+    while not watching.read(lambda w: len(w.runs_ended) == count and not w.live_pods
+                            and w.pods_gone_at is not None) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    w = watching.close()
+    assert w.stop_at is not None
+    ends = [t - w.stop_at for t in w.runs_ended.values()]
+    for p in (50, 99):
+        out.record(f"{label}: {count} single-step runs stopped at once, to terminal, p{p}",
+                   percentile(ends, p), "s", note=f"{count - len(ends)} not terminal after "
+                   f"{STOP_WATCH_SECONDS} s" if len(ends) < count else "")
+    gone = None if w.live_pods or w.pods_gone_at is None else w.pods_gone_at - w.stop_at
+    out.record(f"{label}: {count} single-step runs stopped at once, until pods gone",
+               nan_if_none(gone), "s")
+
+
 def nan_if_none(value: float | None) -> float:
     return float("nan") if value is None else value
 
@@ -310,6 +350,10 @@ def case(b: Bench, out: Report, system: FanOut) -> None:
     largest = max(largest, stopped(b, out, system, label, ns).largest)
     b.drop_namespace(ns)
     out.record(f"{label}: the run object's largest size", largest / 1024, "KiB")
+    if isinstance(system, Runctl):
+        ns = b.namespace("fanout-stop-singly")
+        stopped_singly(b, out, system.label, ns, PARALLELISM)
+        b.drop_namespace(ns)
 
 
 def wide(b: Bench, out: Report, system: FanOut) -> None:

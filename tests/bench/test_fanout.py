@@ -90,11 +90,22 @@ def test_an_objects_size_is_its_compact_json_in_bytes() -> None:
 
 def test_the_run_is_recorded_at_its_largest_and_ended_at_its_first_terminal_sighting() -> None:
     w = Watched()
-    w.run({"status": {"x": "a" * 100}}, False, "Running", 1.0)
-    w.run({"status": {}}, True, "Succeeded", 2.0)
-    w.run({"status": {}}, True, "Succeeded", 3.0)
-    assert w.largest == size({"status": {"x": "a" * 100}})
+    meta = {"name": "fan"}
+    w.run({"metadata": meta, "status": {"x": "a" * 100}}, False, "Running", 1.0)
+    w.run({"metadata": meta, "status": {}}, True, "Succeeded", 2.0)
+    w.run({"metadata": meta, "status": {}}, True, "Succeeded", 3.0)
+    assert w.largest == size({"metadata": meta, "status": {"x": "a" * 100}})
     assert (w.ended_at, w.phase) == (2.0, "Succeeded")
+
+
+def test_each_run_s_end_is_its_first_terminal_sighting() -> None:
+    """Single-step runs stopped together: each one's end, by name."""
+    w = Watched()
+    w.run({"metadata": {"name": "r0"}}, False, "Stopping", 1.0)
+    w.run({"metadata": {"name": "r0"}}, True, "Canceled", 2.0)
+    w.run({"metadata": {"name": "r1"}}, True, "Canceled", 2.5)
+    w.run({"metadata": {"name": "r0"}}, True, "Canceled", 3.0)
+    assert w.runs_ended == {"r0": 2.0, "r1": 2.5}
 
 
 def stopped_run() -> Watched:
@@ -111,7 +122,7 @@ def stopped_run() -> Watched:
     w.pod("p2", True, 10.2)
     w.pod("p1", False, 11.0)
     w.pod("p2", False, 12.0)
-    w.run({}, True, "Canceled", 10.8)
+    w.run({"metadata": {"name": "fan"}}, True, "Canceled", 10.8)
     return w
 
 

@@ -374,37 +374,62 @@ def item_pod(index: int, phase: str = "Running") -> dict[str, Any]:
     return pod
 
 
-def test_a_fan_out_s_items_are_stopped_in_one_request_and_seen_stopping() -> None:
-    """`StopItems`: one delete of the collection of the step's live item pods, chosen by label
-    and phase; the pods the API server says it deleted are seen deleting at once (the next
-    decision sends no stop again), any other pod is left as it was."""
-    deleted, unlisted = item_pod(0), item_pod(1)
-    ctx = context(deleted, unlisted)
-    listed = {"kind": "PodList", "items": [deleted]}
-    ctx.fake.answers["delete_collection_namespaced_pod"] = [
-        SimpleNamespace(data=json.dumps(listed).encode())]
+class Collections(FakeApi):
+    """Deletes of pod collections: each answers the pods of `pods` its item selector chooses
+    (`in (...)`, or `notin (...)`), as the API server lists what it deleted."""
+
+    def __init__(self, pods: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.pods = pods
+        self.lock = threading.Lock()
+
+    def delete_collection_namespaced_pod(self, ns: str, **options: Any) -> Any:
+        with self.lock:
+            self.calls.append(("delete_collection_namespaced_pod", (ns,)))
+            self.options.append(options)
+        selector = options["label_selector"].rsplit(",runctl.dev/item", 1)[1].strip()
+        op, _, listed = selector.partition(" (")
+        chosen = set(listed.rstrip(")").split(",")) if listed else set()
+        items = [p for p in self.pods if (p["metadata"]["labels"]["runctl.dev/item"] in chosen)
+                 == (op == "in")]
+        return SimpleNamespace(data=json.dumps({"kind": "PodList", "items": items}).encode())
+
+
+def test_a_fan_out_s_items_are_stopped_in_a_few_requests_and_seen_stopping() -> None:
+    """`StopItems`: the step's live item pods the cache knows are deleted as collections of
+    `SHARE` pods each, chosen by label and phase, all sent at once, plus one collection for any
+    pod of the step not known yet (being created as the stop came); the pods the API server
+    says it deleted are seen deleting at once (the next decision sends no stop again), and an
+    ended item's pod is left with its logs."""
+    known = [item_pod(i) for i in range(stopping.SHARE + 1)]
+    ended, unseen = item_pod(40, phase="Succeeded"), item_pod(41)
+    ctx = context(*known, ended)
+    ctx.fake = Collections([*known, unseen])
     asyncio.run(stopping.stop_items(ctx, "rec", "ok", "load", 30))
-    assert methods(ctx) == ["delete_collection_namespaced_pod"]
-    assert ctx.fake.calls[0][1][0] == "rec"
-    options = ctx.fake.options[0]
-    assert options["label_selector"] == (
-        "runctl.dev/storyrun=ok,runctl.dev/step=load,runctl.dev/item")
-    assert options["field_selector"] == "status.phase!=Succeeded,status.phase!=Failed"
-    assert options["body"].grace_period_seconds == 30
-    assert ctx.cache.get("Pod", "rec", "ok-load-0-1")["metadata"]["deletionTimestamp"]
-    assert "deletionTimestamp" not in ctx.cache.get("Pod", "rec", "ok-load-1-1")["metadata"]
+    assert methods(ctx) == ["delete_collection_namespaced_pod"] * 3
+    base = "runctl.dev/storyrun=ok,runctl.dev/step=load,runctl.dev/item"
+    share = ",".join(str(i) for i in range(stopping.SHARE))
+    everyone = f"{share},{stopping.SHARE}"
+    assert sorted(o["label_selector"] for o in ctx.fake.options) == sorted([
+        f"{base} in ({share})", f"{base} in ({stopping.SHARE})", f"{base} notin ({everyone})"])
+    for options in ctx.fake.options:
+        assert options["field_selector"] == "status.phase!=Succeeded,status.phase!=Failed"
+        assert options["body"].grace_period_seconds == 30
+    assert all(ctx.cache.get("Pod", "rec", p["metadata"]["name"])["metadata"].get(
+        "deletionTimestamp") for p in known)
+    assert "deletionTimestamp" not in ctx.cache.get("Pod", "rec", "ok-load-40-1")["metadata"]
 
 
 def test_a_role_without_deletecollection_stops_the_items_one_by_one() -> None:
     """A role of an older chart may lack the verb: the live item pods the cache knows are
     deleted one by one instead (an ended one keeps its logs), and the stop goes on."""
     ctx = context(item_pod(0), item_pod(1), item_pod(2, phase="Succeeded"), load("pod-ok-load-1"))
-    ctx.fake.answers["delete_collection_namespaced_pod"] = [ApiException(status=403)]
+    ctx.fake.answers["delete_collection_namespaced_pod"] = [ApiException(status=403)] * 2
     asyncio.run(stopping.stop_items(ctx, "rec", "ok", "load", 30))
     assert [(c[0], c[1][0]) for c in ctx.fake.calls] == [
-        ("delete_collection_namespaced_pod", "rec"),
+        ("delete_collection_namespaced_pod", "rec"), ("delete_collection_namespaced_pod", "rec"),
         ("delete_namespaced_pod", "ok-load-0-1"), ("delete_namespaced_pod", "ok-load-1-1")]
-    assert ctx.fake.options[1]["body"].grace_period_seconds == 30
+    assert ctx.fake.options[2]["body"].grace_period_seconds == 30
 
 
 def test_a_snapshot_of_recorded_objects_is_what_the_core_needs() -> None:
@@ -522,13 +547,17 @@ def test_a_stop_that_arrives_while_a_decision_is_sent_starts_nothing_more() -> N
 
 
 def test_writes_of_one_kind_in_a_row_go_in_groups_anything_else_alone() -> None:
-    let_go = [act.RemoveFinalizer(f"s{i}") for i in range(applying.AT_ONCE + 2)]
+    """Creates in groups of `AT_ONCE` (a stop is checked between them), anything else of one
+    kind in groups of `ENDS_AT_ONCE`."""
+    let_go = [act.RemoveFinalizer(f"s{i}") for i in range(applying.ENDS_AT_ONCE + 2)]
     deletes = [act.DeleteStepRun("a"), act.DeleteStepRun("b")]
+    makes = [act.CreateStepRun(f"s{i}", f"r-s{i}", None) for i in range(applying.AT_ONCE + 1)]
     write = act.WriteStepRunStatus("s0", m.StepRunStatus(StepPhase.SUCCEEDED))
     event = act.EmitEvent("run", None, "Normal", act.EventReason.STARTED, "started")
-    groups = list(applying._groups([write, *let_go, *deletes, event, write]))
-    assert groups == [[write], let_go[:applying.AT_ONCE], let_go[applying.AT_ONCE:], deletes,
-                      [event], [write]]
+    groups = list(applying._groups([write, *let_go, *deletes, event, *makes, write]))
+    assert groups == [[write], let_go[:applying.ENDS_AT_ONCE], let_go[applying.ENDS_AT_ONCE:],
+                      deletes, [event], makes[:applying.AT_ONCE], makes[applying.AT_ONCE:],
+                      [write]]
 
 
 def fan_out_run(items: int) -> dict[str, Any]:

@@ -196,8 +196,12 @@ async def apply(ctx: Context, key: RunKey, run: Obj, decision: Decision, rendere
 
 
 AT_ONCE = 16
-"""Writes of one kind sent together: a decision on a wide fan-out starts, ends or lets go of
-hundreds of items, which one after another take seconds (10,000 of them, minutes)."""
+"""Creates of one kind sent together: a decision on a wide fan-out starts hundreds of items,
+which one after another take seconds (10,000 of them, minutes). A stop that arrives meanwhile is
+checked between groups, so what a group has on its way is all that starts after it."""
+ENDS_AT_ONCE = 32
+"""Any other writes of one kind sent together (as many as there are threads for API calls): the
+ends and stops of a stopped fan-out's items, which nothing after a stop waits for."""
 
 _TOGETHER = (act.CreateStepRun, act.WriteStepRunStatus, act.StartAttempt, act.StopWorkload,
              act.StopItems, act.RemoveFinalizer, act.DeleteStepRun)
@@ -207,13 +211,13 @@ workload, an item's end is written before another starts)."""
 
 
 def _groups(actions: Iterable[act.Action]) -> Iterable[list[act.Action]]:
-    """The actions in order, runs of one kind (`_TOGETHER`) in groups of up to `AT_ONCE`,
-    anything else alone."""
+    """The actions in order, runs of one kind (`_TOGETHER`) in groups of up to `AT_ONCE`
+    (creates) or `ENDS_AT_ONCE` (the rest), anything else alone."""
     group: list[act.Action] = []
     for action in actions:
         together = isinstance(action, _TOGETHER)
         if group and (not together or type(action) is not type(group[0])
-                      or len(group) == AT_ONCE):
+                      or len(group) == _at_once(group[0])):
             yield group
             group = []
         if together:
@@ -222,6 +226,10 @@ def _groups(actions: Iterable[act.Action]) -> Iterable[list[act.Action]]:
             yield [action]
     if group:
         yield group
+
+
+def _at_once(action: act.Action) -> int:
+    return AT_ONCE if isinstance(action, act.CreateStepRun | act.StartAttempt) else ENDS_AT_ONCE
 
 
 def _stopped_since(ctx: Context, key: RunKey, run: Obj) -> bool:

@@ -5,9 +5,9 @@ no new ReplicaSet), then the ReplicaSets that own the step's pods (so none repla
 under it: a replacement would start after the stop), then the pods. A batch attempt's pod has no
 owner but its StepRun, so only the last wave finds it.
 
-The items of a fan-out step that all stop at once (`StopItems`) go in one request, however many
-there are: a delete of the collection of the step's live item pods, chosen by label. Hundreds of
-deletes one by one would each cost the API server a request of its own.
+The items of a fan-out step that all stop at once (`StopItems`) go in a few requests, however
+many there are: deletes of collections of the step's live item pods, chosen by label. Hundreds
+of deletes one by one would each cost the API server a request of its own.
 """
 
 from __future__ import annotations
@@ -47,25 +47,35 @@ LIVE_PODS = "status.phase!=Succeeded,status.phase!=Failed"
 """Pods not ended: an ended item's pod stays, with its logs, as long as its StepRun."""
 
 
+SHARE = 25
+"""Item pods per delete request: the API server deletes a collection one pod after another, so
+a stop of hundreds is sent as several requests at once, a share of the pods each."""
+
+
 async def stop_items(ctx: Context, ns: str, run: str, step: str, grace: int) -> None:
-    """Delete the live pods of every item of fan-out step `step` in one request, giving them
-    `grace` seconds to exit (pods still being created when it is listed are caught by the
-    next decision, which sees them live)."""
-    selector = f"{RUN_LABEL}={run},{STEP_LABEL}={step},{ITEM_LABEL}"
+    """Delete the live pods of every item of fan-out step `step`, giving them `grace` seconds
+    to exit: the pods the cache knows in shares of `SHARE`, plus one request for any other (a
+    pod being created as the stop came, not seen yet), all sent at once."""
     options = client.V1DeleteOptions(grace_period_seconds=grace)
-    res = await kube.call("deletecollection", "pods", _delete_pods, ctx.core, ns, selector,
-                          options)
-    if res.outcome is kube.Outcome.OK:
-        now = dt.datetime.now(dt.UTC)
-        for pod in res.body:
-            ctx.cache.mark_deleting("Pod", pod, now)
-    elif res.outcome is kube.Outcome.FORBIDDEN:
+    known = [p for p in ctx.cache.children("Pod", (ns, run)) if _live_item_pod(p, step)]
+    indices = sorted({p["metadata"]["labels"][ITEM_LABEL] for p in known}, key=int)
+    selector = f"{RUN_LABEL}={run},{STEP_LABEL}={step},{ITEM_LABEL}"
+    shares = [f"{selector} in ({','.join(indices[at:at + SHARE])})"
+              for at in range(0, len(indices), SHARE)]
+    shares.append(f"{selector} notin ({','.join(indices)})" if indices else selector)
+    results = await asyncio.gather(*(kube.call(
+        "deletecollection", "pods", _delete_pods, ctx.core, ns, share, options)
+        for share in shares))
+    now = dt.datetime.now(dt.UTC)
+    for res in results:
+        if res.outcome is kube.Outcome.OK:
+            for pod in res.body:
+                ctx.cache.mark_deleting("Pod", pod, now)
+    if any(res.outcome is kube.Outcome.FORBIDDEN for res in results):
         # A role of an older chart, without the verb: one delete per pod the cache knows.
-        pods = [p for p in ctx.cache.children("Pod", (ns, run))
-                if _live_item_pod(p, step)]
         await _delete_all(ctx, [("Pod", p, kube.call(
             "delete", "pods", ctx.core.delete_namespaced_pod, p["metadata"]["name"], ns,
-            body=options)) for p in pods])
+            body=options)) for p in known if not p["metadata"].get("deletionTimestamp")])
 
 
 def _delete_pods(core: client.CoreV1Api, ns: str, selector: str,
