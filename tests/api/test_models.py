@@ -42,7 +42,8 @@ FULL_SPEC: dict[str, Any] = {
             "args": [],
             "env": [{"name": "DAY", "value": "2026-11-22"}, {"name": "EMPTY"}],
             "timeoutSeconds": 600,
-            "retry": {"limit": 2, "backoffSeconds": 5, "transientExitCodes": [75]},
+            "retry": {"limit": 2, "backoffSeconds": 5, "backoffFactor": 2,
+                      "maxBackoffSeconds": 60, "transientExitCodes": [75]},
             "pod": {
                 "labels": {"team": "data"},
                 "annotations": {"sim.runctl.dev/duration": "3s"},
@@ -183,7 +184,11 @@ def test_defaults_are_the_contract_s() -> None:
     assert step.retry is None
     assert StepSpec.model_validate({"name": "a", "image": "x", "retry": {}}).retry == \
         StepSpec.model_validate({"name": "a", "image": "x", "retry": {
-            "limit": 0, "backoffSeconds": 10, "transientExitCodes": []}}).retry
+            "limit": 0, "backoffSeconds": 10, "backoffFactor": 1,
+            "transientExitCodes": []}}).retry
+    assert StepSpec.model_validate({"name": "a", "image": "x", "retry": {}}).to_api()[
+        "retry"] == {"limit": 0, "backoffSeconds": 10, "backoffFactor": 1,
+                     "transientExitCodes": []}
 
 
 def test_python_code_may_use_snake_case_names() -> None:
@@ -236,6 +241,15 @@ BAD_SPECS = [
                  "onFailure", id="unknown-onFailure"),
     pytest.param({"steps": [{"name": "a", "image": "x", "retry": {"limit": 11}}]}, "limit",
                  id="retry-limit"),
+    pytest.param({"steps": [{"name": "a", "image": "x", "retry": {"backoffFactor": 0}}]},
+                 "backoffFactor", id="backoff-factor-below-1"),
+    pytest.param({"steps": [{"name": "a", "image": "x", "retry": {"backoffFactor": 11}}]},
+                 "backoffFactor", id="backoff-factor-over-10"),
+    pytest.param({"steps": [{"name": "a", "image": "x", "retry": {"maxBackoffSeconds": -1}}]},
+                 "maxBackoffSeconds", id="negative-max-backoff"),
+    pytest.param({"steps": [{"name": "a", "image": "x", "retry": {"maxBackoffSeconds": 86401}}]},
+                 "maxBackoffSeconds", id="max-backoff-over-a-day"),
+
     pytest.param({"steps": [{"name": "a", "image": "x", "port": 0}]}, "port", id="port"),
     pytest.param({"shutdown": {"gracePeriodSeconds": -1}, "steps": [{"name": "a", "image": "x"}]},
                  "gracePeriodSeconds", id="grace"),

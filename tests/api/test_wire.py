@@ -54,10 +54,10 @@ def test_a_workload_recorded_as_seen_reads_and_writes_back_as_seen() -> None:
 
 def test_a_recorded_spec_reads_whole_with_the_models_defaults() -> None:
     no_retry = RetryPolicy()
+    default = m.RetryPolicy(0, no_retry.backoff_seconds, no_retry.backoff_factor, None, ())
     assert wire.run_spec(load("storyrun-ok-running")["spec"]) == m.RunSpec(
-        steps=(m.StepSpec("extract", retry=m.RetryPolicy(0, no_retry.backoff_seconds, ())),
-               m.StepSpec("load", needs=("extract",),
-                          retry=m.RetryPolicy(0, no_retry.backoff_seconds, ()))),
+        steps=(m.StepSpec("extract", retry=default),
+               m.StepSpec("load", needs=("extract",), retry=default)),
         mode=Mode.BATCH, on_failure=OnFailure.STOP,
         grace_period_seconds=ShutdownSpec().grace_period_seconds,
         shutdown_mode=ShutdownMode.CANCEL, shutdown_finally=FinallyPolicy.RUN,
@@ -65,10 +65,52 @@ def test_a_recorded_spec_reads_whole_with_the_models_defaults() -> None:
 
 
 def test_a_retry_policy_reads_as_stored_and_its_defaults_as_the_models_say() -> None:
+    """A policy stored before backoffFactor and maxBackoffSeconds existed waits as it did."""
     sr = load("steprun-flaky-fetch")["spec"]
     spec = wire.run_spec({"steps": [sr, {"name": "b", "image": "x", "retry": {"limit": 1}}]})
-    assert spec.steps[0].retry == m.RetryPolicy(2, 2, (75,))
-    assert spec.steps[1].retry == m.RetryPolicy(1, RetryPolicy().backoff_seconds, ())
+    assert spec.steps[0].retry == m.RetryPolicy(2, 2, 1, None, (75,))
+    assert spec.steps[1].retry == m.RetryPolicy(1, RetryPolicy().backoff_seconds, 1, None, ())
+
+
+def _backing_off(policy: dict[str, Any]) -> dict[str, Any]:
+    """The recorded flaky StepRun with `policy` as its retry, its status as the operator writes
+    it while the step waits for its third attempt (recorded-style: the API server's spelling of
+    every field, whole-second times)."""
+    recorded = load("steprun-flaky-fetch")
+    return {**recorded, "spec": {**recorded["spec"], "retry": policy}, "status": {
+        "phase": "Running", "reason": "RetryBackoff",
+        "message": "attempt 2 failed (exit code 75, Transient); attempt 3 of 4 after 4s, at "
+                   "2026-11-26T00:25:20Z",
+        "attempts": 2, "startedAt": "2026-11-26T00:25:09Z", "failureClass": "Transient",
+        "workload": {"kind": "Pod", "name": "flaky-fetch-2", "observed": True},
+        "nextAttemptAt": "2026-11-26T00:25:20Z"}}
+
+
+def test_a_backing_off_policy_reads_whole_from_a_step_and_its_steprun() -> None:
+    stored = _backing_off({"limit": 3, "backoffSeconds": 2, "backoffFactor": 2,
+                           "maxBackoffSeconds": 30, "transientExitCodes": [75]})
+    spec = wire.run_spec({"steps": [stored["spec"]]})
+    assert spec.steps[0].retry == m.RetryPolicy(3, 2, 2, 30, (75,))
+    assert wire.run_spec({"storyRef": {"name": "s"}}, {"steps": [stored["spec"]], "finally": [
+        {**stored["spec"], "name": "clean"}]}).finally_steps[0].retry == spec.steps[0].retry
+
+
+def test_a_fan_out_s_items_wait_by_their_step_s_policy() -> None:
+    stored = _backing_off({"limit": 3, "backoffSeconds": 2, "backoffFactor": 3,
+                           "transientExitCodes": [75]})
+    step = {**stored["spec"], "forEach": {"items": ["a", "b"]}}
+    (fan_out,) = wire.run_spec({"steps": [step]}).steps
+    assert fan_out.for_each is not None
+    assert fan_out.retry == m.RetryPolicy(3, 2, 3, None, (75,))
+
+
+def test_a_waiting_steprun_status_reads_as_the_core_s_and_writes_back_unchanged() -> None:
+    status = _backing_off({"limit": 3})["status"]
+    parsed = wire.parse_steprun_status(status)
+    assert parsed is not None
+    assert (parsed.phase, parsed.reason, parsed.attempts, parsed.next_attempt_at) == (
+        StepPhase.RUNNING, "RetryBackoff", 2, dt.datetime(2026, 11, 26, 0, 25, 20, tzinfo=UTC))
+    assert wire.steprun_status(parsed) == status
 
 
 def test_a_recorded_run_status_reads_as_the_core_s_values() -> None:

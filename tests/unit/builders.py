@@ -27,9 +27,11 @@ API_DEFAULTS = run_spec({"steps": [{"name": "a", "image": "x"}]})
 """A spec that sets nothing: what the API models default every run-level field to."""
 
 
-def retry(limit: int, backoff_seconds: int = 0, transient_exit_codes: tuple[int, ...] = ()
-          ) -> m.RetryPolicy:
-    return m.RetryPolicy(limit, backoff_seconds, transient_exit_codes)
+def retry(limit: int, backoff_seconds: int = 0, transient_exit_codes: tuple[int, ...] = (),
+          *, factor: int = 1, max_backoff_seconds: int | None = None) -> m.RetryPolicy:
+    return m.RetryPolicy(limit=limit, backoff_seconds=backoff_seconds, backoff_factor=factor,
+                         max_backoff_seconds=max_backoff_seconds,
+                         transient_exit_codes=transient_exit_codes)
 
 
 def spec(*steps: m.StepSpec, **kw: Any) -> m.RunSpec:

@@ -209,9 +209,9 @@ def image_pull_is_not_retried() -> Case:
 
 # -- retries -------------------------------------------------------------------------------------
 
-RETRYING = spec(step("a", retry=m.RetryPolicy(limit=2, backoff_seconds=5,
-                                              transient_exit_codes=(75,))), timeout_seconds=100)
-BACKOFF_TEXT = "attempt 1 failed (exit code 75, Transient); attempt 2 of 3 after 5s"
+RETRYING = spec(step("a", retry=retry(2, 5, (75,))), timeout_seconds=100)
+BACKOFF_TEXT = ("attempt 1 failed (exit code 75, Transient); attempt 2 of 3 after 5s, "
+                "at 2026-11-22T12:00:15Z")
 
 
 def backing_off() -> m.StepRunStatus:
@@ -241,10 +241,29 @@ def backoff_over_starts_attempt_two() -> Case:
                                              StartAttempt("a", 2)), at(100))
 
 
+GROWING = spec(step("a", retry=retry(3, 5, (75,), factor=2, max_backoff_seconds=8)),
+               timeout_seconds=100)
+
+
+def second_retry_waits_longer_up_to_the_cap() -> Case:
+    """Attempt 2 failed, seen at 20.5s: attempt 3 waits 5s * 2 = 10s, capped at 8s, and
+    starts on the whole second after 28.5s."""
+    second = replace(sr_status("a"), attempts=2, next_attempt_at=at(16), workload=ref("a", 2))
+    before = running_run(GROWING, {"a": (second, work(W.FAILED, 2, exit_code=75))})
+    text = ("attempt 2 failed (exit code 75, Transient); attempt 3 of 4 after 8s, at "
+            "2026-11-22T12:00:29Z")
+    waiting = replace(second, reason="RetryBackoff", message=text, next_attempt_at=at(29),
+                      failure_class=FailureClass.TRANSIENT)
+    status = expect(before, RunPhase.RUNNING, {"a": entry("a", waiting)})
+    return before, at(20.5), Decision(status, (
+        WriteStepRunStatus("a", waiting),
+        EmitEvent("step", "a", "Normal", "Retrying", text)), at(29))
+
+
 def retry_at_once_without_backoff() -> Case:
     now_spec = spec(step("a", retry=retry(1)))
     before = running_run(now_spec, {"a": (sr_status("a"), work(W.FAILED, reason="Evicted"))})
-    text = "attempt 1 failed (Evicted, Transient); attempt 2 of 2 after 0s"
+    text = "attempt 1 failed (Evicted, Transient); attempt 2 of 2 after 0s, at 2026-11-22T12:00:10Z"
     second = replace(sr_status("a"), attempts=2, message=text, next_attempt_at=at(10),
                      failure_class=FailureClass.TRANSIENT, workload=ref("a", 2))
     status = expect(before, RunPhase.RUNNING, {"a": entry("a", second)})
@@ -736,6 +755,8 @@ CASES = [
     pytest.param(*transient_failure_backs_off(), id="transient-failure-backs-off"),
     pytest.param(*backoff_waits(), id="backoff-waits"),
     pytest.param(*backoff_over_starts_attempt_two(), id="backoff-over-starts-attempt-2"),
+    pytest.param(*second_retry_waits_longer_up_to_the_cap(),
+                 id="second-retry-waits-longer-up-to-the-cap"),
     pytest.param(*retry_at_once_without_backoff(), id="retry-at-once-without-backoff"),
     pytest.param(*no_retry_past_the_run_deadline(), id="no-retry-past-run-deadline"),
     pytest.param(*success_after_retry(), id="success-after-retry"),

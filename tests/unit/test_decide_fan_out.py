@@ -327,3 +327,24 @@ def test_a_step_that_is_no_item_is_written_running_at_once() -> None:
                                             created_at=at(0))})
     assert [a.status.phase for a in of(decide(o, at(2)), WriteStepRunStatus)] == [  # type: ignore[attr-defined]
         P.RUNNING]
+
+
+def test_an_item_waits_its_own_growing_delay_and_the_record_keeps_its_size() -> None:
+    """Item 1 fails Transiently at its second attempt: it waits 4s * 2 before its third, on its
+    own StepRun; the step's record counts it Running and holds no time of it."""
+    policy = m.RetryPolicy(limit=3, backoff_seconds=4, backoff_factor=2,
+                           max_backoff_seconds=None, transient_exit_codes=(75,))
+    flow = spec(replace(FAN, retry=policy), AFTER)
+    second = m.StepRunObservation("r-f-1", sr_status("f-1", attempts=2, next_attempt_at=at(5)),
+                                  attempt=work(W.FAILED, 2, exit_code=75))
+    d = decide(fanning(2, item(0), ("f[1]", second), run_spec=flow), at(9))
+    (write,) = of(d, WriteStepRunStatus)
+    assert isinstance(write, WriteStepRunStatus)
+    assert (write.step, write.status.reason, write.status.next_attempt_at) == (
+        "f[1]", "RetryBackoff", at(17))
+    assert write.status.message is not None
+    assert write.status.message.endswith("attempt 3 of 4 after 8s, at 2026-11-22T12:00:17Z")
+    assert d.requeue_at == at(17)
+    assert counts(d) == {"total": 2, "Running": 2}
+    assert of(decide(fanning(2, item(0), ("f[1]", replace(second, status=write.status)),
+                             run_spec=flow), at(17)), StartAttempt) == [StartAttempt("f[1]", 3)]

@@ -35,6 +35,7 @@ from tests.unit.builders import (
     at,
     entry,
     expect,
+    retry,
     running_run,
     spec,
     sr_status,
@@ -339,7 +340,7 @@ def test_drain_grace_expires() -> None:
 def test_drain_no_retry() -> None:
     """Drain: a Transient failure is not retried (nothing new starts); the step keeps its
     failure."""
-    run = replace(spec(step("a", retry=m.RetryPolicy(2, 0, (75,)))), cancel_requested=True,
+    run = replace(spec(step("a", retry=retry(2, 0, (75,)))), cancel_requested=True,
                   shutdown_mode=ShutdownMode.DRAIN)
     before = running_run(run, {"a": (sr_status("a"), work(W.FAILED, exit_code=75))},
                          stop=STOP, phase=RunPhase.STOPPING)

@@ -9,7 +9,8 @@ from runctl.machine.model import AttemptObservation, RetryPolicy, WorkloadState
 from runctl.machine.phases import FailureClass
 
 T, P = FailureClass.TRANSIENT, FailureClass.PERMANENT
-RETRY = RetryPolicy(limit=2, backoff_seconds=0, transient_exit_codes=(75,))
+RETRY = RetryPolicy(limit=2, backoff_seconds=0, backoff_factor=1, max_backoff_seconds=None,
+                    transient_exit_codes=(75,))
 
 
 def failed(exit_code: int | None = None, reason: str | None = None,

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from runctl.machine import actions as act
 from runctl.machine import model as m
+from runctl.machine.backoff import delay_seconds
 from runctl.machine.decide import Decision, decide
 from runctl.machine.naming import parse_key
 from runctl.machine.phases import (
@@ -45,6 +46,18 @@ def rarely(values: st.SearchStrategy[int]) -> st.SearchStrategy[int | None]:
 
 
 @st.composite
+def retry_policies(draw: st.DrawFn, limits: st.SearchStrategy[int],
+                   exit_codes: st.SearchStrategy[tuple[int, ...]]) -> m.RetryPolicy:
+    """A retry policy as the API lets one through: a factor of 1 (the default) to 3, and a
+    cap, when there is one, not below the first delay."""
+    backoff = draw(st.integers(0, 30))
+    return m.RetryPolicy(limit=draw(limits), backoff_seconds=backoff,
+                         backoff_factor=draw(st.sampled_from((1, 1, 2, 3))),
+                         max_backoff_seconds=draw(st.none() | st.integers(backoff, 60)),
+                         transient_exit_codes=draw(exit_codes))
+
+
+@st.composite
 def steps(draw: st.DrawFn, max_steps: int = 30) -> tuple[m.StepSpec, ...]:
     """A random DAG: each step may need any of the steps made before it; spec order shuffled."""
     n = draw(st.integers(1, max_steps))
@@ -60,9 +73,8 @@ def steps(draw: st.DrawFn, max_steps: int = 30) -> tuple[m.StepSpec, ...]:
             for_each=m.ForEach(draw(st.integers(1, 3))) if draw(st.integers(0, 3)) == 0
             else None,
             timeout_seconds=draw(rarely(st.integers(5, 400))),
-            retry=m.RetryPolicy(limit=draw(st.integers(0, 3)),
-                                backoff_seconds=draw(st.integers(0, 30)),
-                                transient_exit_codes=draw(st.sampled_from([(), (75,), (3,)]))),
+            retry=draw(retry_policies(st.integers(0, 3),
+                                      st.sampled_from([(), (75,), (3,)]))),
             heartbeat_timeout_seconds=draw(rarely(st.integers(10, 200)))))
     return tuple(draw(st.permutations(out)))
 
@@ -82,8 +94,7 @@ def finally_steps(draw: st.DrawFn, main: tuple[m.StepSpec, ...], realtime: bool
             conditional=draw(st.integers(0, 3)) == 0,
             reads_facts=draw(st.booleans()),
             timeout_seconds=draw(rarely(st.integers(5, 400))),
-            retry=m.RetryPolicy(limit=draw(st.integers(0, 2)), backoff_seconds=draw(
-                st.integers(0, 30)), transient_exit_codes=(75,))))
+            retry=draw(retry_policies(st.integers(0, 2), st.just((75,))))))
     return tuple(draw(st.permutations(out)))
 
 
@@ -426,6 +437,43 @@ def only_transient_failures_retried(observed: m.Observed, d: Decision,
             "G7: realtime retried"
 
 
+def retries_wait_their_delay(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
+    """Retries back off: no attempt n starts before the previous attempt ended plus the delay
+    for n (`backoff.delay_seconds`); a step that begins to wait records as its next attempt's
+    time exactly the failure's sight plus that delay, rounded up to a whole second; and every
+    step still waiting after the decision has the decision wake up by its time."""
+    spec, entries = observed.spec, dict(d.status.step_states)
+    written = {a.step: a.status for a in d.actions if isinstance(a, act.WriteStepRunStatus)}
+    for a in d.actions:
+        obs = m.lookup(observed.step_runs, a.step) if isinstance(a, act.StartAttempt) else None
+        if obs is None or obs.status is None or obs.status.attempts != a.attempt - 1:
+            continue  # a first attempt, or the recorded one made again
+        delay = dt.timedelta(seconds=delay_seconds(_spec_of(spec, a.step).retry, a.attempt))
+        before = obs.attempt
+        if before is not None and before.finished_at is not None:
+            assert now >= before.finished_at + delay, f"{a.step} attempt {a.attempt} too soon"
+        if obs.status.reason == Waiting.RETRY_BACKOFF:
+            assert obs.status.next_attempt_at is not None
+            assert now >= obs.status.next_attempt_at, f"{a.step} started before its time"
+    for key, obs in observed.step_runs:
+        status = written.get(key, obs.status)
+        entry = entries.get(key, entries.get(_owner(key) or ""))
+        if (status is None or status.reason != Waiting.RETRY_BACKOFF or status.phase in
+                STEP_TERMINAL or entry is None or entry.phase in STEP_TERMINAL):
+            continue
+        due = status.next_attempt_at
+        assert due is not None, f"{key} waits with no time"
+        if key in written and (obs.status is None or obs.status.reason != Waiting.RETRY_BACKOFF):
+            delay = delay_seconds(_spec_of(spec, key).retry, status.attempts + 1)
+            seen_at = now + dt.timedelta(seconds=delay)
+            assert due == seen_at + dt.timedelta(microseconds=-seen_at.microsecond % 10**6), \
+                f"{key}: next attempt at {due}, not {delay}s after {now}"
+            assert due.microsecond == 0
+            event("a retry began to wait")
+        assert d.requeue_at is not None, f"{key} waits until {due}, the decision sleeps"
+        assert d.requeue_at <= due, f"{key} waits until {due}, the decision wakes later"
+
+
 def a_terminal_run_only_lets_go(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
     """8: once terminal, only stopping, letting go, TTL deletion (and rejecting late
     reports)."""
@@ -499,8 +547,8 @@ CHECKS: tuple[Check, ...] = (
     drain_leaves_running_steps, every_step_recorded_at_the_end, terminal_is_final,
     nothing_starts_after_a_stop, the_drain_timeout_plays_no_part,
     a_realtime_stop_ends_in_time, failures_skip_only_below, readers_wait_for_outputs,
-    lost_never_succeeds, only_transient_failures_retried, a_terminal_run_only_lets_go,
-    run_parallelism_holds,
+    lost_never_succeeds, only_transient_failures_retried, retries_wait_their_delay,
+    a_terminal_run_only_lets_go, run_parallelism_holds,
 )
 
 
@@ -765,13 +813,13 @@ failures = st.lists(st.tuples(st.sampled_from((None, 1, 3, 75, 137, 143)),
                               st.sampled_from((None, *FailureClass))), max_size=6)
 
 
-@given(limit=st.integers(0, 4), backoff=st.integers(0, 20), failures=failures)
+@given(retry=retry_policies(st.integers(0, 4), st.just((75,))), failures=failures)
 def test_a_step_is_retried_exactly_for_its_transient_failures(
-        limit: int, backoff: int, failures: list[tuple[int | None, str | None,
-                                                       FailureClass | None]]) -> None:
+        retry: m.RetryPolicy, failures: list[tuple[int | None, str | None,
+                                                   FailureClass | None]]) -> None:
     """Each attempt fails as drawn, until the draws run out (then it succeeds): the step makes
     one more attempt per Transient failure, up to retry.limit, and ends as the oracle says."""
-    retry = m.RetryPolicy(limit=limit, backoff_seconds=backoff, transient_exit_codes=(75,))
+    limit = retry.limit
     world = World(spec_of(m.StepSpec("a", retry=retry)))
     outcomes: list[tuple[int | None, str | None, FailureClass | None] | None] = [*failures, None]
     for outcome in outcomes:  # None: the attempt succeeds
@@ -783,10 +831,10 @@ def test_a_step_is_retried_exactly_for_its_transient_failures(
         else:
             w.state, w.live_pods = W.FAILED, 0
             w.exit_code, w.reason, w.hint = outcome
-        cycle(world)
+        d = cycle(world)
         if world.status.phase in RUN_TERMINAL:
             break
-        world.now += dt.timedelta(seconds=backoff)
+        world.now = max(world.now, d.requeue_at or world.now)
     state = m.step_state(world.status, "a")
     assert state is not None
     expected_attempts, expected = 1, StepPhase.SUCCEEDED
@@ -800,6 +848,46 @@ def test_a_step_is_retried_exactly_for_its_transient_failures(
         expected_attempts += 1
     assert (state.phase, state.attempts) == (expected, expected_attempts)
     assert sum(e.reason == "Retrying" for e in world.emitted) == expected_attempts - 1
+
+
+@given(retry=retry_policies(st.integers(1, 10), st.just((75,))),
+       lags=st.lists(st.integers(0, 3_000_000), min_size=10, max_size=10))
+def test_each_retry_starts_exactly_when_its_delay_is_over(retry: m.RetryPolicy,
+                                                         lags: list[int]) -> None:
+    """A step failing Transiently at every attempt, each failure seen some microseconds after
+    it: attempt n starts at the time the decision that saw attempt n-1 fail recorded (that
+    sight plus the delay for n, rounded up to a whole second, so never before the failure plus
+    the delay), which is exactly when that decision asked to be woken; a microsecond sooner,
+    nothing starts."""
+    world = World(spec_of(m.StepSpec("a", retry=retry)))
+    cycle(world)
+    for n in range(2, retry.limit + 2):
+        w = world.workload("a")
+        assert w is not None
+        ended = world.now
+        w.state, w.live_pods, w.exit_code, w.finished_at = W.FAILED, 0, 75, ended
+        world.now += dt.timedelta(microseconds=lags[n - 2])
+        delay = dt.timedelta(seconds=delay_seconds(retry, n))
+        d = cycle(world)
+        if act.StartAttempt("a", n) in d.actions:  # no delay, seen on a whole second
+            assert delay == dt.timedelta(0)
+            assert world.now.microsecond == 0
+            continue
+        status = world.runs["a"].status
+        assert status is not None
+        due = status.next_attempt_at
+        assert due is not None
+        assert due.microsecond == 0
+        assert world.now + delay <= due < world.now + delay + dt.timedelta(seconds=1)
+        assert due >= ended + delay
+        assert d.requeue_at == due
+        world.now = due - dt.timedelta(microseconds=1)
+        assert not any(isinstance(a, act.StartAttempt) for a in cycle(world).actions)
+        world.now = due
+        assert act.StartAttempt("a", n) in cycle(world).actions
+    state = m.step_state(world.status, "a")
+    assert state is not None
+    assert (state.phase, state.attempts) == (StepPhase.RUNNING, retry.limit + 1)
 
 
 faults = st.lists(st.tuples(st.sampled_from(("outage", "lost_creates", "lost_status", "run",

@@ -40,6 +40,9 @@ class Workload:
     live_pods: int = 1
     stopping: bool = False
     started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    """When it failed, as its pod's container says: no retry may start sooner than its delay
+    after it."""
 
 
 @dataclass
@@ -101,7 +104,7 @@ class World:
             n, w = self.current(sr, step)
             attempt = (m.AttemptObservation(n, W.ABSENT) if w is None else m.AttemptObservation(
                 n, w.state, w.exit_code, w.reason, None, w.outputs, w.hint, w.live_pods,
-                w.started_at, None, w.stopping, *self.checked(step, w)))
+                w.started_at, w.finished_at, w.stopping, *self.checked(step, w)))
             runs[step] = m.StepRunObservation(sr.name, sr.status, sr.deleting, False, attempt,
                                               sr.created_at)
         return m.Observed(RUN, 1, T0, self.spec, self.status, m.frozen_step_runs(runs.items()),
@@ -264,7 +267,7 @@ def happen(world: World, kind: str, step: str, param: int) -> None:
             said = (("o0", str(param)),) if param % 5 else (("n", str(param)),)
             w.state, w.live_pods, w.outputs = W.SUCCEEDED, 0, said
         case "fail" if w is not None and w.state in LIVE:
-            w.state, w.live_pods = W.FAILED, 0
+            w.state, w.live_pods, w.finished_at = W.FAILED, 0, world.now
             w.exit_code = EXIT_CODES[param % len(EXIT_CODES)]
             w.reason = REASONS[(param // 7) % len(REASONS)]
             w.hint = HINTS[(param // 41) % len(HINTS)]

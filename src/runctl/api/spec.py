@@ -20,6 +20,7 @@ from pydantic import ConfigDict, Field, StringConstraints
 from runctl.api import rules
 from runctl.api.base import DNS_LABEL, DNS_SUBDOMAIN, ApiModel, Timestamp
 from runctl.flow.items import DEFAULT_PARALLELISM, MAX_ITEMS, MAX_RENDERED_ARRAY
+from runctl.machine.backoff import MAX_BACKOFF_SECONDS
 from runctl.machine.phases import FinallyPolicy, Mode, OnFailure, ShutdownMode
 
 MAX_STEPS = 100
@@ -89,7 +90,9 @@ class EnvVar(ApiModel):
 
 
 class RetryPolicy(ApiModel):
-    """How often a step is tried again after a Transient failure."""
+    """How often a step is tried again after a Transient failure, and how long it waits first:
+    before attempt n (n >= 2), backoffSeconds * backoffFactor^(n-2) seconds, at most
+    maxBackoffSeconds."""
 
     limit: int = Field(
         default=0, ge=0, le=10,
@@ -97,7 +100,19 @@ class RetryPolicy(ApiModel):
                     "default 0: no retry). Permanent failures are never retried.")
     backoff_seconds: int = Field(
         default=10, ge=0, le=3600,
-        description="Seconds to wait before each retry (0 to 3600; default 10).")
+        description="Seconds to wait before the first retry (0 to 3600; default 10); each "
+                    "later wait is the one before times backoffFactor.")
+    backoff_factor: int = Field(
+        default=1, ge=1, le=10,
+        description="What each wait is multiplied by for the next retry: the wait before "
+                    "attempt n (n >= 2) is backoffSeconds * backoffFactor^(n-2) seconds, at "
+                    "most maxBackoffSeconds (1 to 10; default 1: every wait is "
+                    "backoffSeconds).")
+    max_backoff_seconds: int | None = Field(
+        default=None, ge=0, le=MAX_BACKOFF_SECONDS,
+        description=f"The longest wait before a retry (0 to "
+                    f"{MAX_BACKOFF_SECONDS}). Default: none; no wait is ever longer than "
+                    f"{MAX_BACKOFF_SECONDS} seconds.")
     transient_exit_codes: list[Annotated[int, Field(ge=1, le=255)]] = Field(
         default_factory=list, max_length=32,
         json_schema_extra={"x-kubernetes-list-type": "set"},

@@ -137,6 +137,8 @@ def _step(step: Mapping[str, Any], retry: RetryPolicy, main: list[str] | None = 
         needs=definition.needs(step, main or ()),
         timeout_seconds=step.get("timeoutSeconds"),
         retry=m.RetryPolicy(limit=retry.limit, backoff_seconds=retry.backoff_seconds,
+                            backoff_factor=retry.backoff_factor,
+                            max_backoff_seconds=retry.max_backoff_seconds,
                             transient_exit_codes=tuple(retry.transient_exit_codes)),
         heartbeat_timeout_seconds=step.get("heartbeatTimeoutSeconds"),
         outputs=tuple(m.OutputSpec(o["name"], "default" in o)

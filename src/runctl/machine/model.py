@@ -52,14 +52,19 @@ def frozen_outputs(items: Iterable[tuple[str, str]]) -> Outputs:
 
 @value
 class RetryPolicy:
-    """No defaults here: the API models own them (`runctl.api.wire` passes every field)."""
+    """No defaults here: the API models own them (`runctl.api.wire` passes every field). The
+    delay before each retry is `runctl.machine.backoff`'s."""
 
     limit: int
     backoff_seconds: int
+    backoff_factor: int
+    max_backoff_seconds: int | None
+    """None: no cap of the policy's own (`backoff.MAX_BACKOFF_SECONDS` bounds every delay)."""
     transient_exit_codes: tuple[int, ...]
 
 
-NO_RETRY = RetryPolicy(limit=0, backoff_seconds=0, transient_exit_codes=())
+NO_RETRY = RetryPolicy(limit=0, backoff_seconds=0, backoff_factor=1, max_backoff_seconds=None,
+                       transient_exit_codes=())
 """A step without a retry policy: nothing is retried, so no backoff is ever waited."""
 
 
@@ -275,8 +280,9 @@ class StepRunStatus:
     failure_class: FailureClass | None = None
     workload: WorkloadRef | None = None
     next_attempt_at: dt.datetime | None = None
-    """When attempt `attempts` starts: in the future during a retry backoff, then the time that
-    attempt was started (its per-attempt timeout counts from it). None for the first attempt."""
+    """When attempt `attempts` starts: during a retry backoff, when the next one may start
+    (`backoff.next_start`), then the time that attempt was started (its per-attempt
+    timeout counts from it). None for the first attempt."""
     reused_from: ReusedFrom | None = None
     """Set on a step a re-run reused (it never had a workload)."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, replace
 
+from runctl.machine.backoff import delay_seconds, next_start
 from runctl.machine.failures import classify, describe
 from runctl.machine.model import (
     AttemptObservation,
@@ -34,6 +35,7 @@ from runctl.machine.phases import (
 )
 from runctl.machine.transitions import NoOp, Refused, check_step_transition
 from runctl.machine.value import value
+from runctl.timefmt import fmt_time
 
 LIVE = frozenset({WorkloadState.PENDING, WorkloadState.RUNNING})
 SEEN = LIVE | {WorkloadState.SUCCEEDED, WorkloadState.FAILED}
@@ -206,13 +208,15 @@ def _on_failure(spec: StepSpec, status: StepRunStatus, attempt: AttemptObservati
     text = describe(attempt, failure)
     if ctx.halting:
         return _ended(status, StepPhase.CANCELED, Reason.CANCELED, f"stopped: {text}", ctx.now)
-    retry_at = ctx.now + dt.timedelta(seconds=spec.retry.backoff_seconds)
+    upcoming = status.attempts + 1
+    retry_at = next_start(spec.retry, upcoming, ctx.now)
     if (failure is FailureClass.TRANSIENT and ctx.mode is Mode.BATCH and not ctx.draining
             and status.attempts <= spec.retry.limit
             and (ctx.deadline is None or retry_at < ctx.deadline)):
         return replace(status, reason=Waiting.RETRY_BACKOFF, failure_class=failure,
-                       message=f"{text}; attempt {status.attempts + 1} of "
-                               f"{spec.retry.limit + 1} after {spec.retry.backoff_seconds}s",
+                       message=f"{text}; attempt {upcoming} of {spec.retry.limit + 1} after "
+                               f"{delay_seconds(spec.retry, upcoming)}s, at "
+                               f"{fmt_time(retry_at)}",
                        next_attempt_at=retry_at, phase=StepPhase.RUNNING)
     return replace(_ended(status, StepPhase.FAILED, Reason.STEP_FAILED, text, ctx.now),
                    failure_class=failure)
