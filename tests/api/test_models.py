@@ -249,7 +249,11 @@ BAD_SPECS = [
                  "maxBackoffSeconds", id="negative-max-backoff"),
     pytest.param({"steps": [{"name": "a", "image": "x", "retry": {"maxBackoffSeconds": 86401}}]},
                  "maxBackoffSeconds", id="max-backoff-over-a-day"),
-
+    pytest.param({"steps": [{"name": "a", "image": "x", "retry": {"backoffSeconds": 30,
+                                                                  "maxBackoffSeconds": 20}}]},
+                 "maxBackoffSeconds", id="max-backoff-below-backoff"),
+    pytest.param({"steps": [{"name": "a", "image": "x", "retry": {"maxBackoffSeconds": 5}}]},
+                 "maxBackoffSeconds", id="max-backoff-below-the-default-backoff"),
     pytest.param({"steps": [{"name": "a", "image": "x", "port": 0}]}, "port", id="port"),
     pytest.param({"shutdown": {"gracePeriodSeconds": -1}, "steps": [{"name": "a", "image": "x"}]},
                  "gracePeriodSeconds", id="grace"),

@@ -235,6 +235,16 @@ TOLERATION_RULES: list[Rule] = [
 """On each of a step's pod tolerations: what Kubernetes would refuse on the pod, refused at
 apply."""
 
+RETRY_RULES: list[Rule] = [
+    _rule("!has(self.maxBackoffSeconds) || !has(self.backoffSeconds) || "
+          "self.maxBackoffSeconds >= self.backoffSeconds",
+          "maxBackoffSeconds must be at least backoffSeconds (default 10): a cap below the "
+          "first wait would leave backoffSeconds no effect",
+          field_path=".maxBackoffSeconds", reason="FieldValueInvalid"),
+]
+"""On a step's retry policy: a cap below the first wait is refused rather than applied, so a
+policy says what it does. The API server defaults backoffSeconds before it checks this."""
+
 _NAMES = "self.map(t, t.name)"
 _UNKNOWN = f"has(s.needs) && !sets.contains({_NAMES}, s.needs)"
 _UNKNOWN_STEPS = (f"self.map(s, {_UNKNOWN}, 'step ' + s.name + ' needs ' + "

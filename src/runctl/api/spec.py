@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from runctl.api import rules
 from runctl.api.base import DNS_LABEL, DNS_SUBDOMAIN, ApiModel, Timestamp
@@ -94,6 +94,8 @@ class RetryPolicy(ApiModel):
     before attempt n (n >= 2), backoffSeconds * backoffFactor^(n-2) seconds, at most
     maxBackoffSeconds."""
 
+    model_config = ConfigDict(json_schema_extra=rules.schema_extra(rules.RETRY_RULES))
+
     limit: int = Field(
         default=0, ge=0, le=10,
         description="How many times the step is retried after a Transient failure (0 to 10; "
@@ -110,7 +112,7 @@ class RetryPolicy(ApiModel):
                     "backoffSeconds).")
     max_backoff_seconds: int | None = Field(
         default=None, ge=0, le=MAX_BACKOFF_SECONDS,
-        description=f"The longest wait before a retry (0 to "
+        description=f"The longest wait before a retry, at least backoffSeconds (0 to "
                     f"{MAX_BACKOFF_SECONDS}). Default: none; no wait is ever longer than "
                     f"{MAX_BACKOFF_SECONDS} seconds.")
     transient_exit_codes: list[Annotated[int, Field(ge=1, le=255)]] = Field(
@@ -119,6 +121,15 @@ class RetryPolicy(ApiModel):
         description="Exit codes of the main container that classify a failure as Transient "
                     "(so it is retried). Any other non-zero exit code is Permanent. "
                     "Default: none.")
+
+    @model_validator(mode="after")
+    def _cap_not_below_the_first_wait(self) -> RetryPolicy:
+        """What the CRD's rule refuses (`rules.RETRY_RULES`), refused by the model too."""
+        if self.max_backoff_seconds is not None and (
+                self.max_backoff_seconds < self.backoff_seconds):
+            raise ValueError(f"maxBackoffSeconds ({self.max_backoff_seconds}) must be at least "
+                             f"backoffSeconds ({self.backoff_seconds})")
+        return self
 
 
 MAX_NODE_SELECTOR, MAX_TOLERATIONS = 8, 8
