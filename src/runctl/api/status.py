@@ -320,8 +320,11 @@ class StepRunStatus(ApiModel):
         default=None, description="The pod or Deployment running the current attempt.")
     next_attempt_at: Timestamp | None = Field(
         default=None,
-        description="When the next attempt starts, while waiting out retry.backoffSeconds "
-                    "(RFC 3339).")
+        description="While the step waits to retry (reason RetryBackoff): when its next "
+                    "attempt starts, the wait (backoffSeconds * backoffFactor^(n-2) before "
+                    "attempt n, at most maxBackoffSeconds) after its last attempt was seen "
+                    "failing. From then on: when the current attempt started; its "
+                    "timeoutSeconds counts from it. Absent for the first attempt (RFC 3339).")
     reused_from: ReusedFrom | None = Field(
         default=None,
         description="A step a re-run reused (reason Reused, no workload): the StepRun that "
