@@ -2,7 +2,8 @@
 
 Each file in `runs/` holds a StoryRun, its StepRuns and the time they were read; its `.txt`
 twin is the text a person sees for it, compared whole. The `fanout-*` runs are written by hand
-to the fan-out status of docs/API.md (counts and first failed items, one StepRun an item)."""
+to the fan-out status of docs/API.md (counts and first failed items, one StepRun an item), and
+so is `retries-waiting` (a step waiting for its next attempt, docs/API.md "Retries")."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ def text(lines) -> str:
     pytest.param("realtime-serving", id="realtime: every step serving"),
     pytest.param("realtime-canceled", id="realtime stopped: the topology terminated"),
     pytest.param("retries", id="retries: attempts of a limit, a permanent failure"),
+    pytest.param("retries-waiting", id="retries: a step waiting for its next attempt, and when"),
     pytest.param("rerun-running", id="re-run: reused steps marked with their run, load runs"),
     pytest.param("rerun-succeeded", id="re-run: reused steps, the rest and finally executed"),
     pytest.param("invalid-params", id="invalid spec: every step skipped, none counted done"),
