@@ -63,6 +63,20 @@ BAD = [
                  id="unknown-onFailure"),
     pytest.param([step("a", retry={"limit": 11})], {},
                  ["spec.steps[0].retry.limit", "less than or equal to 10"], id="retry-limit"),
+    pytest.param([step("a", retry={"limit": 2, "backoffFactor": 0})], {},
+                 ["spec.steps[0].retry.backoffFactor", "greater than or equal to 1"],
+                 id="retry-backoff-factor-below-1"),
+    pytest.param([step("a", retry={"limit": 2, "maxBackoffSeconds": -1})], {},
+                 ["spec.steps[0].retry.maxBackoffSeconds", "greater than or equal to 0"],
+                 id="retry-negative-max-backoff"),
+    pytest.param([step("a", retry={"limit": 2, "backoffSeconds": 30, "maxBackoffSeconds": 20})],
+                 {}, ["spec.steps[0].retry.maxBackoffSeconds",
+                      "maxBackoffSeconds must be at least backoffSeconds"],
+                 id="retry-max-backoff-below-backoff"),
+    pytest.param([step("a")], {"finally": [step("f", retry={"maxBackoffSeconds": 5})]},
+                 ["spec.finally[0].retry.maxBackoffSeconds",
+                  "maxBackoffSeconds must be at least backoffSeconds (default 10)"],
+                 id="retry-max-backoff-below-the-default-backoff"),
     pytest.param([step("a")], {"shutdown": {"gracePeriodSeconds": -1}},
                  ["spec.shutdown.gracePeriodSeconds", "greater than or equal to 0"],
                  id="negative-grace-period"),
@@ -161,7 +175,7 @@ def test_good_input_is_accepted_with_its_defaults(crds: ControlPlane, namespace:
     assert spec["onFailure"] == "stop"
     assert spec["cancelRequested"] is False
     assert spec["shutdown"] == {"gracePeriodSeconds": 30}
-    assert spec["steps"][0]["retry"] == {"limit": 2, "backoffSeconds": 10,
+    assert spec["steps"][0]["retry"] == {"limit": 2, "backoffSeconds": 10, "backoffFactor": 1,
                                          "transientExitCodes": [75]}
     assert spec["steps"][1]["timeoutSeconds"] == 600
 
@@ -226,10 +240,14 @@ def test_kubectl_explain_reads_well(crds: ControlPlane) -> None:
     assert "DNS-1123 label" in steps
     retry = explain(crds, "storyrun.spec.steps.retry")
     assert "default 10" in retry
+    for field in ("limit", "backoffSeconds", "backoffFactor", "maxBackoffSeconds"):
+        assert f"\n  {field}\t" in retry, field
     status = explain(crds, "storyrun.status")
     assert "stepStates" in status
     assert "Terminal is final" in status
     assert "Transient (retried" in explain(crds, "steprun.status")
+    next_attempt = " ".join(crds.kubectl("explain", "steprun.status.nextAttemptAt").stdout.split())
+    assert "(reason RetryBackoff): when its next attempt starts" in next_attempt
 
 
 def test_kubectl_get_shows_the_printer_columns(crds: ControlPlane, namespace: str) -> None:
