@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from runctl.machine import model as m
-from runctl.machine.actions import StopWorkload, WriteStepRunStatus
+from runctl.machine.actions import RemoveFinalizer, StopWorkload, WriteStepRunStatus
 from runctl.machine.decide import Decision, decide
 from runctl.machine.phases import OnFailure, Reason, RunPhase, StepPhase
 from tests.unit.builders import (
@@ -76,6 +76,23 @@ def reader_fails_at_once_and_the_run_fails_fast() -> Case:
         reason=Reason.UPSTREAM_OUTPUT_DELETED, message=GONE, now=9, duration="9s")
     return before, at(9), Decision(status, (
         WriteStepRunStatus("slow", slow), StopWorkload("slow", 30),
+        step_event("load", Reason.UPSTREAM_OUTPUT_DELETED, GONE),
+        run_event("Failed", f"Failed after 9s: {GONE}")), None)
+
+
+def reader_fails_as_the_deletion_is_requested() -> Case:
+    """The usual way: the operator sees the StepRun being deleted (its finalizer holds it)
+    and lets it go in the decision that fails the reader, so the failure is recorded before
+    the outputs are gone; nothing is made to read them meanwhile."""
+    run = spec(COUNT, step("load", "count", consumes=READS))
+    before = running_run(run, {"count": (counted(), None)}, gates=(("load", m.Gate(True)),))
+    runs = dict(before.step_runs)
+    runs["count"] = replace(runs["count"], deleting=True)
+    before = replace(before, step_runs=m.frozen_step_runs(runs.items()))
+    status = expect(before, RunPhase.FAILED, {"load": failed(GONE, 9)},
+                    reason=Reason.UPSTREAM_OUTPUT_DELETED, message=GONE, now=9, duration="9s")
+    return before, at(9), Decision(status, (
+        RemoveFinalizer("count"),
         step_event("load", Reason.UPSTREAM_OUTPUT_DELETED, GONE),
         run_event("Failed", f"Failed after 9s: {GONE}")), None)
 
@@ -165,7 +182,8 @@ def reader_of_a_fan_out_whose_item_was_deleted_fails() -> Case:
 
 
 test_decide = table(rows(
-    reader_fails_at_once_and_the_run_fails_fast, reader_already_made_goes_on,
+    reader_fails_at_once_and_the_run_fails_fast, reader_fails_as_the_deletion_is_requested,
+    reader_already_made_goes_on,
     reader_of_a_reused_step_starts, fan_out_reader_not_made_fails_whole,
     fan_out_reader_fails_the_items_it_did_not_make,
     reader_of_a_fan_out_whose_item_was_deleted_fails))
