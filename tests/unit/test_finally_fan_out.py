@@ -369,12 +369,23 @@ DELETED_BEFORE_READ = spec(
     finally_steps=(step("f0", for_each=m.ForEach(parallelism=1)),))
 """s1 succeeds, then its StepRun is deleted before s2, which reads its output, has made an
 item: s2 can never render it, and must fail rather than wait for ever."""
+RELEASED_WHILE_READ = spec(
+    step("s0", timeout_seconds=5, heartbeat_timeout_seconds=10, outputs=OUTS),
+    grace_period_seconds=0, finally_timeout_seconds=30, timeout_seconds=50,
+    finally_steps=(
+        step("f3", timeout_seconds=5, retry=m.RetryPolicy(0, 0, (75,)),
+             consumes=(("s0", "o0"),), conditional=True, for_each=m.ForEach(parallelism=1)),
+        step("f0", timeout_seconds=5, retry=m.RetryPolicy(0, 0, (75,)), conditional=True)))
+"""s0's StepRun is deleted once it succeeded; the decision that lets it go must fail what of
+f3 is not made yet, not make its first item and leave the next to fail after."""
 
 
 @given(spec=runs(), before=scripts(KINDS, 8), after=scripts(FINALLY_KINDS, 30),
        stop=STOPS, stubborn=st.booleans(), by_topology=st.booleans())
 @example(spec=DELETED_BEFORE_READ, before=[("outage", 0, 3), ("delete_steprun", 0, 0),
                                           ("lost_creates", 0, 1)],
+         after=[], stop=None, stubborn=False, by_topology=False)
+@example(spec=RELEASED_WHILE_READ, before=[("succeed", 0, 1), ("delete_steprun", 0, 0)],
          after=[], stop=None, stubborn=False, by_topology=False)
 def test_finally_fan_outs_keep_the_contract_whatever_happens(
         spec: m.RunSpec, before: list[tuple[str, int, int]],

@@ -360,10 +360,11 @@ def failures_skip_only_below(observed: m.Observed, d: Decision, now: dt.datetime
 
 
 def _outputs_deleted(observed: m.Observed, producer: str) -> bool:
-    """Were the outputs of `producer` seen gone with its StepRun (or an item's)? Never a reused
-    step's: the run's record holds them."""
+    """Are the outputs of `producer` going with its StepRun (or an item's), deleted or being
+    deleted? Never a reused step's: the run's record holds them."""
     return observed.reuse(producer) is None and any(
-        obs.gone and _owner(key) == producer for key, obs in observed.step_runs)
+        (obs.gone or obs.deleting) and _owner(key) == producer
+        for key, obs in observed.step_runs)
 
 
 def _failed_for_deleted_outputs(state: m.StepState) -> bool:
