@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
-from hypothesis import event, given
+from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 from runctl.machine import actions as act
@@ -322,12 +322,14 @@ def _terminal(world: World) -> bool:
 def check_items_at_the_end(world: World) -> None:
     """After the run: every item StepRun of a finally fan-out left is terminal; under
     `shutdown.finally: Run`, a fan-out that ended within its budget made a StepRun for every
-    item its condition did not skip, and counts as Succeeded exactly the items whose StepRuns
-    say so."""
+    item its condition did not skip (but those whose inputs were deleted first), and counts
+    as Succeeded exactly the items whose StepRuns say so."""
     spec, status = world.spec, world.status
     deadline = _finally_deadline(spec, status)
     skipped_all = spec.shutdown_finally is FinallyPolicy.SKIP and status.stop is not None
-    gates = dict(world.gates())
+    # Its gate as the shell gave it when it made the items (the outputs it read may be gone
+    # since, with their StepRuns).
+    gates = {s.name: world.gate_of(s) for s in spec.finally_steps}
     for name in _fan_outs(spec):
         mine = {parse_key(k)[1]: sr for k, sr in world.runs.items()
                 if parse_key(k)[0] == name and parse_key(k)[1] is not None}
@@ -339,9 +341,11 @@ def check_items_at_the_end(world: World) -> None:
         if (state.items is None or skipped_all or deadline is None
                 or state.finished_at is None or state.finished_at >= deadline):
             continue
-        gate = gates.get(name)
-        assert gate is not None
-        missing = set(range(state.items.total)) - set(mine) - gate.skipped
+        gate = gates[name]
+        # An item not made when an output it reads went with its StepRun never is.
+        lost = {f.index for f in state.failed_items
+                if f.reason == Reason.UPSTREAM_OUTPUT_DELETED}
+        missing = set(range(state.items.total)) - set(mine) - gate.skipped - lost
         assert not missing, f"{name}: items {sorted(missing)} never made"
         succeeded = sum(1 for sr in mine.values()
                         if sr.status is not None and sr.status.phase is P.SUCCEEDED)
@@ -354,8 +358,35 @@ STOPS = st.none() | st.tuples(st.sampled_from(["stop", "skip_finally"]), st.inte
 """A stop (or Skip set, mostly with a stop) at some point while the finally steps run."""
 
 
+OUTS = (m.OutputSpec("o0"), m.OutputSpec("o1", has_default=True))
+DELETED_BEFORE_READ = spec(
+    step("s0", heartbeat_timeout_seconds=10, outputs=OUTS, conditional=True),
+    step("s1", outputs=OUTS, conditional=True),
+    step("s2", "s0", "s1", timeout_seconds=5, heartbeat_timeout_seconds=10, outputs=OUTS,
+         consumes=(("s0", "o1"), ("s1", "o0")), conditional=True,
+         for_each=m.ForEach(parallelism=1)),
+    grace_period_seconds=0, finally_timeout_seconds=30,
+    finally_steps=(step("f0", for_each=m.ForEach(parallelism=1)),))
+"""s1 succeeds, then its StepRun is deleted before s2, which reads its output, has made an
+item: s2 can never render it, and must fail rather than wait for ever."""
+RELEASED_WHILE_READ = spec(
+    step("s0", timeout_seconds=5, heartbeat_timeout_seconds=10, outputs=OUTS),
+    grace_period_seconds=0, finally_timeout_seconds=30, timeout_seconds=50,
+    finally_steps=(
+        step("f3", timeout_seconds=5, retry=m.RetryPolicy(0, 0, (75,)),
+             consumes=(("s0", "o0"),), conditional=True, for_each=m.ForEach(parallelism=1)),
+        step("f0", timeout_seconds=5, retry=m.RetryPolicy(0, 0, (75,)), conditional=True)))
+"""s0's StepRun is deleted once it succeeded; the decision that lets it go must fail what of
+f3 is not made yet, not make its first item and leave the next to fail after."""
+
+
 @given(spec=runs(), before=scripts(KINDS, 8), after=scripts(FINALLY_KINDS, 30),
        stop=STOPS, stubborn=st.booleans(), by_topology=st.booleans())
+@example(spec=DELETED_BEFORE_READ, before=[("outage", 0, 3), ("delete_steprun", 0, 0),
+                                          ("lost_creates", 0, 1)],
+         after=[], stop=None, stubborn=False, by_topology=False)
+@example(spec=RELEASED_WHILE_READ, before=[("succeed", 0, 1), ("delete_steprun", 0, 0)],
+         after=[], stop=None, stubborn=False, by_topology=False)
 def test_finally_fan_outs_keep_the_contract_whatever_happens(
         spec: m.RunSpec, before: list[tuple[str, int, int]],
         after: list[tuple[str, int, int]], stop: tuple[str, int, int] | None,

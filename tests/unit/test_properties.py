@@ -370,11 +370,34 @@ def failures_skip_only_below(observed: m.Observed, d: Decision, now: dt.datetime
         assert (new.reason, new.message) == (first.reason, first.message), "G5: first failure"
 
 
+def _outputs_deleted(observed: m.Observed, producer: str) -> bool:
+    """Are the outputs of `producer` going with its StepRun (or an item's), deleted or being
+    deleted? Never a reused step's: the run's record holds them."""
+    return observed.reuse(producer) is None and any(
+        (obs.gone or obs.deleting) and _owner(key) == producer
+        for key, obs in observed.step_runs)
+
+
+def _failed_for_deleted_outputs(state: m.StepState) -> bool:
+    """The step failed `UpstreamOutputDeleted`, or (a fan-out step) some of its items did."""
+    reason = Reason.UPSTREAM_OUTPUT_DELETED
+    return state.reason == reason or any(f.reason == reason for f in state.failed_items)
+
+
 def readers_wait_for_outputs(observed: m.Observed, d: Decision, now: dt.datetime) -> None:
     """12: no step starts before every step it reads has its outputs recorded (or was skipped,
-    its defaults standing in); a reader of an output never made is skipped, never started.
-    13: a reused step never runs."""
+    its defaults standing in); a reader of an output never made is skipped, never started;
+    no StepRun is made to read outputs whose StepRun was deleted, and a step fails for that
+    only when one was. 13: a reused step never runs."""
     old_entries, entries = dict(observed.status.step_states), dict(d.status.step_states)
+    for step, state in entries.items():
+        old = old_entries.get(step)
+        if _failed_for_deleted_outputs(state) and not (
+                old is not None and _failed_for_deleted_outputs(old)):
+            assert any(entries[p].phase is StepPhase.SUCCEEDED and _outputs_deleted(observed, p)
+                       for p, _ in _spec_of(observed.spec, step).consumes), \
+                f"12: {step} failed {state.reason}, yet the outputs it reads are there"
+            event("a reader failed: outputs it reads were deleted")
     for a in d.actions:
         if m.lookup(observed.reused, getattr(a, "step", "") or "") is not None:
             assert not isinstance(a, act.StartAttempt), f"13: {a.step} is reused, yet runs"
@@ -397,6 +420,8 @@ def readers_wait_for_outputs(observed: m.Observed, d: Decision, now: dt.datetime
                     observed.reuse(producer) is not None
                     and entries[producer].phase is StepPhase.SUCCEEDED), \
                     f"G12: {a.step} started before {producer}'s outputs were recorded"
+                assert not _outputs_deleted(observed, producer), \
+                    f"G12: {a.step} started, yet {producer}'s outputs were deleted"
             if reader.gated:
                 assert m.lookup(observed.gates, reader.name) is not None, \
                     f"G12: {a.step} ungated"
@@ -799,7 +824,8 @@ def check_finally_ran(world: World) -> None:
         fanned = state.items is not None and state.reason != Reason.STOPPED_BEFORE_START
         if state.step_run is not None or fanned or state.reason in (
                 Reason.CONDITION_FALSE, Reason.CONDITION_ERROR, Reason.UPSTREAM_FAILED,
-                Reason.UPSTREAM_OUTPUT_MISSING, Reason.INVALID_SPEC):
+                Reason.UPSTREAM_OUTPUT_MISSING, Reason.UPSTREAM_OUTPUT_DELETED,
+                Reason.INVALID_SPEC):
             continue
         assert state.reason == Reason.STOPPED_BEFORE_START, f"F: {s.name} {state}"
         skipped = stopped and spec.shutdown_finally is FinallyPolicy.SKIP

@@ -93,12 +93,25 @@ class World:
             n = 1
         return n, sr.workloads.get(n)
 
+    def read_fan_outs(self) -> set[str]:
+        """Fan-out steps recorded Succeeded that a step not ended reads: the shell tells the
+        core of their items' StepRuns seen deleted (no other item's)."""
+        states = dict(self.status.step_states)
+        going = [s for s in self.all_steps()
+                 if s.name not in states or states[s.name].phase not in STEP_TERMINAL]
+        return {p for s in going for p, _ in s.consumes
+                if p in states and states[p].items is not None
+                and states[p].phase is StepPhase.SUCCEEDED}
+
     def observe(self) -> m.Observed:
         runs: dict[str, m.StepRunObservation] = {}
+        read = self.read_fan_outs()
         for step, sr in self.runs.items():
             if sr.gone:
                 recorded = m.step_state(self.status, step)
-                if recorded is not None and recorded.step_run:
+                owner, index = parse_key(step)
+                if (recorded is not None and recorded.step_run) or (
+                        index is not None and owner in read):
                     runs[step] = m.StepRunObservation(sr.name, None, True, True, None)
                 continue
             n, w = self.current(sr, step)
@@ -113,9 +126,12 @@ class World:
 
     def gates(self) -> tuple[tuple[str, m.Gate], ...]:
         """As the shell gives them: for a gated step once every producer it reads has its
-        outputs recorded on its StepRun (or is recorded Skipped). Whether its condition holds
-        is a fixed function of its name, as a condition is of its inputs; so are the items of a
-        fan-out step (how many, which its condition skips; some lists cannot be had)."""
+        outputs recorded on its StepRun, one not deleted (or is recorded Skipped, or is
+        reused: its outputs are in the run's record). Whether its condition holds is a fixed
+        function of its name, as a condition is of its inputs; so are the items of a fan-out
+        step (how many, which its condition skips; some lists cannot be had). A fan-out's
+        outputs are gathered from its items' StepRuns: one deleted, the shell still renders
+        (a missing item's value as a skipped one's)."""
         out = []
         for s in self.all_steps():
             if not s.gated:
@@ -125,24 +141,29 @@ class World:
             for producer, _ in s.consumes:
                 sr = self.runs.get(producer)
                 state = m.step_state(self.status, producer)
-                ready &= (sr is not None and sr.status is not None
+                ready &= (sr is not None and not sr.gone and sr.status is not None
                           and sr.status.phase is StepPhase.SUCCEEDED) or (
+                    m.lookup(self.reused, producer) is not None) or (
                     state is not None and state.phase is StepPhase.SKIPPED) or (
                     # A fan-out's outputs: on its items' StepRuns, all written before its
                     # record says it succeeded.
                     state is not None and state.items is not None
                     and state.phase is StepPhase.SUCCEEDED)
             if ready:
-                n = int(s.name[1:])
-                if n % 11 == 5:
-                    out.append((s.name, m.Gate(False, Reason.CONDITION_ERROR)))
-                elif s.for_each is not None:
-                    total = n % 6
-                    out.append((s.name, m.Gate(True, items=total, skipped=frozenset(
-                        i for i in range(total) if s.conditional and (i + n) % 4 == 3))))
-                else:
-                    out.append((s.name, m.Gate(n % 3 != 0)))
+                out.append((s.name, self.gate_of(s)))
         return tuple(out)
+
+    @staticmethod
+    def gate_of(s: m.StepSpec) -> m.Gate:
+        """The gate of a gated step once its inputs are there: a fixed function of its name."""
+        n = int(s.name[1:])
+        if n % 11 == 5:
+            return m.Gate(False, Reason.CONDITION_ERROR)
+        if s.for_each is not None:
+            total = n % 6
+            return m.Gate(True, items=total, skipped=frozenset(
+                i for i in range(total) if s.conditional and (i + n) % 4 == 3))
+        return m.Gate(n % 3 != 0)
 
     def checked(self, step: str, w: Workload) -> tuple[tuple[str, str] | None, tuple[str, ...]]:
         """A success's outputs checked against the step's declarations, as the shell does."""

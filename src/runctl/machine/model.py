@@ -378,7 +378,9 @@ class Observed:
     spec: RunSpec
     status: RunStatus = field(default_factory=RunStatus)
     step_runs: StepRuns = ()
-    """Step name -> its StepRun. An absent key: no StepRun was seen for that step."""
+    """Step name (or an item's key) -> its StepRun. An absent key: no StepRun was seen for
+    that step. One seen deleted is here (`gone`) when the run records it made; an item's,
+    when its fan-out step succeeded and a step not ended reads its outputs."""
     topology_terminated: bool = False
     """Someone outside set the condition TopologyTerminated=True."""
     cancel_requested_at: dt.datetime | None = None

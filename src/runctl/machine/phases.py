@@ -97,6 +97,9 @@ class Reason(StrEnum):
     UPSTREAM_OUTPUT_MISSING = "UpstreamOutputMissing"
     """Skipped: an output it references was never made (its producer was skipped) and has no
     default."""
+    UPSTREAM_OUTPUT_DELETED = "UpstreamOutputDeleted"
+    """Failed: an output it reads was made, but the StepRun holding it (its producer's, or an
+    item's of a fan-out producer) was deleted before the step was made: it can never render."""
     FINALLY_FAILED = "FinallyFailed"
     """A finally step failed a run whose main steps succeeded."""
     REUSED = "Reused"

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
-from runctl.machine import dag, items
+from runctl.machine import dag, inputs, items
 from runctl.machine.actions import CreateStepRun, StartAttempt
 from runctl.machine.model import (
     ForEach,
@@ -240,14 +240,22 @@ def _skip_blocked(tracks: Tracks, order: tuple[str, ...], mode: Mode,
 def gate_verdicts(observed: Observed, tracks: Tracks, order: tuple[str, ...], mode: Mode,
                   now: dt.datetime) -> dict[str, Track]:
     """Gated steps whose gate has its verdict, before the failure policy is applied so the
-    run reacts to them in the same decision: a gate that says the step cannot run at all (its
+    run reacts to them in the same decision: outputs it reads that are gone with their
+    StepRun (`inputs.unreadable`), or a gate that says the step cannot run at all (its
     condition failed to evaluate, its references would not render, its items cannot be had)
-    fails it; a condition false skips it. In dependency order (`order`), so a skip lets the
+    fail it; a condition false skips it. In dependency order (`order`), so a skip lets the
     steps below it be judged in the same decision. `tracks` may hold more steps (the main
     ones, for finally steps), which are read, never judged."""
     out = dict(tracks)
     for name in order:
         t = out[name]
+        # A step that will not run anyway (a need failed, an output never made) is skipped
+        # by `go_on`, as it would be were the outputs there.
+        lost = inputs.unreadable(observed, out, t, now) if t.spec.consumes and not _skip(
+            out, t, mode, now).terminal else None
+        if lost is not None:
+            out[name] = lost
+            continue
         if t.terminal or not t.spec.gated or t.state.step_run is not None or (
                 t.observation is not None or t.items is not None
                 or observed.reuse(t.name) is not None):
@@ -292,14 +300,17 @@ def _gate(observed: Observed, t: Track, states: Mapping[str, StepState]) -> Gate
     """The shell's gate for a gated step, once every producer it reads has its outputs
     recorded on its StepRun (or was skipped, its defaults standing in): no step starts before
     the outputs it reads are recorded. A fan-out's outputs are on its items' StepRuns, which
-    are written before the run's record of it: its record says when they all are."""
+    are written before the run's record of it: its record says when they all are. A step a
+    re-run reuses has its outputs in the run's record (its StepRun may be gone since)."""
     for producer in {p for p, _ in t.spec.consumes}:
         obs = lookup(observed.step_runs, producer)
         record = step_state(observed.status, producer)
+        succeeded = states[producer].phase is StepPhase.SUCCEEDED
         recorded = (obs is not None and obs.status is not None
                     and obs.status.phase is StepPhase.SUCCEEDED) or (
             record is not None and record.items is not None
-            and record.phase is StepPhase.SUCCEEDED)
+            and record.phase is StepPhase.SUCCEEDED) or (
+            succeeded and observed.reuse(producer) is not None)
         if not (recorded or states[producer].phase is StepPhase.SKIPPED):
             return None
     return lookup(observed.gates, t.name)

@@ -18,8 +18,8 @@ from runctl.flow import items as flow_items
 from runctl.flow import outputs as flow_outputs
 from runctl.machine import model as m
 from runctl.machine.actions import EventReason
-from runctl.machine.naming import item_key, parse_key, workload_ref
-from runctl.machine.phases import STEP_TERMINAL, FailureClass, Mode
+from runctl.machine.naming import item_key, item_keys, parse_key, step_run_name, workload_ref
+from runctl.machine.phases import STEP_TERMINAL, FailureClass, Mode, StepPhase
 from runctl.operator import rerun, resolve
 from runctl.operator.cache import ObjectCache, RunKey, owned_by
 from runctl.operator.memo import PerGeneration
@@ -83,12 +83,18 @@ def snapshot(cache: ObjectCache, key: RunKey, run: Obj,
                              declared.get(sr["metadata"]["labels"].get(STEP_LABEL, ""))),
             created_at=parse_time(sr["metadata"].get("creationTimestamp")),
         )
-    for step, state in m.step_state_items(status):
+    states = dict(m.step_state_items(status))
+    for step, state in states.items():
         if step in step_runs or not state.step_run:
             continue
         if cache.was_deleted("StepRun", ns, state.step_run, run_uid):
             step_runs[step] = m.StepRunObservation(
                 name=state.step_run, status=None, deleting=True, gone=True, attempt=None)
+    for item in _read_items(spec, states):
+        item_run = step_run_name(name, item)
+        if item not in step_runs and cache.was_deleted("StepRun", ns, item_run, run_uid):
+            step_runs[item] = m.StepRunObservation(
+                name=item_run, status=None, deleting=True, gone=True, attempt=None)
     for refusal in cache.refused("StepRun", ns, run_uid):  # the few of this run, if any
         if refusal.key and refusal.key not in step_runs and _of_spec(spec, refusal.key):
             step_runs[refusal.key] = m.StepRunObservation(  # a step's, or an item's
@@ -106,12 +112,30 @@ def snapshot(cache: ObjectCache, key: RunKey, run: Obj,
                                 and c.get("status") == "True" for c in conditions),
         cancel_requested_at=wire.cancel_requested_at(run) if spec.cancel_requested
         else None,
-        gates=_gates(run, definition, step_runs, dict(m.step_state_items(status))),
+        gates=_gates(run, definition, step_runs, states),
         story_wait=definition.wait,
         reused=definition.reused + _reused_items(cache, run, definition, spec, step_runs,
-                                                 dict(m.step_state_items(status))),
+                                                 states),
         problems=definition.problems,
     )
+
+
+def _read_items(spec: m.RunSpec, states: Mapping[str, m.StepState]) -> list[str]:
+    """The items of each fan-out step that succeeded and that a step not ended reads: the
+    core fails what of that reader is not made yet once one of their StepRuns is seen deleted
+    (its outputs went with it). Any other item's deletion is of no use to it, so it is not
+    looked up (a wide fan-out's items would cost a look-up each at every reconcile)."""
+    steps = (*spec.steps, *spec.finally_steps)
+    read = {producer for s in steps
+            if s.name not in states or states[s.name].phase not in STEP_TERMINAL
+            for producer, _ in s.consumes}
+    keys: list[str] = []
+    for s in steps:
+        state = states.get(s.name)
+        if (s.for_each is not None and s.name in read and state is not None
+                and state.items is not None and state.phase is StepPhase.SUCCEEDED):
+            keys += item_keys(s.name, state.items.total)
+    return keys
 
 
 def _of_spec(spec: m.RunSpec, key: str) -> bool:
