@@ -373,9 +373,9 @@ RELEASED_WHILE_READ = spec(
     step("s0", timeout_seconds=5, heartbeat_timeout_seconds=10, outputs=OUTS),
     grace_period_seconds=0, finally_timeout_seconds=30, timeout_seconds=50,
     finally_steps=(
-        step("f3", timeout_seconds=5, retry=m.RetryPolicy(0, 0, (75,)),
+        step("f3", timeout_seconds=5, retry=m.RetryPolicy(0, 0, 1, None, (75,)),
              consumes=(("s0", "o0"),), conditional=True, for_each=m.ForEach(parallelism=1)),
-        step("f0", timeout_seconds=5, retry=m.RetryPolicy(0, 0, (75,)), conditional=True)))
+        step("f0", timeout_seconds=5, retry=m.RetryPolicy(0, 0, 1, None, (75,)), conditional=True)))
 """s0's StepRun is deleted once it succeeded; the decision that lets it go must fail what of
 f3 is not made yet, not make its first item and leave the next to fail after."""
 
