@@ -61,8 +61,9 @@ class StopWorkload:
 
 @value
 class StopItems:
-    """Delete the live pods of every item of fan-out step `step` in one request, giving them
-    `grace_seconds` to exit: a stop of the run stops all its items at once, however many run.
+    """Delete the live pods of every item of fan-out step `step` together, in a few requests for
+    the whole step, giving them `grace_seconds` to exit: a stop of the run stops all its items
+    at once, however many run.
     Sent only when every item of the step is to be stopped (the run halts), so it may take pods
     the decision has not seen yet too (an item's create still on its way when the stop came)."""
 
