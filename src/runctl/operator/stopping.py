@@ -38,9 +38,7 @@ async def stop_workloads(ctx: Context, ns: str, run: str, step: str, grace: int)
     await asyncio.gather(*(kube.call(
         "delete", "replicasets", ctx.apps.delete_namespaced_replica_set, name, ns, body=options)
         for name in _replicasets(pods)))
-    await _delete_all(ctx, [("Pod", p, kube.call(
-        "delete", "pods", ctx.core.delete_namespaced_pod, p["metadata"]["name"], ns,
-        body=client.V1DeleteOptions(grace_period_seconds=grace))) for p in pods])
+    await _delete_each_pod(ctx, ns, pods, grace)
 
 
 LIVE_PODS = "status.phase!=Succeeded,status.phase!=Failed"
@@ -73,9 +71,17 @@ async def stop_items(ctx: Context, ns: str, run: str, step: str, grace: int) -> 
                 ctx.cache.mark_deleting("Pod", pod, now)
     if any(res.outcome is kube.Outcome.FORBIDDEN for res in results):
         # A role of an older chart, without the verb: one delete per pod the cache knows.
-        await _delete_all(ctx, [("Pod", p, kube.call(
-            "delete", "pods", ctx.core.delete_namespaced_pod, p["metadata"]["name"], ns,
-            body=options)) for p in known if not p["metadata"].get("deletionTimestamp")])
+        await _delete_each_pod(ctx, ns, [p for p in known
+                                         if not p["metadata"].get("deletionTimestamp")], grace)
+
+
+async def _delete_each_pod(ctx: Context, ns: str, pods: list[dict[str, Any]],
+                           grace: int) -> None:
+    """One delete per pod, all sent at once, each seen deleting as soon as it landed."""
+    options = client.V1DeleteOptions(grace_period_seconds=grace)
+    await _delete_all(ctx, [("Pod", p, kube.call(
+        "delete", "pods", ctx.core.delete_namespaced_pod, p["metadata"]["name"], ns,
+        body=options)) for p in pods])
 
 
 def _delete_pods(core: client.CoreV1Api, ns: str, selector: str,
