@@ -51,8 +51,8 @@ OPERATOR_RULES: dict[tuple[str, str], set[str]] = {
     # Only so owner references may set blockOwnerDeletion where that is enforced.
     ("runctl.dev", "storyruns/finalizers"): {"update"},
     ("runctl.dev", "stepruns/finalizers"): {"update"},
-    ("apps", "deployments"): {"get", "list", "watch", "create", "delete"},
-    ("apps", "replicasets"): {"delete"},
+    ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("apps", "replicasets"): {"list", "delete"},
     ("", "services"): {"create"},
     # deletecollection: a fan-out's stop deletes its items' live pods in one request.
     ("", "pods"): {"get", "list", "watch", "create", "delete", "deletecollection"},

@@ -348,21 +348,72 @@ def test_a_late_success_of_a_lost_step_deletes_its_ended_pod_and_is_reported_onc
     assert sent() == ([], 0)
 
 
-def test_a_realtime_stop_deletes_the_deployment_then_its_replicaset_then_its_pods() -> None:
-    """Each wave lands before the next is sent: a ReplicaSet still there when its pod is
-    deleted would start a replacement after the stop."""
+def _scaling(ctx: FakeContext, seen: int) -> None:
+    """The controllers' answers to a Deployment scaled to zero (generation 2): each look sees
+    the ReplicaSet controller one step further, the `seen`-th look at zero and observed."""
+    rs = {"metadata": {"name": "live-hub-5d8f", "generation": 3}, "spec": {"replicas": 1},
+          "status": {"observedGeneration": 2}}
+    at_zero = {"metadata": rs["metadata"], "spec": {"replicas": 0},
+               "status": {"observedGeneration": 3}}
+    ctx.fake.answers["patch_namespaced_deployment"] = [
+        {"metadata": {"name": "live-hub", "generation": 2}, "spec": {"replicas": 0}}]
+    ctx.fake.answers["read_namespaced_deployment"] = [
+        {"metadata": {"generation": 2}, "status": {"observedGeneration": 1 if n == 0 else 2}}
+        for n in range(seen)]
+    ctx.fake.answers["list_namespaced_replica_set"] = [
+        {"items": [at_zero if n == seen - 2 else rs]} for n in range(seen - 1)]
+
+
+def test_a_realtime_stop_scales_to_zero_then_deletes_the_deployment_its_replicaset_its_pods(
+        ) -> None:
+    """No pod is deleted before the ReplicaSet controller has seen its ReplicaSet at zero: one
+    that still counts on a replica replaces a deleted pod, after the stop. Each wave lands
+    before the next is sent."""
     pod = load("pod-live-hub")
     ctx = context(load("storyrun-live-canceled"), load("deployment-live-hub"), pod)
+    _scaling(ctx, seen=3)
     asyncio.run(stopping.stop_workloads(ctx, "rec", "live", "hub", 30))
     replicaset = next(o["name"] for o in pod["metadata"]["ownerReferences"]
                       if o["kind"] == "ReplicaSet")
     assert [(c[0], c[1][0]) for c in ctx.fake.calls] == [
+        ("patch_namespaced_deployment", "live-hub"),
+        ("read_namespaced_deployment", "live-hub"),  # the Deployment controller not there yet
+        ("read_namespaced_deployment", "live-hub"),
+        ("list_namespaced_replica_set", "rec"),  # its ReplicaSet not seen at zero yet
+        ("read_namespaced_deployment", "live-hub"),
+        ("list_namespaced_replica_set", "rec"),
         ("delete_namespaced_deployment", "live-hub"),
         ("delete_namespaced_replica_set", replicaset),
         ("delete_namespaced_pod", pod["metadata"]["name"])]
+    assert ctx.fake.calls[0][1][2] == {"spec": {"replicas": 0}}
+    labels = load("deployment-live-hub")["spec"]["selector"]["matchLabels"]
+    assert ctx.fake.options[3]["label_selector"] == ",".join(
+        f"{k}={v}" for k, v in sorted(labels.items()))
     ctx.fake.calls.clear()
     asyncio.run(stopping.stop_workloads(ctx, "rec", "live", "hub", 30))
     assert ctx.fake.calls == []  # the Deployment and the pod are seen being deleted
+
+
+def test_a_realtime_stop_never_hangs_on_controllers_that_do_not_act(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A controller manager that is down never scales the ReplicaSet: past the wait, the pods
+    are deleted all the same. A role without the verbs to scale skips the wait."""
+    monkeypatch.setattr(stopping, "SCALED_WAIT", 0.2)
+    stuck = {"metadata": {"generation": 2}, "status": {"observedGeneration": 1}}
+    for refused in (None, "patch_namespaced_deployment", "read_namespaced_deployment"):
+        pod = load("pod-live-hub")
+        ctx = context(load("storyrun-live-canceled"), load("deployment-live-hub"), pod)
+        ctx.fake.answers["patch_namespaced_deployment"] = [
+            {"metadata": {"name": "live-hub", "generation": 2}}]
+        ctx.fake.answers["read_namespaced_deployment"] = [stuck] * 100
+        if refused:
+            ctx.fake.answers[refused] = [refusal(403, "forbidden")]
+        asyncio.run(stopping.stop_workloads(ctx, "rec", "live", "hub", 30))
+        methods = [c[0] for c in ctx.fake.calls]
+        assert methods[-3:] == ["delete_namespaced_deployment", "delete_namespaced_replica_set",
+                                "delete_namespaced_pod"], refused
+        looks = methods.count("read_namespaced_deployment")
+        assert looks > 1 if refused is None else looks <= 1, (refused, looks)
 
 
 def item_pod(index: int, phase: str = "Running") -> dict[str, Any]:

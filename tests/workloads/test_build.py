@@ -62,10 +62,17 @@ def test_a_pod_s_deadline_is_the_earlier_of_its_timeout_and_the_run_s_deadline()
 
 def test_a_deployment_and_its_service_are_built_as_they_were_stored() -> None:
     sr = load("steprun-live-hub")
-    assert contained(build.build_deployment(sr), load("deployment-live-hub")) == []
+    assert contained(build.build_deployment(sr, 30), load("deployment-live-hub")) == []
     service = build.build_service(sr)
     assert service is not None
     assert contained(service, load("service-live-hub")) == []
+
+
+def test_a_realtime_step_s_pods_get_the_run_s_shutdown_grace() -> None:
+    """A stop scales the Deployment to zero; the ReplicaSet controller then deletes its pods
+    with the grace their spec carries, which must be the run's."""
+    template = build.build_deployment(load("steprun-live-hub"), 75)["spec"]["template"]
+    assert template["spec"]["terminationGracePeriodSeconds"] == 75
 
 
 def test_no_port_no_service_and_a_named_account_gets_its_token() -> None:
@@ -77,7 +84,7 @@ def test_no_port_no_service_and_a_named_account_gets_its_token() -> None:
     assert "automountServiceAccountToken" not in pod["spec"]
     assert pod["metadata"]["labels"]["team"] == "data"
     assert pod["metadata"]["labels"][wire.RUN_LABEL] == "ok"
-    template = build.build_deployment(sr)["spec"]["template"]
+    template = build.build_deployment(sr, 30)["spec"]["template"]
     assert template["spec"]["serviceAccountName"] == "loader"
     assert template["metadata"]["labels"]["team"] == "data"
 
@@ -88,7 +95,7 @@ def test_a_step_s_node_selector_and_tolerations_reach_its_pods() -> None:
                                "value": "etl", "effect": "NoSchedule"}]}
     pod = build.build_pod(load("steprun-placed-work"), 1, NOW)
     stored_pod = load("pod-placed-work-1")
-    deployment = build.build_deployment(load("steprun-placed-live-work"))
+    deployment = build.build_deployment(load("steprun-placed-live-work"), 30)
     stored_deployment = load("deployment-placed-live-work")
     assert contained(pod, stored_pod) == []
     assert contained(deployment, stored_deployment) == []

@@ -257,7 +257,7 @@ async def _send(ctx: Context, key: RunKey, run: Obj, rendered: StepRuns,
         case act.StartAttempt(step=step, attempt=attempt):
             sr = step_runs.get(step)
             return Outcome(Retry.SOON) if sr is None else await start_attempt(
-                ctx, sr, attempt, now)
+                ctx, run, sr, attempt, now)
         case act.StopWorkload(step=step, grace_seconds=grace):
             await stop_workloads(ctx, key[0], key[1], step, grace)
         case act.StopItems(step=step, grace_seconds=grace):
@@ -300,11 +300,14 @@ async def create_steprun(ctx: Context, run: Obj, body: dict[str, Any], seen: boo
     return DONE, None
 
 
-async def start_attempt(ctx: Context, sr: Obj, attempt: int, now: dt.datetime) -> Outcome:
+async def start_attempt(ctx: Context, run: Obj, sr: Obj, attempt: int,
+                        now: dt.datetime) -> Outcome:
     """Create the workload of an attempt: its pod (batch), or its Deployment and Service."""
     ns = sr["metadata"]["namespace"]
     if sr["spec"].get("mode") == "realtime":
-        kind, workload = "Deployment", build.build_deployment(sr)
+        executes = ((run.get("status") or {}).get("resolved") or {}).get("spec")
+        grace = wire.run_spec(run["spec"], executes).grace_period_seconds
+        kind, workload = "Deployment", build.build_deployment(sr, grace)
         res = await kube.call("create", "deployments", ctx.apps.create_namespaced_deployment,
                               ns, workload)
         service = build.build_service(sr)

@@ -107,11 +107,15 @@ def build_pod(steprun: Mapping[str, Any], attempt: int, now: dt.datetime) -> Man
     }
 
 
-def build_deployment(steprun: Mapping[str, Any]) -> Manifest:
-    """A realtime step: one long-lived replica, kept running until the run's topology ends."""
+def build_deployment(steprun: Mapping[str, Any], grace_seconds: int) -> Manifest:
+    """A realtime step: one long-lived replica, kept running until the run's topology ends.
+    Its pods get the run's shutdown grace (`grace_seconds`) from whoever deletes them: a stop
+    scales the Deployment to zero, and the ReplicaSet controller deletes them with the grace
+    their spec carries."""
     spec = steprun["spec"]
     labels = _labels(steprun)
     metadata, pod_spec = _pod_parts(spec, "Always", labels)
+    pod_spec["terminationGracePeriodSeconds"] = grace_seconds
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {
