@@ -52,7 +52,7 @@ OPERATOR_RULES: dict[tuple[str, str], set[str]] = {
     ("runctl.dev", "storyruns/finalizers"): {"update"},
     ("runctl.dev", "stepruns/finalizers"): {"update"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("apps", "replicasets"): {"list", "delete"},
+    ("apps", "replicasets"): {"delete"},
     ("", "services"): {"create"},
     # deletecollection: a fan-out's stop deletes its items' live pods in one request.
     ("", "pods"): {"get", "list", "watch", "create", "delete", "deletecollection"},

@@ -1,14 +1,13 @@
 """Stop a step's workloads: the delete waves of a `StopWorkload`.
 
-A Deployment is first scaled to zero, and the stop waits (`SCALED_WAIT` at most) until the
-ReplicaSet controller has seen every ReplicaSet of it at zero: a pod deleted while that controller
-still counts on one replica is replaced, and the replacement would start after the stop. Deleting
-the ReplicaSet first is not enough, since the controller may see the pod go before it sees its
-ReplicaSet go. The ReplicaSet controller then deletes the pods itself, with the grace the pod
-template carries (the run's `shutdown.gracePeriodSeconds`). Then three waves, each sent at once:
-the Deployment, the ReplicaSets that own the step's pods, the pods (with the stop's grace, should
-the controller be slow or down). A batch attempt's pod has no owner but its StepRun, so only the
-last wave finds it.
+A Deployment is first scaled to zero, and the ReplicaSet controller deletes its pods, with the
+grace their template carries (the run's `shutdown.gracePeriodSeconds`); the stop waits for that
+(`SCALED_WAIT` at most). A pod deleted by anyone else while that controller still counts on one
+replica is replaced, and the replacement would start after the stop; deleting the ReplicaSet
+first is not enough, since the controller may see the pod go before it sees its ReplicaSet go.
+Then three waves, each sent at once: the Deployment, the ReplicaSets that own pods of the step
+still not deleted, those pods (only when the controller was too slow or is down). A batch
+attempt's pod has no owner but its StepRun, so only the last wave finds it.
 
 The items of a fan-out step that all stop at once (`StopItems`) go in a few requests, however
 many there are: deletes of collections of the step's live item pods, chosen by label. Hundreds
@@ -36,7 +35,8 @@ async def stop_workloads(ctx: Context, ns: str, run: str, step: str, grace: int)
     key = (ns, run)
     options = client.V1DeleteOptions(propagation_policy="Background", grace_period_seconds=grace)
     deployments = [d for d in ctx.cache.children("Deployment", key) if _stoppable(d, step)]
-    await asyncio.gather(*(_scale_to_zero(ctx, ns, d) for d in deployments))
+    if deployments:
+        await _scale_to_zero(ctx, ns, run, step, deployments)
     await _delete_all(ctx, [("Deployment", d, kube.call(
         "delete", "deployments", ctx.apps.delete_namespaced_deployment, d["metadata"]["name"],
         ns, body=options)) for d in deployments])
@@ -48,53 +48,31 @@ async def stop_workloads(ctx: Context, ns: str, run: str, step: str, grace: int)
 
 
 SCALED_WAIT = 10.0
-"""Seconds a stop waits for the controllers to see a Deployment at zero replicas; past it (a
-controller manager down or far behind) the pods are deleted all the same: a stop never hangs."""
+"""Seconds a stop waits for the ReplicaSet controller to delete a Deployment's pods once it is
+scaled to zero; past it (a controller manager down or far behind) the stop deletes them itself:
+a stop never hangs."""
 
-POLL = 0.05
-"""Seconds between two looks at a Deployment being scaled to zero."""
+POLL = 0.02
+"""Seconds between two looks at the cache while waiting: the watch brings the pods' deletes."""
 
 
-async def _scale_to_zero(ctx: Context, ns: str, deployment: Mapping[str, Any]) -> None:
-    """Scale `deployment` to zero replicas, then wait until the ReplicaSet controller has seen
-    each of its ReplicaSets at zero: it never creates a pod for them again, so a pod deleted from
-    then on stays deleted. Returns early if a look is refused (a role without the verbs)."""
-    name = deployment["metadata"]["name"]
-    scaled = await kube.call("patch", "deployments", ctx.apps.patch_namespaced_deployment,
-                             name, ns, {"spec": {"replicas": 0}})
-    if scaled.outcome is not kube.Outcome.OK:
+async def _scale_to_zero(ctx: Context, ns: str, run: str, step: str,
+                         deployments: list[dict[str, Any]]) -> None:
+    """Scale the step's Deployments to zero replicas, then wait until the step's pods the cache
+    knows are being deleted: the ReplicaSet controller deletes them once it has seen its
+    ReplicaSet at zero, and from then on it creates no pod for it again. A watch is what it
+    waits on: no request of its own. Returns at once if a scale is refused (a role without
+    the verb)."""
+    scaled = await asyncio.gather(*(kube.call(
+        "patch", "deployments", ctx.apps.patch_namespaced_deployment, d["metadata"]["name"],
+        ns, {"spec": {"replicas": 0}}) for d in deployments))
+    if any(res.outcome is not kube.Outcome.OK for res in scaled):
         return
-    generation = _plain(ctx, scaled.body)["metadata"].get("generation") or 0
-    selector = ",".join(f"{k}={v}" for k, v in
-                        sorted(deployment["spec"]["selector"]["matchLabels"].items()))
     give_up = asyncio.get_running_loop().time() + SCALED_WAIT
-    while asyncio.get_running_loop().time() < give_up:
-        seen = await kube.call("get", "deployments", ctx.apps.read_namespaced_deployment,
-                               name, ns)
-        if seen.outcome is not kube.Outcome.OK:
+    while any(_stoppable(p, step) for p in ctx.cache.children("Pod", (ns, run))):
+        if asyncio.get_running_loop().time() >= give_up:
             return
-        if _observed(_plain(ctx, seen.body), generation):
-            sets = await kube.call("list", "replicasets",
-                                   ctx.apps.list_namespaced_replica_set, ns,
-                                   label_selector=selector)
-            if sets.outcome is not kube.Outcome.OK:
-                return
-            if all(_observed(rs, rs["metadata"].get("generation") or 0)
-                   and rs["spec"].get("replicas") == 0
-                   for rs in _plain(ctx, sets.body).get("items") or ()):
-                return
         await asyncio.sleep(POLL)
-
-
-def _observed(obj: Mapping[str, Any], generation: int) -> bool:
-    """Whether the object's controller has acted on `generation` of its spec."""
-    return int((obj.get("status") or {}).get("observedGeneration") or 0) >= generation
-
-
-def _plain(ctx: Context, body: Any) -> dict[str, Any]:
-    """A client answer as the API server's JSON (camelCase keys)."""
-    plain: dict[str, Any] = ctx.api.sanitize_for_serialization(body)
-    return plain
 
 
 LIVE_PODS = "status.phase!=Succeeded,status.phase!=Failed"

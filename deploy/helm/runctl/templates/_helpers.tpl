@@ -89,7 +89,7 @@ What the operator does in a namespace it watches, verb by verb (and nothing else
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [apps]
   resources: [replicasets]
-  verbs: [list, delete]
+  verbs: [delete]
 - apiGroups: [""]
   resources: [services]
   verbs: [create]
