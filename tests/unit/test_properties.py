@@ -34,6 +34,7 @@ from runctl.machine.phases import (
     StepPhase,
     Waiting,
 )
+from runctl.machine.slots import suspended
 from tests.unit.builders import spec as spec_of
 from tests.unit.world import KINDS, LIVE, W, World, happen
 
@@ -466,7 +467,8 @@ def retries_wait_their_delay(observed: m.Observed, d: Decision, now: dt.datetime
     """Retries back off: no attempt n starts before the previous attempt ended plus the delay
     for n (`backoff.delay_seconds`); a step that begins to wait records as its next attempt's
     time exactly the failure's sight plus that delay, rounded up to a whole second; and every
-    step still waiting after the decision has the decision wake up by its time."""
+    step still waiting after the decision has the decision wake up by its time (unless the
+    run is suspended and its time has come: then its resume wakes the run)."""
     spec, entries = observed.spec, dict(d.status.step_states)
     written = {a.step: a.status for a in d.actions if isinstance(a, act.WriteStepRunStatus)}
     for a in d.actions:
@@ -495,6 +497,8 @@ def retries_wait_their_delay(observed: m.Observed, d: Decision, now: dt.datetime
                 f"{key}: next attempt at {due}, not {delay}s after {now}"
             assert due.microsecond == 0
             event("a retry began to wait")
+        if due <= now and suspended(spec):
+            continue  # its time has come, but it waits for the run's resume (a spec change)
         assert d.requeue_at is not None, f"{key} waits until {due}, the decision sleeps"
         assert d.requeue_at <= due, f"{key} waits until {due}, the decision wakes later"
 
@@ -567,13 +571,33 @@ def run_parallelism_holds(observed: m.Observed, d: Decision, now: dt.datetime) -
     assert said == {_owner(key) for key in held}, f"14: {said} say they wait, {held} do"
 
 
+def nothing_starts_while_suspended(observed: m.Observed, d: Decision,
+                                   now: dt.datetime) -> None:
+    """15: while the run is suspended (and no stop requested) nothing starts: no StepRun for a
+    step or item that had none, no next attempt of a retry; the run says it is suspended."""
+    if not suspended(observed.spec) or observed.status.phase in RUN_TERMINAL:
+        return
+    assert _slot_takers(observed, d) == [], "15: a step started while suspended"
+    attempts = {key: obs.status.attempts for key, obs in observed.step_runs
+                if obs.status is not None}
+    for key, state in observed.status.step_states:
+        attempts[key] = max(attempts.get(key, 1), state.attempts)
+    for a in d.actions:
+        if isinstance(a, act.StartAttempt):
+            assert a.attempt <= attempts.get(a.step, 1), f"15: attempt {a} while suspended"
+    if d.status.phase in (RunPhase.PENDING, RunPhase.RUNNING):
+        assert d.status.reason == Waiting.SUSPENDED, "15: a suspended run does not say so"
+        assert any(c.type == "Suspended" and c.status == "True" for c in d.status.conditions)
+        event("a decision while suspended")
+
+
 CHECKS: tuple[Check, ...] = (
     finally_steps_wait_for_the_outcome, the_run_ends_with_its_outcome,
     drain_leaves_running_steps, every_step_recorded_at_the_end, terminal_is_final,
     nothing_starts_after_a_stop, the_drain_timeout_plays_no_part,
     a_realtime_stop_ends_in_time, failures_skip_only_below, readers_wait_for_outputs,
     lost_never_succeeds, only_transient_failures_retried, retries_wait_their_delay,
-    a_terminal_run_only_lets_go, run_parallelism_holds,
+    a_terminal_run_only_lets_go, run_parallelism_holds, nothing_starts_while_suspended,
 )
 
 
@@ -648,8 +672,9 @@ def cycle(world: World) -> Decision:
 
 def finish(world: World, rounds: int, stubborn: bool) -> None:
     """Liveness: let every step end (pods finish, time reaches each requeue), the run must then
-    become terminal. A realtime run ends only when stopped; `stubborn` pods ignore the stop, so
-    only the grace period can end it."""
+    become terminal (once resumed, if suspended). A realtime run ends only when stopped;
+    `stubborn` pods ignore the stop, so only the grace period can end it."""
+    happen(world, "resume", "", 0)
     if world.spec.mode is Mode.REALTIME:
         happen(world, "stop", "", 0)
     for _ in range(rounds):

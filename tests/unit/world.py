@@ -315,6 +315,10 @@ def happen(world: World, kind: str, step: str, param: int) -> None:
             world.spec = replace(world.spec, shutdown_finally=FinallyPolicy.SKIP,
                                  cancel_requested=world.spec.cancel_requested or param % 3 > 0)
             world.cancel_at = world.cancel_at or world.now
+        case "suspend":
+            world.spec = replace(world.spec, suspend=True)
+        case "resume":
+            world.spec = replace(world.spec, suspend=False)
         case "topology":
             world.topology_terminated = True
         case "pods_gone":
@@ -336,5 +340,5 @@ def happen(world: World, kind: str, step: str, param: int) -> None:
 
 KINDS = ("run", "run", "run", "succeed", "succeed", "fail", "fail", "late_success", "heartbeat",
          "delete_workload", "terminate", "delete_steprun", "stop", "skip_finally", "topology",
-         "pods_gone",
+         "pods_gone", "suspend", "resume",
          "tick", "tick", "jump", "jump", "outage", "lost_creates", "lost_status")

@@ -33,6 +33,8 @@ class EventReason(StrEnum):
     """A child's create was forbidden (RBAC, a quota): tried again later."""
     CREATE_REFUSED = "CreateRefused"
     """A child's create was refused as invalid: its step fails (also the attempt's reason)."""
+    SUSPENDED = "Suspended"
+    RESUMED = "Resumed"
 
 
 @value

@@ -58,9 +58,17 @@ from runctl.machine.phases import (
     ShutdownMode,
     StepPhase,
     StopTrigger,
+    Waiting,
 )
 from runctl.machine.plan import Clock, Plan, Stop, Tracks, plan
-from runctl.machine.status import events, late_report_events, run_status
+from runctl.machine.slots import suspended
+from runctl.machine.status import (
+    SUSPENDED_MESSAGE,
+    Suspension,
+    events,
+    late_report_events,
+    run_status,
+)
 from runctl.machine.steps import (
     StepContext,
     Track,
@@ -276,12 +284,15 @@ def _conclude(observed: Observed, p: Plan, clock: Clock, *, stop: Stop | None, h
               outcome: Outcome | None = None) -> Decision:
     """The status the plan makes, the actions that make it true, and when to look again.
     `halting`: workloads of steps still going are to be stopped now."""
-    old, now = observed.status, clock.now
+    old, now, spec = observed.status, clock.now, observed.spec
+    if suspended(spec) and p.phase in (RunPhase.PENDING, RunPhase.RUNNING):
+        p = replace(p, reason=Waiting.SUSPENDED, message=SUSPENDED_MESSAGE)
     states = step_states_from((name, t.state) for name, t in p.tracks.items())
     status = run_status(old, phase=p.phase, reason=p.reason, message=p.message, states=states,
                         stop=stop.record if stop is not None else None, trigger=p.trigger,
                         started_at=old.started_at or now, now=now,
-                        generation=observed.generation, outcome=outcome)
+                        generation=observed.generation, outcome=outcome,
+                        suspension=Suspension(spec.suspend, spec.cancel_requested))
     actions: list[Action] = [*p.creates]
     actions += _effects(observed, p.tracks, now, halting=halting or p.phase in RUN_TERMINAL)
     actions += p.starts

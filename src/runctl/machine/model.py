@@ -131,6 +131,8 @@ class RunSpec:
     parallelism: int | None = None
     """The most of its steps and items holding a slot at once (a StepRun made, not terminal);
     None: no bound. Finally steps share it; a realtime run has none (`dag.validate`)."""
+    suspend: bool = False
+    """`spec.suspend`: nothing starts while it holds (`slots.suspended`), what runs goes on."""
 
 
 # -- StoryRun status -------------------------------------------------------------------------

@@ -139,6 +139,9 @@ class Waiting(StrEnum):
     RUN_PARALLELISM = "RunParallelism"
     """A step ready to start (for a fan-out step: some of its items) waits for a slot: as many
     of the run's steps and items as its `parallelism` hold one."""
+    SUSPENDED = "Suspended"
+    """The run is suspended (`spec.suspend`): a step ready to start (or its next attempt, or
+    a fan-out step's items not started) waits until it is resumed. Also the run's reason."""
 
 
 STEP_FAILURES: frozenset[StepPhase] = frozenset(

@@ -37,7 +37,14 @@ from runctl.machine.phases import (
     StopTrigger,
     Waiting,
 )
-from runctl.machine.slots import Slots, items_waiting, slots, waiting
+from runctl.machine.slots import (
+    SUSPENDED_NOTE,
+    Slots,
+    items_waiting,
+    slots,
+    suspended,
+    waiting,
+)
 from runctl.machine.steps import (
     StepContext,
     Track,
@@ -335,10 +342,11 @@ def _start(observed: Observed, t: Track, states: Mapping[str, StepState], clock:
            mode: Mode, room: Slots | None = None
            ) -> tuple[Track, CreateStepRun | None, StartAttempt | None]:
     """What starts for one going step, first rule that holds: the next attempt once its
-    backoff is over; the current attempt again if its workload was never seen (creating it is
-    idempotent); the recorded StepRun again if it was never seen either; a StepRun for a step
-    whose needs are met, if the run has a slot free (`room`; None: no bound); else it waits
-    for one. Only that last takes a slot: the others hold theirs."""
+    backoff is over and the run is not suspended; the current attempt again if its workload
+    was never seen (creating it is idempotent); the recorded StepRun again if it was never
+    seen either; a StepRun for a step whose needs are met, if the run has a slot free (`room`;
+    None: no bound, and not suspended); else it waits for one. Only that last takes a slot:
+    the others hold theirs."""
     now, step_run = clock.now, t.state.step_run or ""
     reuse = observed.reuse(t.name)
     if reuse is not None:
@@ -346,6 +354,9 @@ def _start(observed: Observed, t: Track, states: Mapping[str, StepState], clock:
     if t.status is not None and in_backoff(t.status):
         if now < (t.status.next_attempt_at or now):
             return t, None, None
+        if suspended(observed.spec):
+            return replace(t, state=replace(t.state, message=f"next attempt {SUSPENDED_NOTE}")
+                           ), None, None
         attempt = t.status.attempts + 1
         status = replace(t.status, attempts=attempt, reason=None, next_attempt_at=now,
                          workload=workload_ref(mode, step_run, attempt))

@@ -33,9 +33,11 @@ from runctl.machine.phases import (
     Waiting,
 )
 from runctl.machine.steps import Track
+from runctl.machine.value import value
 
 SUCCEEDED = "Succeeded"
-"""The condition the core owns; any other condition (e.g. TopologyTerminated) is kept as is."""
+SUSPENDED = "Suspended"
+"""The conditions the core owns; any other condition (e.g. TopologyTerminated) is kept as is."""
 
 
 def progress(states: StepStates) -> str:
@@ -53,25 +55,64 @@ def _condition_status(phase: RunPhase) -> ConditionStatus:
 
 
 def conditions(old: Iterable[Condition], phase: RunPhase, reason: str | None,
-               message: str | None, now: dt.datetime, generation: int
-               ) -> tuple[Condition, ...]:
-    """`Succeeded` first (Unknown until terminal), then the conditions others own, unchanged.
-    Its lastTransitionTime moves only when its status flips."""
+               message: str | None, now: dt.datetime, generation: int,
+               suspension: Suspension | None = None) -> tuple[Condition, ...]:
+    """`Succeeded` first (Unknown until terminal), then `Suspended` once the run was ever
+    suspended, then the conditions others own, unchanged. A lastTransitionTime moves only when
+    its status flips."""
     old = tuple(old)
-    status = _condition_status(phase)
-    previous = next((c for c in old if c.type == SUCCEEDED), None)
+    mine = [_condition(old, SUCCEEDED, _condition_status(phase), reason or phase.value, message,
+                       now, generation)]
+    held = _suspended(old, phase, suspension)
+    if held is not None:
+        mine.append(_condition(old, SUSPENDED, *held, now, generation))
+    return (*mine, *(c for c in old if c.type not in (SUCCEEDED, SUSPENDED)))
+
+
+def _condition(old: tuple[Condition, ...], kind: str, status: ConditionStatus, reason: str,
+               message: str | None, now: dt.datetime, generation: int) -> Condition:
+    previous = next((c for c in old if c.type == kind), None)
     since = (previous.last_transition_time
              if previous is not None and previous.status == status else now)
-    mine = Condition(type=SUCCEEDED, status=status, reason=reason or phase.value,
-                     message=message, last_transition_time=since,
-                     observed_generation=generation)
-    return (mine, *(c for c in old if c.type != SUCCEEDED))
+    return Condition(type=kind, status=status, reason=reason, message=message,
+                     last_transition_time=since, observed_generation=generation)
+
+
+@value
+class Suspension:
+    """What the spec says of suspending the run: `spec.suspend`, and whether a stop was
+    requested (which lifts it)."""
+
+    suspend: bool
+    stop_requested: bool
+
+
+SUSPENDED_MESSAGE = ("spec.suspend is true: nothing new starts until it is false; what runs "
+                     "goes on, and the run's deadline keeps counting")
+RESUMED_MESSAGE = "spec.suspend is false: steps start again"
+STOP_LIFTS = "a stop was requested: the run ends as any stop ends it"
+
+
+def _suspended(old: tuple[Condition, ...], phase: RunPhase, suspension: Suspension | None
+               ) -> tuple[ConditionStatus, str, str] | None:
+    """The `Suspended` condition's status, reason and message; None while the run was never
+    suspended."""
+    ever = any(c.type == SUSPENDED for c in old)
+    if suspension is None or not (suspension.suspend or ever):
+        return None
+    if phase in RUN_TERMINAL:
+        return "False", "RunEnded", "the run ended"
+    if suspension.stop_requested:
+        return "False", EventReason.STOP_REQUESTED, STOP_LIFTS
+    if suspension.suspend:
+        return "True", Waiting.SUSPENDED, SUSPENDED_MESSAGE
+    return "False", EventReason.RESUMED, RESUMED_MESSAGE
 
 
 def run_status(old: RunStatus, *, phase: RunPhase, reason: str | None, message: str | None,
                states: StepStates, stop: StopState | None, trigger: StopTrigger | None,
                started_at: dt.datetime, now: dt.datetime, generation: int,
-               outcome: Outcome | None) -> RunStatus:
+               outcome: Outcome | None, suspension: Suspension | None = None) -> RunStatus:
     """The whole status. A stop completes when the run ends unless it already completed
     (when the main steps ended, before the finally steps); a run that ends with no outcome
     recorded records its end as its outcome."""
@@ -85,7 +126,8 @@ def run_status(old: RunStatus, *, phase: RunPhase, reason: str | None, message: 
         finished_at=finished,
         duration=go_duration(finished - started_at) if finished is not None else None,
         step_states=states, stop=stop,
-        conditions=conditions(old.conditions, phase, reason, message, now, generation),
+        conditions=conditions(old.conditions, phase, reason, message, now, generation,
+                              suspension),
         observed_generation=generation, progress=progress(states), outcome=outcome)
 
 
@@ -122,6 +164,10 @@ def late_report_events(track: Track) -> list[EmitEvent]:
                       f"stays {state.phase}")]
 
 
+def _held(status: RunStatus) -> bool:
+    return any(c.type == SUSPENDED and c.status == "True" for c in status.conditions)
+
+
 def events(old: RunStatus, new: RunStatus, phase: RunPhase, tracks: Mapping[str, Track]
            ) -> list[EmitEvent]:
     """The Events for going from `old` to `new` (whose phase is `phase`)."""
@@ -131,6 +177,11 @@ def events(old: RunStatus, new: RunStatus, phase: RunPhase, tracks: Mapping[str,
                              "stop requested: no step starts from now on"))
     if phase is RunPhase.RUNNING and old.phase in (None, RunPhase.PENDING):
         out.append(EmitEvent("run", None, "Normal", EventReason.STARTED, "the run started"))
+    was, now = _held(old), _held(new)
+    if now and not was:
+        out.append(EmitEvent("run", None, "Normal", EventReason.SUSPENDED, SUSPENDED_MESSAGE))
+    elif was and not now and phase not in RUN_TERMINAL and new.stop is None:
+        out.append(EmitEvent("run", None, "Normal", EventReason.RESUMED, RESUMED_MESSAGE))
     for track in tracks.values():
         out += _step_events(track)
         out += [e for item in track.items or () for e in late_report_events(item)]
