@@ -30,6 +30,7 @@ FULL_SPEC: dict[str, Any] = {
     "onFailure": "continue",
     "timeoutSeconds": 3600,
     "cancelRequested": False,
+    "suspend": False,
     "shutdown": {"gracePeriodSeconds": 30},
     "transport": {"lifecycle": {"drainTimeoutSeconds": 120}},
     "ttlSecondsAfterFinished": 300,

@@ -285,3 +285,24 @@ def test_a_new_steprun_carries_the_inputs_digest_the_api_server_stored() -> None
     # The reused step's StepRun records the digest of its source's.
     assert (load("steprun-part-again-first")["spec"]["inputsDigest"]
             == load("steprun-part-first")["spec"]["inputsDigest"])
+
+
+# -- suspend -----------------------------------------------------------------------------------
+
+
+def test_a_suspended_run_reads_as_suspended_and_its_condition_round_trips() -> None:
+    """`spec.suspend` as stored, on a run of a Story too (it is the run's own, not the
+    Story's); the `Suspended` condition reads and writes back as the API server holds it."""
+    run = load("storyrun-ok-running")
+    assert not wire.run_spec(run["spec"]).suspend
+    assert wire.run_spec({**run["spec"], "suspend": True}).suspend
+    assert wire.run_spec({"storyRef": {"name": "s"}, "suspend": True}, STORY_SPEC).suspend
+    held = {"type": "Suspended", "status": "True", "reason": "Suspended",
+            "message": "spec.suspend is true: nothing new starts until it is false; what runs "
+                       "goes on, and the run's deadline keeps counting",
+            "lastTransitionTime": "2026-11-26T00:25:13Z", "observedGeneration": 2}
+    status = {**run["status"], "conditions": [*run["status"]["conditions"], held]}
+    parsed = wire.parse_run_status(status)
+    assert m.Condition("Suspended", "True", "Suspended", held["message"],
+                       parse_time(held["lastTransitionTime"]), 2) in parsed.conditions
+    assert {**wire.run_status(parsed), **wire.recorded(status)} == status

@@ -344,8 +344,9 @@ def story_run_spec_rules(fields: list[str], defaults: Mapping[str, str]) -> list
     """On StoryRun spec: exactly one of steps, storyRef and rerunOf, params only with storyRef
     or rerunOf, rerun only with rerunOf, no run-shaping field beside storyRef or rerunOf (those
     the API server defaults, `defaults` as CEL literals by path, must keep their defaults);
-    `fields` (every spec field but cancelRequested and shutdown's mode and finally, which the
-    root rule `SHUTDOWN_UNTIL_TERMINAL` lets change until the run is terminal) are immutable."""
+    `fields` (every spec field but cancelRequested, and suspend and shutdown's mode and
+    finally, which the root rules `UNTIL_TERMINAL` let change until the run is terminal) are
+    immutable."""
     beside = " || ".join(f"has(self.{f})" for f in STORY_REF_ONLY)
     kept = " && ".join(f"self.{path} == {value}" for path, value in defaults.items())
     return [
@@ -368,11 +369,11 @@ def story_run_spec_rules(fields: list[str], defaults: Mapping[str, str]) -> list
               "storyRef or rerunOf",
               reason="FieldValueForbidden"),
         _rule(" && ".join(same(f) for f in fields),
-              "spec is immutable after creation, except cancelRequested (false to true) and "
-              "shutdown.mode and shutdown.finally",
+              "spec is immutable after creation, except cancelRequested (false to true), "
+              "suspend, shutdown.mode and shutdown.finally",
               message_expression=(
-                  "'spec is immutable after creation, except cancelRequested (false to true) "
-                  "and shutdown.mode and shutdown.finally; "
+                  "'spec is immutable after creation, except cancelRequested (false to true), "
+                  "suspend, shutdown.mode and shutdown.finally; "
                   f"this update changes' + {changed_text(fields, prefix='spec.')}"),
               reason="FieldValueForbidden"),
         _rule("!has(oldSelf.cancelRequested) || !oldSelf.cancelRequested || "
@@ -447,18 +448,19 @@ def _terminal_entries(steps: str) -> Rule:
 _TERMINAL_BEFORE = (f"has(oldSelf.status) && has(oldSelf.status.phase) && "
                     f"oldSelf.status.phase in {RUN_TERMINAL_CEL}")
 
-SHUTDOWN_UNTIL_TERMINAL = _rule(
-    f"!({_TERMINAL_BEFORE}) || {same('spec.shutdown')}",
-    "spec.shutdown cannot change once the run is terminal",
-    field_path=".spec.shutdown", reason="FieldValueForbidden")
-"""On the root (it reads the status): shutdown.mode and shutdown.finally may change until the
-run is terminal (the spec rule keeps gracePeriodSeconds and the rest immutable throughout)."""
+UNTIL_TERMINAL: list[Rule] = [_rule(
+    f"!({_TERMINAL_BEFORE}) || {same(f'spec.{field}')}",
+    f"spec.{field} cannot change once the run is terminal",
+    field_path=f".spec.{field}", reason="FieldValueForbidden") for field in ("shutdown", "suspend")]
+"""On the root (they read the status): suspend, shutdown.mode and shutdown.finally may change
+until the run is terminal (the spec rule keeps gracePeriodSeconds and the rest immutable
+throughout)."""
 
 STORY_RUN_ROOT_RULES: list[Rule] = [
     STATUS_KEPT,
     _terminal_entries("spec.steps"),
     _terminal_entries("spec.finally"),
-    SHUTDOWN_UNTIL_TERMINAL,
+    *UNTIL_TERMINAL,
 ]
 
 STEP_RUN_ROOT_RULES: list[Rule] = [STATUS_KEPT]

@@ -510,7 +510,7 @@ class RerunSpec(ApiModel):
 
 class StoryRunSpec(RunShape):
     """What the run executes and how. Immutable after creation, except cancelRequested and,
-    until the run is terminal, shutdown.mode and shutdown.finally."""
+    until the run is terminal, suspend, shutdown.mode and shutdown.finally."""
 
     model_config = ConfigDict(json_schema_extra=lambda schema, cls: _spec_rules(schema, cls))
 
@@ -520,6 +520,14 @@ class StoryRunSpec(RunShape):
                     "are stopped (shutdown.mode Cancel) or left to finish (Drain) within "
                     "shutdown.gracePeriodSeconds; finally steps then run unless "
                     "shutdown.finally is Skip. It can only go from false to true, never back. "
+                    "Default false.")
+    suspend: bool = Field(
+        default=False,
+        description="Set to true to suspend the run: nothing new starts (no step, no item of a "
+                    "fan-out step, no next attempt of a retry, no finally step) until it is "
+                    "false again; what runs goes on and its end is recorded. The run's "
+                    "timeoutSeconds and the finally steps' deadline keep counting. A stop "
+                    "(cancelRequested) lifts it. May change until the run is terminal. "
                     "Default false.")
     steps: list[StepSpec] | None = _steps(required=False)
     finally_: list[StepSpec] | None = _finally()
@@ -589,10 +597,10 @@ class StepRunSpec(StepSpec):
 
 
 def _spec_rules(schema: dict[str, Any], cls: type[ApiModel]) -> None:
-    """StoryRun spec rules: exactly one of steps and storyRef; every field but cancelRequested
-    and shutdown's mode and finally is immutable."""
+    """StoryRun spec rules: exactly one of steps and storyRef; every field but cancelRequested,
+    suspend and shutdown's mode and finally is immutable."""
     fields = [f.alias or name for name, f in cls.model_fields.items()
-              if name not in ("cancel_requested", "shutdown")]
+              if name not in ("cancel_requested", "suspend", "shutdown")]
     fields.insert(fields.index("transport"), "shutdown.gracePeriodSeconds")
     defaults = {"mode": f"'{Mode.BATCH.value}'", "onFailure": f"'{OnFailure.STOP.value}'",
                 "shutdown.gracePeriodSeconds": str(ShutdownSpec().grace_period_seconds)}

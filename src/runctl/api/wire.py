@@ -115,6 +115,7 @@ def run_spec(spec: Mapping[str, Any], executes: Mapping[str, Any] | None = None)
         timeout_seconds=shape.timeout_seconds,
         finally_timeout_seconds=shape.finally_timeout_seconds or FINALLY_TIMEOUT_SECONDS,
         cancel_requested=typed.cancel_requested,
+        suspend=typed.suspend,
         grace_period_seconds=shape.shutdown.grace_period_seconds,
         # A run may choose how its stop acts, over its Story's choice.
         shutdown_mode=typed.shutdown.mode or shape.shutdown.mode or ShutdownMode.CANCEL,

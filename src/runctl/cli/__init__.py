@@ -1,4 +1,5 @@
-"""The `runctl` command: start, follow, stop and re-run runs, read their logs; run the operator.
+"""The `runctl` command: start, follow, stop, suspend and re-run runs, read their logs; run the
+operator.
 
 Like any command-line tool, it reports a failure in one line on stderr (`runctl <command>: what
 went wrong`) and exits non-zero; argparse reports bad arguments its own way (exit 2). `runctl
@@ -11,14 +12,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from runctl.cli import logs, operator, rerun, show, start, watching
+from runctl.cli import logs, operator, rerun, show, start, suspend, watching
 from runctl.cli.session import Failed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="runctl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in (show, start, rerun, watching, logs, operator):
+    for command in (show, start, rerun, watching, suspend, logs, operator):
         command.register(sub)
 
     args = parser.parse_args(argv)
