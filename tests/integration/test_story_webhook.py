@@ -345,7 +345,7 @@ def test_runctl_rerun_runs_a_finished_run_again_and_bad_params_are_refused_by_na
     created = json.loads(cluster.kubectl("get", "storyrun", name, "-n", namespace,
                                          "-o", "json").stdout)
     assert created["spec"] == {"rerunOf": {"name": "done"}, "cancelRequested": False,
-                               "mode": "batch", "onFailure": "stop",
+                               "suspend": False, "mode": "batch", "onFailure": "stop",
                                "shutdown": {"gracePeriodSeconds": 30}}
     assert created["status"]["stepStates"]["only"]["reason"] == "Reused"
     assert "Reused from run done" in again.stdout
