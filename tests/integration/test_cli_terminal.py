@@ -136,3 +136,30 @@ def test_watch_shows_a_fan_out_as_one_line_of_counts_and_its_failed_items(
     convert = next(line for line in end.splitlines() if "convert" in line)
     assert convert.split()[:5] == ["✖", "convert", "Failed", "40/40", "✔39"]
     assert "✖ item 30" in end
+
+
+def test_watch_follows_a_suspended_run_says_what_it_waits_for_and_ends_once_resumed(
+        cluster: ControlPlane, operator: OperatorProcess, namespace: str,
+        terminal: Terminal) -> None:
+    apply(cluster, namespace, storyrun("held", [step("first"), step("then", "first")],
+                                       suspend=True))
+    env = {"KUBECONFIG": str(cluster.kubeconfig), "TERM": "xterm-256color"}
+    terminal.run(f"{RUNCTL} watch held -n {namespace}", env)
+
+    waiting = terminal.wait_for("Pending (Suspended)")
+    assert "Message:  spec.suspend is true: nothing new starts until it is false" in waiting
+    first = next(line for line in waiting.splitlines() if " first " in line)
+    assert first.split()[:3] == ["◷", "first", "Pending"]
+    assert "Suspended: waiting: the run is suspended" in first  # cut at the edge
+    time.sleep(2)  # still following, nothing started
+    assert "[exit " not in terminal.screen()
+    assert "Pending (Suspended)" in terminal.screen()
+
+    resumed = subprocess.run([str(RUNCTL), "resume", "held", "-n", namespace],
+                             env={**os.environ, **env}, capture_output=True, text=True,
+                             check=False)
+    assert resumed.stdout == "storyrun held resumed\n", resumed
+    end = terminal.wait_for("[exit ")
+    assert "[exit 0]" in end
+    assert end.count("Run:") == 1
+    assert "Phase:    Succeeded (Completed)  2/2 steps" in end
