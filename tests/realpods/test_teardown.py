@@ -23,9 +23,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.realpods]
 
 
 def up(workdir: Path) -> subprocess.Popen[str]:
+    """`up` as a person starts it from a terminal, where Ctrl-C interrupts it: a test run in
+    the background (CI, `make test &`) inherits SIGINT ignored, and the child would ignore it
+    too."""
     return subprocess.Popen(
         [sys.executable, "-m", "runctl.devcluster", "up", "--real-node",
-         f"--workdir={workdir}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+         f"--workdir={workdir}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=_interruptible)
+
+
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_an_interrupted_start_leaves_nothing(node_binaries: Path) -> None:
